@@ -1,0 +1,31 @@
+"""The code location: every asset, check, job, schedule, sensor and resource. Wiring only."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from assets.raw import raw_chain_tables
+from assets.token_transfers import token_transfers
+from chainlake.settings import env
+from resources.delta import DeltaStore
+from resources.rpc import RpcResource
+
+ASSETS = [raw_chain_tables, token_transfers]
+
+RESOURCES = {
+    "delta": DeltaStore(
+        root=env("DELTA_ROOT", "data/delta"),
+        s3_endpoint_url=env("S3_ENDPOINT_URL", None),
+        s3_access_key_id=env("AWS_ACCESS_KEY_ID", None),
+        s3_secret_access_key=env("AWS_SECRET_ACCESS_KEY", None),
+    ),
+    "rpc": RpcResource(),
+}
+
+chain_day_job = dg.define_asset_job(
+    "chain_day_job",
+    selection=dg.AssetSelection.groups("raw", "core"),
+    description="Extract and decode one chain-day into Delta Lake.",
+)
+
+defs = dg.Definitions(assets=ASSETS, resources=RESOURCES, jobs=[chain_day_job])
