@@ -15,6 +15,18 @@ from chainlake.schema import conform, polars_schema
 UTC = dt.UTC
 
 
+WITHDRAWALS = pl.List(
+    pl.Struct(
+        {
+            "index": pl.Int64,
+            "validator_index": pl.Int64,
+            "address": pl.String,
+            "amount_gwei": pl.Int64,
+        }
+    )
+)
+
+
 class BlocksModel(pa.DataFrameModel):
     """One row per block. Hashes and addresses are lowercase 0x-hex strings; wei amounts are
     Decimal(38,0) (exact integers); header fields of later forks are null before that fork."""
@@ -44,16 +56,7 @@ class BlocksModel(pa.DataFrameModel):
     uncle_count: pl.Int32 = pa.Field(ge=0)
     withdrawals_root: pl.String = pa.Field(nullable=True)
     withdrawal_count: pl.Int32 = pa.Field(nullable=True)
-    withdrawals: pl.List(
-        pl.Struct(
-            {
-                "index": pl.Int64,
-                "validator_index": pl.Int64,
-                "address": pl.String,
-                "amount_gwei": pl.Int64,
-            }
-        )
-    ) = pa.Field(nullable=True)  # type: ignore[valid-type]
+    withdrawals: WITHDRAWALS = pa.Field(nullable=True)  # type: ignore[valid-type]
     blob_gas_used: pl.Int64 = pa.Field(nullable=True)
     excess_blob_gas: pl.Int64 = pa.Field(nullable=True)
     parent_beacon_block_root: pl.String = pa.Field(nullable=True)
@@ -63,7 +66,7 @@ class BlocksModel(pa.DataFrameModel):
         strict = True
 
     @pa.dataframe_check
-    def gas_used_within_limit(cls, data: PolarsData) -> pl.LazyFrame:
+    def gas_used_within_limit(cls, data: PolarsData) -> pl.LazyFrame:  # type: ignore[misc]
         return data.lazyframe.select(pl.col("gas_used") <= pl.col("gas_limit"))
 
 

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import orjson
 import pandera.polars as pa
 import polars as pl
+from pandera.polars import PolarsData
 
 from chainlake.schema import conform, polars_schema
 
@@ -60,7 +61,7 @@ class TransactionsModel(pa.DataFrameModel):
         strict = True
 
     @pa.dataframe_check
-    def gas_used_within_gas(cls, data: pa.PolarsData) -> pl.LazyFrame:
+    def gas_used_within_gas(cls, data: PolarsData) -> pl.LazyFrame:  # type: ignore[misc]
         return data.lazyframe.select(pl.col("gas_used") <= pl.col("gas"))
 
 

@@ -30,13 +30,18 @@ CHAINS, chain_day_partitions = _build()
 def partition_chain_day(
     partition_key: str | dg.MultiPartitionKey,
 ) -> tuple[ChainConfig, dt.date]:
-    """(chain, day) of a partition key; an unknown chain gets an error naming the config file."""
+    """(chain, day) of a partition key; an unknown chain gets an error naming the config file.
+
+    The config is read again here, at run time, so a run sees the current RPC URLs and
+    tokens; only the chain names and the earliest start date are fixed when the code loads."""
     key = (
         partition_key
         if isinstance(partition_key, dg.MultiPartitionKey)
         else dg.MultiPartitionKey(_parse(partition_key))
     )
-    chain = get_chain(CHAINS, key.keys_by_dimension[CHAIN_DIM], source=str(chains_config_path()))
+    chain = get_chain(
+        load_chains(), key.keys_by_dimension[CHAIN_DIM], source=str(chains_config_path())
+    )
     day = dt.date.fromisoformat(key.keys_by_dimension[DATE_DIM])
     return chain, day
 
