@@ -1,0 +1,447 @@
+"""Wallets, portfolios and alerts (`config/portfolios.yaml`), validated on load.
+
+```yaml
+wallets:
+  - name: treasury                # unique; portfolios refer to wallets by name or address
+    address: "0x…"                # 20-byte hex, stored lowercase
+    chain: devnet                 # a chain of chains.yaml
+    kind: eoa                     # eoa (default) | contract
+    active: true
+portfolios:
+  - id: core-treasury             # the portfolio_id of every analytics table
+    name: Core treasury
+    chain: devnet                 # optional when every wallet is on one chain
+    risk_profile: moderate        # conservative | moderate | aggressive | custom
+    target_allocation: {ETH: 0.6, USDC: 0.4}   # optional, weights summing to 1
+    wallets: [treasury, "0x…"]
+alerts:
+  - name: Low treasury balance
+    description: …
+    query: Alert me when the treasury holds less than 10 ETH    # natural language
+    expression: wallet_balances.filter(pl.col("balance") < 10)   # a Python expression
+    parameters: {wallet: treasury, threshold: 10, token: ETH}
+    active: true
+```
+
+A portfolio lives on one chain: its snapshots and risk are partitioned by (chain, day) like
+everything else, so a multi-chain holder is modelled as one portfolio per chain.
+
+Every error names the file, the entry and the field.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import re
+import uuid
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import polars as pl
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from chainlake.config import ChainConfig, ConfigError, normalize_address
+
+DEFAULT_PORTFOLIOS_CONFIG = "config/portfolios.yaml"
+PORTFOLIO_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
+# Stable ids across reloads: the same wallet, portfolio or alert always gets the same UUID.
+_NAMESPACE = uuid.UUID("5b0c7c1e-3f6a-4c1e-9a57-9e1f0c2d4b11")
+
+
+class WalletConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1, max_length=128)
+    address: str
+    chain: str
+    kind: Literal["eoa", "contract"] = "eoa"
+    active: bool = True
+
+    _addr = field_validator("address", mode="before")(lambda v: normalize_address(v))
+
+    @property
+    def id(self) -> uuid.UUID:
+        return uuid.uuid5(_NAMESPACE, f"wallet:{self.chain}:{self.address}")
+
+
+class PortfolioConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str
+    name: str = Field(min_length=1, max_length=255)
+    description: str | None = None
+    chain: str | None = None
+    risk_profile: Literal["conservative", "moderate", "aggressive", "custom"] = "moderate"
+    target_allocation: dict[str, float] = Field(default_factory=dict)
+    active: bool = True
+    wallets: tuple[str, ...] = Field(min_length=1)
+
+    @field_validator("id")
+    @classmethod
+    def _id(cls, v: str) -> str:
+        if not PORTFOLIO_ID_RE.match(v):
+            raise ValueError(
+                f"{v!r} must be 1-64 letters, digits or '_.:-', starting with a letter or digit"
+            )
+        return v
+
+    @field_validator("target_allocation")
+    @classmethod
+    def _weights(cls, v: dict[str, float]) -> dict[str, float]:
+        if v:
+            if any(w < 0 for w in v.values()):
+                raise ValueError("weights must not be negative")
+            if abs(sum(v.values()) - 1.0) > 1e-9:
+                raise ValueError(f"weights sum to {sum(v.values())}, not 1")
+        return v
+
+
+class AlertConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1, max_length=255)
+    description: str | None = None
+    query: str = Field(min_length=1, description="the alert in natural language")
+    expression: str | None = None
+    parameters: dict[str, Any] = Field(default_factory=dict)
+    active: bool = True
+
+    @field_validator("expression")
+    @classmethod
+    def _expression(cls, v: str | None) -> str | None:
+        if v is not None:
+            try:
+                ast.parse(v, mode="eval")
+            except SyntaxError as e:
+                raise ValueError(f"not a Python expression: {e.msg} at column {e.offset}") from None
+        return v
+
+    @property
+    def id(self) -> uuid.UUID:
+        return uuid.uuid5(_NAMESPACE, f"alert:{self.name}")
+
+
+class PortfolioBook(BaseModel):
+    """The validated file. Portfolios' `wallets` are resolved to lowercase addresses and each
+    portfolio's `chain` is set."""
+
+    model_config = ConfigDict(frozen=True)
+
+    wallets: tuple[WalletConfig, ...] = ()
+    portfolios: tuple[PortfolioConfig, ...] = ()
+    alerts: tuple[AlertConfig, ...] = ()
+
+    def tracked_wallets(self, chain: str) -> list[WalletConfig]:
+        """Active wallets of `chain` (the ones `core/balances` follows)."""
+        return [w for w in self.wallets if w.chain == chain and w.active]
+
+    def portfolios_on(self, chain: str) -> list[PortfolioConfig]:
+        return [p for p in self.portfolios if p.chain == chain and p.active]
+
+    def portfolio_wallets(self, chain: str) -> pl.DataFrame:
+        """(portfolio_id, address) for the active portfolios of `chain`."""
+        rows = [(p.id, a) for p in self.portfolios_on(chain) for a in p.wallets]
+        return pl.DataFrame(
+            rows, schema={"portfolio_id": pl.String, "address": pl.String}, orient="row"
+        )
+
+    def wallets_frame(self, chains: Mapping[str, ChainConfig]) -> pl.DataFrame:
+        rows = []
+        for w in self.wallets:
+            c = chains[w.chain]
+            rows.append(
+                {
+                    "id": str(w.id),
+                    "name": w.name,
+                    "address": w.address,
+                    "network": c.network,
+                    "subnet": c.subnet,
+                    "chain": w.chain,
+                    "chain_id": c.chain_id,
+                    "kind": w.kind,
+                    "is_active": w.active,
+                }
+            )
+        return pl.DataFrame(rows, schema=WALLETS_SCHEMA)
+
+    def portfolios_frame(self, chains: Mapping[str, ChainConfig]) -> pl.DataFrame:
+        rows = [
+            {
+                "portfolio_id": p.id,
+                "name": p.name,
+                "description": p.description,
+                "chain": p.chain,
+                "chain_id": chains[p.chain].chain_id if p.chain else None,
+                "risk_profile": p.risk_profile,
+                "target_allocation": [
+                    {"key": k, "value": v} for k, v in sorted(p.target_allocation.items())
+                ],
+                "is_active": p.active,
+            }
+            for p in self.portfolios
+        ]
+        return pl.DataFrame(rows, schema=PORTFOLIOS_SCHEMA)
+
+    def portfolio_wallets_frame(self) -> pl.DataFrame:
+        by_address = {(w.chain, w.address): w for w in self.wallets}
+        rows = [
+            {
+                "portfolio_id": p.id,
+                "wallet_id": str(by_address[(p.chain, a)].id),
+                "address": a,
+                "chain": p.chain,
+            }
+            for p in self.portfolios
+            for a in p.wallets
+        ]
+        return pl.DataFrame(rows, schema=PORTFOLIO_WALLETS_SCHEMA)
+
+    def alerts_frame(self) -> pl.DataFrame:
+        import orjson
+
+        rows = [
+            {
+                "id": str(a.id),
+                "name": a.name,
+                "description": a.description,
+                "natural_language_query": a.query,
+                "expression": a.expression,
+                "parameters": orjson.dumps(a.parameters, option=orjson.OPT_SORT_KEYS).decode(),
+                "is_active": a.active,
+            }
+            for a in self.alerts
+        ]
+        return pl.DataFrame(rows, schema=ALERTS_SCHEMA)
+
+
+WALLETS_SCHEMA = pl.Schema(
+    {
+        "id": pl.String,
+        "name": pl.String,
+        "address": pl.String,
+        "network": pl.String,
+        "subnet": pl.String,
+        "chain": pl.String,
+        "chain_id": pl.Int64,
+        "kind": pl.String,
+        "is_active": pl.Boolean,
+    }
+)
+PORTFOLIOS_SCHEMA = pl.Schema(
+    {
+        "portfolio_id": pl.String,
+        "name": pl.String,
+        "description": pl.String,
+        "chain": pl.String,
+        "chain_id": pl.Int64,
+        "risk_profile": pl.String,
+        "target_allocation": pl.List(pl.Struct({"key": pl.String, "value": pl.Float64})),
+        "is_active": pl.Boolean,
+    }
+)
+PORTFOLIO_WALLETS_SCHEMA = pl.Schema(
+    {"portfolio_id": pl.String, "wallet_id": pl.String, "address": pl.String, "chain": pl.String}
+)
+ALERTS_SCHEMA = pl.Schema(
+    {
+        "id": pl.String,
+        "name": pl.String,
+        "description": pl.String,
+        "natural_language_query": pl.String,
+        "expression": pl.String,
+        "parameters": pl.String,
+        "is_active": pl.Boolean,
+    }
+)
+
+
+def portfolios_config_path() -> Path:
+    return Path(os.environ.get("PORTFOLIOS_CONFIG") or DEFAULT_PORTFOLIOS_CONFIG)
+
+
+def _errors(path: Path, section: str, index: int, label: str, err: ValidationError) -> str:
+    out = []
+    for e in err.errors():
+        field = ".".join(str(p) for p in e["loc"]) or "(entry)"
+        msg = e["msg"].removeprefix("Value error, ")
+        out.append(f"{path}: {section}[{index}] {label!r}: field {field!r}: {msg}")
+    return "\n".join(out)
+
+
+def _entries(raw: Mapping[str, Any], section: str, path: Path) -> list[Any]:
+    entries = raw.get(section)
+    if entries is None:
+        return []
+    if not isinstance(entries, list):
+        raise ConfigError(f"{path}: '{section}:' must be a list")
+    return entries
+
+
+def _label(entry: Any, key: str, index: int) -> str:
+    if isinstance(entry, Mapping) and entry.get(key) is not None:
+        return str(entry[key])
+    return f"#{index}"
+
+
+def parse_portfolios(
+    raw: Any, chains: Mapping[str, ChainConfig], *, path: str | Path = DEFAULT_PORTFOLIOS_CONFIG
+) -> PortfolioBook:
+    """Validate an already-parsed YAML document against the configured chains."""
+    path = Path(path)
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{path}: expected a mapping with 'wallets', 'portfolios', 'alerts'")
+    unknown = set(raw) - {"wallets", "portfolios", "alerts"}
+    if unknown:
+        raise ConfigError(f"{path}: unknown top-level keys {sorted(unknown)}")
+    problems: list[str] = []
+
+    wallets: list[WalletConfig] = []
+    by_name: dict[str, WalletConfig] = {}
+    by_address: dict[tuple[str, str], WalletConfig] = {}
+    addresses: dict[str, list[WalletConfig]] = {}
+    for i, entry in enumerate(_entries(raw, "wallets", path)):
+        label = _label(entry, "name", i)
+        where = f"{path}: wallets[{i}] {label!r}"
+        if not isinstance(entry, Mapping):
+            problems.append(f"{where}: expected a mapping, got {entry!r}")
+            continue
+        try:
+            w = WalletConfig.model_validate(dict(entry))
+        except ValidationError as e:
+            problems.append(_errors(path, "wallets", i, label, e))
+            continue
+        if w.chain not in chains:
+            problems.append(
+                f"{where}: field 'chain': unknown chain {w.chain!r}; configured chains: "
+                f"{', '.join(sorted(chains)) or '(none)'}"
+            )
+            continue
+        if w.name in by_name:
+            problems.append(f"{where}: field 'name': duplicate wallet name {w.name!r}")
+            continue
+        if (w.chain, w.address) in by_address:
+            other = by_address[(w.chain, w.address)].name
+            problems.append(
+                f"{where}: field 'address': duplicate of wallet {other!r} ({w.address} on {w.chain})"
+            )
+            continue
+        by_name[w.name] = w
+        by_address[(w.chain, w.address)] = w
+        addresses.setdefault(w.address, []).append(w)
+        wallets.append(w)
+
+    portfolios: list[PortfolioConfig] = []
+    seen_ids: set[str] = set()
+    for i, entry in enumerate(_entries(raw, "portfolios", path)):
+        label = _label(entry, "id", i)
+        where = f"{path}: portfolios[{i}] {label!r}"
+        if not isinstance(entry, Mapping):
+            problems.append(f"{where}: expected a mapping, got {entry!r}")
+            continue
+        try:
+            p = PortfolioConfig.model_validate(dict(entry))
+        except ValidationError as e:
+            problems.append(_errors(path, "portfolios", i, label, e))
+            continue
+        if p.id in seen_ids:
+            problems.append(f"{where}: field 'id': duplicate portfolio id {p.id!r}")
+            continue
+        if p.chain is not None and p.chain not in chains:
+            problems.append(
+                f"{where}: field 'chain': unknown chain {p.chain!r}; configured chains: "
+                f"{', '.join(sorted(chains)) or '(none)'}"
+            )
+            continue
+        members: list[WalletConfig] = []
+        bad = False
+        for ref in p.wallets:
+            w = _resolve(ref, p.chain, by_name, addresses)
+            if isinstance(w, str):
+                problems.append(f"{where}: field 'wallets': {w}")
+                bad = True
+            else:
+                members.append(w)
+        if bad:
+            continue
+        member_chains = sorted({w.chain for w in members})
+        chain = p.chain or (member_chains[0] if len(member_chains) == 1 else None)
+        if chain is None or member_chains != [chain]:
+            problems.append(
+                f"{where}: field 'wallets': wallets on chains {member_chains}"
+                + (f" but the portfolio is on {p.chain!r}" if p.chain else "")
+                + "; a portfolio lives on one chain (make one portfolio per chain)"
+            )
+            continue
+        resolved = tuple(dict.fromkeys(w.address for w in members))
+        if len(resolved) != len(p.wallets):
+            problems.append(f"{where}: field 'wallets': a wallet is listed twice")
+            continue
+        seen_ids.add(p.id)
+        portfolios.append(p.model_copy(update={"chain": chain, "wallets": resolved}))
+
+    alerts: list[AlertConfig] = []
+    alert_names: set[str] = set()
+    for i, entry in enumerate(_entries(raw, "alerts", path)):
+        label = _label(entry, "name", i)
+        where = f"{path}: alerts[{i}] {label!r}"
+        if not isinstance(entry, Mapping):
+            problems.append(f"{where}: expected a mapping, got {entry!r}")
+            continue
+        try:
+            a = AlertConfig.model_validate(dict(entry))
+        except ValidationError as e:
+            problems.append(_errors(path, "alerts", i, label, e))
+            continue
+        if a.name in alert_names:
+            problems.append(f"{where}: field 'name': duplicate alert name {a.name!r}")
+            continue
+        alert_names.add(a.name)
+        alerts.append(a)
+
+    if problems:
+        raise ConfigError("\n".join(problems))
+    return PortfolioBook(wallets=tuple(wallets), portfolios=tuple(portfolios), alerts=tuple(alerts))
+
+
+def _resolve(
+    ref: str,
+    chain: str | None,
+    by_name: Mapping[str, WalletConfig],
+    by_address: Mapping[str, Sequence[WalletConfig]],
+) -> WalletConfig | str:
+    if ref in by_name:
+        return by_name[ref]
+    try:
+        address = normalize_address(ref)
+    except ValueError:
+        return f"unknown wallet {ref!r} (neither a wallet name nor an address)"
+    candidates = [w for w in by_address.get(address, ()) if chain is None or w.chain == chain]
+    if not candidates:
+        return f"address {address} is not a wallet of the 'wallets' list" + (
+            f" on {chain!r}" if chain else ""
+        )
+    if len(candidates) > 1:
+        return f"address {address} is a wallet on several chains; set the portfolio's 'chain'"
+    return candidates[0]
+
+
+def load_portfolios(
+    chains: Mapping[str, ChainConfig], path: str | Path | None = None
+) -> PortfolioBook:
+    """Read and validate portfolios.yaml (PORTFOLIOS_CONFIG, else config/portfolios.yaml).
+    A missing file is an empty book: nothing is tracked yet."""
+    p = Path(path) if path is not None else portfolios_config_path()
+    try:
+        text = p.read_text()
+    except FileNotFoundError:
+        return PortfolioBook()
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{p}: not valid YAML: {e}") from e
+    return parse_portfolios(raw, chains, path=p)

@@ -1,0 +1,203 @@
+"""config/portfolios.yaml: validation errors name the entry and the field."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from chainlake.config import ChainConfig, ConfigError
+from chainlake.portfolios import load_portfolios, parse_portfolios
+
+A1 = "0x" + "a1" * 20
+A2 = "0x" + "B2" * 20
+A3 = "0x" + "c3" * 20
+
+
+@pytest.fixture
+def chains() -> dict[str, ChainConfig]:
+    def chain(name: str, chain_id: int) -> ChainConfig:
+        return ChainConfig(
+            name=name,
+            network=name,
+            subnet="local",
+            chain_id=chain_id,
+            rpc_urls=("http://127.0.0.1:8545",),
+            start_date=dt.date(2026, 1, 1),
+        )
+
+    return {"devnet": chain("devnet", 31337), "other": chain("other", 5)}
+
+
+def _doc(**overrides: Any) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "wallets": [
+            {"name": "w1", "address": A1, "chain": "devnet"},
+            {"name": "w2", "address": A2, "chain": "devnet", "kind": "contract"},
+            {"name": "w3", "address": A1, "chain": "other"},
+        ],
+        "portfolios": [
+            {"id": "p1", "name": "One", "wallets": ["w1", A2]},
+            {"id": "p2", "name": "Two", "chain": "other", "wallets": [A1]},
+        ],
+        "alerts": [{"name": "a1", "query": "tell me", "expression": "x.filter(y > 1)"}],
+    }
+    doc.update(overrides)
+    return doc
+
+
+def test_valid_book(chains: dict[str, ChainConfig]) -> None:
+    book = parse_portfolios(_doc(), chains)
+    p1, p2 = book.portfolios
+    assert p1.chain == "devnet"  # inferred from its wallets
+    assert p1.wallets == (A1, A2.lower())
+    assert p2.wallets == (A1,)  # the address resolved on the portfolio's chain
+    assert [w.name for w in book.tracked_wallets("devnet")] == ["w1", "w2"]
+    assert book.portfolio_wallets("devnet").rows() == [("p1", A1), ("p1", A2.lower())]
+    wallets = book.wallets_frame(chains)
+    assert wallets["id"].n_unique() == 3
+    assert wallets.filter(wallets["name"] == "w2")["kind"].item() == "contract"
+    # Ids are stable across loads, so reloading the catalog is idempotent.
+    again = parse_portfolios(_doc(), chains).wallets_frame(chains)
+    assert again["id"].to_list() == wallets["id"].to_list()
+    assert book.portfolio_wallets_frame().height == 3
+    assert book.alerts_frame()["parameters"].to_list() == ["{}"]
+
+
+@pytest.mark.parametrize(
+    ("section", "entry", "expected"),
+    [
+        (
+            "wallets",
+            {"name": "bad", "address": "0x1234", "chain": "devnet"},
+            "wallets[3] 'bad': field 'address': not a 20-byte hex address",
+        ),
+        (
+            "wallets",
+            {"name": "lost", "address": A3, "chain": "mainnet"},
+            "wallets[3] 'lost': field 'chain': unknown chain 'mainnet'",
+        ),
+        (
+            "wallets",
+            {"name": "w1", "address": A3, "chain": "devnet"},
+            "wallets[3] 'w1': field 'name': duplicate wallet name 'w1'",
+        ),
+        (
+            "wallets",
+            {"name": "again", "address": A1.upper().replace("0X", "0x"), "chain": "devnet"},
+            "wallets[3] 'again': field 'address': duplicate of wallet 'w1'",
+        ),
+        (
+            "portfolios",
+            {"id": "p1", "name": "dup", "wallets": ["w1"]},
+            "portfolios[2] 'p1': field 'id': duplicate portfolio id 'p1'",
+        ),
+        (
+            "portfolios",
+            {"id": "p3", "name": "x", "wallets": ["nobody"]},
+            "portfolios[2] 'p3': field 'wallets': unknown wallet 'nobody'",
+        ),
+        (
+            "portfolios",
+            {"id": "p3", "name": "x", "wallets": [A3]},
+            "portfolios[2] 'p3': field 'wallets': address " + A3 + " is not a wallet",
+        ),
+        (
+            "portfolios",
+            {"id": "p3", "name": "x", "wallets": ["w1", "w3"]},
+            "portfolios[2] 'p3': field 'wallets': wallets on chains ['devnet', 'other']",
+        ),
+        (
+            "portfolios",
+            {"id": "p3", "name": "x", "chain": "moon", "wallets": ["w1"]},
+            "portfolios[2] 'p3': field 'chain': unknown chain 'moon'",
+        ),
+        ("portfolios", {"id": "p3", "name": "x", "wallets": [A1]}, "is a wallet on several chains"),
+        (
+            "portfolios",
+            {"id": "p 3", "name": "x", "wallets": ["w1"]},
+            "portfolios[2] 'p 3': field 'id'",
+        ),
+        (
+            "portfolios",
+            {
+                "id": "p3",
+                "name": "x",
+                "wallets": ["w1"],
+                "target_allocation": {"ETH": 0.5, "USDC": 0.4},
+            },
+            "field 'target_allocation': weights sum to 0.9",
+        ),
+        (
+            "portfolios",
+            {"id": "p3", "name": "x", "chain": "devnet", "wallets": ["w1", A1]},
+            "a wallet is listed twice",
+        ),
+        (
+            "alerts",
+            {"name": "a1", "query": "again"},
+            "alerts[1] 'a1': field 'name': duplicate alert name 'a1'",
+        ),
+        (
+            "alerts",
+            {"name": "a2", "query": "q", "expression": "x.filter("},
+            "alerts[1] 'a2': field 'expression': not a Python expression",
+        ),
+        ("alerts", {"name": "a3"}, "alerts[1] 'a3': field 'query': Field required"),
+        (
+            "wallets",
+            {"name": "typo", "adress": A3, "chain": "devnet"},
+            "wallets[3] 'typo': field 'adress': Extra inputs are not permitted",
+        ),
+    ],
+)
+def test_errors_name_the_entry(
+    chains: dict[str, ChainConfig], section: str, entry: dict[str, Any], expected: str
+) -> None:
+    doc = _doc()
+    doc[section] = [*doc[section], entry]
+    with pytest.raises(ConfigError) as e:
+        parse_portfolios(doc, chains, path="portfolios.yaml")
+    assert expected in str(e.value)
+    assert str(e.value).startswith("portfolios.yaml: ")
+
+
+def test_every_problem_is_reported_at_once(chains: dict[str, ChainConfig]) -> None:
+    doc = _doc()
+    doc["wallets"].append({"name": "bad", "address": "nope", "chain": "devnet"})
+    doc["alerts"].append({"name": "a1", "query": "dup"})
+    with pytest.raises(ConfigError) as e:
+        parse_portfolios(doc, chains, path="portfolios.yaml")
+    assert len(str(e.value).splitlines()) == 2
+
+
+def test_load_file(tmp_path: Path, chains: dict[str, ChainConfig]) -> None:
+    assert load_portfolios(chains, tmp_path / "absent.yaml").portfolios == ()
+    f = tmp_path / "portfolios.yaml"
+    f.write_text(yaml.safe_dump(_doc()))
+    assert len(load_portfolios(chains, f).wallets) == 3
+    f.write_text("wallets: [\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_portfolios(chains, f)
+    f.write_text("walets: []\n")
+    with pytest.raises(ConfigError, match="unknown top-level keys"):
+        load_portfolios(chains, f)
+
+
+def test_example_file_is_valid() -> None:
+    root = Path(__file__).resolve().parents[2]
+    chains = {
+        "devnet": ChainConfig(
+            name="devnet",
+            network="devnet",
+            subnet="local",
+            chain_id=31337,
+            rpc_urls=("http://127.0.0.1:8545",),
+            start_date=dt.date(2026, 1, 1),
+        )
+    }
+    book = load_portfolios(chains, root / "config" / "portfolios.yaml")
+    assert {p.id for p in book.portfolios} == {"treasury", "trading"}
