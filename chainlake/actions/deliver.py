@@ -1,0 +1,203 @@
+"""Delivering pending actions: claim, attempt, retry with backoff, audit every attempt.
+
+A worker claims due deliveries with a lease (`FOR UPDATE SKIP LOCKED`, so concurrent runs
+share the queue without sending twice), makes an attempt, and writes one `action_results` row
+per attempt in the same transaction as the delivery's new status. A retryable failure waits
+out the backoff (or the receiver's `retry_after`) in the worker when the wait is short, and
+otherwise goes back to the queue with `next_attempt_at`, for the pending-actions sensor to pick
+up. After `max_attempts` the delivery stays `failed` until replayed.
+
+Delivery is at least once: if a worker dies between the receiver's answer and the audit row,
+the lease expires and the attempt is repeated with the same idempotency key.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from chainlake.actions.base import ActionError, RetryPolicy, Secrets, SendContext, Sender
+from chainlake.actions.discord import Discord
+from chainlake.actions.mcp import McpToolCall
+from chainlake.actions.smtp import Email
+from chainlake.actions.telegram import Telegram
+from chainlake.actions.webhook import RestWebhook
+from chainlake.events import db, store
+
+log = logging.getLogger(__name__)
+
+
+def default_senders(**overrides: Sender) -> dict[str, Sender]:
+    senders: dict[str, Sender] = {
+        "rest": RestWebhook(),
+        "telegram": Telegram(),
+        "discord": Discord(),
+        "email": Email(),
+        "mcp": McpToolCall(),
+    }
+    senders.update(overrides)
+    return senders
+
+
+@dataclass
+class DeliveryReport:
+    claimed: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    requeued: int = 0
+    attempts: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    def add(self, other: DeliveryReport) -> None:
+        self.claimed += other.claimed
+        self.succeeded += other.succeeded
+        self.failed += other.failed
+        self.requeued += other.requeued
+        self.attempts += other.attempts
+        self.errors += other.errors[: max(0, 20 - len(self.errors))]
+
+
+@dataclass(frozen=True)
+class Deliverer:
+    """Delivers from the queue in `url`'s database with the given senders."""
+
+    url: str
+    senders: Mapping[str, Sender]
+    secrets: Secrets = field(default_factory=Secrets)
+    policy: RetryPolicy = field(default_factory=RetryPolicy)
+    job_id: str = "adhoc"
+    # A retry due within this many seconds is waited for in the worker; longer waits are
+    # handed back to the queue.
+    max_inline_wait: float = 10.0
+    lease_seconds: float = 120.0
+    workers: int = 4
+    batch_size: int = 50
+    sleep: Callable[[float], None] = time.sleep
+    http_timeout: float = 30.0
+
+    def run(
+        self, *, ids: Sequence[str] | None = None, max_batches: int | None = None
+    ) -> DeliveryReport:
+        """Deliver what is due (only `ids` when given) until the queue has nothing due."""
+        report = DeliveryReport()
+        lock = threading.Lock()
+        stop = threading.Event()
+        batches = [0]
+
+        def worker(n: int) -> None:
+            name = f"{self.job_id}/{n}/{uuid.uuid4().hex[:6]}"
+            with (
+                db.connection(self.url, autocommit=True) as conn,
+                httpx.Client(timeout=self.http_timeout) as http,
+            ):
+                while not stop.is_set():
+                    with lock:
+                        if max_batches is not None and batches[0] >= max_batches:
+                            return
+                        batches[0] += 1
+                    claimed = store.claim_deliveries(
+                        conn, worker=name, limit=self.batch_size,
+                        lease_seconds=self.lease_seconds, ids=ids,
+                    )  # fmt: skip
+                    if not claimed:
+                        return
+                    part = DeliveryReport(claimed=len(claimed))
+                    for d in claimed:
+                        self._deliver_one(conn, http, d, name, part)
+                    with lock:
+                        report.add(part)
+
+        n = max(1, self.workers)
+        if n == 1:
+            worker(0)
+        else:
+            with ThreadPoolExecutor(n, thread_name_prefix="deliver") as pool:
+                for f in [pool.submit(worker, i) for i in range(n)]:
+                    f.result()
+        return report
+
+    def _deliver_one(
+        self,
+        conn: Any,
+        http: httpx.Client,
+        d: Mapping[str, Any],
+        worker: str,
+        report: DeliveryReport,
+    ) -> None:
+        action = conn.execute(
+            "SELECT config FROM trigger_actions WHERE id = %s", (d["action_id"],)
+        ).fetchone()
+        if action is None:
+            store.cancel_delivery(conn, d["id"], "the action was removed from its trigger")
+            return
+        sender = self.senders.get(d["action_type"])
+        attempt = int(d["attempts"])
+        max_attempts = int(d["max_attempts"])
+        ctx = SendContext(
+            context=d["context"], idempotency_key=d["id"], secrets=self.secrets, http=http
+        )
+        while True:
+            attempt += 1
+            report.attempts += 1
+            t0 = time.perf_counter()
+            try:
+                if sender is None:
+                    raise ActionError(
+                        f"no sender for action type {d['action_type']!r}", retryable=False
+                    )
+                response = sender.send(action["config"], ctx)
+            except ActionError as e:
+                ms = int((time.perf_counter() - t0) * 1000)
+                final = not e.retryable or attempt >= max_attempts
+                if final:
+                    with conn.transaction():
+                        store.record_attempt(
+                            conn, d, job_id=self.job_id, status="failed", attempt=attempt,
+                            duration_ms=ms, error=str(e), response=e.response,
+                        )  # fmt: skip
+                    report.failed += 1
+                    report.errors.append(f"{d['id']}: {e}")
+                    log.warning(
+                        "delivery %s failed for good after %d attempt(s): %s", d["id"], attempt, e
+                    )
+                    return
+                delay = self.policy.delay(attempt, e.retry_after)
+                inline = delay <= self.max_inline_wait
+                with conn.transaction():
+                    store.record_attempt(
+                        conn, d, job_id=self.job_id, status="retrying", attempt=attempt,
+                        duration_ms=ms, error=str(e), response=e.response, retry_in=delay,
+                        worker=worker if inline else None,
+                    )  # fmt: skip
+                if not inline:
+                    report.requeued += 1
+                    return
+                self.sleep(delay)
+                continue
+            except Exception as e:  # a bug in a sender must not kill the other deliveries
+                ms = int((time.perf_counter() - t0) * 1000)
+                with conn.transaction():
+                    store.record_attempt(
+                        conn, d, job_id=self.job_id, status="failed", attempt=attempt,
+                        duration_ms=ms, error=f"{type(e).__name__}: {e}",
+                    )  # fmt: skip
+                report.failed += 1
+                report.errors.append(f"{d['id']}: {type(e).__name__}: {e}")
+                log.exception("delivery %s raised", d["id"])
+                return
+            ms = int((time.perf_counter() - t0) * 1000)
+            with conn.transaction():
+                store.record_attempt(
+                    conn, d, job_id=self.job_id, status="success", attempt=attempt,
+                    duration_ms=ms, response=response,
+                )  # fmt: skip
+            report.succeeded += 1
+            return

@@ -1,0 +1,167 @@
+"""MCP tool call over Streamable HTTP (the `mcp` SDK's client).
+
+The server is either configured (`endpoint`) or resolved from the agent that the event is about
+(`resolve_endpoint: true`): its registration file names an MCP endpoint, and its bearer token
+comes from `agent_mcp_tokens` (see `chainlake.events.agents`). With `verify_file_hash`, the
+feedback file is fetched and its keccak-256 compared with the event's `file_hash` before the
+tool is called.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import urllib.parse
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from chainlake.actions.base import ActionError, ConfigError, SendContext, http_request, require
+from chainlake.actions.templates import check_template, render, render_value
+
+DEFAULT_ARGUMENTS = {
+    "event_id": "{event_id}",
+    "trigger_id": "{trigger_id}",
+    "agent_id": "{agent_id}",
+    "registry": "{registry}",
+    "event_type": "{event_type}",
+    "score": "{score}",
+    "file_uri": "{file_uri}",
+    "idempotency_key": "{idempotency_key}",
+}
+
+
+@dataclass(frozen=True)
+class AgentEndpoint:
+    url: str
+    token: str | None = None
+
+
+AgentResolver = Callable[[int], AgentEndpoint]
+
+
+class McpToolCall:
+    action_type = "mcp"
+
+    def __init__(self, resolve_agent: AgentResolver | None = None) -> None:
+        self.resolve_agent = resolve_agent
+
+    def validate(self, config: Mapping[str, Any]) -> None:
+        require(config, "tool_name")
+        if not config.get("endpoint") and not config.get("resolve_endpoint"):
+            raise ConfigError("endpoint", "missing (or set resolve_endpoint: true)")
+        if config.get("endpoint"):
+            check_template(config["endpoint"], path="endpoint")
+        if "arguments_template" in config:
+            if not isinstance(config["arguments_template"], Mapping):
+                raise ConfigError("arguments_template", "expected a mapping of argument names")
+            check_template(config["arguments_template"], path="arguments_template")
+        timeout = config.get("timeout_ms", 30000)
+        if not isinstance(timeout, int) or isinstance(timeout, bool) or timeout <= 0:
+            raise ConfigError("timeout_ms", f"{timeout!r} is not a number of milliseconds")
+
+    def endpoint(self, cfg: Mapping[str, Any], ctx: SendContext) -> AgentEndpoint:
+        if cfg.get("endpoint"):
+            return AgentEndpoint(render(cfg["endpoint"], ctx.context), cfg.get("token"))
+        agent_id = ctx.context.get("agent_id")
+        if agent_id is None:
+            raise ActionError(
+                "mcp: resolve_endpoint needs an event with an agent_id", retryable=False
+            )
+        if self.resolve_agent is None:
+            raise ActionError("mcp: no agent resolver configured", retryable=False)
+        return self.resolve_agent(int(agent_id))
+
+    def send(self, config: Mapping[str, Any], ctx: SendContext) -> Any:
+        cfg = ctx.secrets.resolve(dict(config))
+        if cfg.get("verify_file_hash"):
+            verify_file_hash(ctx)
+        target = self.endpoint(cfg, ctx)
+        arguments = render_value(cfg.get("arguments_template", DEFAULT_ARGUMENTS), ctx.context)
+        timeout = int(cfg.get("timeout_ms", 30000)) / 1000
+        return asyncio.run(
+            call_tool(target, cfg["tool_name"], arguments, timeout=timeout, key=ctx.idempotency_key)
+        )
+
+
+async def call_tool(
+    target: AgentEndpoint,
+    tool: str,
+    arguments: Mapping[str, Any],
+    *,
+    timeout: float,
+    key: str,
+) -> dict[str, Any]:
+    # Imported here: the SDK is heavy and only delivery runs need it.
+    import httpx2
+    from mcp import Client, MCPError
+    from mcp.client.streamable_http import streamable_http_client
+
+    headers = {"Idempotency-Key": key}
+    if target.token:
+        headers["Authorization"] = f"Bearer {target.token}"
+    try:
+        async with httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(timeout)) as http:
+            transport = streamable_http_client(target.url, http_client=http)
+            async with Client(transport, read_timeout_seconds=timeout, mode="legacy") as client:
+                result = await asyncio.wait_for(
+                    client.call_tool(tool, dict(arguments), meta={"idempotency_key": key}), timeout
+                )
+    except MCPError as e:
+        # -32603 is the server's internal error: maybe transient. Unknown tool or bad params: not.
+        raise ActionError(f"mcp {tool}: {e}", retryable=getattr(e, "code", None) == -32603) from e
+    except TimeoutError as e:
+        raise ActionError(f"mcp {tool}: timed out after {timeout:g}s", retryable=True) from e
+    except Exception as e:  # transport errors arrive wrapped in exception groups
+        raise ActionError(f"mcp {tool} at {target.url}: {_describe(e)}", retryable=True) from e
+    texts = [getattr(c, "text", None) for c in result.content]
+    response = {
+        "is_error": result.is_error,
+        "text": [t for t in texts if t is not None],
+        "structured": result.structured_content,
+    }
+    if result.is_error:
+        raise ActionError(
+            f"mcp {tool}: the tool reported an error: {texts}", retryable=False, response=response
+        )
+    return response
+
+
+def _describe(e: BaseException) -> str:
+    while isinstance(e, BaseExceptionGroup) and e.exceptions:
+        e = e.exceptions[0]
+    return f"{type(e).__name__}: {e}"
+
+
+def fetch_uri(uri: str, ctx: SendContext, *, timeout: float = 10.0) -> bytes:
+    """Content of an http(s) or data: URI."""
+    parsed = urllib.parse.urlparse(uri)
+    if parsed.scheme == "data":
+        meta, _, data = uri[5:].partition(",")
+        return (
+            base64.b64decode(data)
+            if meta.endswith(";base64")
+            else urllib.parse.unquote_to_bytes(data)
+        )
+    if parsed.scheme in ("http", "https"):
+        try:
+            resp = ctx.http.get(uri, timeout=timeout)
+        except Exception as e:
+            raise ActionError(f"fetch {uri}: {type(e).__name__}: {e}", retryable=True) from e
+        if resp.status_code >= 400:
+            http_request(ctx.http, "GET", uri, timeout=timeout, what=f"fetch {uri}")
+        return resp.content
+    raise ActionError(f"fetch {uri}: unsupported scheme {parsed.scheme!r}", retryable=False)
+
+
+def verify_file_hash(ctx: SendContext) -> None:
+    from eth_utils import keccak
+
+    uri, expected = ctx.context.get("file_uri"), ctx.context.get("file_hash")
+    if not uri or not expected:
+        raise ActionError("verify_file_hash: the event has no file_uri/file_hash", retryable=False)
+    got = "0x" + keccak(fetch_uri(str(uri), ctx)).hex()
+    if got.lower() != str(expected).lower():
+        raise ActionError(
+            f"verify_file_hash: {uri} hashes to {got}, the event says {expected}", retryable=False
+        )

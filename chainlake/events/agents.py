@@ -1,0 +1,139 @@
+"""Agents of the 8004 identity registry, as the MCP action needs them: their MCP endpoint (from
+the registration file their token URI points at) and their bearer token (`agent_mcp_tokens`,
+encrypted with Fernet under a key from the environment).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import urllib.parse
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import psycopg
+from cryptography.fernet import Fernet, InvalidToken
+
+from chainlake.actions.base import ActionError
+from chainlake.actions.mcp import AgentEndpoint
+
+
+def new_key() -> str:
+    """A fresh key for CHAINLAKE_SECRET_KEY."""
+    return Fernet.generate_key().decode()
+
+
+def _fernet(key: str) -> Fernet:
+    if not key:
+        raise ValueError(
+            "no encryption key: set CHAINLAKE_SECRET_KEY (chainlake.events.agents.new_key())"
+        )
+    try:
+        return Fernet(key.encode() if isinstance(key, str) else key)
+    except (ValueError, TypeError) as e:
+        raise ValueError(
+            "CHAINLAKE_SECRET_KEY is not a Fernet key (32 url-safe base64 bytes)"
+        ) from e
+
+
+def set_agent_mcp_token(conn: psycopg.Connection, agent_id: int, token: str, *, key: str) -> None:
+    ciphertext = _fernet(key).encrypt(token.encode())
+    conn.execute(
+        "INSERT INTO agent_mcp_tokens (agent_id, token_encrypted) VALUES (%s, %s) "
+        "ON CONFLICT (agent_id) DO UPDATE SET token_encrypted = EXCLUDED.token_encrypted",
+        (agent_id, ciphertext),
+    )
+
+
+def get_agent_mcp_token(conn: psycopg.Connection, agent_id: int, *, key: str) -> str | None:
+    row = conn.execute(
+        "SELECT token_encrypted FROM agent_mcp_tokens WHERE agent_id = %s", (agent_id,)
+    ).fetchone()
+    if row is None:
+        return None
+    try:
+        return _fernet(key).decrypt(bytes(row["token_encrypted"])).decode()
+    except InvalidToken as e:
+        raise ValueError(f"the MCP token of agent {agent_id} does not decrypt with this key") from e
+
+
+def agent_token_uri(
+    conn: psycopg.Connection, agent_id: int, chain_id: int | None = None
+) -> str | None:
+    """The agent's latest token URI from the identity registry's events (registration or update)."""
+    row = conn.execute(
+        "SELECT token_uri FROM events WHERE registry = 'identity' AND agent_id = %s "
+        "AND token_uri IS NOT NULL AND retracted_at IS NULL "
+        "AND (%s::int IS NULL OR chain_id = %s::int) ORDER BY block_number DESC, log_index DESC LIMIT 1",
+        (agent_id, chain_id, chain_id),
+    ).fetchone()
+    return None if row is None else row["token_uri"]
+
+
+def read_uri(uri: str, *, http: httpx.Client | None = None, timeout: float = 10.0) -> bytes:
+    parsed = urllib.parse.urlparse(uri)
+    if parsed.scheme == "data":
+        meta, _, data = uri[5:].partition(",")
+        return (
+            base64.b64decode(data)
+            if meta.endswith(";base64")
+            else urllib.parse.unquote_to_bytes(data)
+        )
+    if parsed.scheme in ("http", "https"):
+        client = http or httpx.Client(timeout=timeout)
+        try:
+            resp = client.get(uri, timeout=timeout)
+            resp.raise_for_status()
+            return resp.content
+        finally:
+            if http is None:
+                client.close()
+    raise ValueError(f"unsupported URI scheme {parsed.scheme!r} in {uri!r}")
+
+
+def mcp_endpoint_from_registration(doc: Any) -> str | None:
+    """The MCP endpoint named in an 8004 registration file (`endpoints` or `services`)."""
+    if not isinstance(doc, dict):
+        return None
+    for key in ("endpoints", "services"):
+        for e in doc.get(key) or ():
+            if isinstance(e, dict) and str(e.get("name", "")).lower() == "mcp":
+                url = e.get("endpoint") or e.get("url")
+                if isinstance(url, str) and url:
+                    return url
+    return None
+
+
+def agent_resolver(
+    connect: Callable[[], psycopg.Connection], *, key: str | None
+) -> Callable[[int], AgentEndpoint]:
+    """A resolver for McpToolCall(resolve_agent=...): agent id -> endpoint and token."""
+
+    def resolve(agent_id: int) -> AgentEndpoint:
+        with connect() as conn:
+            uri = agent_token_uri(conn, agent_id)
+            if uri is None:
+                raise ActionError(
+                    f"mcp: agent {agent_id} has no token URI in the identity registry",
+                    retryable=False,
+                )
+            try:
+                doc = json.loads(read_uri(uri))
+            except httpx.HTTPError as e:
+                raise ActionError(
+                    f"mcp: agent {agent_id}: fetching {uri}: {e}", retryable=True
+                ) from e
+            except ValueError as e:
+                raise ActionError(
+                    f"mcp: agent {agent_id}: registration file {uri}: {e}", retryable=False
+                ) from e
+            url = mcp_endpoint_from_registration(doc)
+            if url is None:
+                raise ActionError(
+                    f"mcp: agent {agent_id}'s registration names no MCP endpoint", retryable=False
+                )
+            token = get_agent_mcp_token(conn, agent_id, key=key) if key else None
+            return AgentEndpoint(url, token)
+
+    return resolve

@@ -1,0 +1,608 @@
+"""Repository functions over the events schema: events, triggers (with conditions and
+actions), trigger state, checkpoints, deliveries, action results, retention.
+
+Every function takes an open psycopg connection (rows as dicts, see `db.connect`) and leaves
+the transaction to the caller, so a match and the state it changes commit together. Values are
+always bound as parameters; the few identifiers that vary are quoted with `psycopg.sql`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from decimal import Decimal
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg.types.json import Jsonb
+
+from chainlake.events.conditions import RETRACTED, Action, Condition, Trigger
+
+# column -> Postgres type, in table order (seq, retracted_at, created_at are the database's)
+EVENT_COLUMNS: dict[str, str] = {
+    "id": "text", "chain_id": "integer", "block_number": "bigint", "block_hash": "text",
+    "transaction_hash": "text", "log_index": "integer", "registry": "text",
+    "event_type": "text", "agent_id": "bigint", "timestamp": "bigint", "owner": "text",
+    "token_uri": "text", "metadata_key": "text", "metadata_value": "text",
+    "client_address": "text", "feedback_index": "bigint", "score": "integer", "tag1": "text",
+    "tag2": "text", "file_uri": "text", "file_hash": "text", "validator_address": "text",
+    "request_hash": "text", "response": "integer", "response_uri": "text",
+    "response_hash": "text", "tag": "text", "token_address": "text", "from_address": "text",
+    "to_address": "text", "amount": "numeric", "alert_id": "text", "data": "jsonb",
+    "retracts": "text",
+}  # fmt: skip
+ADDRESS_COLUMNS = (
+    "owner", "client_address", "validator_address", "token_address", "from_address", "to_address",
+)  # fmt: skip
+REQUIRED = ("chain_id", "registry", "event_type", "timestamp")
+ONCHAIN_REQUIRED = ("block_number", "block_hash", "transaction_hash", "log_index")
+INSERT_CHUNK = 2000
+
+
+def event_id(chain_id: int, block_number: int, log_index: int) -> str:
+    return f"{int(chain_id)}-{int(block_number)}-{int(log_index)}"
+
+
+def _json_default(v: Any) -> Any:
+    if isinstance(v, Decimal):
+        return str(v)
+    if isinstance(v, (dt.date, dt.datetime)):
+        return v.isoformat()
+    if isinstance(v, bytes):
+        return "0x" + v.hex()
+    raise TypeError(f"cannot store {type(v).__name__} in an event")
+
+
+def normalize_event(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """One event row ready to insert: id computed, addresses lowercased, unknown keys moved
+    into `data`. Raises ValueError naming the missing field."""
+    ev: dict[str, Any] = {}
+    data = dict(raw.get("data") or {})
+    for k, v in raw.items():
+        if k in EVENT_COLUMNS and k != "data":
+            ev[k] = v
+        elif k not in ("data", "seq", "created_at", "retracted_at"):
+            data[k] = v
+    for k in REQUIRED:
+        if ev.get(k) is None:
+            raise ValueError(f"event {raw.get('id', '?')}: field {k!r} is missing")
+    if ev["registry"] != "analytics":
+        for k in ONCHAIN_REQUIRED:
+            if ev.get(k) is None:
+                raise ValueError(f"event {raw.get('id', '?')}: field {k!r} is missing")
+    if not ev.get("id"):
+        if ev["registry"] == "analytics":
+            raise ValueError("analytics events need an explicit id")
+        ev["id"] = event_id(ev["chain_id"], ev["block_number"], ev["log_index"])
+    for k in ADDRESS_COLUMNS:
+        if isinstance(ev.get(k), str):
+            ev[k] = ev[k].lower()
+    if ev.get("amount") is not None:
+        ev["amount"] = str(ev["amount"])
+    ev["data"] = data
+    return ev
+
+
+def insert_events(conn: psycopg.Connection, events: Iterable[Mapping[str, Any]]) -> list[str]:
+    """Insert events idempotently (`ON CONFLICT DO NOTHING`); returns the ids actually added.
+
+    The rows travel as one JSON document per chunk and are typed by `jsonb_to_recordset`, one
+    statement and one round trip per chunk.
+    """
+    rows = [normalize_event(e) for e in events]
+    added: list[str] = []
+    cols = list(EVENT_COLUMNS)
+    stmt = sql.SQL(
+        "INSERT INTO events ({cols}) SELECT {cols} FROM jsonb_to_recordset(%s::jsonb) AS r({defs}) "
+        "ON CONFLICT (id) DO NOTHING RETURNING id"
+    ).format(
+        cols=sql.SQL(", ").join(map(sql.Identifier, cols)),
+        defs=sql.SQL(", ").join(
+            sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL(EVENT_COLUMNS[c])) for c in cols
+        ),
+    )
+    for i in range(0, len(rows), INSERT_CHUNK):
+        payload = json.dumps(rows[i : i + INSERT_CHUNK], default=_json_default)
+        added += [r["id"] for r in conn.execute(stmt, (payload,)).fetchall()]
+    return added
+
+
+def read_events_after(
+    conn: psycopg.Connection, after_seq: int, *, limit: int = 1000, up_to_seq: int | None = None
+) -> list[dict[str, Any]]:
+    """Events with seq in (after_seq, up_to_seq], oldest first."""
+    return conn.execute(
+        "SELECT * FROM events WHERE seq > %s AND (%s::bigint IS NULL OR seq <= %s::bigint) "
+        "ORDER BY seq LIMIT %s",
+        (after_seq, up_to_seq, up_to_seq, limit),
+    ).fetchall()
+
+
+def event_seq_range(
+    conn: psycopg.Connection, after_seq: int, *, limit: int
+) -> tuple[int, int, int] | None:
+    """(first seq, last seq, count) of up to `limit` events past `after_seq`, or None."""
+    row = conn.execute(
+        "SELECT min(seq) AS lo, max(seq) AS hi, count(*) AS n FROM "
+        "(SELECT seq FROM events WHERE seq > %s ORDER BY seq LIMIT %s) s",
+        (after_seq, limit),
+    ).fetchone()
+    if not row or row["n"] == 0:
+        return None
+    return int(row["lo"]), int(row["hi"]), int(row["n"])
+
+
+def get_event(conn: psycopg.Connection, id_: str) -> dict[str, Any] | None:
+    return conn.execute("SELECT * FROM events WHERE id = %s", (id_,)).fetchone()
+
+
+def retract_blocks(
+    conn: psycopg.Connection, chain_id: int, block_numbers: Iterable[int]
+) -> list[str]:
+    """A reorg removed these blocks: retract their events. Returns the retraction events' ids.
+
+    Each retracted event keeps its row, renamed `{id}@{block_hash}` (so the event decoded from
+    the new canonical block can take the id) and stamped `retracted_at`; a retraction event
+    (`event_type` 'retracted', `retracts` naming that row) is inserted, and deliveries not yet
+    made for the retracted event are cancelled. Idempotent: an event is retracted once.
+    """
+    numbers = sorted({int(b) for b in block_numbers})
+    if not numbers:
+        return []
+    victims = conn.execute(
+        "SELECT * FROM events WHERE chain_id = %s AND block_number = ANY(%s) "
+        "AND retracted_at IS NULL AND retracts IS NULL AND registry <> 'analytics' "
+        "ORDER BY block_number, log_index FOR UPDATE",
+        (chain_id, numbers),
+    ).fetchall()
+    out: list[dict[str, Any]] = []
+    for ev in victims:
+        archived = f"{ev['id']}@{ev['block_hash']}"
+        conn.execute(
+            "UPDATE events SET id = %s, retracted_at = now() WHERE id = %s", (archived, ev["id"])
+        )
+        conn.execute(
+            "UPDATE deliveries SET status = 'cancelled', last_error = %s, locked_until = NULL "
+            "WHERE event_id = %s AND status IN ('pending', 'in_progress')",
+            (f"event retracted by a reorg of block {ev['block_number']}", archived),
+        )
+        retraction = {k: ev[k] for k in EVENT_COLUMNS if k in ev and k not in ("id", "data")}
+        retraction.update(
+            id=f"{archived}/retracted",
+            event_type=RETRACTED,
+            retracts=archived,
+            data={**(ev.get("data") or {}), "retracted_event_type": ev["event_type"]},
+        )
+        out.append(retraction)
+    return insert_events(conn, out) if out else []
+
+
+# ---- checkpoints ---------------------------------------------------------------------------
+
+
+def get_checkpoint(conn: psycopg.Connection, chain_id: int) -> dict[str, Any] | None:
+    return conn.execute("SELECT * FROM checkpoints WHERE chain_id = %s", (chain_id,)).fetchone()
+
+
+def set_checkpoint(
+    conn: psycopg.Connection, chain_id: int, block_number: int, block_hash: str
+) -> None:
+    """Record the last block whose events are in `events` (moves back after a reorg too)."""
+    conn.execute(
+        "INSERT INTO checkpoints (chain_id, last_block_number, last_block_hash) VALUES (%s, %s, %s) "
+        "ON CONFLICT (chain_id) DO UPDATE SET last_block_number = EXCLUDED.last_block_number, "
+        "last_block_hash = EXCLUDED.last_block_hash, updated_at = now()",
+        (chain_id, block_number, block_hash),
+    )
+
+
+# ---- users and triggers --------------------------------------------------------------------
+
+
+def ensure_user(conn: psycopg.Connection, username: str, email: str | None = None) -> str:
+    """The id of `username`, created (without a usable password) when missing."""
+    row = conn.execute(
+        "INSERT INTO users (username, email, password_hash) VALUES (%s, %s, '!') "
+        "ON CONFLICT (username) DO UPDATE SET username = EXCLUDED.username RETURNING id",
+        (username, email or f"{username}@localhost"),
+    ).fetchone()
+    assert row is not None
+    return row["id"]
+
+
+def save_trigger(
+    conn: psycopg.Connection, trigger: Trigger, *, description: str | None = None
+) -> None:
+    """Create or replace a trigger with its conditions and actions.
+
+    Actions are matched by name so their ids (and the idempotency keys built on them) survive
+    a re-apply; conditions are replaced. The trigger's state is kept when its conditions are
+    unchanged and reset otherwise (an EMA over other conditions means something else).
+    """
+    conn.execute(
+        "INSERT INTO triggers (id, user_id, name, description, chain_id, registry, enabled, "
+        "is_stateful, cooldown_seconds) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) "
+        "ON CONFLICT (id) DO UPDATE SET user_id = EXCLUDED.user_id, name = EXCLUDED.name, "
+        "description = EXCLUDED.description, chain_id = EXCLUDED.chain_id, "
+        "registry = EXCLUDED.registry, enabled = EXCLUDED.enabled, "
+        "is_stateful = EXCLUDED.is_stateful, cooldown_seconds = EXCLUDED.cooldown_seconds",
+        (
+            trigger.id, trigger.user_id, trigger.name, description, trigger.chain_id,
+            trigger.registry, trigger.enabled, trigger.is_stateful, trigger.cooldown_seconds,
+        ),
+    )  # fmt: skip
+    old = [
+        (r["condition_type"], r["field"], r["operator"], r["value"], r["config"] or {})
+        for r in conn.execute(
+            "SELECT condition_type, field, operator, value, config FROM trigger_conditions "
+            "WHERE trigger_id = %s ORDER BY id",
+            (trigger.id,),
+        ).fetchall()
+    ]
+    new = [
+        (c.condition_type, c.field, c.operator, c.value, dict(c.config)) for c in trigger.conditions
+    ]
+    if old != new:
+        conn.execute("DELETE FROM trigger_conditions WHERE trigger_id = %s", (trigger.id,))
+        for c in trigger.conditions:
+            conn.execute(
+                "INSERT INTO trigger_conditions (trigger_id, condition_type, field, operator, value, "
+                "config) VALUES (%s, %s, %s, %s, %s, %s)",
+                (trigger.id, c.condition_type, c.field, c.operator, c.value, Jsonb(dict(c.config))),
+            )
+        if old:
+            # keep the cursor, so events already seen are not evaluated again
+            conn.execute(
+                "UPDATE trigger_state SET state_data = jsonb_build_object('last_seq', "
+                "state_data->'last_seq'), last_updated = now() WHERE trigger_id = %s",
+                (trigger.id,),
+            )
+    names = [a.name for a in trigger.actions]
+    conn.execute(
+        "DELETE FROM trigger_actions WHERE trigger_id = %s AND NOT (name = ANY(%s))",
+        (trigger.id, names),
+    )
+    for a in trigger.actions:
+        conn.execute(
+            "INSERT INTO trigger_actions (trigger_id, name, action_type, priority, config) "
+            "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (trigger_id, name) DO UPDATE SET "
+            "action_type = EXCLUDED.action_type, priority = EXCLUDED.priority, config = EXCLUDED.config",
+            (trigger.id, a.name, a.action_type, a.priority, Jsonb(dict(a.config))),
+        )
+
+
+def delete_trigger(conn: psycopg.Connection, trigger_id: str) -> bool:
+    return conn.execute("DELETE FROM triggers WHERE id = %s", (trigger_id,)).rowcount > 0
+
+
+def load_triggers(
+    conn: psycopg.Connection,
+    *,
+    chain_ids: Sequence[int] | None = None,
+    enabled_only: bool = True,
+    user_id: str | None = None,
+) -> list[Trigger]:
+    """Triggers with their conditions and actions (actions by priority, then name)."""
+    rows = conn.execute(
+        "SELECT * FROM triggers WHERE (%s::int[] IS NULL OR chain_id = ANY(%s::int[])) "
+        "AND (NOT %s OR enabled) AND (%s::text IS NULL OR user_id = %s::text) ORDER BY id",
+        (chain_ids, chain_ids, enabled_only, user_id, user_id),
+    ).fetchall()
+    if not rows:
+        return []
+    ids = [r["id"] for r in rows]
+    conds: dict[str, list[Condition]] = {i: [] for i in ids}
+    for c in conn.execute(
+        "SELECT * FROM trigger_conditions WHERE trigger_id = ANY(%s) ORDER BY id", (ids,)
+    ).fetchall():
+        conds[c["trigger_id"]].append(
+            Condition(c["condition_type"], c["field"], c["operator"], c["value"], c["config"] or {})
+        )
+    acts: dict[str, list[Action]] = {i: [] for i in ids}
+    for a in conn.execute(
+        "SELECT * FROM trigger_actions WHERE trigger_id = ANY(%s) ORDER BY priority, name", (ids,)
+    ).fetchall():
+        acts[a["trigger_id"]].append(
+            Action(a["id"], a["name"], a["action_type"], a["config"], a["priority"])
+        )
+    return [
+        Trigger(
+            id=r["id"],
+            name=r["name"],
+            chain_id=r["chain_id"],
+            registry=r["registry"],
+            conditions=tuple(conds[r["id"]]),
+            actions=tuple(acts[r["id"]]),
+            user_id=r["user_id"],
+            enabled=r["enabled"],
+            cooldown_seconds=r["cooldown_seconds"],
+        )  # fmt: skip
+        for r in rows
+    ]
+
+
+def lock_trigger_states(conn: psycopg.Connection, trigger_ids: Sequence[str]) -> dict[str, dict]:
+    """The state of each trigger, rows locked until the transaction ends (created if missing).
+
+    Locked in id order so two evaluations of overlapping batches cannot deadlock; the second
+    waits and then finds the events already recorded in `last_seq`.
+    """
+    if not trigger_ids:
+        return {}
+    ids = sorted(set(trigger_ids))
+    conn.execute(
+        "INSERT INTO trigger_state (trigger_id, state_data) SELECT unnest(%s::text[]), '{}'::jsonb "
+        "ON CONFLICT (trigger_id) DO NOTHING",
+        (ids,),
+    )
+    rows = conn.execute(
+        "SELECT trigger_id, state_data FROM trigger_state WHERE trigger_id = ANY(%s) "
+        "ORDER BY trigger_id FOR UPDATE",
+        (ids,),
+    ).fetchall()
+    return {r["trigger_id"]: r["state_data"] for r in rows}
+
+
+def save_trigger_states(conn: psycopg.Connection, states: Mapping[str, Mapping[str, Any]]) -> None:
+    with conn.cursor() as cur:
+        cur.executemany(
+            "UPDATE trigger_state SET state_data = %s, last_updated = now() WHERE trigger_id = %s",
+            [(Jsonb(dict(s)), tid) for tid, s in states.items()],
+        )
+
+
+def get_trigger_state(conn: psycopg.Connection, trigger_id: str) -> dict[str, Any] | None:
+    row = conn.execute(
+        "SELECT state_data FROM trigger_state WHERE trigger_id = %s", (trigger_id,)
+    ).fetchone()
+    return None if row is None else row["state_data"]
+
+
+# ---- deliveries and action results ---------------------------------------------------------
+
+
+def delivery_id(trigger_id: str, event_id_: str, action_name: str) -> str:
+    """The idempotency key of one (trigger, event, action)."""
+    return f"{trigger_id}:{event_id_}:{action_name}"
+
+
+def enqueue_deliveries(conn: psycopg.Connection, rows: Sequence[Mapping[str, Any]]) -> int:
+    """Insert pending deliveries; an existing key is left alone. Returns how many were added."""
+    if not rows:
+        return 0
+    payload = json.dumps(
+        [
+            {
+                "id": r["id"], "trigger_id": r["trigger_id"], "event_id": r["event_id"],
+                "action_id": r["action_id"], "action_type": r["action_type"],
+                "max_attempts": r["max_attempts"], "context": r["context"],
+            }
+            for r in rows
+        ],
+        default=_json_default,
+    )  # fmt: skip
+    cur = conn.execute(
+        "INSERT INTO deliveries (id, trigger_id, event_id, action_id, action_type, max_attempts, "
+        "context) SELECT id, trigger_id, event_id, action_id, action_type, max_attempts, context "
+        "FROM jsonb_to_recordset(%s::jsonb) AS r(id text, trigger_id text, event_id text, "
+        "action_id integer, action_type text, max_attempts integer, context jsonb) "
+        "ON CONFLICT (id) DO NOTHING",
+        (payload,),
+    )
+    return cur.rowcount
+
+
+def claim_deliveries(
+    conn: psycopg.Connection,
+    *,
+    worker: str,
+    limit: int = 100,
+    lease_seconds: float = 300.0,
+    ids: Sequence[str] | None = None,
+) -> list[dict[str, Any]]:
+    """Take up to `limit` due deliveries for `worker`: pending and due, or in progress with an
+    expired lease (a worker that died). Concurrent claimers skip each other's rows."""
+    return conn.execute(
+        "UPDATE deliveries d SET status = 'in_progress', locked_by = %s, "
+        "locked_until = now() + make_interval(secs => %s) "
+        "WHERE d.id IN (SELECT id FROM deliveries WHERE "
+        "((status = 'pending' AND next_attempt_at <= now()) "
+        " OR (status = 'in_progress' AND locked_until < now())) "
+        "AND (%s::text[] IS NULL OR id = ANY(%s::text[])) "
+        "ORDER BY seq LIMIT %s FOR UPDATE SKIP LOCKED) RETURNING d.*",
+        (worker, lease_seconds, ids, ids, limit),
+    ).fetchall()
+
+
+def extend_lease(conn: psycopg.Connection, delivery: str, worker: str, seconds: float) -> None:
+    conn.execute(
+        "UPDATE deliveries SET locked_until = now() + make_interval(secs => %s) "
+        "WHERE id = %s AND locked_by = %s",
+        (seconds, delivery, worker),
+    )
+
+
+def record_attempt(
+    conn: psycopg.Connection,
+    delivery: Mapping[str, Any],
+    *,
+    job_id: str,
+    status: str,
+    attempt: int,
+    duration_ms: int,
+    error: str | None = None,
+    response: Any = None,
+    retry_in: float | None = None,
+    worker: str | None = None,
+) -> None:
+    """Write the audit row of one attempt and move the delivery on, in one transaction.
+
+    status 'success' -> delivery succeeded; 'retrying' -> pending again after `retry_in`
+    seconds (still leased to `worker` if it will wait itself); 'failed' -> failed, kept for replay.
+    """
+    conn.execute(
+        "INSERT INTO action_results (job_id, delivery_id, trigger_id, event_id, action_type, "
+        "status, duration_ms, error_message, response_data, retry_count) "
+        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+        (
+            job_id, delivery["id"], delivery["trigger_id"], delivery["event_id"],
+            delivery["action_type"], status, duration_ms, error,
+            None if response is None else Jsonb(json.loads(json.dumps(response, default=_json_default))),
+            attempt - 1,
+        ),
+    )  # fmt: skip
+    if status == "success":
+        conn.execute(
+            "UPDATE deliveries SET status = 'succeeded', attempts = %s, delivered_at = now(), "
+            "last_error = NULL, locked_until = NULL, locked_by = NULL WHERE id = %s",
+            (attempt, delivery["id"]),
+        )
+    elif status == "retrying":
+        conn.execute(
+            "UPDATE deliveries SET status = CASE WHEN %s::text IS NULL THEN 'pending' "
+            "ELSE 'in_progress' END, attempts = %s, last_error = %s, "
+            "next_attempt_at = now() + make_interval(secs => %s), "
+            "locked_until = CASE WHEN %s::text IS NULL THEN NULL "
+            "ELSE now() + make_interval(secs => %s + 60) END, locked_by = %s WHERE id = %s",
+            (worker, attempt, error, retry_in or 0, worker, retry_in or 0, worker, delivery["id"]),
+        )
+    else:
+        conn.execute(
+            "UPDATE deliveries SET status = 'failed', attempts = %s, last_error = %s, "
+            "locked_until = NULL, locked_by = NULL WHERE id = %s",
+            (attempt, error, delivery["id"]),
+        )
+
+
+def release_delivery(conn: psycopg.Connection, delivery_id_: str, worker: str) -> None:
+    """Give a leased delivery back to the queue (it becomes due at its next_attempt_at)."""
+    conn.execute(
+        "UPDATE deliveries SET status = 'pending', locked_until = NULL, locked_by = NULL "
+        "WHERE id = %s AND locked_by = %s AND status = 'in_progress'",
+        (delivery_id_, worker),
+    )
+
+
+def cancel_delivery(conn: psycopg.Connection, delivery_id_: str, reason: str) -> None:
+    conn.execute(
+        "UPDATE deliveries SET status = 'cancelled', last_error = %s, locked_until = NULL, "
+        "locked_by = NULL WHERE id = %s",
+        (reason, delivery_id_),
+    )
+
+
+def replay_deliveries(
+    conn: psycopg.Connection,
+    *,
+    ids: Sequence[str] | None = None,
+    statuses: Sequence[str] = ("failed",),
+    trigger_id: str | None = None,
+) -> list[str]:
+    """Make failed (or cancelled, or even succeeded) deliveries pending again with a fresh
+    attempt budget; earlier attempts stay in action_results. Returns the ids replayed."""
+    rows = conn.execute(
+        "UPDATE deliveries SET status = 'pending', attempts = 0, next_attempt_at = now(), "
+        "locked_until = NULL, locked_by = NULL "
+        "WHERE status = ANY(%s) AND (%s::text[] IS NULL OR id = ANY(%s::text[])) "
+        "AND (%s::text IS NULL OR trigger_id = %s::text) RETURNING id",
+        (list(statuses), ids, ids, trigger_id, trigger_id),
+    ).fetchall()
+    return [r["id"] for r in rows]
+
+
+def due_deliveries(conn: psycopg.Connection, *, limit: int = 1000) -> list[dict[str, Any]]:
+    """What the pending-actions sensor looks at: due, unclaimed (or abandoned) deliveries."""
+    return conn.execute(
+        "SELECT id, seq, attempts, status FROM deliveries WHERE "
+        "(status = 'pending' AND next_attempt_at <= now()) "
+        "OR (status = 'in_progress' AND locked_until < now()) ORDER BY seq LIMIT %s",
+        (limit,),
+    ).fetchall()
+
+
+def next_due_in(conn: psycopg.Connection) -> float | None:
+    """Seconds until the earliest pending delivery is due (negative: overdue); None if none."""
+    row = conn.execute(
+        "SELECT extract(epoch FROM min(next_attempt_at) - now())::float8 AS s FROM deliveries "
+        "WHERE status = 'pending'"
+    ).fetchone()
+    return None if row is None or row["s"] is None else float(row["s"])
+
+
+def list_deliveries(
+    conn: psycopg.Connection,
+    *,
+    status: str | None = None,
+    trigger_id: str | None = None,
+    limit: int = 100,
+) -> list[dict[str, Any]]:
+    return conn.execute(
+        "SELECT id, trigger_id, event_id, action_type, status, attempts, max_attempts, "
+        "last_error, created_at, delivered_at FROM deliveries "
+        "WHERE (%s::text IS NULL OR status = %s::text) AND (%s::text IS NULL OR trigger_id = %s::text) "
+        "ORDER BY seq DESC LIMIT %s",
+        (status, status, trigger_id, trigger_id, limit),
+    ).fetchall()
+
+
+def action_results_for(conn: psycopg.Connection, delivery_id_: str) -> list[dict[str, Any]]:
+    return conn.execute(
+        "SELECT * FROM action_results WHERE delivery_id = %s ORDER BY executed_at, retry_count",
+        (delivery_id_,),
+    ).fetchall()
+
+
+# ---- upkeep --------------------------------------------------------------------------------
+
+EVENTS_RETENTION_DAYS = 365
+ACTION_RESULTS_RETENTION_DAYS = 90
+
+
+def apply_retention(
+    conn: psycopg.Connection,
+    *,
+    now: dt.datetime,
+    events_days: int = EVENTS_RETENTION_DAYS,
+    action_results_days: int = ACTION_RESULTS_RETENTION_DAYS,
+) -> dict[str, int]:
+    """Delete events and action results older than their retention, measured from `now` (the
+    schedule's tick time, so a late run deletes what the tick meant)."""
+    ar = conn.execute(
+        "DELETE FROM action_results WHERE executed_at < %s",
+        (now - dt.timedelta(days=action_results_days),),
+    ).rowcount
+    ev = conn.execute(
+        "DELETE FROM events WHERE created_at < %s", (now - dt.timedelta(days=events_days),)
+    ).rowcount
+    return {"events": ev, "action_results": ar}
+
+
+def refresh_views(conn: psycopg.Connection) -> None:
+    """Refresh the hourly views. Needs autocommit (CONCURRENTLY cannot run in a transaction)."""
+    for view in ("events_hourly", "action_metrics_hourly"):
+        conn.execute(
+            sql.SQL("REFRESH MATERIALIZED VIEW CONCURRENTLY {}").format(sql.Identifier(view))
+        )
+
+
+def wait_for_notification(
+    conn: psycopg.Connection,
+    channel: str,
+    timeout: float,
+    ready: Callable[[], bool] | None = None,
+) -> bool:
+    """LISTEN on `channel`; return at once if `ready()` already holds, else wait up to `timeout`
+    seconds for one notification. `conn` must be in autocommit. A hint only: callers read the
+    table either way (listening before `ready()` means a row committed in between still wakes us).
+    """
+    conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
+    try:
+        if ready is not None and ready():
+            return True
+        for _ in conn.notifies(timeout=timeout, stop_after=1):
+            return True
+        return False
+    finally:
+        conn.execute(sql.SQL("UNLISTEN {}").format(sql.Identifier(channel)))
