@@ -31,6 +31,7 @@ from chainlake.state import (
     write_checkpoint,
 )
 from pipelines.partitions import chain_day_partitions, partition_chain_day
+from pipelines.policies import PER_CHAIN_DAY, TRANSIENT_RETRY
 from resources.delta import DeltaStore
 from resources.rpc import RpcResource
 
@@ -169,6 +170,8 @@ def check_day(store: DeltaStore, chain, rng: DayRange) -> list[dg.AssetCheckResu
     pool="rpc",
     can_subset=False,
     op_tags={"chainlake/layer": "raw"},
+    backfill_policy=PER_CHAIN_DAY,
+    retry_policy=TRANSIENT_RETRY,
 )
 def raw_chain_tables(context: dg.AssetExecutionContext, rpc: RpcResource, delta: DeltaStore):
     chain, day = partition_chain_day(context.partition_key)

@@ -11,6 +11,7 @@ from assets.logs import LogsModel
 from chainlake.metadata import table_metadata
 from chainlake.schema import conform, polars_schema, validation_summary
 from pipelines.partitions import chain_day_partitions, partition_chain_day
+from pipelines.policies import PER_CHAIN_DAY, TRANSIENT_RETRY
 from resources.delta import DeltaStore
 
 TRANSFER_TOPIC = "0xddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523b3ef"
@@ -81,6 +82,8 @@ def token_transfers_frame(logs: pl.DataFrame) -> pl.DataFrame:
     kinds={"delta", "polars"},
     check_specs=[dg.AssetCheckSpec("schema", asset=KEY, blocking=True)],
     description="One row per ERC-20 Transfer event of the chain-day, amounts exact.",
+    backfill_policy=PER_CHAIN_DAY,
+    retry_policy=TRANSIENT_RETRY,
 )
 def token_transfers(context: dg.AssetExecutionContext, delta: DeltaStore):
     chain, day = partition_chain_day(context.partition_key)

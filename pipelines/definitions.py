@@ -7,6 +7,7 @@ import dagster as dg
 from assets.raw import raw_chain_tables
 from assets.token_transfers import token_transfers
 from chainlake.settings import env
+from pipelines.schedules import SCHEDULES
 from resources.delta import DeltaStore
 from resources.rpc import RpcResource
 
@@ -28,4 +29,4 @@ chain_day_job = dg.define_asset_job(
     description="Extract and decode one chain-day into Delta Lake.",
 )
 
-defs = dg.Definitions(assets=ASSETS, resources=RESOURCES, jobs=[chain_day_job])
+defs = dg.Definitions(assets=ASSETS, resources=RESOURCES, jobs=[chain_day_job], schedules=SCHEDULES)
