@@ -11,7 +11,13 @@ UV_VERSION := 0.13.9
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 export PYTHONUNBUFFERED := 1
 
-.PHONY: env demo test test-unit test-integration lint typecheck dev bench clean
+.PHONY: env demo test test-unit test-integration lint typecheck dev bench clean instance chromium
+
+# The Dagster instance of `make dev` (dagster.yaml): runs, event logs and schedules in PostgreSQL.
+export DAGSTER_POSTGRES_URL ?= postgresql+psycopg2://postgres@127.0.0.1:5432/dagster
+# The demo's stores, shared by `make dev` so the UI shows the demo's data.
+DEMO_ENV := DELTA_ROOT=$${DELTA_ROOT:-data/delta} DUCKDB_PATH=$${DUCKDB_PATH:-data/chainlake.duckdb} \
+	CHAINS_CONFIG=$${CHAINS_CONFIG:-config/chains.yaml}
 
 $(UV):
 	$(PY_VERSION) -m venv $(TOOLS)
@@ -41,18 +47,29 @@ lint: env
 typecheck: env
 	$(VENV)/bin/mypy
 
-test: env postgres lint typecheck
+test: env postgres chromium lint typecheck
 	$(VENV)/bin/dagster definitions validate -m pipelines.definitions
 	$(VENV)/bin/pytest
 
 test-unit: env
 	$(VENV)/bin/pytest -m "not integration"
 
-test-integration: env postgres
+test-integration: env postgres chromium
 	$(VENV)/bin/pytest -m integration
 
-dev: env
-	$(VENV)/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+# Links dagster.yaml into DAGSTER_HOME, creates the instance database, sets the pool limits.
+instance: env postgres
+	$(PY) -m chainlake.instance
+
+# The browser test drives Debian's chromium (no browser download is possible on these machines).
+chromium:
+	@test -x /usr/bin/chromium || { \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium; }
+
+# The UI and the daemon on the demo's data, with the Postgres-backed instance.
+dev: env instance
+	$(DEMO_ENV) $(VENV)/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
 bench: env
 	$(PY) bench/extract.py
