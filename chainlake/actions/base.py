@@ -94,7 +94,8 @@ class Sender(Protocol):
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    max_attempts: int = 5
+    """Backoff between attempts; how many attempts is each action's own `max_attempts`."""
+
     base_delay: float = 1.0
     multiplier: float = 2.0
     max_delay: float = 300.0

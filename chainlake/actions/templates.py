@@ -27,7 +27,9 @@ CONTEXT_FIELDS = frozenset(
     }
 ) | EVENT_FIELDS  # fmt: skip
 
-_PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([^{}]*)\}")
+_PLACEHOLDER = re.compile(r"\{\{|\}\}|(?<!\$)\{([^{}]*)\}")
+# `${VAR}` is an environment reference (resolved by actions.base.Secrets), not a placeholder.
+_ENV_REF = re.compile(r"\$\{[A-Z_][A-Z0-9_]*\}")
 _NAME = re.compile(r"^[a-z_][a-z0-9_]*(\.[A-Za-z0-9_]+)?$")
 
 
@@ -40,6 +42,7 @@ class TemplateError(ValueError):
 def placeholders(template: str) -> list[str]:
     """Names used by a template string (raises TemplateError on a malformed placeholder)."""
     names = []
+    template = _ENV_REF.sub("", template)
     rest = _PLACEHOLDER.sub("", template)
     if "{" in rest or "}" in rest:
         raise TemplateError(

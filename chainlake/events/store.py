@@ -198,6 +198,19 @@ def set_checkpoint(
     )
 
 
+def advance_checkpoint(
+    conn: psycopg.Connection, chain_id: int, block_number: int, block_hash: str
+) -> None:
+    """Move the checkpoint forward only (a backfill of an old day leaves it alone)."""
+    conn.execute(
+        "INSERT INTO checkpoints (chain_id, last_block_number, last_block_hash) VALUES (%s, %s, %s) "
+        "ON CONFLICT (chain_id) DO UPDATE SET last_block_number = EXCLUDED.last_block_number, "
+        "last_block_hash = EXCLUDED.last_block_hash, updated_at = now() "
+        "WHERE checkpoints.last_block_number <= EXCLUDED.last_block_number",
+        (chain_id, block_number, block_hash),
+    )
+
+
 # ---- users and triggers --------------------------------------------------------------------
 
 

@@ -1,0 +1,1 @@
+"""Click command groups of the `chainlake` console script, one module per group."""

@@ -1,0 +1,64 @@
+"""`chainlake db`: the events database (PostgreSQL) schema.
+
+chainlake db migrate              # create the database if needed, upgrade to the latest
+chainlake db downgrade            # one revision down (or --revision base for all)
+chainlake db current              # the revision the database is at
+"""
+
+from __future__ import annotations
+
+import os
+
+import click
+
+from chainlake.events import db as events_db
+
+
+def postgres_url(url: str | None) -> str:
+    """--url, else POSTGRES_URL, else the local default."""
+    return url or os.environ.get("POSTGRES_URL") or events_db.DEFAULT_POSTGRES_URL
+
+
+url_option = click.option(
+    "--url",
+    default=None,
+    metavar="URL",
+    help=f"PostgreSQL URL (default: $POSTGRES_URL or {events_db.DEFAULT_POSTGRES_URL}).",
+)
+
+
+@click.group()
+def db() -> None:
+    """The events database: schema migrations (and, later, health, backup, restore)."""
+
+
+@db.command()
+@url_option
+@click.option("--revision", default="head", show_default=True, help="Target revision.")
+def migrate(url: str | None, revision: str) -> None:
+    """Create the database if missing and upgrade its schema."""
+    target = postgres_url(url)
+    created = events_db.create_database(target)
+    events_db.migrate(target, revision, create=False)
+    where = target.rsplit("@", 1)[-1]
+    click.echo(
+        f"{'created and ' if created else ''}migrated {where} to {events_db.current_revision(target)}"
+    )
+
+
+@db.command()
+@url_option
+@click.option("--revision", default="-1", show_default=True, help="Target revision ('base': all).")
+@click.confirmation_option(prompt="Downgrading drops tables and their rows. Continue?")
+def downgrade(url: str | None, revision: str) -> None:
+    """Step the schema down (drops what the undone revisions created)."""
+    target = postgres_url(url)
+    events_db.downgrade(target, revision)
+    click.echo(f"downgraded to {events_db.current_revision(target) or 'base'}")
+
+
+@db.command()
+@url_option
+def current(url: str | None) -> None:
+    """Print the schema revision of the database."""
+    click.echo(events_db.current_revision(postgres_url(url)) or "base (no schema)")

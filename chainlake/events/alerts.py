@@ -1,0 +1,122 @@
+"""Seed 000's alerts: an expression over an analytics table, checked by the safe grammar, whose
+matching rows become `analytics` events (and so reach triggers like any other event).
+
+    wallet_balances.filter((pl.col("wallet_name") == "treasury") & (pl.col("balance") < 10))
+    risk_metrics.filter(pl.col("max_drawdown") < -0.2)
+
+A firing's id is deterministic per (alert, day, subject row), so materialising the same day
+again does not fire again; a subject is the row's identifying columns (wallet, token,
+portfolio, window), not its values.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import polars as pl
+
+from chainlake.events.expressions import Compiled, apply_expression, compile_expression
+
+# Frame names an expression may start with, and the asset each reads.
+DATASETS = {
+    "wallet_balances": "core/balances",
+    "balances": "core/balances",
+    "risk_metrics": "analytics/risk_metrics",
+    "portfolio_snapshots": "analytics/portfolio_snapshots",
+}
+SUBJECT_COLUMNS = (
+    "portfolio_id", "wallet_name", "wallet_id", "address", "wallet_address", "token_symbol",
+    "token_address", "symbol", "window_days", "metric",
+)  # fmt: skip
+TIME_COLUMNS = ("block_timestamp", "timestamp", "as_of", "snapshot_time")
+
+
+@dataclass(frozen=True)
+class Alert:
+    id: str
+    name: str
+    expression: str
+    chain_id: int | None = None
+    parameters: Mapping[str, Any] | None = None
+    active: bool = True
+
+
+def dataset_of(expression: str) -> str | None:
+    """The frame an expression reads (`wallet_balances.filter(...)`), or None when bare."""
+    head = expression.strip().split(".", 1)[0]
+    return head if head in DATASETS and expression.strip().startswith(f"{head}.filter(") else None
+
+
+def check_alert(expression: str, columns: Iterable[str] | None = None) -> Compiled:
+    """Validate an alert expression on save: ExpressionError points at what is refused."""
+    return compile_expression(expression, columns=columns, frame_names=DATASETS)
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, (dt.date, dt.datetime)):
+        return v.isoformat()
+    if isinstance(v, (int, float, str, bool)) or v is None:
+        return v
+    return str(v)
+
+
+def fire_alerts(
+    alerts: Iterable[Alert],
+    frame_name: str,
+    frame: pl.DataFrame,
+    *,
+    chain_id: int,
+    day: dt.date,
+) -> list[dict[str, Any]]:
+    """Events for every row of `frame` (the table `frame_name` for one chain-day) matched by an
+    active alert that reads that table. Bare expressions (no `table.filter(...)`) read every
+    table that has their columns."""
+    out: list[dict[str, Any]] = []
+    day_end = int(dt.datetime.combine(day, dt.time(23, 59, 59), dt.UTC).timestamp())
+    for a in alerts:
+        if not a.active or (a.chain_id is not None and a.chain_id != chain_id):
+            continue
+        target = dataset_of(a.expression)
+        if target is not None and DATASETS[target] != DATASETS.get(frame_name, frame_name):
+            continue
+        compiled = check_alert(a.expression)
+        if target is None and not compiled.columns <= set(frame.columns):
+            continue
+        hits = apply_expression(frame, compiled)
+        subject_cols = [c for c in SUBJECT_COLUMNS if c in hits.columns]
+        time_col = next((c for c in TIME_COLUMNS if c in hits.columns), None)
+        for row in hits.iter_rows(named=True):
+            subject = {c: _jsonable(row[c]) for c in subject_cols} or {
+                k: _jsonable(v) for k, v in row.items()
+            }
+            digest = hashlib.sha1(json.dumps(subject, sort_keys=True).encode()).hexdigest()[:16]
+            ts = row.get(time_col) if time_col else None
+            if isinstance(ts, dt.datetime):
+                ts = int(ts.replace(tzinfo=ts.tzinfo or dt.UTC).timestamp())
+            elif not isinstance(ts, int):
+                ts = day_end
+            out.append(
+                {
+                    "id": f"{chain_id}-alert-{a.id}-{day.isoformat()}-{digest}",
+                    "chain_id": chain_id,
+                    "registry": "analytics",
+                    "event_type": "AlertFired",
+                    "alert_id": a.id,
+                    "timestamp": ts,
+                    "data": {
+                        "alert_name": a.name,
+                        "expression": a.expression,
+                        "dataset": DATASETS.get(frame_name, frame_name),
+                        "date": day.isoformat(),
+                        "subject": subject,
+                        "alert_value": {k: _jsonable(v) for k, v in row.items()},
+                        "parameters": dict(a.parameters or {}),
+                    },
+                }
+            )
+    return out

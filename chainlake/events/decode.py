@@ -1,0 +1,235 @@
+"""Decoding events of interest from the chain tables: the 8004 registries' logs by their ABI,
+and ERC-20 transfers touching tracked wallets. Pure functions over Polars frames with the
+columns of raw/logs and core/token_transfers; `assets/events.py` feeds them a chain-day.
+
+ABI arguments map to the `events` columns by name (agentId -> agent_id, fileuri -> file_uri,
+...); an argument without a column of its own is kept in `data`, so a registry contract that
+grows an event argument loses nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from chainlake.events.store import EVENT_COLUMNS, event_id
+
+REGISTRY_CONTRACTS = {
+    "IdentityRegistry": "identity",
+    "ReputationRegistry": "reputation",
+    "ValidationRegistry": "validation",
+}
+# ABI argument names that do not simply snake-case into a column
+ARG_ALIASES = {
+    "tokenuri": "token_uri", "agenturi": "token_uri", "newuri": "token_uri", "uri": "token_uri",
+    "key": "metadata_key", "value": "metadata_value", "fileuri": "file_uri",
+    "filehash": "file_hash", "feedbackuri": "file_uri", "feedbackhash": "file_hash",
+    "client": "client_address", "validator": "validator_address",
+}  # fmt: skip
+# bytes32 arguments that are digests (kept as hex), as opposed to short labels (tags)
+HASH_COLUMNS = {"file_hash", "request_hash", "response_hash"}
+BIGINT_MAX = 2**63 - 1
+INT_MAX = 2**31 - 1
+
+
+@dataclass(frozen=True)
+class EventAbi:
+    registry: str
+    name: str
+    signature: str
+    topic0: str
+    inputs: tuple[tuple[str, str, bool], ...]  # (name, type, indexed)
+
+
+def _snake(name: str) -> str:
+    return re.sub(r"(?<=[a-z0-9])([A-Z])", r"_\1", name).lower()
+
+
+def column_for(arg: str) -> str | None:
+    key = arg.lower()
+    if key in ARG_ALIASES:
+        return ARG_ALIASES[key]
+    snake = _snake(arg)
+    return snake if snake in EVENT_COLUMNS and snake not in ("id", "data") else None
+
+
+def event_abis(registry: str, abi: Iterable[Mapping[str, Any]]) -> list[EventAbi]:
+    from eth_utils import keccak
+
+    out = []
+    for item in abi:
+        if item.get("type") != "event" or item.get("anonymous"):
+            continue
+        types = ",".join(i["type"] for i in item["inputs"])
+        sig = f"{item['name']}({types})"
+        out.append(
+            EventAbi(
+                registry=registry,
+                name=item["name"],
+                signature=sig,
+                topic0="0x" + keccak(text=sig).hex(),
+                inputs=tuple(
+                    (i["name"], i["type"], bool(i.get("indexed"))) for i in item["inputs"]
+                ),
+            )
+        )
+    return out
+
+
+def load_registry_abis(build_dir: str | Path) -> dict[str, list[EventAbi]]:
+    """Registry name -> its events, from the devnet contracts' build artifacts."""
+    out: dict[str, list[EventAbi]] = {}
+    for contract, registry in REGISTRY_CONTRACTS.items():
+        path = Path(build_dir) / f"{contract}.json"
+        if path.exists():
+            out[registry] = event_abis(registry, json.loads(path.read_text())["abi"])
+    return out
+
+
+def _text_or_hex(raw: bytes) -> str:
+    """A bytes32 label ('quality\\0\\0...') as text; anything else as 0x-hex."""
+    stripped = raw.rstrip(b"\x00")
+    try:
+        text = stripped.decode("utf-8")
+    except UnicodeDecodeError:
+        return "0x" + raw.hex()
+    if text and text.isprintable():
+        return text
+    return "" if not stripped else "0x" + raw.hex()
+
+
+def _convert(value: Any, abi_type: str, column: str | None) -> Any:
+    if abi_type == "address":
+        return str(value).lower()
+    if abi_type.startswith("bytes"):
+        raw = bytes(value)
+        if column in HASH_COLUMNS or (abi_type == "bytes32" and column is None):
+            return "0x" + raw.hex()
+        return _text_or_hex(raw)
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        limit = INT_MAX if column in ("score", "response") else BIGINT_MAX
+        return value if value <= limit else str(value)
+    if isinstance(value, (list, tuple)):
+        return [_convert(v, abi_type.rsplit("[", 1)[0], None) for v in value]
+    return value
+
+
+def decode_log(ev: EventAbi, topics: list[str | None], data_hex: str) -> dict[str, Any]:
+    """Arguments of one log, as event columns (plus `data` for the rest)."""
+    from eth_abi import decode
+
+    out: dict[str, Any] = {}
+    extra: dict[str, Any] = {}
+    indexed = [t for t in topics[1:] if t is not None]
+    plain = [(n, t) for n, t, idx in ev.inputs if not idx]
+    values = (
+        decode([t for _, t in plain], bytes.fromhex(data_hex.removeprefix("0x"))) if plain else ()
+    )
+    decoded: dict[str, tuple[str, Any]] = {
+        n: (t, v) for (n, t), v in zip(plain, values, strict=True)
+    }
+    k = 0
+    for name, abi_type, idx in ev.inputs:
+        if not idx:
+            continue
+        topic = indexed[k] if k < len(indexed) else None
+        k += 1
+        if topic is None:
+            continue
+        if (
+            abi_type in ("string", "bytes")
+            or abi_type.endswith("]")
+            or abi_type.startswith("tuple")
+        ):
+            # an indexed dynamic value is only its hash
+            extra[f"{name}_hash"] = topic
+            continue
+        decoded[name] = (abi_type, decode([abi_type], bytes.fromhex(topic.removeprefix("0x")))[0])
+    for name, (abi_type, value) in decoded.items():
+        column = column_for(name)
+        v = _convert(value, abi_type, column)
+        if column is not None and not (
+            isinstance(v, str) and column in ("agent_id", "feedback_index", "score", "response")
+        ):
+            out[column] = v
+        else:
+            extra[name] = v
+    out["data"] = extra
+    return out
+
+
+def registry_events(
+    logs: pl.DataFrame,
+    contracts: Mapping[str, str],
+    abis: Mapping[str, list[EventAbi]],
+) -> list[dict[str, Any]]:
+    """Events of the registry contracts at `contracts` (address -> registry) in a logs frame."""
+    if logs.height == 0 or not contracts:
+        return []
+    by_topic = {(ev.registry, ev.topic0): ev for evs in abis.values() for ev in evs}
+    addresses = {a.lower(): r for a, r in contracts.items()}
+    wanted = logs.filter(pl.col("address").is_in(list(addresses)))
+    out = []
+    for row in wanted.iter_rows(named=True):
+        registry = addresses[row["address"]]
+        ev = by_topic.get((registry, row["topic0"]))
+        if ev is None:
+            continue
+        fields = decode_log(
+            ev, [row["topic0"], row["topic1"], row["topic2"], row["topic3"]], row["data"]
+        )
+        out.append(
+            {
+                "id": event_id(row["chain_id"], row["block_number"], row["log_index"]),
+                "chain_id": row["chain_id"],
+                "block_number": row["block_number"],
+                "block_hash": row["block_hash"],
+                "transaction_hash": row["transaction_hash"],
+                "log_index": row["log_index"],
+                "registry": registry,
+                "event_type": ev.name,
+                "timestamp": int(row["block_timestamp"].timestamp()),
+                **fields,
+                "data": {**fields["data"], "contract": row["address"]},
+            }
+        )
+    return out
+
+
+def transfer_events(transfers: pl.DataFrame, tracked: Iterable[str]) -> list[dict[str, Any]]:
+    """ERC-20 transfers from or to a tracked wallet, as `erc20` events (amount exact, base units)."""
+    wallets = [a.lower() for a in tracked]
+    if transfers.height == 0 or not wallets:
+        return []
+    hits = transfers.filter(
+        pl.col("from_address").is_in(wallets) | pl.col("to_address").is_in(wallets)
+    )
+    return [
+        {
+            "id": event_id(r["chain_id"], r["block_number"], r["log_index"]),
+            "chain_id": r["chain_id"],
+            "block_number": r["block_number"],
+            "block_hash": r["block_hash"],
+            "transaction_hash": r["transaction_hash"],
+            "log_index": r["log_index"],
+            "registry": "erc20",
+            "event_type": "Transfer",
+            "timestamp": int(r["block_timestamp"].timestamp()),
+            "token_address": r["token_address"],
+            "from_address": r["from_address"],
+            "to_address": r["to_address"],
+            "amount": r["value_raw"],
+            "data": {
+                "direction": "in" if r["to_address"] in wallets else "out",
+            },
+        }
+        for r in hits.iter_rows(named=True)
+    ]

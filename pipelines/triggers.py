@@ -1,0 +1,225 @@
+"""The trigger engine's jobs, schedules, sensors, assets and resources. Wiring only: the ops
+below call `chainlake.events` and `chainlake.actions`, where the logic and its tests live.
+
+    events inserted --NOTIFY/cursor--> chain_events_sensor --> evaluate_triggers_job
+    pending deliveries --NOTIFY/cursor--> pending_actions_sensor --> deliver_actions_job
+    events_retention_schedule (daily) / event_views_schedule (hourly) --> events_maintenance_job
+"""
+
+import datetime as dt
+import os
+
+import dagster as dg
+from pydantic import Field
+
+from assets.events import chain_events
+from chainlake.events.db import DEFAULT_POSTGRES_URL
+from chainlake.settings import env
+from resources.notifiers import NotifiersResource
+from resources.postgres import PostgresResource
+from sensors.chain_events import chain_events_sensor
+from sensors.new_blocks import new_block_sensor
+from sensors.pending_actions import pending_actions_sensor
+
+
+class EvaluateConfig(dg.Config):
+    after_seq: int = Field(description="Evaluate events with seq greater than this ...")
+    up_to_seq: int = Field(description="... and at most this (inclusive).")
+
+
+@dg.op(
+    description="Evaluate every enabled trigger against a batch of events; matches become "
+    "pending deliveries, in the same transaction as the trigger state they change."
+)
+def evaluate_triggers(
+    context: dg.OpExecutionContext, config: EvaluateConfig, postgres: PostgresResource
+) -> dg.Output[dict]:
+    from chainlake.events.evaluate import evaluate_batch
+
+    with postgres.connection() as conn:
+        report = evaluate_batch(conn, after_seq=config.after_seq, up_to_seq=config.up_to_seq)
+    context.log.info(
+        f"events {config.after_seq + 1}..{config.up_to_seq}: {report.events} evaluated, "
+        f"{report.fired} firing(s), {report.deliveries_added} new deliveries"
+    )
+    summary = {
+        "events": report.events,
+        "fired": report.fired,
+        "deliveries_added": report.deliveries_added,
+    }
+    return dg.Output(summary, metadata={**summary, "by_trigger": report.by_trigger})
+
+
+class DeliverConfig(dg.Config):
+    delivery_ids: list[str] = Field(
+        default_factory=list, description="Only these deliveries (default: everything due)."
+    )
+    replay_ids: list[str] = Field(
+        default_factory=list,
+        description="Failed or cancelled deliveries to make pending again before delivering.",
+    )
+    replay_failed: bool = Field(
+        default=False, description="Make every failed delivery pending again before delivering."
+    )
+
+
+@dg.op(
+    description="Deliver pending actions with retries and backoff; one action_results row per attempt."
+)
+def deliver_actions(
+    context: dg.OpExecutionContext,
+    config: DeliverConfig,
+    postgres: PostgresResource,
+    notifiers: NotifiersResource,
+) -> dg.Output[dict]:
+    from chainlake.actions.deliver import Deliverer
+    from chainlake.events import store
+    from chainlake.events.agents import agent_resolver
+
+    replayed: list[str] = []
+    if config.replay_ids or config.replay_failed:
+        with postgres.connection() as conn:
+            replayed = store.replay_deliveries(
+                conn,
+                ids=config.replay_ids or None,
+                statuses=("failed", "cancelled") if config.replay_ids else ("failed",),
+            )
+        context.log.info(f"replaying {len(replayed)} deliveries")
+    resolver = agent_resolver(lambda: postgres.connect(), key=postgres.secret_key)
+    deliverer = Deliverer(
+        url=postgres.url,
+        senders=notifiers.senders(resolver),
+        secrets=notifiers.secrets(),
+        policy=notifiers.retry_policy(),
+        job_id=context.run_id,
+        max_inline_wait=notifiers.max_inline_wait_seconds,
+        workers=notifiers.workers,
+        http_timeout=notifiers.http_timeout_seconds,
+    )
+    ids = list(config.delivery_ids) + (replayed if config.replay_ids else [])
+    report = deliverer.run(ids=ids or None)
+    summary = {
+        "claimed": report.claimed, "succeeded": report.succeeded, "failed": report.failed,
+        "requeued": report.requeued, "attempts": report.attempts, "replayed": len(replayed),
+    }  # fmt: skip
+    for line in report.errors:
+        context.log.warning(line)
+    return dg.Output(summary, metadata=summary)
+
+
+class MaintenanceConfig(dg.Config):
+    retention: bool = Field(default=True, description="Delete expired events and action results.")
+    as_of: str | None = Field(
+        default=None,
+        description="ISO timestamp retention is measured from (the schedule passes its tick "
+        "time); default: now.",
+    )
+    events_days: int = Field(default=365, description="Keep events this many days.")
+    action_results_days: int = Field(default=90, description="Keep action results this many days.")
+
+
+@dg.op(
+    description="Retention (events 365 days, action results 90 days) and refresh of the "
+    "hourly views events_hourly and action_metrics_hourly."
+)
+def events_maintenance(
+    context: dg.OpExecutionContext, config: MaintenanceConfig, postgres: PostgresResource
+) -> dg.Output[dict]:
+    from chainlake.events import store
+
+    deleted = {"events": 0, "action_results": 0}
+    if config.retention:
+        now = dt.datetime.fromisoformat(config.as_of) if config.as_of else dt.datetime.now(dt.UTC)
+        with postgres.connection() as conn:
+            deleted = store.apply_retention(
+                conn, now=now, events_days=config.events_days,
+                action_results_days=config.action_results_days,
+            )  # fmt: skip
+        context.log.info(f"retention as of {now.isoformat()}: deleted {deleted}")
+    with postgres.connection(autocommit=True) as conn:
+        store.refresh_views(conn)
+    return dg.Output(deleted, metadata={f"deleted_{k}": v for k, v in deleted.items()})
+
+
+@dg.job(
+    description="Evaluate triggers for a batch of events (launched by chain_events_sensor).",
+    tags={"chainlake/engine": "triggers"},
+)
+def evaluate_triggers_job() -> None:
+    evaluate_triggers()
+
+
+@dg.job(
+    description="Deliver pending actions (launched by pending_actions_sensor; launch it "
+    "from the UI with replay_ids or replay_failed to replay failed deliveries).",
+    tags={"chainlake/engine": "triggers"},
+)
+def deliver_actions_job() -> None:
+    deliver_actions()
+
+
+@dg.job(description="Events retention and hourly views.", tags={"chainlake/engine": "triggers"})
+def events_maintenance_job() -> None:
+    events_maintenance()
+
+
+def _maintenance_run(context: dg.ScheduleEvaluationContext, *, retention: bool) -> dg.RunRequest:
+    tick = context.scheduled_execution_time or dt.datetime.now(dt.UTC)
+    return dg.RunRequest(
+        run_key=None,
+        run_config={
+            "ops": {
+                "events_maintenance": {
+                    "config": {"retention": retention, "as_of": tick.isoformat()}
+                }
+            }
+        },
+    )
+
+
+@dg.schedule(
+    job=events_maintenance_job,
+    cron_schedule="15 2 * * *",
+    execution_timezone="UTC",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+)
+def events_retention_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
+    """Daily: delete events older than 365 days and action results older than 90."""
+    return _maintenance_run(context, retention=True)
+
+
+@dg.schedule(
+    job=events_maintenance_job,
+    cron_schedule="5 * * * *",
+    execution_timezone="UTC",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+)
+def event_views_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
+    """Hourly: refresh events_hourly and action_metrics_hourly."""
+    return _maintenance_run(context, retention=False)
+
+
+new_blocks_job = dg.define_asset_job(
+    "new_blocks_job",
+    selection=dg.AssetSelection.groups("raw", "core") | dg.AssetSelection.assets(chain_events),
+    description="Bring today's partition of a chain up to its confirmed head, and decode its "
+    "new events of interest (launched by new_block_sensor).",
+)
+
+TRIGGER_ASSETS = [chain_events]
+TRIGGER_JOBS = [evaluate_triggers_job, deliver_actions_job, events_maintenance_job, new_blocks_job]
+TRIGGER_SENSORS = [new_block_sensor, chain_events_sensor, pending_actions_sensor]
+TRIGGER_SCHEDULES = [events_retention_schedule, event_views_schedule]
+TRIGGER_RESOURCES = {
+    "postgres": PostgresResource(
+        url=env("POSTGRES_URL", DEFAULT_POSTGRES_URL),
+        secret_key=env("CHAINLAKE_SECRET_KEY", None),
+    ),
+    "notifiers": NotifiersResource(
+        smtp_host=env("SMTP_HOST", "127.0.0.1"),
+        smtp_port=dg.EnvVar.int("SMTP_PORT") if os.environ.get("SMTP_PORT") else 25,
+        smtp_username=env("SMTP_USERNAME", None),
+        smtp_password=env("SMTP_PASSWORD", None),
+        smtp_sender=env("SMTP_FROM", "chainlake@localhost"),
+    ),
+}

@@ -1,0 +1,42 @@
+"""PostgreSQL: the events outbox, triggers, deliveries and their audit trail."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import dagster as dg
+import psycopg
+from pydantic import Field
+
+from chainlake.events import db
+
+
+class PostgresResource(dg.ConfigurableResource):
+    """Connections to the events database. The schema is managed by `chainlake db migrate`."""
+
+    url: str = Field(
+        default=db.DEFAULT_POSTGRES_URL,
+        description="libpq URL of the events database (POSTGRES_URL), "
+        "e.g. postgresql://user@host:5432/chainlake.",
+    )
+    secret_key: str | None = Field(
+        default=None,
+        description="Fernet key that encrypts agents' MCP tokens at rest (CHAINLAKE_SECRET_KEY); "
+        "without it, MCP calls resolved from an agent go without a token.",
+    )
+
+    notify_wait_seconds: float = Field(
+        default=0.0,
+        description="How long an event or delivery sensor tick that finds nothing waits on "
+        "LISTEN/NOTIFY before giving up (a wake-up only; the tables are the truth).",
+    )
+
+    @contextmanager
+    def connection(self, *, autocommit: bool = False) -> Iterator[psycopg.Connection]:
+        """A connection that commits when the block succeeds and rolls back when it raises."""
+        with db.connection(self.url, autocommit=autocommit) as conn:
+            yield conn
+
+    def connect(self, *, autocommit: bool = False) -> psycopg.Connection:
+        return db.connect(self.url, autocommit=autocommit)

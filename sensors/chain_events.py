@@ -1,0 +1,46 @@
+"""chain_events_sensor: every event past the cursor (a seq of `events`), in batches, each one
+an evaluate_triggers_job run with a deterministic run key. NOTIFY only wakes the tick early."""
+
+import dagster as dg
+
+from chainlake.events.feed import Batch, next_event_batches
+from resources.postgres import PostgresResource
+
+BATCH_SIZE = 5000
+MAX_BATCHES_PER_TICK = 4
+
+
+def evaluate_run_request(batch: Batch) -> dg.RunRequest:
+    return dg.RunRequest(
+        run_key=batch.run_key,
+        run_config={
+            "ops": {
+                "evaluate_triggers": {
+                    "config": {"after_seq": batch.after_seq, "up_to_seq": batch.up_to_seq}
+                }
+            }
+        },
+        tags={"chainlake/events": f"{batch.after_seq + 1}-{batch.up_to_seq}"},
+    )
+
+
+@dg.sensor(
+    job_name="evaluate_triggers_job",
+    minimum_interval_seconds=1,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="New rows of the events table -> trigger evaluation runs.",
+)
+def chain_events_sensor(
+    context: dg.SensorEvaluationContext, postgres: PostgresResource
+) -> dg.SensorResult:
+    after = int(context.cursor or 0)
+    with postgres.connection(autocommit=True) as conn:
+        batches = next_event_batches(
+            conn, after, batch_size=BATCH_SIZE, max_batches=MAX_BATCHES_PER_TICK,
+            wait_seconds=postgres.notify_wait_seconds,
+        )  # fmt: skip
+    if not batches:
+        return dg.SensorResult(skip_reason=f"no events past seq {after}", cursor=str(after))
+    return dg.SensorResult(
+        run_requests=[evaluate_run_request(b) for b in batches], cursor=str(batches[-1].up_to_seq)
+    )

@@ -1,0 +1,69 @@
+"""new_block_sensor: per chain, the confirmed head against the checkpoint; when the chain has
+moved on, request the run that brings today's partition up to date (new_blocks_job). Its
+cursor is, per chain, the last head it requested a run for."""
+
+import datetime as dt
+import json
+
+import dagster as dg
+
+from chainlake.config import load_chains
+
+
+def plan_new_blocks(head: int, checkpoint: int | None, handled: int | None) -> bool:
+    """Is there work? Blocks past both the extraction checkpoint and the last head a run was
+    already requested for (a run that is still going must not be requested again)."""
+    if head < 0:
+        return False
+    done = max(x for x in (checkpoint, handled, -1) if x is not None)
+    return head > done
+
+
+def new_blocks_run_key(chain: str, head: int) -> str:
+    return f"{chain}-head-{head}"
+
+
+@dg.sensor(
+    job_name="new_blocks_job",
+    minimum_interval_seconds=15,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Per chain: confirmed head vs checkpoint; requests today's partition up to the head.",
+)
+def new_block_sensor(
+    context: dg.SensorEvaluationContext, delta: dg.ResourceParam
+) -> dg.SensorResult:
+    from chainlake.extract import confirmed_head
+    from chainlake.rpc import RpcClient
+    from chainlake.state import read_checkpoint
+    from pipelines.partitions import chain_day_key
+
+    cursor: dict[str, int] = json.loads(context.cursor) if context.cursor else {}
+    today = dt.datetime.now(dt.UTC).date()
+    requests: list[dg.RunRequest] = []
+    skipped: list[str] = []
+    for name, chain in sorted(load_chains().items()):
+        client = RpcClient(chain.rpc_urls, timeout=5.0, max_retries=1)
+        try:
+            head = confirmed_head(client, chain.confirmations)
+        except Exception as e:  # a node down must not stop the other chains
+            skipped.append(f"{name}: head unavailable ({type(e).__name__})")
+            continue
+        finally:
+            client.close()
+        cp = read_checkpoint(delta, chain)
+        if not plan_new_blocks(head, cp.block_number if cp else None, cursor.get(name)):
+            skipped.append(f"{name}: up to date at {head}")
+            continue
+        cursor[name] = head
+        requests.append(
+            dg.RunRequest(
+                run_key=new_blocks_run_key(name, head),
+                partition_key=chain_day_key(name, today),
+                tags={"chainlake/head": str(head)},
+            )
+        )
+    return dg.SensorResult(
+        run_requests=requests,
+        cursor=json.dumps(cursor, sort_keys=True),
+        skip_reason=None if requests else "; ".join(skipped) or "no chains",
+    )
