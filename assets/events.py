@@ -22,6 +22,7 @@ from assets.logs import LogsModel
 from assets.token_transfers import TokenTransfersModel
 from chainlake.config import ChainConfig
 from chainlake.events import store
+from chainlake.events.db import scalar
 from chainlake.events.decode import load_registry_abis, registry_events, transfer_events
 from chainlake.metadata import table_metadata
 from chainlake.schema import polars_schema, validation_summary
@@ -212,9 +213,7 @@ def chain_events(
     with postgres.connection() as conn:
         added = store.insert_events(conn, events)
         ids = [e["id"] for e in events]
-        present = conn.execute(
-            "SELECT count(*) AS n FROM events WHERE id = ANY(%s)", (ids,)
-        ).fetchone()["n"]
+        present = scalar(conn, "SELECT count(*) FROM events WHERE id = ANY(%s)", (ids,))
         last = _last_block(delta, chain, day)
         if last is not None:
             store.advance_checkpoint(conn, chain.chain_id, *last)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from chainlake.commands.db import db
+from chainlake.commands.db_ops import attach as attach_db_ops
 from chainlake.commands.triggers import triggers
 
 
@@ -13,5 +14,6 @@ def main() -> None:
     """chainlake: an on-chain lakehouse on Dagster."""
 
 
+attach_db_ops(db)
 main.add_command(db)
 main.add_command(triggers)

@@ -6,10 +6,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import dagster as dg
-import psycopg
 from pydantic import Field
 
 from chainlake.events import db
+from chainlake.events.db import Conn
 
 
 class PostgresResource(dg.ConfigurableResource):
@@ -33,10 +33,10 @@ class PostgresResource(dg.ConfigurableResource):
     )
 
     @contextmanager
-    def connection(self, *, autocommit: bool = False) -> Iterator[psycopg.Connection]:
+    def connection(self, *, autocommit: bool = False) -> Iterator[Conn]:
         """A connection that commits when the block succeeds and rolls back when it raises."""
         with db.connection(self.url, autocommit=autocommit) as conn:
             yield conn
 
-    def connect(self, *, autocommit: bool = False) -> psycopg.Connection:
+    def connect(self, *, autocommit: bool = False) -> Conn:
         return db.connect(self.url, autocommit=autocommit)

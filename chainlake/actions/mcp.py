@@ -104,9 +104,7 @@ async def call_tool(
         async with httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(timeout)) as http:
             transport = streamable_http_client(target.url, http_client=http)
             async with Client(transport, read_timeout_seconds=timeout, mode="legacy") as client:
-                result = await asyncio.wait_for(
-                    client.call_tool(tool, dict(arguments), meta={"idempotency_key": key}), timeout
-                )
+                result = await asyncio.wait_for(client.call_tool(tool, dict(arguments)), timeout)
     except MCPError as e:
         # -32603 is the server's internal error: maybe transient. Unknown tool or bad params: not.
         raise ActionError(f"mcp {tool}: {e}", retryable=getattr(e, "code", None) == -32603) from e

@@ -8,6 +8,7 @@ chainlake db current              # the revision the database is at
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import click
 
@@ -29,15 +30,49 @@ url_option = click.option(
 
 @click.group()
 def db() -> None:
-    """The events database: schema migrations (and, later, health, backup, restore)."""
+    """The events database: schema migrations, health, backup and restore."""
 
 
 @db.command()
 @url_option
 @click.option("--revision", default="head", show_default=True, help="Target revision.")
-def migrate(url: str | None, revision: str) -> None:
-    """Create the database if missing and upgrade its schema."""
+@click.option("--check-only", is_flag=True, help="Report pending migrations; change nothing.")
+@click.option(
+    "--backup/--no-backup",
+    "backup_first",
+    default=True,
+    show_default=True,
+    help="Back up to Parquet first when the database holds rows.",
+)
+@click.option(
+    "--backup-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default="data/backups",
+    show_default=True,
+)
+@click.option("--force", is_flag=True, help="Rebuild a schema that has no migration history.")
+def migrate(
+    url: str | None,
+    revision: str,
+    check_only: bool,
+    backup_first: bool,
+    backup_dir: Path,
+    force: bool,
+) -> None:
+    """Create the database if missing and upgrade its schema (seed 004: --check-only, a
+    backup before migrating, --force)."""
+    from chainlake.commands.db_ops import before_migrate
+
     target = postgres_url(url)
+    if not before_migrate(
+        target,
+        revision,
+        check_only=check_only,
+        backup_first=backup_first,
+        backup_dir=backup_dir,
+        force=force,
+    ):
+        return
     created = events_db.create_database(target)
     events_db.migrate(target, revision, create=False)
     where = target.rsplit("@", 1)[-1]

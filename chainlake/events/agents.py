@@ -12,11 +12,11 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
-import psycopg
 from cryptography.fernet import Fernet, InvalidToken
 
 from chainlake.actions.base import ActionError
 from chainlake.actions.mcp import AgentEndpoint
+from chainlake.events.db import Conn
 
 
 def new_key() -> str:
@@ -37,7 +37,7 @@ def _fernet(key: str) -> Fernet:
         ) from e
 
 
-def set_agent_mcp_token(conn: psycopg.Connection, agent_id: int, token: str, *, key: str) -> None:
+def set_agent_mcp_token(conn: Conn, agent_id: int, token: str, *, key: str) -> None:
     ciphertext = _fernet(key).encrypt(token.encode())
     conn.execute(
         "INSERT INTO agent_mcp_tokens (agent_id, token_encrypted) VALUES (%s, %s) "
@@ -46,7 +46,7 @@ def set_agent_mcp_token(conn: psycopg.Connection, agent_id: int, token: str, *, 
     )
 
 
-def get_agent_mcp_token(conn: psycopg.Connection, agent_id: int, *, key: str) -> str | None:
+def get_agent_mcp_token(conn: Conn, agent_id: int, *, key: str) -> str | None:
     row = conn.execute(
         "SELECT token_encrypted FROM agent_mcp_tokens WHERE agent_id = %s", (agent_id,)
     ).fetchone()
@@ -58,9 +58,7 @@ def get_agent_mcp_token(conn: psycopg.Connection, agent_id: int, *, key: str) ->
         raise ValueError(f"the MCP token of agent {agent_id} does not decrypt with this key") from e
 
 
-def agent_token_uri(
-    conn: psycopg.Connection, agent_id: int, chain_id: int | None = None
-) -> str | None:
+def agent_token_uri(conn: Conn, agent_id: int, chain_id: int | None = None) -> str | None:
     """The agent's latest token URI from the identity registry's events (registration or update)."""
     row = conn.execute(
         "SELECT token_uri FROM events WHERE registry = 'identity' AND agent_id = %s "
@@ -106,7 +104,7 @@ def mcp_endpoint_from_registration(doc: Any) -> str | None:
 
 
 def agent_resolver(
-    connect: Callable[[], psycopg.Connection], *, key: str | None
+    connect: Callable[[], Conn], *, key: str | None
 ) -> Callable[[int], AgentEndpoint]:
     """A resolver for McpToolCall(resolve_agent=...): agent id -> endpoint and token."""
 

@@ -120,3 +120,34 @@ def fire_alerts(
                 }
             )
     return out
+
+
+def save_alert(
+    conn: Any,
+    *,
+    alert_id: str,
+    user_id: str,
+    name: str,
+    expression: str,
+    chain_id: int,
+    description: str | None = None,
+    parameters: Mapping[str, Any] | None = None,
+    columns: Iterable[str] | None = None,
+) -> None:
+    """Store an alert after checking its expression; an expression outside the grammar raises
+    ExpressionError (pointing at the offending part) and nothing is written."""
+    from psycopg.types.json import Jsonb
+
+    check_alert(expression, columns)
+    target = dataset_of(expression)
+    conn.execute(
+        "INSERT INTO alerts (id, user_id, name, description, dataset, chain_id, expression, "
+        "parameters) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (id) DO UPDATE SET "
+        "name = EXCLUDED.name, description = EXCLUDED.description, dataset = EXCLUDED.dataset, "
+        "chain_id = EXCLUDED.chain_id, expression = EXCLUDED.expression, "
+        "parameters = EXCLUDED.parameters",
+        (
+            alert_id, user_id, name, description, DATASETS[target] if target else "any",
+            chain_id, expression, Jsonb(dict(parameters or {})),
+        ),
+    )  # fmt: skip

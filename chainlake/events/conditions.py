@@ -14,7 +14,8 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field as dc_field
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -52,7 +53,7 @@ class Condition:
     field: str
     operator: str
     value: str
-    config: Mapping[str, Any] = field(default_factory=dict)
+    config: Mapping[str, Any] = dc_field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -87,7 +88,7 @@ class Outcome:
     state: dict[str, Any]
     # why it did not fire ("condition agent_id_equals", "cooldown") or what it computed
     reason: str = ""
-    details: dict[str, Any] = field(default_factory=dict)
+    details: dict[str, Any] = dc_field(default_factory=dict)
 
 
 # ---- helpers -------------------------------------------------------------------------------
@@ -192,7 +193,7 @@ def _e_threshold(c: Condition, ev: Mapping[str, Any], st: dict) -> tuple[bool, d
     x = _number(ev, c.field)
     if x is None:
         return False, st, {}
-    return COMPARISONS[c.operator](x, Decimal(c.value)), st, {c.field: str(x)}
+    return COMPARISONS[c.operator](x, Decimal(c.value)), st, {}
 
 
 def _v_amount(c: Condition) -> Condition:

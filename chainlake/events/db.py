@@ -10,10 +10,14 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from psycopg import sql
-from psycopg.rows import dict_row
+from psycopg.rows import DictRow, dict_row
+
+# Every connection of the events code returns rows as dicts.
+Conn = psycopg.Connection[DictRow]
 
 DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/chainlake"
 # Dagster's own storage (dagster-postgres) keeps its revision in `alembic_version`; ours has a
@@ -35,13 +39,13 @@ def sqlalchemy_url(url: str) -> str:
     return _SCHEME_RE.sub("postgresql+psycopg://", url, count=1)
 
 
-def connect(url: str, *, autocommit: bool = False) -> psycopg.Connection:
+def connect(url: str, *, autocommit: bool = False) -> Conn:
     """A psycopg 3 connection whose rows are dicts."""
     return psycopg.connect(libpq_url(url), autocommit=autocommit, row_factory=dict_row)
 
 
 @contextmanager
-def connection(url: str, *, autocommit: bool = False) -> Iterator[psycopg.Connection]:
+def connection(url: str, *, autocommit: bool = False) -> Iterator[Conn]:
     """A connection that commits on success, rolls back on error, and is closed either way."""
     conn = connect(url, autocommit=autocommit)
     try:
@@ -53,10 +57,10 @@ def connection(url: str, *, autocommit: bool = False) -> Iterator[psycopg.Connec
 
 def _maintenance_url(url: str, dbname: str = "postgres") -> tuple[str, str]:
     """(URL of the server's maintenance database, name of the database in `url`)."""
-    info = psycopg.conninfo.conninfo_to_dict(libpq_url(url))
+    info: dict[str, Any] = psycopg.conninfo.conninfo_to_dict(libpq_url(url))
     target = str(info.get("dbname") or "")
     info["dbname"] = dbname
-    return psycopg.conninfo.make_conninfo(**info), target
+    return psycopg.conninfo.make_conninfo("", **info), target
 
 
 def create_database(url: str, *, exist_ok: bool = True) -> bool:
@@ -114,4 +118,12 @@ def current_revision(url: str) -> str | None:
         row = conn.execute(
             sql.SQL("SELECT version_num FROM {}").format(sql.Identifier(VERSION_TABLE))
         ).fetchone()
-        return row["version_num"] if row else None
+        return str(row["version_num"]) if row else None
+
+
+def scalar(conn: Conn, query: Any, params: Any = None) -> Any:
+    """The first column of the first row (a query that always returns a row: count, exists)."""
+    row = conn.execute(query, params).fetchone()
+    if row is None:
+        raise LookupError("query returned no row")
+    return next(iter(row.values()))

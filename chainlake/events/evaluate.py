@@ -14,10 +14,9 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-import psycopg
-
 from chainlake.events import store
 from chainlake.events.conditions import Action, Trigger, evaluate_trigger
+from chainlake.events.db import Conn
 
 DEFAULT_MAX_ATTEMPTS = 5
 
@@ -98,7 +97,7 @@ def plan(
 
 
 def evaluate_batch(
-    conn: psycopg.Connection,
+    conn: Conn,
     *,
     after_seq: int,
     up_to_seq: int | None = None,

@@ -13,9 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import psycopg
-
 from chainlake.events import store
+from chainlake.events.db import Conn, scalar
 
 EVENT_CHANNEL = "new_event"
 DELIVERY_CHANNEL = "new_delivery"
@@ -32,9 +31,7 @@ class Batch:
         return f"events-{self.after_seq + 1}-{self.up_to_seq}"
 
 
-def event_batches(
-    conn: psycopg.Connection, after_seq: int, *, batch_size: int, max_batches: int
-) -> list[Batch]:
+def event_batches(conn: Conn, after_seq: int, *, batch_size: int, max_batches: int) -> list[Batch]:
     """Consecutive batches of up to `batch_size` events past `after_seq`."""
     seqs = [
         r["seq"]
@@ -52,14 +49,12 @@ def event_batches(
     return out
 
 
-def has_events_after(conn: psycopg.Connection, after_seq: int) -> bool:
-    return conn.execute(
-        "SELECT EXISTS (SELECT 1 FROM events WHERE seq > %s) AS x", (after_seq,)
-    ).fetchone()["x"]
+def has_events_after(conn: Conn, after_seq: int) -> bool:
+    return bool(scalar(conn, "SELECT EXISTS (SELECT 1 FROM events WHERE seq > %s)", (after_seq,)))
 
 
 def next_event_batches(
-    conn: psycopg.Connection,
+    conn: Conn,
     after_seq: int,
     *,
     batch_size: int = 5000,
@@ -128,7 +123,7 @@ def plan_delivery_runs(
 
 
 def due_deliveries(
-    conn: psycopg.Connection, *, limit: int = 5000, wait_seconds: float = 0.0
+    conn: Conn, *, limit: int = 5000, wait_seconds: float = 0.0
 ) -> list[dict[str, Any]]:
     rows = store.due_deliveries(conn, limit=limit)
     if rows or wait_seconds <= 0:

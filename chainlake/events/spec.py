@@ -25,13 +25,13 @@ the check of the others, so one run lists everything to fix.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import yaml
 
 from chainlake.actions.base import ConfigError as ActionConfigError
@@ -46,6 +46,7 @@ from chainlake.events.conditions import (
     parse_duration,
     validate_condition,
 )
+from chainlake.events.db import Conn
 
 DEFAULT_TRIGGERS_CONFIG = "config/triggers.yaml"
 REGISTRIES = ("identity", "reputation", "validation", "erc20", "analytics")
@@ -238,7 +239,9 @@ def _parse_trigger(
                 validate_condition(
                     Condition(
                         str(rc["type"]), str(rc.get("field") or ""), str(rc.get("operator") or ""),
-                        value if isinstance(value, (list, tuple)) else ("" if value is None else str(value)),
+                        json.dumps(list(value))
+                        if isinstance(value, (list, tuple))
+                        else ("" if value is None else str(value)),
                         dict(cfg),
                     )
                 )
@@ -259,7 +262,10 @@ def _parse_trigger(
         if not isinstance(ra, Mapping):
             e(where, "expected a mapping with name, type and the action's settings")
             continue
-        atype = ra.get("type")
+        if not ra.get("type"):
+            e(f"{where}.type", "missing")
+            continue
+        atype = str(ra["type"])
         if atype == "webhook":
             atype = "rest"
         if atype not in senders:
@@ -325,7 +331,7 @@ class ApplyResult:
     removed: tuple[str, ...]
 
 
-def apply_spec(conn: psycopg.Connection, spec: Spec, *, prune: bool = False) -> ApplyResult:
+def apply_spec(conn: Conn, spec: Spec, *, prune: bool = False) -> ApplyResult:
     """Write the spec's triggers (create or replace), in the caller's transaction. With
     `prune`, the user's triggers that the file no longer lists are deleted."""
     user_id = store.ensure_user(conn, spec.user, spec.email)

@@ -14,11 +14,11 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
-import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from chainlake.events.conditions import RETRACTED, Action, Condition, Trigger
+from chainlake.events.db import Conn
 
 # column -> Postgres type, in table order (seq, retracted_at, created_at are the database's)
 EVENT_COLUMNS: dict[str, str] = {
@@ -85,7 +85,7 @@ def normalize_event(raw: Mapping[str, Any]) -> dict[str, Any]:
     return ev
 
 
-def insert_events(conn: psycopg.Connection, events: Iterable[Mapping[str, Any]]) -> list[str]:
+def insert_events(conn: Conn, events: Iterable[Mapping[str, Any]]) -> list[str]:
     """Insert events idempotently (`ON CONFLICT DO NOTHING`); returns the ids actually added.
 
     The rows travel as one JSON document per chunk and are typed by `jsonb_to_recordset`, one
@@ -110,7 +110,7 @@ def insert_events(conn: psycopg.Connection, events: Iterable[Mapping[str, Any]])
 
 
 def read_events_after(
-    conn: psycopg.Connection, after_seq: int, *, limit: int = 1000, up_to_seq: int | None = None
+    conn: Conn, after_seq: int, *, limit: int = 1000, up_to_seq: int | None = None
 ) -> list[dict[str, Any]]:
     """Events with seq in (after_seq, up_to_seq], oldest first."""
     return conn.execute(
@@ -120,9 +120,7 @@ def read_events_after(
     ).fetchall()
 
 
-def event_seq_range(
-    conn: psycopg.Connection, after_seq: int, *, limit: int
-) -> tuple[int, int, int] | None:
+def event_seq_range(conn: Conn, after_seq: int, *, limit: int) -> tuple[int, int, int] | None:
     """(first seq, last seq, count) of up to `limit` events past `after_seq`, or None."""
     row = conn.execute(
         "SELECT min(seq) AS lo, max(seq) AS hi, count(*) AS n FROM "
@@ -134,13 +132,11 @@ def event_seq_range(
     return int(row["lo"]), int(row["hi"]), int(row["n"])
 
 
-def get_event(conn: psycopg.Connection, id_: str) -> dict[str, Any] | None:
+def get_event(conn: Conn, id_: str) -> dict[str, Any] | None:
     return conn.execute("SELECT * FROM events WHERE id = %s", (id_,)).fetchone()
 
 
-def retract_blocks(
-    conn: psycopg.Connection, chain_id: int, block_numbers: Iterable[int]
-) -> list[str]:
+def retract_blocks(conn: Conn, chain_id: int, block_numbers: Iterable[int]) -> list[str]:
     """A reorg removed these blocks: retract their events. Returns the retraction events' ids.
 
     Each retracted event keeps its row, renamed `{id}@{block_hash}` (so the event decoded from
@@ -182,13 +178,11 @@ def retract_blocks(
 # ---- checkpoints ---------------------------------------------------------------------------
 
 
-def get_checkpoint(conn: psycopg.Connection, chain_id: int) -> dict[str, Any] | None:
+def get_checkpoint(conn: Conn, chain_id: int) -> dict[str, Any] | None:
     return conn.execute("SELECT * FROM checkpoints WHERE chain_id = %s", (chain_id,)).fetchone()
 
 
-def set_checkpoint(
-    conn: psycopg.Connection, chain_id: int, block_number: int, block_hash: str
-) -> None:
+def set_checkpoint(conn: Conn, chain_id: int, block_number: int, block_hash: str) -> None:
     """Record the last block whose events are in `events` (moves back after a reorg too)."""
     conn.execute(
         "INSERT INTO checkpoints (chain_id, last_block_number, last_block_hash) VALUES (%s, %s, %s) "
@@ -198,9 +192,7 @@ def set_checkpoint(
     )
 
 
-def advance_checkpoint(
-    conn: psycopg.Connection, chain_id: int, block_number: int, block_hash: str
-) -> None:
+def advance_checkpoint(conn: Conn, chain_id: int, block_number: int, block_hash: str) -> None:
     """Move the checkpoint forward only (a backfill of an old day leaves it alone)."""
     conn.execute(
         "INSERT INTO checkpoints (chain_id, last_block_number, last_block_hash) VALUES (%s, %s, %s) "
@@ -214,7 +206,7 @@ def advance_checkpoint(
 # ---- users and triggers --------------------------------------------------------------------
 
 
-def ensure_user(conn: psycopg.Connection, username: str, email: str | None = None) -> str:
+def ensure_user(conn: Conn, username: str, email: str | None = None) -> str:
     """The id of `username`, created (without a usable password) when missing."""
     row = conn.execute(
         "INSERT INTO users (username, email, password_hash) VALUES (%s, %s, '!') "
@@ -225,9 +217,7 @@ def ensure_user(conn: psycopg.Connection, username: str, email: str | None = Non
     return row["id"]
 
 
-def save_trigger(
-    conn: psycopg.Connection, trigger: Trigger, *, description: str | None = None
-) -> None:
+def save_trigger(conn: Conn, trigger: Trigger, *, description: str | None = None) -> None:
     """Create or replace a trigger with its conditions and actions.
 
     Actions are matched by name so their ids (and the idempotency keys built on them) survive
@@ -286,12 +276,12 @@ def save_trigger(
         )
 
 
-def delete_trigger(conn: psycopg.Connection, trigger_id: str) -> bool:
+def delete_trigger(conn: Conn, trigger_id: str) -> bool:
     return conn.execute("DELETE FROM triggers WHERE id = %s", (trigger_id,)).rowcount > 0
 
 
 def load_triggers(
-    conn: psycopg.Connection,
+    conn: Conn,
     *,
     chain_ids: Sequence[int] | None = None,
     enabled_only: bool = True,
@@ -336,7 +326,7 @@ def load_triggers(
     ]
 
 
-def lock_trigger_states(conn: psycopg.Connection, trigger_ids: Sequence[str]) -> dict[str, dict]:
+def lock_trigger_states(conn: Conn, trigger_ids: Sequence[str]) -> dict[str, dict]:
     """The state of each trigger, rows locked until the transaction ends (created if missing).
 
     Locked in id order so two evaluations of overlapping batches cannot deadlock; the second
@@ -358,7 +348,7 @@ def lock_trigger_states(conn: psycopg.Connection, trigger_ids: Sequence[str]) ->
     return {r["trigger_id"]: r["state_data"] for r in rows}
 
 
-def save_trigger_states(conn: psycopg.Connection, states: Mapping[str, Mapping[str, Any]]) -> None:
+def save_trigger_states(conn: Conn, states: Mapping[str, Mapping[str, Any]]) -> None:
     with conn.cursor() as cur:
         cur.executemany(
             "UPDATE trigger_state SET state_data = %s, last_updated = now() WHERE trigger_id = %s",
@@ -366,7 +356,7 @@ def save_trigger_states(conn: psycopg.Connection, states: Mapping[str, Mapping[s
         )
 
 
-def get_trigger_state(conn: psycopg.Connection, trigger_id: str) -> dict[str, Any] | None:
+def get_trigger_state(conn: Conn, trigger_id: str) -> dict[str, Any] | None:
     row = conn.execute(
         "SELECT state_data FROM trigger_state WHERE trigger_id = %s", (trigger_id,)
     ).fetchone()
@@ -381,7 +371,7 @@ def delivery_id(trigger_id: str, event_id_: str, action_name: str) -> str:
     return f"{trigger_id}:{event_id_}:{action_name}"
 
 
-def enqueue_deliveries(conn: psycopg.Connection, rows: Sequence[Mapping[str, Any]]) -> int:
+def enqueue_deliveries(conn: Conn, rows: Sequence[Mapping[str, Any]]) -> int:
     """Insert pending deliveries; an existing key is left alone. Returns how many were added."""
     if not rows:
         return 0
@@ -408,7 +398,7 @@ def enqueue_deliveries(conn: psycopg.Connection, rows: Sequence[Mapping[str, Any
 
 
 def claim_deliveries(
-    conn: psycopg.Connection,
+    conn: Conn,
     *,
     worker: str,
     limit: int = 100,
@@ -429,7 +419,7 @@ def claim_deliveries(
     ).fetchall()
 
 
-def extend_lease(conn: psycopg.Connection, delivery: str, worker: str, seconds: float) -> None:
+def extend_lease(conn: Conn, delivery: str, worker: str, seconds: float) -> None:
     conn.execute(
         "UPDATE deliveries SET locked_until = now() + make_interval(secs => %s) "
         "WHERE id = %s AND locked_by = %s",
@@ -438,7 +428,7 @@ def extend_lease(conn: psycopg.Connection, delivery: str, worker: str, seconds: 
 
 
 def record_attempt(
-    conn: psycopg.Connection,
+    conn: Conn,
     delivery: Mapping[str, Any],
     *,
     job_id: str,
@@ -489,7 +479,7 @@ def record_attempt(
         )
 
 
-def release_delivery(conn: psycopg.Connection, delivery_id_: str, worker: str) -> None:
+def release_delivery(conn: Conn, delivery_id_: str, worker: str) -> None:
     """Give a leased delivery back to the queue (it becomes due at its next_attempt_at)."""
     conn.execute(
         "UPDATE deliveries SET status = 'pending', locked_until = NULL, locked_by = NULL "
@@ -498,7 +488,7 @@ def release_delivery(conn: psycopg.Connection, delivery_id_: str, worker: str) -
     )
 
 
-def cancel_delivery(conn: psycopg.Connection, delivery_id_: str, reason: str) -> None:
+def cancel_delivery(conn: Conn, delivery_id_: str, reason: str) -> None:
     conn.execute(
         "UPDATE deliveries SET status = 'cancelled', last_error = %s, locked_until = NULL, "
         "locked_by = NULL WHERE id = %s",
@@ -507,7 +497,7 @@ def cancel_delivery(conn: psycopg.Connection, delivery_id_: str, reason: str) ->
 
 
 def replay_deliveries(
-    conn: psycopg.Connection,
+    conn: Conn,
     *,
     ids: Sequence[str] | None = None,
     statuses: Sequence[str] = ("failed",),
@@ -525,7 +515,7 @@ def replay_deliveries(
     return [r["id"] for r in rows]
 
 
-def due_deliveries(conn: psycopg.Connection, *, limit: int = 1000) -> list[dict[str, Any]]:
+def due_deliveries(conn: Conn, *, limit: int = 1000) -> list[dict[str, Any]]:
     """What the pending-actions sensor looks at: due, unclaimed (or abandoned) deliveries."""
     return conn.execute(
         "SELECT id, seq, attempts, status FROM deliveries WHERE "
@@ -535,7 +525,7 @@ def due_deliveries(conn: psycopg.Connection, *, limit: int = 1000) -> list[dict[
     ).fetchall()
 
 
-def next_due_in(conn: psycopg.Connection) -> float | None:
+def next_due_in(conn: Conn) -> float | None:
     """Seconds until the earliest pending delivery is due (negative: overdue); None if none."""
     row = conn.execute(
         "SELECT extract(epoch FROM min(next_attempt_at) - now())::float8 AS s FROM deliveries "
@@ -545,7 +535,7 @@ def next_due_in(conn: psycopg.Connection) -> float | None:
 
 
 def list_deliveries(
-    conn: psycopg.Connection,
+    conn: Conn,
     *,
     status: str | None = None,
     trigger_id: str | None = None,
@@ -560,7 +550,7 @@ def list_deliveries(
     ).fetchall()
 
 
-def action_results_for(conn: psycopg.Connection, delivery_id_: str) -> list[dict[str, Any]]:
+def action_results_for(conn: Conn, delivery_id_: str) -> list[dict[str, Any]]:
     return conn.execute(
         "SELECT * FROM action_results WHERE delivery_id = %s ORDER BY executed_at, retry_count",
         (delivery_id_,),
@@ -574,7 +564,7 @@ ACTION_RESULTS_RETENTION_DAYS = 90
 
 
 def apply_retention(
-    conn: psycopg.Connection,
+    conn: Conn,
     *,
     now: dt.datetime,
     events_days: int = EVENTS_RETENTION_DAYS,
@@ -592,7 +582,7 @@ def apply_retention(
     return {"events": ev, "action_results": ar}
 
 
-def refresh_views(conn: psycopg.Connection) -> None:
+def refresh_views(conn: Conn) -> None:
     """Refresh the hourly views. Needs autocommit (CONCURRENTLY cannot run in a transaction)."""
     for view in ("events_hourly", "action_metrics_hourly"):
         conn.execute(
@@ -601,7 +591,7 @@ def refresh_views(conn: psycopg.Connection) -> None:
 
 
 def wait_for_notification(
-    conn: psycopg.Connection,
+    conn: Conn,
     channel: str,
     timeout: float,
     ready: Callable[[], bool] | None = None,
