@@ -110,6 +110,22 @@ def risk_exprs(
     ]
 
 
+INCEPTION_COLUMNS = ("total_return", "sharpe_ratio", "max_drawdown", "volatility")
+
+
+def inception_exprs(
+    returns: str = "daily_return", *, annualization: int = ANNUALIZATION
+) -> list[pl.Expr]:
+    """Since-inception performance: compounded total return, Sharpe, max drawdown, volatility."""
+    r = pl.col(returns).cast(pl.Float64)
+    return [
+        total_return(r).alias("total_return"),
+        sharpe_ratio(r, annualization).alias("sharpe_ratio"),
+        max_drawdown(r).alias("max_drawdown"),
+        volatility(r, annualization).alias("volatility"),
+    ]
+
+
 def series_risk(returns: Sequence[float | None], **kwargs: int | float) -> dict[str, float | None]:
     """Every risk figure of one return series (a convenience for tests and notebooks)."""
     df = pl.DataFrame({"daily_return": list(returns)}, schema={"daily_return": pl.Float64})
@@ -124,15 +140,24 @@ def window_risk(
     by: str = "portfolio_id",
     date_col: str = "date",
     returns_col: str = "daily_return",
+    inception: bool = False,
 ) -> pl.DataFrame:
     """Risk over the `window_days` calendar days ending at each date of `as_of` (inclusive),
-    one row per (`by`, as-of date) that has at least one row in its window.
+    one row per (`by`, as-of date) that has at least one row in its window. With
+    `inception=True` the figures are `INCEPTION_COLUMNS` instead of `RISK_COLUMNS` (give a
+    window reaching back to the first return).
 
     `returns` holds one row per (`by`, date); days missing from it simply have no return."""
     if window_days < 1:
         raise ValueError("window_days must be at least 1")
     as_of = sorted(set(as_of))
-    out_schema = {by: returns.schema[by], date_col: pl.Date} | _risk_schema()
+    if inception:
+        exprs = inception_exprs(returns_col)
+        figures: dict[str, pl.DataType] = {c: pl.Float64() for c in INCEPTION_COLUMNS}
+    else:
+        exprs = risk_exprs(returns_col)
+        figures = _risk_schema()
+    out_schema = {by: returns.schema[by], date_col: pl.Date} | figures
     if not as_of or returns.height == 0:
         return pl.DataFrame(schema=out_schema)
     lo = as_of[0] - dt.timedelta(days=window_days - 1)
@@ -148,7 +173,7 @@ def window_risk(
         out = (
             data.filter(pl.col(date_col).is_between(start, day))
             .group_by(by, maintain_order=True)
-            .agg(risk_exprs(returns_col))
+            .agg(exprs)
             .with_columns(pl.lit(day).alias(date_col))
         )
     else:
@@ -164,7 +189,7 @@ def window_risk(
         rows = rows.unique([by, date_col], keep="first", maintain_order=False).sort(by, date_col)
         out = (
             rows.rolling(index_column=date_col, period=f"{window_days}d", group_by=by)
-            .agg(risk_exprs(returns_col))
+            .agg(exprs)
             .filter(pl.col(date_col).is_in(as_of))
         )
     return out.select(list(out_schema)).cast(out_schema).sort(by, date_col).collect()

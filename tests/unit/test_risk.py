@@ -192,3 +192,17 @@ def test_mean_pairwise_correlation_matches_pandas() -> None:
     assert got["p1"] == pytest.approx(want, rel=1e-9)
     assert got["p2"] is None  # one asset
     assert got["p3"] is None  # the only pair involves a pegged asset
+
+
+def test_inception_figures_agree_with_empyrical() -> None:
+    df = _frame(200, 2)
+    day = dt.date(2025, 1, 1) + dt.timedelta(days=199)
+    out = risk.window_risk(df, as_of=[day], window_days=200, inception=True)
+    assert out.columns == ["portfolio_id", "date", *risk.INCEPTION_COLUMNS]
+    for row in out.iter_rows(named=True):
+        r = df.filter(pl.col("portfolio_id") == row["portfolio_id"])["daily_return"]
+        r = r.drop_nulls().to_numpy()
+        _assert_close(row["total_return"], float(empyrical.cum_returns_final(r)), "total")
+        want = _expected(r)
+        for name in ("sharpe_ratio", "max_drawdown", "volatility"):
+            _assert_close(row[name], want[name], name)

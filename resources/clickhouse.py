@@ -1,0 +1,355 @@
+"""ClickHouse: the analytics tables, through clickhouse-connect in both modes.
+
+- `CLICKHOUSE_URL` unset: the embedded engine (chdb) on a local data directory, driven by
+  clickhouse-connect's `chdb://` client.
+- `CLICKHOUSE_URL=http://user:password@host:8123/database`: a ClickHouse server.
+
+The same DDL, the same queries and the same client API serve both. The embedded directory can
+be opened by one process at a time: each use holds it only for one short session, a session
+that finds it busy waits and retries (`lock_timeout_seconds`), and the Dagster assets writing
+it share the `clickhouse` pool so two runs never queue on each other's lock.
+
+Tables are declared once, from their Pandera model (`ClickHouseTable`): the column types and
+comments of the DDL are derived from it, and an existing table whose columns differ from the
+model is an error rather than a silent mismatch.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import fcntl
+import os
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import pandera.polars as pa
+import polars as pl
+import pyarrow
+from pydantic import Field
+
+DEFAULT_PATH = "data/clickhouse"
+
+
+def embedded_dir_busy(path: str | Path) -> bool:
+    """Whether another process holds the chdb directory (its `status` file is flock-ed by the
+    engine that opened it; chdb's own error only says "Error initializing EmbeddedServer")."""
+    status = Path(path) / "status"
+    try:
+        fd = os.open(status, os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return False
+    finally:
+        os.close(fd)
+
+
+class ClickHouseSchemaMismatch(RuntimeError):
+    """An existing table's columns differ from its model."""
+
+
+def quote(identifier: str) -> str:
+    """A ClickHouse identifier, backquoted."""
+    return "`" + identifier.replace("\\", "\\\\").replace("`", "\\`") + "`"
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def clickhouse_type(dtype: pl.DataType, nullable: bool = False) -> str:
+    """The ClickHouse type of a Polars type. `List(Struct({key, value}))` is a Map."""
+    base: str
+    if isinstance(dtype, pl.Decimal):
+        base = f"Decimal({dtype.precision}, {dtype.scale})"
+    elif isinstance(dtype, pl.Datetime):
+        digits = {"ms": 3, "us": 6, "ns": 9}[dtype.time_unit or "us"]
+        base = f"DateTime64({digits}, {_literal(dtype.time_zone or 'UTC')})"
+    elif isinstance(dtype, pl.List) and _is_map(dtype):
+        inner = dtype.inner
+        assert isinstance(inner, pl.Struct)
+        fields = {f.name: f.dtype for f in inner.fields}
+        return f"Map({clickhouse_type(fields['key'])}, {clickhouse_type(fields['value'])})"
+    elif isinstance(dtype, pl.List):
+        return f"Array({clickhouse_type(dtype.inner)})"  # type: ignore[arg-type]
+    else:
+        simple = {
+            pl.String: "String",
+            pl.Boolean: "Bool",
+            pl.Date: "Date32",
+            pl.Int8: "Int8",
+            pl.Int16: "Int16",
+            pl.Int32: "Int32",
+            pl.Int64: "Int64",
+            pl.UInt8: "UInt8",
+            pl.UInt16: "UInt16",
+            pl.UInt32: "UInt32",
+            pl.UInt64: "UInt64",
+            pl.Float32: "Float32",
+            pl.Float64: "Float64",
+        }
+        base = next((v for k, v in simple.items() if dtype == k), "")
+        if not base:
+            raise TypeError(f"no ClickHouse type for Polars {dtype}")
+    return f"Nullable({base})" if nullable else base
+
+
+def _is_map(dtype: pl.DataType) -> bool:
+    return (
+        isinstance(dtype, pl.List)
+        and isinstance(dtype.inner, pl.Struct)
+        and [f.name for f in dtype.inner.fields] == ["key", "value"]
+    )
+
+
+@dataclass(frozen=True)
+class ClickHouseTable:
+    """A MergeTree table whose columns are a Pandera model's. Rows are replaced one
+    (chain, day) at a time: `day_column` is the timestamp whose UTC date is the day."""
+
+    name: str
+    model: type[pa.DataFrameModel]
+    order_by: tuple[str, ...]
+    partition_by: str = "toYYYYMM(`timestamp`)"
+    day_column: str = "timestamp"
+    chain_column: str = "chain_id"
+    comment: str = ""
+
+    def columns(self) -> dict[str, tuple[pl.DataType, bool, str]]:
+        """name → (Polars type, nullable, description), in the model's order."""
+        return {
+            name: (col.dtype.type, bool(col.nullable), col.description or "")
+            for name, col in self.model.to_schema().columns.items()
+        }
+
+    def polars_schema(self) -> pl.Schema:
+        return pl.Schema({name: t for name, (t, _, _) in self.columns().items()})
+
+    def create_sql(self) -> str:
+        cols = ",\n    ".join(
+            f"{quote(name)} {clickhouse_type(t, nullable)}"
+            + (f" COMMENT {_literal(doc)}" if doc else "")
+            for name, (t, nullable, doc) in self.columns().items()
+        )
+        order = ", ".join(quote(c) for c in self.order_by)
+        sql = (
+            f"CREATE TABLE IF NOT EXISTS {quote(self.name)} (\n    {cols}\n)\n"
+            f"ENGINE = MergeTree\nPARTITION BY {self.partition_by}\nORDER BY ({order})"
+        )
+        if self.comment:
+            sql += f"\nCOMMENT {_literal(self.comment)}"
+        return sql
+
+    def expected_types(self) -> dict[str, str]:
+        return {n: clickhouse_type(t, nb) for n, (t, nb, _) in self.columns().items()}
+
+
+def _normalise_type(t: str) -> str:
+    return t.replace(" ", "").replace('"', "'")
+
+
+def to_arrow(frame: pl.DataFrame, table: ClickHouseTable) -> pyarrow.Table:
+    """The frame as Arrow for `insert_arrow`, Map columns as Arrow maps."""
+    at = frame.select(list(table.columns())).to_arrow()
+    for name, (t, _, _) in table.columns().items():
+        if _is_map(t):
+            col = at.column(name).combine_chunks()
+            values = col.values
+            maps = pyarrow.MapArray.from_arrays(
+                col.offsets, values.field("key"), values.field("value"), mask=col.is_null()
+            )
+            at = at.set_column(at.schema.get_field_index(name), name, maps)
+    return at
+
+
+def from_arrow(at: pyarrow.Table) -> pl.DataFrame:
+    """A query result as Polars, Map columns as `List(Struct({key, value}))` and Decimals exact
+    (Arrow keeps them; chdb's DataFrame output would turn them into floats)."""
+    df = pl.from_arrow(at)
+    assert isinstance(df, pl.DataFrame)
+    casts = {
+        name: pl.List(pl.Struct({"key": dtype.key, "value": dtype.value}))  # type: ignore[attr-defined]
+        for name, dtype in df.schema.items()
+        if isinstance(dtype, pl.Map)
+    }
+    return df.with_columns(pl.col(n).cast(t) for n, t in casts.items()) if casts else df
+
+
+class ClickHouseSession:
+    """One open connection: DDL, per-day replacement, queries to Polars."""
+
+    def __init__(self, client: Any, *, embedded: bool) -> None:
+        self.client = client
+        self.embedded = embedded
+
+    def command(self, sql: str, parameters: Mapping[str, Any] | None = None) -> Any:
+        return self.client.command(sql, parameters=dict(parameters or {}))
+
+    def query(self, sql: str, parameters: Mapping[str, Any] | None = None) -> pl.DataFrame:
+        return from_arrow(self.client.query_arrow(sql, parameters=dict(parameters or {})))
+
+    def table_types(self, name: str) -> dict[str, str]:
+        rows = self.client.query(
+            "SELECT name, type FROM system.columns "
+            "WHERE database = currentDatabase() AND table = {t:String} ORDER BY position",
+            parameters={"t": name},
+        ).result_rows
+        return {n: t for n, t in rows}
+
+    def ensure(self, table: ClickHouseTable) -> None:
+        """Create the table if absent; fail, naming the columns, if it exists with others."""
+        self.command(table.create_sql())
+        have = {n: _normalise_type(t) for n, t in self.table_types(table.name).items()}
+        want = {n: _normalise_type(t) for n, t in table.expected_types().items()}
+        if have != want:
+            diff = sorted(
+                f"{n}: table has {have.get(n, '(none)')}, model wants {want.get(n, '(none)')}"
+                for n in set(have) | set(want)
+                if have.get(n) != want.get(n)
+            )
+            raise ClickHouseSchemaMismatch(
+                f"ClickHouse table {table.name!r} differs from its model "
+                f"{table.model.__name__}: "
+                + "; ".join(diff)
+                + ". Drop or migrate the table (its rows can be rebuilt by re-materialising)."
+            )
+
+    def delete_days(
+        self, table: ClickHouseTable, *, chain_id: int, days: Sequence[dt.date]
+    ) -> None:
+        if not days:
+            return
+        # Lightweight DELETE: synchronous by default, and the rows are gone for every later
+        # query at once (no FINAL needed), on chdb as on a server.
+        # Identifiers come from the table's declaration in code and are quoted; values are bound.
+        sql = (
+            f"DELETE FROM {quote(table.name)} WHERE {quote(table.chain_column)} = {{chain:Int64}} "  # noqa: S608
+            f"AND has({{days:Array(Date)}}, toDate({quote(table.day_column)}, 'UTC'))"
+        )
+        self.command(
+            sql,
+            {"chain": chain_id, "days": sorted(set(days))},
+        )
+
+    def replace_days(
+        self,
+        table: ClickHouseTable,
+        frame: pl.DataFrame,
+        *,
+        chain_id: int,
+        days: Sequence[dt.date],
+    ) -> int:
+        """Make `frame` the only rows of `days` on `chain_id`: delete those days, then insert.
+        Every row of `frame` must belong to them (checked), so nothing else is touched."""
+        if frame.height:
+            day_of = frame.select(
+                pl.col(table.day_column).dt.convert_time_zone("UTC").dt.date().alias("d"),
+                pl.col(table.chain_column).alias("c"),
+            )
+            stray = day_of.filter(~pl.col("d").is_in(list(days)) | (pl.col("c") != chain_id))
+            if stray.height:
+                raise ValueError(
+                    f"{table.name}: {stray.height} rows fall outside chain {chain_id} days "
+                    f"{sorted(set(days))}"
+                )
+        self.delete_days(table, chain_id=chain_id, days=days)
+        if frame.height:
+            self.client.insert_arrow(table.name, to_arrow(frame, table))
+        return frame.height
+
+
+class ClickHouseResource(dg.ConfigurableResource):
+    """The analytics store: a ClickHouse server when `url` is set, else the embedded engine."""
+
+    url: str = Field(
+        default="",
+        description=(
+            "ClickHouse server, http(s)://user:password@host:8123/database (CLICKHOUSE_URL). "
+            "Empty selects the embedded engine on `path`."
+        ),
+    )
+    path: str = Field(
+        default=DEFAULT_PATH,
+        description="Data directory of the embedded engine (chdb) when no server is set.",
+    )
+    lock_timeout_seconds: float = Field(
+        default=600.0,
+        description=(
+            "Embedded engine only: how long a session waits for another process (a reader, "
+            "another run) to release the data directory before failing."
+        ),
+    )
+    connect_timeout_seconds: float = Field(default=10.0, description="Server only.")
+    send_receive_timeout_seconds: float = Field(default=300.0, description="Server only.")
+
+    @property
+    def embedded(self) -> bool:
+        return not self.url
+
+    def dsn(self) -> str:
+        if self.embedded:
+            return "chdb://" + str(Path(self.path).resolve())
+        return self.url
+
+    def describe(self) -> str:
+        """Where the data goes, without credentials (for logs and metadata)."""
+        if self.embedded:
+            return f"chdb:{Path(self.path).resolve()}"
+        from urllib.parse import urlsplit
+
+        u = urlsplit(self.url)
+        return f"{u.scheme}://{u.hostname}:{u.port or ''}{u.path}"
+
+    def _connect(self) -> Any:
+        import clickhouse_connect
+
+        if self.embedded:
+            Path(self.path).mkdir(parents=True, exist_ok=True)
+            return clickhouse_connect.get_client(dsn=self.dsn())
+        return clickhouse_connect.get_client(
+            dsn=self.url,
+            connect_timeout=self.connect_timeout_seconds,
+            send_receive_timeout=self.send_receive_timeout_seconds,
+        )
+
+    @contextmanager
+    def session(self) -> Iterator[ClickHouseSession]:
+        """An open connection for the duration of the block; the embedded directory is
+        released when the block ends."""
+        deadline = time.monotonic() + self.lock_timeout_seconds
+        delay = 0.1
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                client = self._connect()
+                break
+            except Exception as e:  # clickhouse-connect wraps chdb's errors in its own types
+                # The holder may let go between the failed open and the probe: a couple of
+                # quick retries cover that race.
+                busy = self.embedded and (
+                    embedded_dir_busy(self.path) or ("EmbeddedServer" in str(e) and attempt < 3)
+                )
+                if not busy or time.monotonic() + delay > deadline:
+                    if busy:
+                        raise TimeoutError(
+                            f"the embedded ClickHouse directory {self.path} stayed locked by "
+                            f"another process for {self.lock_timeout_seconds:.0f} s"
+                        ) from e
+                    raise
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+        try:
+            yield ClickHouseSession(client, embedded=self.embedded)
+        finally:
+            client.close()
