@@ -1,10 +1,14 @@
-"""events/chain_events: events of interest of a chain-day, decoded from the Delta tables into
-the PostgreSQL `events` table that feeds the trigger engine.
+"""The PostgreSQL `events` table that feeds the trigger engine, from two sources:
 
-Events of interest are the 8004 registries' events (identity, reputation, validation; decoded
-by the contracts' ABI) and ERC-20 transfers from or to a tracked wallet (portfolios.yaml).
-Inserts are idempotent (`ON CONFLICT DO NOTHING`): today's partition is materialised again
-and again as blocks arrive, and only the new events reach the triggers.
+- events/chain_events: events of interest of a chain-day decoded from the Delta tables: the
+  8004 registries' events (identity, reputation, validation; by the contracts' ABI) and ERC-20
+  transfers from or to a tracked wallet (portfolios.yaml).
+- events/analytics_alerts: the alerts of portfolios.yaml (seed 000: an expression over
+  `wallet_balances` or `risk_metrics`, checked by the safe grammar) evaluated when the day's
+  balances and risk metrics materialise; each matching row is an `analytics` event.
+
+Inserts are idempotent (`ON CONFLICT DO NOTHING`): today's partition is materialised again and
+again as blocks arrive, and only new events reach the triggers.
 """
 
 import datetime as dt
@@ -28,11 +32,13 @@ from chainlake.metadata import table_metadata
 from chainlake.schema import polars_schema, validation_summary
 from pipelines.partitions import chain_day_partitions, partition_chain_day
 from pipelines.policies import PER_CHAIN_DAY, TRANSIENT_RETRY
+from resources.clickhouse import ClickHouseResource
 from resources.delta import DeltaStore
 from resources.postgres import PostgresResource
 
 KEY = dg.AssetKey(["events", "chain_events"])
 BUILD_DIR = Path(__file__).resolve().parent.parent / "chainlake" / "devnet" / "contracts" / "build"
+DEFAULT_MANIFEST = "data/devnet/manifest.json"
 ADDRESS = r"^0x[0-9a-f]{40}$"
 HASH = r"^0x[0-9a-f]{64}$"
 
@@ -159,7 +165,7 @@ def _last_block(delta: DeltaStore, chain: ChainConfig, day: dt.date) -> tuple[in
 
 
 class ChainEventsConfig(dg.Config):
-    manifest_path: str = "data/devnet/manifest.json"
+    manifest_path: str | None = None  # default: $DEVNET_MANIFEST, else data/devnet/manifest.json
 
 
 @dg.asset(
@@ -180,6 +186,8 @@ class ChainEventsConfig(dg.Config):
     "transfers touching tracked wallets), inserted into PostgreSQL `events`.",
     backfill_policy=PER_CHAIN_DAY,
     retry_policy=TRANSIENT_RETRY,
+    # follows its sources: today's partition is decoded again whenever they update
+    automation_condition=dg.AutomationCondition.eager(),
 )
 def chain_events(
     context: dg.AssetExecutionContext,
@@ -197,7 +205,8 @@ def chain_events(
         chain, "token_transfers", day, schema=polars_schema(TokenTransfersModel)
     )
     tracked = [w.address for w in load_portfolios(load_chains()).tracked_wallets(chain.name)]
-    contracts = registry_contracts(chain, config.manifest_path)
+    manifest = config.manifest_path or dg.EnvVar("DEVNET_MANIFEST").get_value(DEFAULT_MANIFEST)
+    contracts = registry_contracts(chain, manifest)
     frame = chain_events_frame(
         logs, transfers, contracts=contracts, tracked=tracked, abis=load_registry_abis(BUILD_DIR)
     )
@@ -233,4 +242,134 @@ def chain_events(
         check_name="all_in_postgres",
         passed=present == len(ids),
         metadata={"decoded": len(ids), "in_postgres": present},
+    )
+
+
+# ---- events/analytics_alerts ---------------------------------------------------------------
+
+ALERTS_KEY = dg.AssetKey(["events", "analytics_alerts"])
+BALANCES_KEY = dg.AssetKey(["core", "balances"])
+RISK_KEY = dg.AssetKey(["analytics", "risk_metrics"])
+
+
+def wallet_balances_frame(balances: pl.DataFrame, wallet_names: Mapping[str, str]) -> pl.DataFrame:
+    """core/balances rows as alert expressions see them: the wallet's name and the balance in
+    token units (`balance < 10` means ten ETH), the exact base units kept as `balance_raw`."""
+    names = pl.DataFrame(
+        {"address": list(wallet_names), "wallet_name": list(wallet_names.values())},
+        schema={"address": pl.String, "wallet_name": pl.String},
+    )
+    if balances.height == 0:
+        return balances.with_columns(
+            pl.lit(None, pl.String).alias("wallet_name"),
+            pl.lit(None, pl.String).alias("balance_raw"),
+        )
+    units = [
+        float(b) / 10 ** int(d) if b is not None else None
+        for b, d in zip(balances["balance"].to_list(), balances["decimals"].to_list(), strict=True)
+    ]
+    return balances.join(names, on="address", how="left").with_columns(
+        pl.col("balance").cast(pl.String).alias("balance_raw"),
+        pl.Series("balance", units, dtype=pl.Float64),
+    )
+
+
+def _read_risk(
+    context: dg.AssetExecutionContext,
+    clickhouse: ClickHouseResource,
+    chain: ChainConfig,
+    day: dt.date,
+) -> pl.DataFrame:
+    try:
+        with clickhouse.session() as ch:
+            return ch.query(
+                "SELECT * FROM `risk_metrics` WHERE chain_id = {chain:Int64} "
+                "AND toDate(timestamp, 'UTC') = {day:Date}",
+                {"chain": chain.chain_id, "day": day},
+            )
+    except Exception as e:  # no table yet (risk never materialised): nothing to alert on
+        context.log.info(
+            f"risk_metrics unavailable for {chain.name} {day}: {type(e).__name__}: {e}"
+        )
+        return pl.DataFrame()
+
+
+@dg.asset(
+    key=ALERTS_KEY,
+    deps=[BALANCES_KEY, RISK_KEY],
+    partitions_def=chain_day_partitions,
+    group_name="events",
+    kinds={"postgres", "polars"},
+    pool="clickhouse",
+    check_specs=[
+        dg.AssetCheckSpec(
+            "expressions_valid",
+            asset=ALERTS_KEY,
+            description="Every alert expression of portfolios.yaml is inside the safe grammar.",
+        )
+    ],
+    description="One event per alert of portfolios.yaml whose expression matches a row of the "
+    "chain-day's balances or risk metrics, inserted into PostgreSQL `events` (registry analytics).",
+    backfill_policy=PER_CHAIN_DAY,
+    retry_policy=TRANSIENT_RETRY,
+    # follows its sources: today's partition is decoded again whenever they update
+    automation_condition=dg.AutomationCondition.eager(),
+)
+def analytics_alerts(
+    context: dg.AssetExecutionContext,
+    delta: DeltaStore,
+    postgres: PostgresResource,
+    clickhouse: ClickHouseResource,
+):
+    from assets.balances import BalancesModel
+    from chainlake.config import load_chains
+    from chainlake.events.alerts import Alert, check_alert, fire_alerts
+    from chainlake.events.expressions import ExpressionError
+    from chainlake.portfolios import load_portfolios
+
+    chain, day = partition_chain_day(context.partition_key)
+    started = time.monotonic()
+    book = load_portfolios(load_chains())
+    alerts: list[Alert] = []
+    refused: dict[str, str] = {}
+    for a in book.alerts:
+        if not a.active or not a.expression:
+            continue
+        try:
+            check_alert(a.expression)
+        except ExpressionError as e:
+            refused[a.name] = str(e)
+            context.log.warning(f"alert {a.name!r} refused: {e}")
+            continue
+        alerts.append(Alert(str(a.id), a.name, a.expression, parameters=a.parameters))
+    frames = {
+        "wallet_balances": wallet_balances_frame(
+            delta.read_day(chain, "balances", day, schema=polars_schema(BalancesModel)),
+            {w.address: w.name for w in book.tracked_wallets(chain.name)},
+        ),
+        "risk_metrics": _read_risk(context, clickhouse, chain, day),
+    }
+    events = [
+        e
+        for name, frame in frames.items()
+        if frame.height
+        for e in fire_alerts(alerts, name, frame, chain_id=chain.chain_id, day=day)
+    ]
+    with postgres.connection() as conn:
+        added = store.insert_events(conn, events)
+    yield dg.MaterializeResult(
+        metadata=table_metadata(
+            rows_written=len(added),
+            seconds=time.monotonic() - started,
+            alerts=len(alerts),
+            fired=len(events),
+            already_present=len(events) - len(added),
+            balances_rows=frames["wallet_balances"].height,
+            risk_rows=frames["risk_metrics"].height,
+        )
+    )
+    yield dg.AssetCheckResult(
+        check_name="expressions_valid",
+        passed=not refused,
+        metadata={name: dg.MetadataValue.md(f"```\n{msg}\n```") for name, msg in refused.items()},
     )

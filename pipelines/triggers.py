@@ -12,7 +12,7 @@ import os
 import dagster as dg
 from pydantic import Field
 
-from assets.events import chain_events
+from assets.events import analytics_alerts, chain_events
 from chainlake.events.db import DEFAULT_POSTGRES_URL
 from chainlake.settings import env
 from resources.notifiers import NotifiersResource
@@ -206,7 +206,7 @@ new_blocks_job = dg.define_asset_job(
     "new events of interest (launched by new_block_sensor).",
 )
 
-TRIGGER_ASSETS = [chain_events]
+TRIGGER_ASSETS = [chain_events, analytics_alerts]
 TRIGGER_JOBS = [evaluate_triggers_job, deliver_actions_job, events_maintenance_job, new_blocks_job]
 TRIGGER_SENSORS = [new_block_sensor, chain_events_sensor, pending_actions_sensor]
 TRIGGER_SCHEDULES = [events_retention_schedule, event_views_schedule]

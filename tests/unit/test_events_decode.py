@@ -187,3 +187,20 @@ def test_alerts_fire_once_per_subject_and_day() -> None:
     ]  # same subject, same day: same event id
     assert out[0]["registry"] == "analytics" and out[0]["data"]["alert_value"]["balance"] == 4.0
     assert dataset_of(alerts[2].expression) == "risk_metrics" and dataset_of("balance < 1") is None
+
+
+def test_the_devnet_artifacts_decode_like_the_sources_say() -> None:
+    """The ABIs in chainlake/devnet/contracts/build give the topics the hand-written ABIs give."""
+    import pytest
+
+    from assets.events import BUILD_DIR
+    from chainlake.events.decode import load_registry_abis
+
+    built = load_registry_abis(BUILD_DIR)
+    if not built:
+        pytest.skip("devnet contract artifacts not built")
+    for registry, events in ABIS.items():
+        by_name = {e.name: e for e in built[registry]}
+        for e in events:
+            assert by_name[e.name].topic0 == e.topic0, (registry, e.name)
+            assert by_name[e.name].inputs == e.inputs

@@ -1,0 +1,160 @@
+"""events/chain_events and events/analytics_alerts materialised from Delta tables into a real
+PostgreSQL: decoded by the devnet contracts' ABI, idempotent on a second run, checkpoint moved."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+
+import dagster as dg
+import polars as pl
+import pytest
+import yaml
+from eth_abi import encode
+from triggers_helpers import database
+
+from assets.balances import BalancesModel
+from assets.blocks import BlocksModel
+from assets.events import BUILD_DIR, analytics_alerts, chain_events
+from assets.logs import LogsModel
+from assets.token_transfers import TokenTransfersModel
+from chainlake.config import load_chains
+from chainlake.events import db, store
+from chainlake.events.decode import load_registry_abis
+from chainlake.schema import conform, empty
+from resources.clickhouse import ClickHouseResource
+from resources.delta import DeltaStore
+from resources.postgres import PostgresResource
+
+pytestmark = pytest.mark.integration
+
+DAY = dt.date(2026, 11, 2)
+TS = dt.datetime(2026, 11, 2, 8, 0, tzinfo=dt.UTC)
+TREASURY = "0xf39fd6e51aad88f6f4ce6ab8827279cfffb92266"
+HOT = "0x70997970c51812dc3a010c7d01b50e0d17dc79c8"
+REPUTATION = "0x" + "5e" * 20
+TOKEN = "0x" + "aa" * 20
+
+
+@pytest.fixture
+def setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict]:
+    if not (BUILD_DIR / "ReputationRegistry.json").exists():
+        pytest.skip("devnet contract artifacts not built")
+    chains = tmp_path / "chains.yaml"
+    chains.write_text(yaml.safe_dump({"chains": [{
+        "name": "devnet", "network": "devnet", "subnet": "local", "chain_id": 31337,
+        "rpc_urls": ["http://127.0.0.1:9"], "confirmations": 0, "start_date": "2026-11-01",
+    }]}))  # fmt: skip
+    portfolios = tmp_path / "portfolios.yaml"
+    portfolios.write_text(yaml.safe_dump({
+        "wallets": [{"name": "treasury", "address": TREASURY, "chain": "devnet"},
+                    {"name": "hot", "address": HOT, "chain": "devnet"}],
+        "alerts": [
+            {"name": "Low treasury", "query": "treasury below 10 ETH",
+             "expression": 'wallet_balances.filter((pl.col("wallet_name") == "treasury") & (pl.col("balance") < 10))'},
+            {"name": "Evil", "query": "x", "expression": "__import__('os').getcwd()"},
+        ],
+    }))  # fmt: skip
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text(json.dumps({"chain_id": 31337, "registries": {"reputation": REPUTATION}}))
+    monkeypatch.setenv("CHAINS_CONFIG", str(chains))
+    monkeypatch.setenv("PORTFOLIOS_CONFIG", str(portfolios))
+    monkeypatch.setenv("DEVNET_MANIFEST", str(manifest))
+    chain = load_chains()["devnet"]
+    delta = DeltaStore(root=str(tmp_path / "delta"))
+    write_day(delta, chain)
+    with database() as url:
+        yield {
+            "url": url,
+            "resources": {
+                "delta": delta,
+                "postgres": PostgresResource(url=url),
+                "clickhouse": ClickHouseResource(path=str(tmp_path / "clickhouse")),
+            },
+        }
+
+
+def write_day(delta: DeltaStore, chain) -> None:
+    abi = {e.name: e for e in load_registry_abis(BUILD_DIR)["reputation"]}
+    fb = abi["NewFeedback"]
+    base = {"chain_id": 31337, "date": DAY, "block_hash": "0x" + "ab" * 32, "block_timestamp": TS,
+            "transaction_index": 0}  # fmt: skip
+    logs = [
+        {**base, "block_number": 5, "transaction_hash": "0x" + "01" * 32, "log_index": 0, "address": REPUTATION,
+         "topic0": fb.topic0, "topic1": "0x" + encode(["uint256"], [3]).hex(),
+         "topic2": "0x" + encode(["address"], [HOT]).hex(), "topic3": "0x" + b"quality".ljust(32, b"\0").hex(),
+         "data": "0x" + encode(["uint8", "bytes32", "string", "bytes32"], [12, b"\0" * 32, "", b"\0" * 32]).hex()},
+    ]  # fmt: skip
+    delta.replace_day(chain, "logs", DAY, conform(pl.DataFrame(logs), LogsModel))
+    transfers = [
+        {**base, "block_number": 6, "transaction_hash": "0x" + "02" * 32, "log_index": 1, "token_address": TOKEN,
+         "from_address": HOT, "to_address": TREASURY, "value": Decimal(5 * 10**18), "value_raw": str(5 * 10**18)},
+        {**base, "block_number": 6, "transaction_hash": "0x" + "03" * 32, "log_index": 2, "token_address": TOKEN,
+         "from_address": "0x" + "01" * 20, "to_address": "0x" + "02" * 20, "value": Decimal(1), "value_raw": "1"},
+    ]  # fmt: skip
+    delta.replace_day(
+        chain, "token_transfers", DAY,
+        conform(pl.DataFrame(transfers, schema_overrides={"value": pl.Decimal(38, 0)}), TokenTransfersModel),
+    )  # fmt: skip
+    blocks = empty(BlocksModel)
+    row = {c: None for c in blocks.columns} | {
+        "chain_id": 31337, "date": DAY, "block_number": 7, "block_hash": "0x" + "77" * 32, "timestamp": TS,
+    }  # fmt: skip
+    blocks = pl.DataFrame([row], schema=blocks.schema)
+    delta.replace_day(chain, "blocks", DAY, blocks)
+    balances = [
+        {"chain_id": 31337, "date": DAY, "address": TREASURY, "token_address": "0x" + "e" * 40, "token_symbol": "ETH",
+         "decimals": 18, "balance": Decimal(4 * 10**18), "net_change": Decimal(0), "block_number": 7,
+         "account_type": "eoa", "source": "chain"},
+        {"chain_id": 31337, "date": DAY, "address": HOT, "token_address": "0x" + "e" * 40, "token_symbol": "ETH",
+         "decimals": 18, "balance": Decimal(1 * 10**18), "net_change": Decimal(0), "block_number": 7,
+         "account_type": "eoa", "source": "chain"},
+    ]  # fmt: skip
+    frame = pl.DataFrame(
+        balances, schema_overrides={"balance": pl.Decimal(38, 0), "net_change": pl.Decimal(38, 0)}
+    )
+    delta.replace_day(chain, "balances", DAY, conform(frame, BalancesModel))
+
+
+def test_chain_events_and_alerts_into_postgres(setup: dict) -> None:
+    url, resources = setup["url"], setup["resources"]
+    key = f"devnet|{DAY.isoformat()}"
+    result = dg.materialize(
+        [chain_events, analytics_alerts], partition_key=key, resources=resources
+    )
+    assert result.success
+    checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+    assert checks == {"schema": True, "all_in_postgres": True, "expressions_valid": False}
+    with db.connection(url) as c:
+        rows = c.execute(
+            "SELECT id, registry, event_type, agent_id, score, tag1, amount, data FROM events ORDER BY seq"
+        ).fetchall()
+        cp = store.get_checkpoint(c, 31337)
+    chain_rows = [r for r in rows if r["registry"] != "analytics"]
+    assert [(r["id"], r["registry"], r["event_type"]) for r in chain_rows] == [
+        ("31337-5-0", "reputation", "NewFeedback"),
+        ("31337-6-1", "erc20", "Transfer"),  # the other transfer touches no tracked wallet
+    ]
+    assert (chain_rows[0]["agent_id"], chain_rows[0]["score"], chain_rows[0]["tag1"]) == (
+        3,
+        12,
+        "quality",
+    )
+    assert chain_rows[1]["amount"] == 5 * 10**18
+    alerts = [r for r in rows if r["registry"] == "analytics"]
+    assert len(alerts) == 1 and alerts[0]["data"]["alert_name"] == "Low treasury"
+    assert alerts[0]["data"]["subject"]["wallet_name"] == "treasury"
+    assert (cp["last_block_number"], cp["last_block_hash"]) == (7, "0x" + "77" * 32)
+
+    again = dg.materialize([chain_events, analytics_alerts], partition_key=key, resources=resources)
+    assert again.success
+    mats = {
+        e.asset_key.to_user_string(): e.materialization.metadata["rows_written"].value
+        for e in again.get_asset_materialization_events()
+    }
+    assert mats == {"events/chain_events": 0, "events/analytics_alerts": 0}
+    with db.connection(url) as c:
+        assert c.execute("SELECT count(*) AS n FROM events").fetchone()["n"] == len(rows)
