@@ -1,0 +1,428 @@
+"""Run a local anvil node (from the project's node_modules) for tests, demos and benchmarks.
+
+Two ways to run it:
+
+- in-process ownership: ``with Anvil(genesis=date(2025, 1, 1)) as node: node.rpc_url`` — the
+  node dies with the context (or ``stop()``), and its temporary cache directory is removed;
+- detached, for a CLI ``up`` / ``down``: ``start_detached(state_dir)`` leaves the node running
+  in its own session and records it in ``state_dir/anvil.json``; ``stop_detached(state_dir)``
+  ends it.
+
+Anvil is always started with ``--prune-history <n> --cache-path <dir>``: without it anvil
+writes state snapshots under ``~/.foundry`` and never deletes them (shared/STACK.md). ``n``
+states are kept in memory so historical state queries (``eth_getBalance`` at an old block)
+keep working for the last ``n`` blocks. Transactions are ordered first-in first-out so a
+generated chain is reproducible.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import logging
+import os
+import platform
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import httpx
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MNEMONIC = "test test test test test test test test test test test junk"
+DEFAULT_CHAIN_ID = 31337
+DEFAULT_ACCOUNTS = 20
+DEFAULT_HOST = "127.0.0.1"
+# States kept in memory for historical queries; a few hundred MB for a 10k-block devnet.
+DEFAULT_KEEP_STATES = 10_000
+ANVIL_BINARY_ENV = "CHAINLAKE_ANVIL"
+STATE_FILE = "anvil.json"
+PID_FILE = "anvil.pid"
+LOG_FILE = "anvil.log"
+
+
+class AnvilError(RuntimeError):
+    """anvil is missing, failed to start, or died; the message carries its output."""
+
+
+def project_root() -> Path:
+    """The checkout root (where package.json and node_modules live)."""
+    return Path(__file__).resolve().parents[2]
+
+
+def _platform_package() -> str:
+    system = {"Linux": "linux", "Darwin": "darwin", "Windows": "win32"}.get(platform.system(), "")
+    machine = platform.machine().lower()
+    arch = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}.get(
+        machine, ""
+    )
+    return f"anvil-{system}-{arch}"
+
+
+def anvil_binary() -> Path:
+    """The anvil executable: $CHAINLAKE_ANVIL, else the npm package in node_modules."""
+    override = os.environ.get(ANVIL_BINARY_ENV)
+    if override:
+        path = Path(override)
+        if not path.exists():
+            raise AnvilError(f"{ANVIL_BINARY_ENV}={override} does not exist")
+        return path
+    root = project_root()
+    name = "anvil.exe" if platform.system() == "Windows" else "anvil"
+    path = root / "node_modules" / "@foundry-rs" / _platform_package() / "bin" / name
+    if not path.exists():
+        raise AnvilError(
+            f"anvil not found at {path}; run `npm ci` in {root} to install the node tools "
+            f"(package.json pins @foundry-rs/anvil), or set {ANVIL_BINARY_ENV}"
+        )
+    return path
+
+
+def genesis_timestamp(value: int | dt.date | dt.datetime) -> int:
+    """Unix seconds for a genesis given as seconds, a date (its midnight UTC) or a datetime."""
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=dt.UTC)
+        return int(value.timestamp())
+    if isinstance(value, dt.date):
+        return int(dt.datetime(value.year, value.month, value.day, tzinfo=dt.UTC).timestamp())
+    return int(value)
+
+
+def free_port(host: str = DEFAULT_HOST) -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def _tail(path: Path, limit: int = 4000) -> str:
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return ""
+    return data[-limit:].decode("utf-8", "replace").strip()
+
+
+def _chain_id(url: str, timeout: float = 1.0) -> int | None:
+    try:
+        r = httpx.post(
+            url,
+            json={"jsonrpc": "2.0", "id": 1, "method": "eth_chainId", "params": []},
+            timeout=timeout,
+        )
+        return int(r.json()["result"], 16)
+    except (httpx.HTTPError, ValueError, KeyError, TypeError):
+        return None
+
+
+class Anvil:
+    """An anvil node on 127.0.0.1 owned by this process.
+
+    ``port=None`` picks a free port. ``genesis`` (unix seconds, a date meaning its midnight
+    UTC, or a datetime) sets the genesis timestamp; by default anvil uses the wall clock.
+    With ``automine=False`` and no ``block_time`` the node mines only on ``evm_mine``.
+    """
+
+    def __init__(
+        self,
+        *,
+        port: int | None = None,
+        host: str = DEFAULT_HOST,
+        chain_id: int = DEFAULT_CHAIN_ID,
+        genesis: int | dt.date | dt.datetime | None = None,
+        accounts: int = DEFAULT_ACCOUNTS,
+        balance_ether: int = 10_000,
+        mnemonic: str = DEFAULT_MNEMONIC,
+        automine: bool = False,
+        block_time: float | None = None,
+        keep_states: int = DEFAULT_KEEP_STATES,
+        cache_dir: str | Path | None = None,
+        quiet: bool = True,
+        extra_args: tuple[str, ...] = (),
+        startup_timeout: float = 30.0,
+        binary: str | Path | None = None,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.chain_id = chain_id
+        self.genesis_timestamp = None if genesis is None else genesis_timestamp(genesis)
+        self.accounts = accounts
+        self.balance_ether = balance_ether
+        self.mnemonic = mnemonic
+        self.automine = automine
+        self.block_time = block_time
+        self.keep_states = keep_states
+        self.quiet = quiet
+        self.extra_args = tuple(extra_args)
+        self.startup_timeout = startup_timeout
+        self._binary = Path(binary) if binary is not None else None
+        self._cache_dir = Path(cache_dir) if cache_dir is not None else None
+        self._owns_cache_dir = False
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._log_file: Any = None
+
+    @property
+    def rpc_url(self) -> str:
+        if self.port is None:
+            raise AnvilError("anvil is not started")
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    @property
+    def log_path(self) -> Path | None:
+        return self._cache_dir / LOG_FILE if self._cache_dir is not None else None
+
+    def is_running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def command(self, port: int) -> list[str]:
+        binary = self._binary or anvil_binary()
+        if self._cache_dir is None:
+            raise AnvilError("no cache directory")
+        cmd = [
+            str(binary),
+            "--host", self.host,
+            "--port", str(port),
+            "--chain-id", str(self.chain_id),
+            "--accounts", str(self.accounts),
+            "--balance", str(self.balance_ether),
+            "--mnemonic", self.mnemonic,
+            "--prune-history", str(self.keep_states),
+            "--cache-path", str(self._cache_dir / "cache"),
+            "--order", "fifo",
+        ]  # fmt: skip
+        if self.genesis_timestamp is not None:
+            cmd += ["--timestamp", str(self.genesis_timestamp)]
+        if self.block_time is not None:
+            cmd += ["--block-time", str(self.block_time)]
+        elif not self.automine:
+            cmd.append("--no-mining")
+        if self.quiet:
+            cmd.append("--quiet")
+        return cmd + list(self.extra_args)
+
+    def start(self, *, detached: bool = False) -> Anvil:
+        if self.is_running():
+            return self
+        if self._cache_dir is None:
+            self._cache_dir = Path(tempfile.mkdtemp(prefix="chainlake-anvil-"))
+            self._owns_cache_dir = True
+        self._cache_dir.mkdir(parents=True, exist_ok=True)
+        fixed_port = self.port is not None
+        if fixed_port and _chain_id(f"http://{self.host}:{self.port}") is not None:
+            raise AnvilError(f"a node already answers on {self.host}:{self.port}")
+        attempts = 1 if fixed_port else 3
+        for attempt in range(attempts):
+            port = self.port if fixed_port else free_port(self.host)
+            assert port is not None
+            try:
+                self._launch(port, detached=detached)
+                return self
+            except AnvilError as e:
+                # Another process may have taken the free port between probe and bind.
+                if fixed_port or "Address already in use" not in str(e) or attempt == attempts - 1:
+                    self._cleanup()
+                    raise
+                log.info("anvil port %s was taken, retrying on another port", port)
+        raise AssertionError("unreachable")
+
+    def _launch(self, port: int, *, detached: bool) -> None:
+        assert self._cache_dir is not None
+        log_path = self._cache_dir / LOG_FILE
+        self._log_file = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
+        cmd = self.command(port)
+        log.debug("starting anvil: %s", " ".join(cmd))
+        self._proc = subprocess.Popen(
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=detached,
+        )
+        self.port = port
+        deadline = time.monotonic() + self.startup_timeout
+        while True:
+            code = self._proc.poll()
+            if code is not None:
+                self._proc = None
+                self._log_file.close()
+                self.port = None
+                raise AnvilError(f"anvil exited with code {code} at start: {_tail(log_path)}")
+            got = _chain_id(self.rpc_url)
+            if got is not None:
+                if got != self.chain_id:
+                    self.stop()
+                    raise AnvilError(
+                        f"anvil on port {port} answers chain id {got}, not {self.chain_id}"
+                    )
+                log.info("anvil %s up at %s (pid %s)", self.chain_id, self.rpc_url, self._proc.pid)
+                return
+            if time.monotonic() > deadline:
+                self.stop()
+                raise AnvilError(
+                    f"anvil did not answer eth_chainId within {self.startup_timeout}s: "
+                    f"{_tail(log_path)}"
+                )
+            time.sleep(0.05)
+
+    def check_alive(self) -> None:
+        """Raise AnvilError with anvil's output if the process has died."""
+        if self._proc is None:
+            raise AnvilError("anvil is not started")
+        code = self._proc.poll()
+        if code is not None:
+            tail = _tail(self.log_path) if self.log_path else ""
+            raise AnvilError(f"anvil died with code {code}: {tail}")
+
+    def stop(self, timeout: float = 10.0) -> None:
+        proc, self._proc = self._proc, None
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=timeout)
+        self._cleanup()
+
+    def _cleanup(self) -> None:
+        if self._log_file is not None:
+            self._log_file.close()
+            self._log_file = None
+        if self._owns_cache_dir and self._cache_dir is not None:
+            shutil.rmtree(self._cache_dir, ignore_errors=True)
+            self._cache_dir = None
+            self._owns_cache_dir = False
+
+    def __enter__(self) -> Anvil:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        state = f"pid {self.pid} at {self.rpc_url}" if self.is_running() else "stopped"
+        return f"<Anvil chain_id={self.chain_id} {state}>"
+
+
+@dataclass(frozen=True)
+class DetachedAnvil:
+    """What ``start_detached`` records in ``state_dir/anvil.json``."""
+
+    pid: int
+    rpc_url: str
+    port: int
+    chain_id: int
+    genesis_timestamp: int | None
+    log_path: str
+    command: tuple[str, ...]
+    started_at: str
+
+
+def _pid_alive(pid: int) -> bool:
+    with contextlib.suppress(ChildProcessError):
+        # Reap it if it is our own (exited) child, so it does not linger as a zombie.
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _is_anvil(pid: int) -> bool:
+    """Guard against a recycled pid: only signal a process whose command line is anvil."""
+    cmdline = Path(f"/proc/{pid}/cmdline")
+    if not cmdline.exists():
+        return platform.system() != "Linux"
+    try:
+        return b"anvil" in cmdline.read_bytes()
+    except OSError:
+        return False
+
+
+def detached_status(state_dir: str | Path) -> DetachedAnvil | None:
+    """The recorded detached node if it is still running, else None (stale files are kept)."""
+    path = Path(state_dir) / STATE_FILE
+    if not path.exists():
+        return None
+    raw = json.loads(path.read_text())
+    info = DetachedAnvil(**{**raw, "command": tuple(raw["command"])})
+    if _pid_alive(info.pid) and _is_anvil(info.pid):
+        return info
+    return None
+
+
+def start_detached(state_dir: str | Path, **options: Any) -> DetachedAnvil:
+    """Start anvil in its own session, outliving this process; idempotent while it runs.
+
+    ``options`` are ``Anvil`` keyword arguments. Its log, cache and ``anvil.json`` /
+    ``anvil.pid`` live in ``state_dir``.
+    """
+    state = Path(state_dir)
+    running = detached_status(state)
+    if running is not None:
+        log.info("anvil already running at %s (pid %s)", running.rpc_url, running.pid)
+        return running
+    state.mkdir(parents=True, exist_ok=True)
+    node = Anvil(cache_dir=state, **options)
+    node.start(detached=True)
+    assert node.pid is not None and node.port is not None
+    info = DetachedAnvil(
+        pid=node.pid,
+        rpc_url=node.rpc_url,
+        port=node.port,
+        chain_id=node.chain_id,
+        genesis_timestamp=node.genesis_timestamp,
+        log_path=str(state / LOG_FILE),
+        command=tuple(node.command(node.port)),
+        started_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    )
+    # Let go of the process without stopping it: this object must not own it any more.
+    node._proc = None
+    node._cleanup()
+    (state / STATE_FILE).write_text(json.dumps(asdict(info), indent=2) + "\n")
+    (state / PID_FILE).write_text(f"{info.pid}\n")
+    return info
+
+
+def stop_detached(state_dir: str | Path, timeout: float = 10.0) -> bool:
+    """Stop the node recorded in ``state_dir``; True if one was running. Removes the pid files."""
+    state = Path(state_dir)
+    path = state / STATE_FILE
+    if not path.exists():
+        return False
+    pid = int(json.loads(path.read_text())["pid"])
+    was_running = _pid_alive(pid) and _is_anvil(pid)
+    if was_running:
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while _pid_alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if _pid_alive(pid):
+            os.kill(pid, signal.SIGKILL)
+            while _pid_alive(pid) and time.monotonic() < deadline + timeout:
+                time.sleep(0.05)
+    path.unlink(missing_ok=True)
+    (state / PID_FILE).unlink(missing_ok=True)
+    return was_running
