@@ -6,6 +6,7 @@ import click
 
 from chainlake.commands.db import db
 from chainlake.commands.db_ops import attach as attach_db_ops
+from chainlake.commands.devnet import devnet
 from chainlake.commands.triggers import triggers
 
 
@@ -16,4 +17,5 @@ def main() -> None:
 
 attach_db_ops(db)
 main.add_command(db)
+main.add_command(devnet)
 main.add_command(triggers)

@@ -1,0 +1,152 @@
+"""`chainlake devnet`: the local anvil chain, outside of any test or demo run.
+
+chainlake devnet up [--start 2026-11-01]     # anvil on 127.0.0.1:8545, genesis at --start
+chainlake devnet seed [--days N]              # deterministic activity from --start, N days
+chainlake devnet status
+chainlake devnet down
+
+The node runs detached (it outlives the command); its log, cache and pid file live in
+`--state-dir` (default `data/devnet`), and `seed` writes the generated manifest there.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import click
+
+DEFAULT_STATE_DIR = "data/devnet"
+DEFAULT_PORT = 8545
+DEFAULT_DAYS = 7
+
+state_dir_option = click.option(
+    "--state-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=DEFAULT_STATE_DIR,
+    show_default=True,
+    help="Where the node's log, cache, pid file and manifest live.",
+)
+
+
+def _today() -> dt.date:
+    return dt.datetime.now(dt.UTC).date()
+
+
+@click.group()
+def devnet() -> None:
+    """The local anvil chain: start, fill with days of activity, stop."""
+
+
+@devnet.command()
+@state_dir_option
+@click.option("--port", default=DEFAULT_PORT, show_default=True, help="JSON-RPC port.")
+@click.option("--chain-id", default=31337, show_default=True)
+@click.option(
+    "--start",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    default=None,
+    help=f"Genesis day (UTC); default {DEFAULT_DAYS} days ago, so `seed` fills closed days.",
+)
+def up(state_dir: Path, port: int, chain_id: int, start: dt.datetime | None) -> None:
+    """Start anvil in the background (a no-op when it is already running)."""
+    from chainlake.devnet.anvil import AnvilError, detached_status, start_detached
+
+    running = detached_status(state_dir)
+    if running is not None:
+        click.echo(f"devnet already running at {running.rpc_url} (pid {running.pid})")
+        return
+    day = start.date() if start else _today() - dt.timedelta(days=DEFAULT_DAYS)
+    try:
+        info = start_detached(state_dir, port=port, chain_id=chain_id, genesis=day)
+    except (AnvilError, OSError) as e:
+        raise click.ClickException(f"anvil did not start: {_first_line(e)}") from None
+    click.echo(
+        f"devnet up at {info.rpc_url} (chain id {info.chain_id}, genesis {day}, pid {info.pid}); "
+        f"log {info.log_path}"
+    )
+
+
+@devnet.command()
+@state_dir_option
+def down(state_dir: Path) -> None:
+    """Stop the background anvil (a no-op when none is running)."""
+    from chainlake.devnet.anvil import stop_detached
+
+    click.echo("devnet stopped" if stop_detached(state_dir) else "no devnet running")
+
+
+@devnet.command()
+@state_dir_option
+def status(state_dir: Path) -> None:
+    """Whether the node runs, where, and its head block. Exits 1 when it does not run."""
+    import httpx
+
+    from chainlake.devnet.anvil import detached_status
+
+    info = detached_status(state_dir)
+    if info is None:
+        raise click.ClickException(f"no devnet running (state dir {state_dir})")
+    try:
+        r = httpx.post(
+            info.rpc_url,
+            json={"jsonrpc": "2.0", "id": 1, "method": "eth_blockNumber", "params": []},
+            timeout=5,
+        )
+        head = int(r.json()["result"], 16)
+    except (httpx.HTTPError, KeyError, ValueError) as e:
+        raise click.ClickException(f"devnet pid {info.pid} does not answer: {e}") from None
+    click.echo(f"devnet at {info.rpc_url} (pid {info.pid}), head block {head}")
+
+
+@devnet.command()
+@state_dir_option
+@click.option(
+    "--days",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Days to fill from the genesis day; default: every day up to yesterday.",
+)
+@click.option("--blocks-per-day", type=click.IntRange(min=1), default=48, show_default=True)
+@click.option("--txs-per-block", type=click.IntRange(min=1), default=8, show_default=True)
+@click.option("--seed", "seed_value", default=7, show_default=True, help="Random seed.")
+def seed(
+    state_dir: Path, days: int | None, blocks_per_day: int, txs_per_block: int, seed_value: int
+) -> None:
+    """Fill the running devnet with deterministic activity: transfers, ERC-20 tokens, price
+    feeds, failed transactions and ERC-8004 registry events. Needs a fresh node (`up`)."""
+    from chainlake.devnet.anvil import detached_status
+    from chainlake.devnet.generator import GeneratorError, generate
+
+    info = detached_status(state_dir)
+    if info is None:
+        raise click.ClickException("no devnet running; start one with `chainlake devnet up`")
+    if info.genesis_timestamp is None:
+        raise click.ClickException("the devnet has no fixed genesis day; restart it with --start")
+    start = dt.datetime.fromtimestamp(info.genesis_timestamp, dt.UTC).date()
+    n = days if days is not None else (_today() - start).days
+    if n < 1:
+        raise click.ClickException(f"genesis {start} leaves no closed day to fill; pass --days")
+    try:
+        manifest = generate(
+            info.rpc_url,
+            start=start,
+            days=n,
+            blocks_per_day=blocks_per_day,
+            txs_per_block=txs_per_block,
+            seed=seed_value,
+        )
+    except (GeneratorError, OSError) as e:
+        raise click.ClickException(f"seeding failed: {_first_line(e)}") from None
+    path = state_dir / "manifest.json"
+    path.write_text(manifest.to_json())
+    txs = sum(v for k, v in manifest.stats.items() if k != "failed")
+    click.echo(
+        f"seeded {n} days from {start}: blocks {manifest.day_blocks[0].first_block}.."
+        f"{manifest.head_block}, {txs} transactions; manifest {path}"
+    )
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__

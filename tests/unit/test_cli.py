@@ -1,0 +1,260 @@
+"""The `chainlake` console script: every command has --help, a failing command exits non-zero
+with one clear line, and the seed 004 database operations (check-only, backup before
+migrating, force, restore from a Parquet backup, health) against a real PostgreSQL."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import decimal
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import click
+import psycopg
+import pyarrow.parquet as pq
+import pytest
+from click.testing import CliRunner
+from psycopg import sql
+
+from chainlake.cli import main
+
+ROOT = Path(__file__).resolve().parents[2]
+ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+def _commands(group: click.Group, prefix: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
+    yield prefix
+    for name, cmd in sorted(group.commands.items()):
+        if isinstance(cmd, click.Group):
+            yield from _commands(cmd, (*prefix, name))
+        else:
+            yield (*prefix, name)
+
+
+ALL_COMMANDS = list(_commands(main))
+
+
+@pytest.mark.parametrize("path", ALL_COMMANDS, ids=lambda p: " ".join(p) or "chainlake")
+def test_every_command_has_help(path: tuple[str, ...]) -> None:
+    result = CliRunner().invoke(main, [*path, "--help"])
+    assert result.exit_code == 0, result.output
+    assert "Usage: " in result.output
+    assert len(result.output.strip().splitlines()) >= 3
+
+
+def test_the_groups_of_this_issue_are_registered() -> None:
+    names = {" ".join(p) for p in ALL_COMMANDS}
+    for expected in (
+        "db migrate",
+        "db downgrade",
+        "db health",
+        "db backup",
+        "db restore",
+        "devnet up",
+        "devnet down",
+        "devnet seed",
+    ):
+        assert expected in names, f"missing `chainlake {expected}`"
+
+
+def test_console_script_reports_a_failure_in_one_line_and_exits_non_zero() -> None:
+    url = "postgresql://postgres@127.0.0.1:1/nowhere"  # nothing listens on port 1
+    out = subprocess.run(
+        [str(Path(sys.executable).parent / "chainlake"), "db", "health", "--url", url],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 1
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1, out.stderr
+    assert lines[0].startswith("Error: ") and "cannot connect" in lines[0]
+
+
+# -- the database operations against a real server ------------------------------------------
+
+
+@contextlib.contextmanager
+def _database() -> Iterator[str]:
+    name = f"chainlake_test_cli_{uuid.uuid4().hex[:8]}"
+    try:
+        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+    finally:
+        with psycopg.connect(ADMIN, autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+
+
+@pytest.fixture
+def db_url() -> Iterator[str]:
+    with _database() as url:
+        yield url
+
+
+@pytest.fixture
+def other_db_url() -> Iterator[str]:
+    with _database() as url:
+        yield url
+
+
+def run(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(main, list(args))
+    return result.exit_code, result.output
+
+
+def _fill(url: str) -> None:
+    """Rows of many column types: text ids, identity sequences, NUMERIC(78,0) beyond 64 bits,
+    JSONB, timestamps, booleans, bytea."""
+    with psycopg.connect(url) as conn:
+        conn.execute(
+            "INSERT INTO users (id, username, email, password_hash) VALUES ('u1', 'ann', 'a@x', '!')"
+        )
+        conn.execute(
+            "INSERT INTO triggers (id, user_id, name, chain_id, registry, cooldown_seconds) "
+            "VALUES ('t1', 'u1', 'big transfer', 31337, 'erc20', 60)"
+        )
+        for i in range(3):
+            conn.execute(
+                "INSERT INTO events (id, chain_id, block_number, block_hash, transaction_hash, "
+                "log_index, registry, event_type, timestamp, token_address, amount, data) "
+                "VALUES (%s, 31337, %s, '0xbb', '0xtt', %s, 'erc20', 'transfer', 1767225600, "
+                "'0xtoken', %s, %s)",
+                (
+                    f"31337-{100 + i}-{i}",
+                    100 + i,
+                    i,
+                    decimal.Decimal(2**200 + i),
+                    psycopg.types.json.Jsonb({"memo": f"ü{i}", "n": [1, 2]}),
+                ),
+            )
+        conn.execute(
+            "INSERT INTO agent_mcp_tokens (agent_id, token_encrypted) VALUES (7, %s)",
+            (b"\x00\xffsecret",),
+        )
+
+
+def _snapshot(url: str) -> dict[str, list[tuple]]:
+    with psycopg.connect(url) as conn:
+        return {
+            "events": conn.execute(
+                "SELECT id, seq, amount, data, created_at FROM events ORDER BY id"
+            ).fetchall(),
+            "triggers": conn.execute("SELECT * FROM triggers").fetchall(),
+            "tokens": conn.execute(
+                "SELECT agent_id, token_encrypted FROM agent_mcp_tokens"
+            ).fetchall(),
+        }
+
+
+@pytest.mark.integration
+def test_check_only_changes_nothing_and_exits_1_while_behind(db_url: str) -> None:
+    code, out = run("db", "migrate", "--check-only", "--url", db_url)
+    assert code == 1
+    assert "database does not exist" in out and "pending: 0001" in out
+    assert out.strip().splitlines()[-1].startswith("Error: ")
+    with psycopg.connect(ADMIN) as conn:
+        name = db_url.rsplit("/", 1)[1]
+        assert not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
+
+    assert run("db", "migrate", "--url", db_url)[0] == 0
+    code, out = run("db", "migrate", "--check-only", "--url", db_url)
+    assert code == 0 and "up to date" in out
+
+
+@pytest.mark.integration
+def test_backup_restore_round_trip_keeps_every_value(
+    db_url: str, other_db_url: str, tmp_path: Path
+) -> None:
+    assert run("db", "migrate", "--url", db_url)[0] == 0
+    _fill(db_url)
+    code, out = run("db", "backup", "--url", db_url, "--output", str(tmp_path))
+    assert code == 0, out
+    (backup_dir,) = tmp_path.iterdir()
+    events = pq.read_table(backup_dir / "events.parquet")
+    assert events.num_rows == 3
+    assert str(events.schema.field("seq").type) == "int64"
+    assert str(events.schema.field("created_at").type) == "timestamp[us, tz=UTC]"
+    assert events.column("amount").to_pylist()[0] == str(2**200)  # exact, as text
+
+    # into an empty database: created, migrated to the backup's revision, loaded
+    code, out = run("db", "restore", str(backup_dir), "--url", other_db_url)
+    assert code == 0, out
+    assert _snapshot(other_db_url) == _snapshot(db_url)
+    # identity sequences continue after the restored rows
+    with psycopg.connect(other_db_url) as conn:
+        conn.execute(
+            "INSERT INTO events (id, chain_id, block_number, block_hash, transaction_hash, "
+            "log_index, registry, event_type, timestamp) "
+            "VALUES ('31337-200-0', 31337, 200, '0xb', '0xt', 0, 'erc20', 'transfer', 1)"
+        )
+        seqs = [r[0] for r in conn.execute("SELECT seq FROM events ORDER BY seq")]
+        assert seqs == sorted(set(seqs)) and seqs[-1] > seqs[-2]
+
+    # a database that holds rows is only replaced with --force
+    code, out = run("db", "restore", str(backup_dir), "--url", other_db_url)
+    assert code == 1 and "--force" in out
+    code, out = run("db", "restore", str(backup_dir), "--url", other_db_url, "--force")
+    assert code == 0, out
+    assert _snapshot(other_db_url) == _snapshot(db_url)
+
+
+@pytest.mark.integration
+def test_migrate_backs_up_a_database_with_rows_first(db_url: str, tmp_path: Path) -> None:
+    assert run("db", "migrate", "--revision", "0001", "--url", db_url)[0] == 0
+    _fill(db_url)
+    code, out = run("db", "migrate", "--url", db_url, "--backup-dir", str(tmp_path))
+    assert code == 0, out
+    assert "backed up" in out
+    (backup_dir,) = tmp_path.iterdir()
+    assert backup_dir.name.endswith("before-0002")
+    assert '"revision": "0001"' in (backup_dir / "manifest.json").read_text()
+
+    assert run("db", "downgrade", "--revision", "0001", "--url", db_url, "--yes")[0] == 0
+    code, out = run(
+        "db", "migrate", "--url", db_url, "--no-backup", "--backup-dir", str(tmp_path / "none")
+    )
+    assert code == 0 and not (tmp_path / "none").exists()
+
+
+@pytest.mark.integration
+def test_migrate_refuses_an_untracked_schema_unless_forced(db_url: str, tmp_path: Path) -> None:
+    assert run("db", "migrate", "--url", db_url)[0] == 0
+    _fill(db_url)
+    with psycopg.connect(db_url) as conn:  # as if the schema had been created by hand
+        conn.execute("DROP TABLE chainlake_alembic_version")
+    code, out = run("db", "migrate", "--url", db_url, "--backup-dir", str(tmp_path))
+    assert code == 1
+    assert "no migration history" in out and "--force" in out
+    assert not tmp_path.exists() or not any(tmp_path.iterdir())
+
+    code, out = run("db", "migrate", "--url", db_url, "--force", "--backup-dir", str(tmp_path))
+    assert code == 0, out
+    (backup_dir,) = tmp_path.iterdir()  # the rows were saved before the rebuild
+    assert pq.read_table(backup_dir / "events.parquet").num_rows == 3
+    with psycopg.connect(db_url) as conn:
+        assert conn.execute("SELECT count(*) FROM events").fetchone() == (0,)
+
+
+@pytest.mark.integration
+def test_health_reports_schema_notify_and_events(db_url: str) -> None:
+    assert run("db", "migrate", "--revision", "0001", "--url", db_url)[0] == 0
+    code, out = run("db", "health", "--url", db_url)
+    assert code == 1
+    assert "LISTEN/NOTIFY: " in out and " ms" in out
+    assert "unhealthy: 1 migration(s) pending (0002)" in out
+
+    assert run("db", "migrate", "--url", db_url, "--no-backup")[0] == 0
+    _fill(db_url)
+    code, out = run("db", "health", "--url", db_url, "--json")
+    assert code == 0, out
+    import json
+
+    report = json.loads(out)
+    assert report["ok"] and report["events"] == 3 and report["notify_roundtrip_ms"] is not None
+    assert dt.datetime.fromisoformat(report["last_event_at"]).tzinfo is not None
