@@ -110,12 +110,32 @@ def status(state_dir: Path) -> None:
 @click.option("--blocks-per-day", type=click.IntRange(min=1), default=48, show_default=True)
 @click.option("--txs-per-block", type=click.IntRange(min=1), default=8, show_default=True)
 @click.option("--seed", "seed_value", default=7, show_default=True, help="Random seed.")
+@click.option(
+    "--chains-config",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="chains.yaml to write the devnet entry into (default: <state-dir>/chains.yaml).",
+)
+@click.option(
+    "--portfolios-config",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="portfolios.yaml to write (default: <state-dir>/portfolios.yaml).",
+)
 def seed(
-    state_dir: Path, days: int | None, blocks_per_day: int, txs_per_block: int, seed_value: int
+    state_dir: Path,
+    days: int | None,
+    blocks_per_day: int,
+    txs_per_block: int,
+    seed_value: int,
+    chains_config: Path | None,
+    portfolios_config: Path | None,
 ) -> None:
     """Fill the running devnet with deterministic activity: transfers, ERC-20 tokens, price
-    feeds, failed transactions and ERC-8004 registry events. Needs a fresh node (`up`)."""
+    feeds, failed transactions and ERC-8004 registry events. Needs a fresh node (`up`).
+    Writes the manifest, a chains.yaml entry and a portfolios.yaml that match the chain."""
     from chainlake.devnet.anvil import detached_status
+    from chainlake.devnet.configs import write_chains_yaml, write_manifest, write_portfolios_yaml
     from chainlake.devnet.generator import GeneratorError, generate
 
     info = detached_status(state_dir)
@@ -138,12 +158,14 @@ def seed(
         )
     except (GeneratorError, OSError) as e:
         raise click.ClickException(f"seeding failed: {_first_line(e)}") from None
-    path = state_dir / "manifest.json"
-    path.write_text(manifest.to_json())
+    path = write_manifest(state_dir / "manifest.json", manifest)
+    chains_path = write_chains_yaml(chains_config or state_dir / "chains.yaml", manifest)
+    book = write_portfolios_yaml(portfolios_config or state_dir / "portfolios.yaml", manifest)
     txs = sum(v for k, v in manifest.stats.items() if k != "failed")
     click.echo(
         f"seeded {n} days from {start}: blocks {manifest.day_blocks[0].first_block}.."
-        f"{manifest.head_block}, {txs} transactions; manifest {path}"
+        f"{manifest.head_block}, {txs} transactions\n"
+        f"manifest {path}\nCHAINS_CONFIG={chains_path} PORTFOLIOS_CONFIG={book}"
     )
 
 

@@ -258,3 +258,35 @@ def test_health_reports_schema_notify_and_events(db_url: str) -> None:
     report = json.loads(out)
     assert report["ok"] and report["events"] == 3 and report["notify_roundtrip_ms"] is not None
     assert dt.datetime.fromisoformat(report["last_event_at"]).tzinfo is not None
+
+
+@pytest.mark.integration
+def test_devnet_up_seed_status_down(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    state = str(tmp_path / "devnet")
+    start = (dt.datetime.now(dt.UTC).date() - dt.timedelta(days=2)).isoformat()
+    try:
+        code, out = run("devnet", "up", "--state-dir", state, "--port", str(port), "--start", start)
+        assert code == 0 and f"127.0.0.1:{port}" in out, out
+        code, out = run("devnet", "up", "--state-dir", state)
+        assert code == 0 and "already running" in out
+        code, out = run(
+            "devnet", "seed", "--state-dir", state, "--blocks-per-day", "4", "--txs-per-block", "2"
+        )
+        assert code == 0 and f"seeded 2 days from {start}" in out, out
+        from chainlake.config import load_chains
+
+        chain = load_chains(tmp_path / "devnet" / "chains.yaml")["devnet"]
+        assert chain.rpc_urls == (f"http://127.0.0.1:{port}",) and chain.tokens
+        assert (tmp_path / "devnet" / "portfolios.yaml").exists()
+        code, out = run("devnet", "status", "--state-dir", state)
+        assert code == 0 and "head block" in out
+    finally:
+        code, out = run("devnet", "down", "--state-dir", state)
+    assert code == 0 and out.strip() == "devnet stopped"
+    code, out = run("devnet", "status", "--state-dir", state)
+    assert code == 1 and "no devnet running" in out
