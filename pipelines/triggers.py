@@ -25,28 +25,69 @@ from sensors.pending_actions import pending_actions_sensor
 class EvaluateConfig(dg.Config):
     after_seq: int = Field(description="Evaluate events with seq greater than this ...")
     up_to_seq: int = Field(description="... and at most this (inclusive).")
+    deliver_inline: bool = Field(
+        default=True,
+        description="Deliver the new matches in this run, right after evaluating (one run "
+        "launch per event instead of two). They are created leased to this run; what it does "
+        "not finish (retries handed back, a crash) goes to pending_actions_sensor.",
+    )
+
+
+def _deliverer(
+    context: dg.OpExecutionContext, postgres: PostgresResource, notifiers: NotifiersResource
+):  # -> chainlake.actions.deliver.Deliverer, imported lazily with the senders
+    from chainlake.actions.deliver import Deliverer
+    from chainlake.events.agents import agent_resolver
+
+    resolver = agent_resolver(lambda: postgres.connect(), key=postgres.secret_key)
+    return Deliverer(
+        url=postgres.url,
+        senders=notifiers.senders(resolver),
+        secrets=notifiers.secrets(),
+        policy=notifiers.retry_policy(),
+        job_id=context.run_id,
+        max_inline_wait=notifiers.max_inline_wait_seconds,
+        workers=notifiers.workers,
+        http_timeout=notifiers.http_timeout_seconds,
+    )
 
 
 @dg.op(
     description="Evaluate every enabled trigger against a batch of events; matches become "
-    "pending deliveries, in the same transaction as the trigger state they change."
+    "deliveries in the same transaction as the trigger state they change, delivered here "
+    "unless deliver_inline is off."
 )
 def evaluate_triggers(
-    context: dg.OpExecutionContext, config: EvaluateConfig, postgres: PostgresResource
+    context: dg.OpExecutionContext,
+    config: EvaluateConfig,
+    postgres: PostgresResource,
+    notifiers: NotifiersResource,
 ) -> dg.Output[dict]:
     from chainlake.events.evaluate import evaluate_batch
 
+    owner = context.run_id if config.deliver_inline else None
     with postgres.connection() as conn:
-        report = evaluate_batch(conn, after_seq=config.after_seq, up_to_seq=config.up_to_seq)
+        report = evaluate_batch(
+            conn, after_seq=config.after_seq, up_to_seq=config.up_to_seq, claim_for=owner
+        )
     context.log.info(
         f"events {config.after_seq + 1}..{config.up_to_seq}: {report.events} evaluated, "
         f"{report.fired} firing(s), {report.deliveries_added} new deliveries"
     )
-    summary = {
+    summary: dict[str, int] = {
         "events": report.events,
         "fired": report.fired,
         "deliveries_added": report.deliveries_added,
     }
+    if owner is not None and report.delivery_ids:
+        delivered = _deliverer(context, postgres, notifiers).run(
+            ids=list(report.delivery_ids), owner=owner
+        )
+        for line in delivered.errors:
+            context.log.warning(line)
+        summary.update(
+            succeeded=delivered.succeeded, failed=delivered.failed, requeued=delivered.requeued
+        )
     return dg.Output(summary, metadata={**summary, "by_trigger": report.by_trigger})
 
 
@@ -72,9 +113,7 @@ def deliver_actions(
     postgres: PostgresResource,
     notifiers: NotifiersResource,
 ) -> dg.Output[dict]:
-    from chainlake.actions.deliver import Deliverer
     from chainlake.events import store
-    from chainlake.events.agents import agent_resolver
 
     replayed: list[str] = []
     if config.replay_ids or config.replay_failed:
@@ -85,17 +124,7 @@ def deliver_actions(
                 statuses=("failed", "cancelled") if config.replay_ids else ("failed",),
             )
         context.log.info(f"replaying {len(replayed)} deliveries")
-    resolver = agent_resolver(lambda: postgres.connect(), key=postgres.secret_key)
-    deliverer = Deliverer(
-        url=postgres.url,
-        senders=notifiers.senders(resolver),
-        secrets=notifiers.secrets(),
-        policy=notifiers.retry_policy(),
-        job_id=context.run_id,
-        max_inline_wait=notifiers.max_inline_wait_seconds,
-        workers=notifiers.workers,
-        http_timeout=notifiers.http_timeout_seconds,
-    )
+    deliverer = _deliverer(context, postgres, notifiers)
     ids = list(config.delivery_ids) + (replayed if config.replay_ids else [])
     report = deliverer.run(ids=ids or None)
     summary = {

@@ -84,9 +84,14 @@ class Deliverer:
     http_timeout: float = 30.0
 
     def run(
-        self, *, ids: Sequence[str] | None = None, max_batches: int | None = None
+        self,
+        *,
+        ids: Sequence[str] | None = None,
+        max_batches: int | None = None,
+        owner: str | None = None,
     ) -> DeliveryReport:
-        """Deliver what is due (only `ids` when given) until the queue has nothing due."""
+        """Deliver what is due (only `ids` when given) until the queue has nothing due; with
+        `owner`, also the deliveries leased to that owner when they were created."""
         report = DeliveryReport()
         lock = threading.Lock()
         stop = threading.Event()
@@ -105,7 +110,7 @@ class Deliverer:
                         batches[0] += 1
                     claimed = store.claim_deliveries(
                         conn, worker=name, limit=self.batch_size,
-                        lease_seconds=self.lease_seconds, ids=ids,
+                        lease_seconds=self.lease_seconds, ids=ids, owner=owner,
                     )  # fmt: skip
                     if not claimed:
                         return

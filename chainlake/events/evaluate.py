@@ -29,6 +29,7 @@ class Report:
     fired: int = 0
     deliveries_added: int = 0
     by_trigger: dict[str, int] = field(default_factory=dict)
+    delivery_ids: tuple[str, ...] = ()
 
 
 def _plain(v: Any) -> Any:
@@ -102,10 +103,12 @@ def evaluate_batch(
     after_seq: int,
     up_to_seq: int | None = None,
     limit: int = 100_000,
+    claim_for: str | None = None,
 ) -> Report:
     """Evaluate every enabled trigger against the events with seq in (after_seq, up_to_seq].
 
-    The caller commits (or uses `db.connection`, which does).
+    With `claim_for`, the new deliveries are leased to that owner, which delivers them next
+    (see `enqueue_deliveries`). The caller commits (or uses `db.connection`, which does).
     """
     events = store.read_events_after(conn, after_seq, up_to_seq=up_to_seq, limit=limit)
     if not events:
@@ -122,6 +125,12 @@ def evaluate_batch(
         return Report(**report)
     states = store.lock_trigger_states(conn, [t.id for t in triggers])
     deliveries, new_states, fired = plan(triggers, events, states)
-    added = store.enqueue_deliveries(conn, deliveries)
+    added = store.enqueue_deliveries(conn, deliveries, claim_for=claim_for)
     store.save_trigger_states(conn, new_states)
-    return Report(**report, fired=sum(fired.values()), deliveries_added=added, by_trigger=fired)
+    return Report(
+        **report,
+        fired=sum(fired.values()),
+        deliveries_added=len(added),
+        by_trigger=fired,
+        delivery_ids=tuple(added),
+    )

@@ -371,10 +371,21 @@ def delivery_id(trigger_id: str, event_id_: str, action_name: str) -> str:
     return f"{trigger_id}:{event_id_}:{action_name}"
 
 
-def enqueue_deliveries(conn: Conn, rows: Sequence[Mapping[str, Any]]) -> int:
-    """Insert pending deliveries; an existing key is left alone. Returns how many were added."""
+def enqueue_deliveries(
+    conn: Conn,
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    claim_for: str | None = None,
+    lease_seconds: float = 300.0,
+) -> list[str]:
+    """Insert pending deliveries; an existing key is left alone. Returns the ids added.
+
+    With `claim_for`, the new rows are created already leased to that owner (the evaluation
+    run that will deliver them at once); if the owner dies, the lease expires and the
+    pending-actions sensor picks them up like any other due delivery.
+    """
     if not rows:
-        return 0
+        return []
     payload = json.dumps(
         [
             {
@@ -386,15 +397,18 @@ def enqueue_deliveries(conn: Conn, rows: Sequence[Mapping[str, Any]]) -> int:
         ],
         default=_json_default,
     )  # fmt: skip
-    cur = conn.execute(
+    rows_added = conn.execute(
         "INSERT INTO deliveries (id, trigger_id, event_id, action_id, action_type, max_attempts, "
-        "context) SELECT id, trigger_id, event_id, action_id, action_type, max_attempts, context "
+        "context, status, locked_by, locked_until) "
+        "SELECT id, trigger_id, event_id, action_id, action_type, max_attempts, context, "
+        "CASE WHEN %s::text IS NULL THEN 'pending' ELSE 'in_progress' END, %s::text, "
+        "CASE WHEN %s::text IS NULL THEN NULL ELSE now() + make_interval(secs => %s) END "
         "FROM jsonb_to_recordset(%s::jsonb) AS r(id text, trigger_id text, event_id text, "
         "action_id integer, action_type text, max_attempts integer, context jsonb) "
-        "ON CONFLICT (id) DO NOTHING",
-        (payload,),
-    )
-    return cur.rowcount
+        "ON CONFLICT (id) DO NOTHING RETURNING id",
+        (claim_for, claim_for, claim_for, lease_seconds, payload),
+    ).fetchall()
+    return [r["id"] for r in rows_added]
 
 
 def claim_deliveries(
@@ -404,18 +418,20 @@ def claim_deliveries(
     limit: int = 100,
     lease_seconds: float = 300.0,
     ids: Sequence[str] | None = None,
+    owner: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Take up to `limit` due deliveries for `worker`: pending and due, or in progress with an
-    expired lease (a worker that died). Concurrent claimers skip each other's rows."""
+    """Take up to `limit` due deliveries for `worker`: pending and due, in progress with an
+    expired lease (a worker that died), or already leased to `owner` (created for it by
+    `enqueue_deliveries(claim_for=...)`). Concurrent claimers skip each other's rows."""
     return conn.execute(
         "UPDATE deliveries d SET status = 'in_progress', locked_by = %s, "
         "locked_until = now() + make_interval(secs => %s) "
         "WHERE d.id IN (SELECT id FROM deliveries WHERE "
         "((status = 'pending' AND next_attempt_at <= now()) "
-        " OR (status = 'in_progress' AND locked_until < now())) "
+        " OR (status = 'in_progress' AND (locked_until < now() OR locked_by = %s::text))) "
         "AND (%s::text[] IS NULL OR id = ANY(%s::text[])) "
         "ORDER BY seq LIMIT %s FOR UPDATE SKIP LOCKED) RETURNING d.*",
-        (worker, lease_seconds, ids, ids, limit),
+        (worker, lease_seconds, owner, ids, ids, limit),
     ).fetchall()
 
 
