@@ -1,0 +1,64 @@
+"""Shared fixtures.
+
+Local chain (``chainlake.devnet``), both session-scoped and started only when a test asks:
+
+- ``anvil``: a fresh anvil node (genesis ``DEVNET_START`` at midnight UTC, 20 dev accounts,
+  mining on demand); tests that use it share it for the session, so add blocks, don't assume
+  an empty chain.
+- ``devnet``: another node holding a small generated chain (3 days × 20 blocks × 10 txs,
+  seed 7) and its ``DevnetManifest``. Treat it as read-only.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import pytest
+
+if TYPE_CHECKING:
+    from chainlake.devnet.anvil import Anvil
+    from chainlake.devnet.manifest import DevnetManifest
+
+DEVNET_START = dt.date(2025, 1, 1)
+DEVNET_DAYS = 3
+DEVNET_BLOCKS_PER_DAY = 20
+DEVNET_TXS_PER_BLOCK = 10
+DEVNET_SEED = 7
+
+
+@dataclass(frozen=True)
+class Devnet:
+    node: Anvil
+    manifest: DevnetManifest
+
+    @property
+    def rpc_url(self) -> str:
+        return self.node.rpc_url
+
+
+@pytest.fixture(scope="session")
+def anvil() -> Iterator[Anvil]:
+    from chainlake.devnet.anvil import Anvil
+
+    with Anvil(genesis=DEVNET_START) as node:
+        yield node
+
+
+@pytest.fixture(scope="session")
+def devnet() -> Iterator[Devnet]:
+    from chainlake.devnet.anvil import Anvil
+    from chainlake.devnet.generator import generate
+
+    with Anvil(genesis=DEVNET_START) as node:
+        manifest = generate(
+            node.rpc_url,
+            start=DEVNET_START,
+            days=DEVNET_DAYS,
+            blocks_per_day=DEVNET_BLOCKS_PER_DAY,
+            txs_per_block=DEVNET_TXS_PER_BLOCK,
+            seed=DEVNET_SEED,
+        )
+        yield Devnet(node=node, manifest=manifest)
