@@ -51,6 +51,11 @@ PORTFOLIO_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
 _NAMESPACE = uuid.UUID("5b0c7c1e-3f6a-4c1e-9a57-9e1f0c2d4b11")
 
 
+def stable_id(kind: str, key: str) -> uuid.UUID:
+    """The catalog id of an entry: a UUID derived from its kind and natural key."""
+    return uuid.uuid5(_NAMESPACE, f"{kind}:{key}")
+
+
 class WalletConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -64,7 +69,7 @@ class WalletConfig(BaseModel):
 
     @property
     def id(self) -> uuid.UUID:
-        return uuid.uuid5(_NAMESPACE, f"wallet:{self.chain}:{self.address}")
+        return stable_id("wallet", f"{self.chain}:{self.address}")
 
 
 class PortfolioConfig(BaseModel):
@@ -121,7 +126,7 @@ class AlertConfig(BaseModel):
 
     @property
     def id(self) -> uuid.UUID:
-        return uuid.uuid5(_NAMESPACE, f"alert:{self.name}")
+        return stable_id("alert", self.name)
 
 
 class PortfolioBook(BaseModel):
@@ -147,115 +152,6 @@ class PortfolioBook(BaseModel):
         return pl.DataFrame(
             rows, schema={"portfolio_id": pl.String, "address": pl.String}, orient="row"
         )
-
-    def wallets_frame(self, chains: Mapping[str, ChainConfig]) -> pl.DataFrame:
-        rows = []
-        for w in self.wallets:
-            c = chains[w.chain]
-            rows.append(
-                {
-                    "id": str(w.id),
-                    "name": w.name,
-                    "address": w.address,
-                    "network": c.network,
-                    "subnet": c.subnet,
-                    "chain": w.chain,
-                    "chain_id": c.chain_id,
-                    "kind": w.kind,
-                    "is_active": w.active,
-                }
-            )
-        return pl.DataFrame(rows, schema=WALLETS_SCHEMA)
-
-    def portfolios_frame(self, chains: Mapping[str, ChainConfig]) -> pl.DataFrame:
-        rows = [
-            {
-                "portfolio_id": p.id,
-                "name": p.name,
-                "description": p.description,
-                "chain": p.chain,
-                "chain_id": chains[p.chain].chain_id if p.chain else None,
-                "risk_profile": p.risk_profile,
-                "target_allocation": [
-                    {"key": k, "value": v} for k, v in sorted(p.target_allocation.items())
-                ],
-                "is_active": p.active,
-            }
-            for p in self.portfolios
-        ]
-        return pl.DataFrame(rows, schema=PORTFOLIOS_SCHEMA)
-
-    def portfolio_wallets_frame(self) -> pl.DataFrame:
-        by_address = {(w.chain, w.address): w for w in self.wallets}
-        rows = [
-            {
-                "portfolio_id": p.id,
-                "wallet_id": str(by_address[(p.chain, a)].id),
-                "address": a,
-                "chain": p.chain,
-            }
-            for p in self.portfolios
-            for a in p.wallets
-        ]
-        return pl.DataFrame(rows, schema=PORTFOLIO_WALLETS_SCHEMA)
-
-    def alerts_frame(self) -> pl.DataFrame:
-        import orjson
-
-        rows = [
-            {
-                "id": str(a.id),
-                "name": a.name,
-                "description": a.description,
-                "natural_language_query": a.query,
-                "expression": a.expression,
-                "parameters": orjson.dumps(a.parameters, option=orjson.OPT_SORT_KEYS).decode(),
-                "is_active": a.active,
-            }
-            for a in self.alerts
-        ]
-        return pl.DataFrame(rows, schema=ALERTS_SCHEMA)
-
-
-WALLETS_SCHEMA = pl.Schema(
-    {
-        "id": pl.String,
-        "name": pl.String,
-        "address": pl.String,
-        "network": pl.String,
-        "subnet": pl.String,
-        "chain": pl.String,
-        "chain_id": pl.Int64,
-        "kind": pl.String,
-        "is_active": pl.Boolean,
-    }
-)
-PORTFOLIOS_SCHEMA = pl.Schema(
-    {
-        "portfolio_id": pl.String,
-        "name": pl.String,
-        "description": pl.String,
-        "chain": pl.String,
-        "chain_id": pl.Int64,
-        "risk_profile": pl.String,
-        "target_allocation": pl.List(pl.Struct({"key": pl.String, "value": pl.Float64})),
-        "is_active": pl.Boolean,
-    }
-)
-PORTFOLIO_WALLETS_SCHEMA = pl.Schema(
-    {"portfolio_id": pl.String, "wallet_id": pl.String, "address": pl.String, "chain": pl.String}
-)
-ALERTS_SCHEMA = pl.Schema(
-    {
-        "id": pl.String,
-        "name": pl.String,
-        "description": pl.String,
-        "natural_language_query": pl.String,
-        "expression": pl.String,
-        "parameters": pl.String,
-        "is_active": pl.Boolean,
-    }
-)
 
 
 def portfolios_config_path() -> Path:

@@ -1,0 +1,186 @@
+"""DuckDB: the serving catalog (wallets, nodes, tokens, portfolios, alerts) and the views over
+the Delta tables, in one file (`DUCKDB_PATH`, default `data/chainlake.duckdb`).
+
+A DuckDB file takes one read-write process or many read-only ones, never both: a reader would
+make the pipeline's writer fail, and the writer would lock readers out. So nobody writes the
+published file in place. The writer (one at a time: the assets share the `duckdb` pool) works
+on a private copy, checkpoints it and atomically renames it over the published file. Readers
+open the published file read-only; one that is already open keeps its consistent snapshot
+(the old inode), the next one sees the new catalog. Neither ever waits on the other.
+
+DuckDB cannot download extensions here: `delta` (and `httpfs`/`aws` for S3) are loaded from
+the `duckdb-extension-*` wheels pinned with duckdb 1.5.5.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import importlib
+import os
+import shutil
+import uuid
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+
+import duckdb
+import polars as pl
+from dagster_duckdb import DuckDBResource
+
+DEFAULT_PATH = "data/chainlake.duckdb"
+_NO_DOWNLOADS = {"autoinstall_known_extensions": False, "autoload_known_extensions": False}
+
+
+def extension_file(name: str) -> Path:
+    """The extension binary shipped by the `duckdb-extension-<name>` wheel for this duckdb."""
+    module = importlib.import_module(f"duckdb_extension_{name}")
+    base = Path(module.__file__ or "").parent / "extensions"
+    path = base / f"v{duckdb.__version__}" / f"{name}.duckdb_extension"
+    if not path.exists():
+        raise FileNotFoundError(
+            f"no {name} extension for duckdb {duckdb.__version__} in {base}; "
+            "the duckdb-extension-* wheels must match the duckdb version"
+        )
+    return path
+
+
+def load_delta(conn: duckdb.DuckDBPyConnection, storage_options: Mapping[str, str] | None) -> None:
+    """Make `delta_scan` available; with S3 storage options, also the S3 secret they describe."""
+    conn.execute(f"LOAD '{extension_file('delta')}'")
+    opts = dict(storage_options or {})
+    if not opts:
+        return
+    for name in ("httpfs", "aws"):
+        conn.execute(f"LOAD '{extension_file(name)}'")
+    endpoint = opts.get("AWS_ENDPOINT_URL", "")
+    secret: dict[str, str] = {"TYPE": "s3", "PROVIDER": "config"}
+    if opts.get("AWS_ACCESS_KEY_ID"):
+        secret["KEY_ID"] = opts["AWS_ACCESS_KEY_ID"]
+    if opts.get("AWS_SECRET_ACCESS_KEY"):
+        secret["SECRET"] = opts["AWS_SECRET_ACCESS_KEY"]
+    if opts.get("AWS_REGION"):
+        secret["REGION"] = opts["AWS_REGION"]
+    if endpoint:
+        scheme, _, host = endpoint.partition("://")
+        secret["ENDPOINT"] = host.rstrip("/")
+        secret["URL_STYLE"] = "path"
+        secret["USE_SSL"] = "true" if scheme == "https" else "false"
+    # CREATE SECRET takes no bound parameters; values are quoted as string literals.
+    body = ", ".join(
+        f"{k} {v}" if k in {"TYPE", "PROVIDER", "USE_SSL"} else f"{k} {_literal(v)}"
+        for k, v in secret.items()
+    )
+    conn.execute(f"CREATE OR REPLACE TEMPORARY SECRET chainlake_s3 ({body})")
+
+
+def duckdb_type(dtype: pl.DataType) -> str:
+    """The DuckDB type of a Polars type; `List(Struct({key, value}))` is a MAP."""
+    if isinstance(dtype, pl.Decimal):
+        return f"DECIMAL({dtype.precision}, {dtype.scale})"
+    if isinstance(dtype, pl.Datetime):
+        return "TIMESTAMPTZ" if dtype.time_zone else "TIMESTAMP"
+    if isinstance(dtype, pl.List):
+        inner = dtype.inner
+        if isinstance(inner, pl.Struct) and [f.name for f in inner.fields] == ["key", "value"]:
+            key, value = (f.dtype for f in inner.fields)
+            return f"MAP({duckdb_type(key)}, {duckdb_type(value)})"
+        return f"{duckdb_type(inner)}[]"  # type: ignore[arg-type]
+    if isinstance(dtype, pl.Struct):
+        return "STRUCT(" + ", ".join(f"{quote(f.name)} {duckdb_type(f.dtype)}"
+                                      for f in dtype.fields) + ")"  # fmt: skip
+    simple = {
+        pl.String: "VARCHAR", pl.Boolean: "BOOLEAN", pl.Date: "DATE", pl.Int8: "TINYINT",
+        pl.Int16: "SMALLINT", pl.Int32: "INTEGER", pl.Int64: "BIGINT", pl.Int128: "HUGEINT",
+        pl.UInt8: "UTINYINT", pl.UInt16: "USMALLINT", pl.UInt32: "UINTEGER", pl.UInt64: "UBIGINT",
+        pl.Float32: "FLOAT", pl.Float64: "DOUBLE",
+    }  # fmt: skip
+    for k, v in simple.items():
+        if dtype == k:
+            return v
+    raise TypeError(f"no DuckDB type for Polars {dtype}")
+
+
+def _literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def quote(identifier: str) -> str:
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+@contextmanager
+def _exclusive(lock_path: Path) -> Iterator[None]:
+    """One writer at a time on this machine, also outside Dagster (the pool covers runs)."""
+    with open(lock_path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+class ServingDuckDB(DuckDBResource):
+    """dagster-duckdb's resource on the serving file, with a publishing writer and
+    read-only readers that never block each other (see the module docstring).
+
+    `get_connection()` (inherited) opens the published file read-write in place; pipeline
+    code uses `writer()` instead, so readers are never locked out."""
+
+    @property
+    def path(self) -> Path:
+        return Path(self.database)
+
+    @contextmanager
+    def writer(
+        self, storage_options: Mapping[str, str] | None = None
+    ) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A read-write connection on a private copy of the file; when the block ends without
+        an error the copy replaces the published file in one rename. On an error the
+        published file is left as it was."""
+        target = self.path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with _exclusive(target.with_name(f".{target.name}.writer.lock")):
+            yield from self._publish(target, storage_options)
+
+    def _publish(
+        self, target: Path, storage_options: Mapping[str, str] | None
+    ) -> Iterator[duckdb.DuckDBPyConnection]:
+        if Path(f"{target}.wal").exists():
+            # A previous in-place writer died before its checkpoint: fold its WAL in first,
+            # or the copy below would miss those changes.
+            duckdb.connect(str(target), config=_NO_DOWNLOADS).close()
+        work = target.with_name(f".{target.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+        if target.exists():
+            shutil.copyfile(target, work)
+        conn = duckdb.connect(str(work), config={**_NO_DOWNLOADS, **self.connection_config})
+        try:
+            load_delta(conn, storage_options)
+            yield conn
+            conn.execute("CHECKPOINT")
+            conn.close()
+            os.replace(work, target)
+        except BaseException:
+            conn.close()
+            raise
+        finally:
+            for leftover in (work, Path(f"{work}.wal")):
+                leftover.unlink(missing_ok=True)
+
+    @contextmanager
+    def reader(
+        self, storage_options: Mapping[str, str] | None = None
+    ) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A read-only connection on the published file with `delta_scan` loaded, so the
+        views over Delta can be queried."""
+        if not self.path.exists():
+            raise FileNotFoundError(
+                f"{self.path} does not exist yet: materialise serving/catalog first"
+            )
+        conn = duckdb.connect(
+            str(self.path), read_only=True, config={**_NO_DOWNLOADS, **self.connection_config}
+        )
+        try:
+            load_delta(conn, storage_options)
+            yield conn
+        finally:
+            conn.close()
