@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -80,22 +81,17 @@ def down(state_dir: Path) -> None:
 @state_dir_option
 def status(state_dir: Path) -> None:
     """Whether the node runs, where, and its head block. Exits 1 when it does not run."""
-    import httpx
-
     from chainlake.devnet.anvil import detached_status
 
     info = detached_status(state_dir)
     if info is None:
         raise click.ClickException(f"no devnet running (state dir {state_dir})")
     try:
-        r = httpx.post(
-            info.rpc_url,
-            json={"jsonrpc": "2.0", "id": 1, "method": "eth_blockNumber", "params": []},
-            timeout=5,
-        )
-        head = int(r.json()["result"], 16)
-    except (httpx.HTTPError, KeyError, ValueError) as e:
-        raise click.ClickException(f"devnet pid {info.pid} does not answer: {e}") from None
+        head = int(_rpc(info.rpc_url, "eth_blockNumber"), 16)
+    except Exception as e:
+        raise click.ClickException(
+            f"devnet pid {info.pid} does not answer: {_first_line(e)}"
+        ) from None
     click.echo(f"devnet at {info.rpc_url} (pid {info.pid}), head block {head}")
 
 
@@ -122,6 +118,17 @@ def status(state_dir: Path) -> None:
     default=None,
     help="portfolios.yaml to write (default: <state-dir>/portfolios.yaml).",
 )
+@click.option(
+    "--rpc-url",
+    default=None,
+    help="Seed this node instead of the one `up` started (e.g. the docker-compose anvil); "
+    "its genesis block's day is the first day.",
+)
+@click.option(
+    "--skip-if-seeded",
+    is_flag=True,
+    help="Succeed without changes when the node already has blocks and the manifest exists.",
+)
 def seed(
     state_dir: Path,
     days: int | None,
@@ -130,6 +137,8 @@ def seed(
     seed_value: int,
     chains_config: Path | None,
     portfolios_config: Path | None,
+    rpc_url: str | None,
+    skip_if_seeded: bool,
 ) -> None:
     """Fill the running devnet with deterministic activity: transfers, ERC-20 tokens, price
     feeds, failed transactions and ERC-8004 registry events. Needs a fresh node (`up`).
@@ -138,18 +147,30 @@ def seed(
     from chainlake.devnet.configs import write_chains_yaml, write_manifest, write_portfolios_yaml
     from chainlake.devnet.generator import GeneratorError, generate
 
-    info = detached_status(state_dir)
-    if info is None:
-        raise click.ClickException("no devnet running; start one with `chainlake devnet up`")
-    if info.genesis_timestamp is None:
-        raise click.ClickException("the devnet has no fixed genesis day; restart it with --start")
-    start = dt.datetime.fromtimestamp(info.genesis_timestamp, dt.UTC).date()
+    if rpc_url is None:
+        info = detached_status(state_dir)
+        if info is None:
+            raise click.ClickException("no devnet running; start one with `chainlake devnet up`")
+        rpc_url = info.rpc_url
+    try:
+        head = int(_rpc(rpc_url, "eth_blockNumber"), 16)
+        genesis = int(_rpc(rpc_url, "eth_getBlockByNumber", "0x0", False)["timestamp"], 16)
+    except Exception as e:
+        raise click.ClickException(f"{rpc_url} does not answer: {_first_line(e)}") from None
+    if head > 0:
+        if skip_if_seeded and (state_dir / "manifest.json").exists():
+            click.echo(f"{rpc_url} already seeded (head block {head}); nothing to do")
+            return
+        raise click.ClickException(
+            f"{rpc_url} already has {head} blocks; seed a fresh node (`devnet down`, `devnet up`)"
+        )
+    start = dt.datetime.fromtimestamp(genesis, dt.UTC).date()
     n = days if days is not None else (_today() - start).days
     if n < 1:
         raise click.ClickException(f"genesis {start} leaves no closed day to fill; pass --days")
     try:
         manifest = generate(
-            info.rpc_url,
+            rpc_url,
             start=start,
             days=n,
             blocks_per_day=blocks_per_day,
@@ -167,6 +188,15 @@ def seed(
         f"{manifest.head_block}, {txs} transactions\n"
         f"manifest {path}\nCHAINS_CONFIG={chains_path} PORTFOLIOS_CONFIG={book}"
     )
+
+
+def _rpc(url: str, method: str, *params: object) -> Any:
+    import httpx
+
+    body = {"jsonrpc": "2.0", "id": 1, "method": method, "params": list(params)}
+    r = httpx.post(url, json=body, timeout=10)
+    r.raise_for_status()
+    return r.json()["result"]
 
 
 def _first_line(e: BaseException) -> str:

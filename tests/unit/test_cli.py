@@ -285,6 +285,10 @@ def test_devnet_up_seed_status_down(tmp_path: Path) -> None:
         assert (tmp_path / "devnet" / "portfolios.yaml").exists()
         code, out = run("devnet", "status", "--state-dir", state)
         assert code == 0 and "head block" in out
+        code, out = run("devnet", "seed", "--state-dir", state)
+        assert code == 1 and "seed a fresh node" in out
+        code, out = run("devnet", "seed", "--state-dir", state, "--skip-if-seeded")
+        assert code == 0 and "already seeded" in out
     finally:
         code, out = run("devnet", "down", "--state-dir", state)
     assert code == 0 and out.strip() == "devnet stopped"
