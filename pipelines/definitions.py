@@ -7,11 +7,17 @@ import dagster as dg
 from assets.raw import raw_chain_tables
 from assets.token_transfers import token_transfers
 from chainlake.settings import env
+from pipelines.analytics import (
+    ANALYTICS_ASSETS,
+    ANALYTICS_CHECKS,
+    ANALYTICS_JOBS,
+    ANALYTICS_RESOURCES,
+)
 from pipelines.schedules import SCHEDULES
 from resources.delta import DeltaStore
 from resources.rpc import RpcResource
 
-ASSETS = [raw_chain_tables, token_transfers]
+ASSETS = [raw_chain_tables, token_transfers, *ANALYTICS_ASSETS]
 
 RESOURCES = {
     "delta": DeltaStore(
@@ -21,6 +27,7 @@ RESOURCES = {
         s3_secret_access_key=env("AWS_SECRET_ACCESS_KEY", None),
     ),
     "rpc": RpcResource(),
+    **ANALYTICS_RESOURCES,
 }
 
 chain_day_job = dg.define_asset_job(
@@ -29,4 +36,10 @@ chain_day_job = dg.define_asset_job(
     description="Extract and decode one chain-day into Delta Lake.",
 )
 
-defs = dg.Definitions(assets=ASSETS, resources=RESOURCES, jobs=[chain_day_job], schedules=SCHEDULES)
+defs = dg.Definitions(
+    assets=ASSETS,
+    asset_checks=ANALYTICS_CHECKS,
+    resources=RESOURCES,
+    jobs=[chain_day_job, *ANALYTICS_JOBS],
+    schedules=SCHEDULES,
+)
