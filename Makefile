@@ -16,8 +16,11 @@ export PYTHONUNBUFFERED := 1
 # The Dagster instance of `make dev` (dagster.yaml): runs, event logs and schedules in PostgreSQL.
 export DAGSTER_POSTGRES_URL ?= postgresql+psycopg2://postgres@127.0.0.1:5432/dagster
 # The demo's stores, shared by `make dev` so the UI shows the demo's data.
+# `make demo` writes its chain's config to data/devnet/; without it, config/ is used.
+DEMO_CONFIG := $(if $(wildcard data/devnet/chains.yaml),data/devnet,config)
 DEMO_ENV := DELTA_ROOT=$${DELTA_ROOT:-data/delta} DUCKDB_PATH=$${DUCKDB_PATH:-data/chainlake.duckdb} \
-	CHAINS_CONFIG=$${CHAINS_CONFIG:-config/chains.yaml}
+	CHAINS_CONFIG=$${CHAINS_CONFIG:-$(DEMO_CONFIG)/chains.yaml} \
+	PORTFOLIOS_CONFIG=$${PORTFOLIOS_CONFIG:-$(DEMO_CONFIG)/portfolios.yaml}
 
 $(UV):
 	$(PY_VERSION) -m venv $(TOOLS)
@@ -27,8 +30,10 @@ $(VENV)/.synced: $(UV) uv.lock pyproject.toml
 	$(UV) sync --frozen --python $(PY_VERSION)
 	@touch $@
 
+# `npm ci` refuses this lockfile: anvil's other-platform packages are optional and absent
+# from the registry here. `npm install --no-save` installs the locked versions and writes nothing.
 node_modules/.installed: package-lock.json
-	npm ci --no-audit --no-fund
+	npm install --no-audit --no-fund --no-save
 	@touch $@
 
 env: $(VENV)/.synced node_modules/.installed
@@ -37,7 +42,7 @@ env: $(VENV)/.synced node_modules/.installed
 postgres:
 	@bash scripts/ensure-postgres.sh
 
-demo: env
+demo: env instance
 	$(PY) -m chainlake.demo
 
 lint: env
