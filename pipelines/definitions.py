@@ -14,10 +14,17 @@ from pipelines.analytics import (
     ANALYTICS_RESOURCES,
 )
 from pipelines.schedules import SCHEDULES
+from pipelines.triggers import (
+    TRIGGER_ASSETS,
+    TRIGGER_JOBS,
+    TRIGGER_RESOURCES,
+    TRIGGER_SCHEDULES,
+    TRIGGER_SENSORS,
+)
 from resources.delta import DeltaStore
 from resources.rpc import RpcResource
 
-ASSETS = [raw_chain_tables, token_transfers, *ANALYTICS_ASSETS]
+ASSETS = [raw_chain_tables, token_transfers, *ANALYTICS_ASSETS, *TRIGGER_ASSETS]
 
 RESOURCES = {
     "delta": DeltaStore(
@@ -28,6 +35,7 @@ RESOURCES = {
     ),
     "rpc": RpcResource(),
     **ANALYTICS_RESOURCES,
+    **TRIGGER_RESOURCES,
 }
 
 chain_day_job = dg.define_asset_job(
@@ -40,6 +48,7 @@ defs = dg.Definitions(
     assets=ASSETS,
     asset_checks=ANALYTICS_CHECKS,
     resources=RESOURCES,
-    jobs=[chain_day_job, *ANALYTICS_JOBS],
-    schedules=SCHEDULES,
+    jobs=[chain_day_job, *ANALYTICS_JOBS, *TRIGGER_JOBS],
+    schedules=[*SCHEDULES, *TRIGGER_SCHEDULES],
+    sensors=TRIGGER_SENSORS,
 )

@@ -1,0 +1,401 @@
+"""Trigger engine benchmark: event-to-delivery latency through the real Dagster daemon.
+
+    .venv/bin/python bench/triggers.py                      # 10,000 events over 60 s
+    .venv/bin/python bench/triggers.py --events 2000 --seconds 20 --instance fast
+
+What runs: a Dagster instance on PostgreSQL (the project's dagster.yaml, set up like `make dev`
+by chainlake.instance; `--instance fast` swaps in a plain run coordinator and threaded sensors
+for comparison), `dagster-daemon` and `dagster-webserver` as subprocesses, a code location with
+the trigger engine's jobs and sensors (this file's `defs`), an events database migrated with
+`chainlake db migrate`'s code, one trigger (every ERC-20 transfer -> REST webhook) and a local
+webhook receiver in this process.
+
+Events are inserted at a steady rate (a commit every 100 ms); each event's latency is from its
+commit to its arrival at the receiver. Lost = events never received; duplicates = deliveries
+received more than once (by idempotency key). Results go to stdout and bench/results/ (JSON).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # loaded by path as a code location, or run as a script
+    sys.path.insert(0, str(ROOT))
+
+from chainlake.events.db import DEFAULT_POSTGRES_URL  # noqa: E402
+from chainlake.settings import env  # noqa: E402
+from pipelines.triggers import deliver_actions_job, evaluate_triggers_job  # noqa: E402
+from resources.notifiers import NotifiersResource  # noqa: E402
+from resources.postgres import PostgresResource  # noqa: E402
+from sensors.chain_events import chain_events_sensor  # noqa: E402
+from sensors.pending_actions import pending_actions_sensor  # noqa: E402
+
+# The code location the bench's daemon loads: the trigger engine alone.
+defs = dg.Definitions(
+    jobs=[evaluate_triggers_job, deliver_actions_job],
+    sensors=[chain_events_sensor, pending_actions_sensor],
+    resources={
+        "postgres": PostgresResource(url=env("POSTGRES_URL", DEFAULT_POSTGRES_URL)),
+        "notifiers": NotifiersResource(),
+    },
+)
+
+PG = "postgresql://postgres@127.0.0.1:5432/"
+CHAIN = 31337
+FAST_INSTANCE = """
+storage:
+  postgres:
+    postgres_url:
+      env: DAGSTER_POSTGRES_URL
+run_coordinator:
+  module: dagster._core.run_coordinator
+  class: DefaultRunCoordinator
+run_launcher:
+  module: dagster._core.launcher
+  class: DefaultRunLauncher
+sensors:
+  use_threads: true
+  num_workers: 4
+telemetry:
+  enabled: false
+"""
+
+
+# ---- receiver ------------------------------------------------------------------------------
+
+
+class Receiver:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.arrivals: dict[str, list[float]] = {}
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                n = int(self.headers.get("content-length") or 0)
+                self.rfile.read(n)
+                now = time.time()
+                key = self.headers.get("idempotency-key", "")
+                with outer.lock:
+                    outer.arrivals.setdefault(key, []).append(now)
+                self.send_response(200)
+                self.send_header("content-length", "2")
+                self.end_headers()
+                self.wfile.write(b"{}")
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def count(self) -> int:
+        with self.lock:
+            return len(self.arrivals)
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+# ---- processes -----------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def dagster_processes(home: Path, env_vars: dict[str, str], log_dir: Path) -> Iterator[str]:
+    """dagster-daemon and dagster-webserver on this file's code location; yields the UI URL."""
+    workspace = home / "workspace.yaml"
+    workspace.write_text(
+        "load_from:\n  - python_file:\n"
+        f"      relative_path: {Path(__file__).resolve()}\n"
+        "      attribute: defs\n"
+        f"      working_directory: {ROOT}\n"
+        "      location_name: triggers_bench\n"
+    )
+    bin_dir = Path(sys.executable).parent
+    port = free_port()
+    procs = []
+    environ = {**os.environ, **env_vars, "PYTHONPATH": str(ROOT)}
+    for name, cmd in (
+        ("daemon", [str(bin_dir / "dagster-daemon"), "run", "-w", str(workspace)]),
+        (
+            "webserver",
+            [
+                str(bin_dir / "dagster-webserver"),
+                "-w",
+                str(workspace),
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(port),
+            ],
+        ),
+    ):
+        log = open(log_dir / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
+        procs.append(
+            (
+                subprocess.Popen(
+                    cmd, env=environ, cwd=ROOT, stdout=log, stderr=log, start_new_session=True
+                ),
+                log,
+            )
+        )
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        for p, _ in procs:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(p.pid, signal.SIGTERM)
+        for p, log in procs:
+            try:
+                p.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait()
+            log.close()
+
+
+def wait_http(url: str, timeout: float) -> None:
+    import httpx
+
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        time.sleep(0.5)
+    raise TimeoutError(f"{url} did not answer within {timeout:.0f}s")
+
+
+# ---- the run -------------------------------------------------------------------------------
+
+
+def transfer(i: int) -> dict[str, Any]:
+    return {
+        "chain_id": CHAIN, "block_number": i, "block_hash": f"0x{i:064x}",
+        "transaction_hash": f"0x{i + 10**9:064x}", "log_index": 0, "registry": "erc20",
+        "event_type": "Transfer", "timestamp": 1_790_000_000 + i, "token_address": "0x" + "aa" * 20,
+        "from_address": "0x" + "bb" * 20, "to_address": "0x" + "cc" * 20, "amount": 10**18,
+    }  # fmt: skip
+
+
+def machine() -> dict[str, Any]:
+    cpu = next(
+        (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+         if line.startswith("model name")), platform.processor(),
+    )  # fmt: skip
+    mem = next(
+        (int(line.split()[1]) // 1024 for line in Path("/proc/meminfo").read_text().splitlines()
+         if line.startswith("MemTotal")), 0,
+    )  # fmt: skip
+    return {
+        "cpu": cpu, "cores": os.cpu_count(), "memory_mb": mem, "python": platform.python_version(),
+        "dagster": dg.__version__, "load_avg_at_start": os.getloadavg(),
+    }  # fmt: skip
+
+
+def percentile(sorted_values: list[float], p: float) -> float:
+    if not sorted_values:
+        return float("nan")
+    k = (len(sorted_values) - 1) * p
+    lo, hi = int(k), min(int(k) + 1, len(sorted_values) - 1)
+    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (k - lo)
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    from chainlake.events import db, store
+    from chainlake.events.spec import Resolver, apply_spec, parse_spec
+    from chainlake.instance import ensure_instance
+
+    tag = uuid.uuid4().hex[:8]
+    events_url = f"{PG}chainlake_bench_{tag}"
+    dagster_url = f"postgresql+psycopg2://postgres@127.0.0.1:5432/dagster_bench_{tag}"
+    home = Path(tempfile.mkdtemp(prefix="dagster-bench-"))
+    results_dir = ROOT / "bench" / "results"
+    results_dir.mkdir(parents=True, exist_ok=True)
+    receiver = Receiver()
+    info: dict[str, Any] = {"machine": machine(), "instance": args.instance, "events": args.events,
+                            "seconds": args.seconds}  # fmt: skip
+    try:
+        db.migrate(events_url)
+        ensure_instance(home, dagster_url)
+        if args.instance == "fast":
+            (home / "dagster.yaml").unlink()
+            (home / "dagster.yaml").write_text(FAST_INSTANCE)
+        spec = parse_spec(
+            {"user": "bench", "triggers": [{
+                "id": "every-transfer", "chain_id": CHAIN, "registry": "erc20",
+                "conditions": [{"type": "event_type_equals", "value": "Transfer"}],
+                "actions": [{"name": "hook", "type": "rest", "url": "${BENCH_HOOK_URL}",
+                             "body_template": {"event": "{event_id}", "amount": "{amount}"}}],
+            }]},
+            resolver=Resolver(),
+        )  # fmt: skip
+        with db.connection(events_url) as conn:
+            apply_spec(conn, spec)
+        env_vars = {
+            "DAGSTER_HOME": str(home), "DAGSTER_POSTGRES_URL": dagster_url,
+            "POSTGRES_URL": events_url, "BENCH_HOOK_URL": receiver.url,
+        }  # fmt: skip
+        with dagster_processes(home, env_vars, home) as ui:
+            t0 = time.time()
+            wait_http(f"{ui}/server_info", 180)
+            # Warm-up: one event through the whole path, so the code server and both sensors
+            # are up before the clock starts. Not counted.
+            with db.connection(events_url) as conn:
+                store.insert_events(conn, [transfer(10**8)])
+            while receiver.count() < 1:
+                if time.time() - t0 > 300:
+                    raise TimeoutError(
+                        "warm-up event not delivered within 300 s; see the logs in " + str(home)
+                    )
+                time.sleep(0.2)
+            info["startup_to_first_delivery_s"] = round(time.time() - t0, 1)
+            with receiver.lock:
+                receiver.arrivals.clear()
+            print(
+                f"warm: first delivery {info['startup_to_first_delivery_s']} s after start; inserting"
+            )
+
+            committed: dict[str, float] = {}
+            conn = db.connect(events_url)
+            start = time.time()
+            sent = 0
+            tick = 0.1
+            while sent < args.events:
+                due = min(
+                    args.events, int(round((time.time() - start) / args.seconds * args.events)) + 1
+                )
+                if due > sent:
+                    batch = [transfer(i) for i in range(sent + 1, due + 1)]
+                    store.insert_events(conn, batch)
+                    conn.commit()
+                    now = time.time()
+                    for e in batch:
+                        committed[f"every-transfer:{CHAIN}-{e['block_number']}-0:hook"] = now
+                    sent = due
+                time.sleep(tick - ((time.time() - start) % tick))
+            inserted_in = time.time() - start
+            conn.close()
+            print(f"inserted {sent} events in {inserted_in:.1f} s; waiting for deliveries")
+            deadline = time.time() + args.drain_timeout
+            last_count = -1
+            while time.time() < deadline:
+                got = receiver.count()
+                if got >= sent:
+                    break
+                if got != last_count:
+                    last_count = got
+                time.sleep(0.5)
+            finished = time.time()
+
+            with receiver.lock:
+                arrivals = {k: list(v) for k, v in receiver.arrivals.items()}
+            latencies = sorted(arrivals[k][0] - committed[k] for k in committed if k in arrivals)
+            duplicates = sum(len(v) - 1 for v in arrivals.values())
+            unexpected = [k for k in arrivals if k not in committed]
+            first_arrival = min((v[0] for v in arrivals.values()), default=finished)
+            last_arrival = max((v[0] for v in arrivals.values()), default=finished)
+            with db.connection(events_url) as c:
+                statuses = {r["status"]: r["n"] for r in c.execute(
+                    "SELECT status, count(*) AS n FROM deliveries GROUP BY status").fetchall()}  # fmt: skip
+                attempts = {r["status"]: r["n"] for r in c.execute(
+                    "SELECT status, count(*) AS n FROM action_results GROUP BY status").fetchall()}  # fmt: skip
+            runs = count_runs(home, dagster_url)
+        info.update(
+            inserted=sent,
+            insert_seconds=round(inserted_in, 1),
+            delivered=len(latencies),
+            lost=sent - len(latencies),
+            duplicates=duplicates,
+            unexpected=len(unexpected),
+            latency_s={
+                "p50": round(percentile(latencies, 0.50), 2),
+                "p95": round(percentile(latencies, 0.95), 2),
+                "p99": round(percentile(latencies, 0.99), 2),
+                "max": round(latencies[-1], 2) if latencies else None,
+                "mean": round(statistics.fmean(latencies), 2) if latencies else None,
+            },
+            throughput_per_s=round(len(latencies) / max(1e-9, last_arrival - start), 1),
+            delivery_window_s=round(last_arrival - first_arrival, 1),
+            deliveries_by_status=statuses,
+            attempts_by_status=attempts,
+            runs=runs,
+            load_avg_at_end=os.getloadavg(),
+        )
+    finally:
+        receiver.close()
+        if not args.keep:
+            for url in (events_url, dagster_url.replace("+psycopg2", "")):
+                with contextlib.suppress(Exception):
+                    db.drop_database(url)
+    out = results_dir / f"triggers-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    out.write_text(json.dumps(info, indent=2, default=str))
+    info["result_file"] = str(out.relative_to(ROOT))
+    info["dagster_home"] = str(home)
+    return info
+
+
+def count_runs(home: Path, dagster_url: str) -> dict[str, dict[str, int]]:
+    os.environ["DAGSTER_HOME"] = str(home)
+    os.environ["DAGSTER_POSTGRES_URL"] = dagster_url
+    out: dict[str, dict[str, int]] = {}
+    with dg.DagsterInstance.get() as instance:
+        for r in instance.get_runs():
+            out.setdefault(r.job_name, {}).setdefault(r.status.value, 0)
+            out[r.job_name][r.status.value] += 1
+    return out
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--events", type=int, default=10_000)
+    p.add_argument("--seconds", type=float, default=60.0)
+    p.add_argument("--instance", choices=["project", "fast"], default="project",
+                   help="project: the repository's dagster.yaml; fast: plain run coordinator, threaded sensors")  # fmt: skip
+    p.add_argument(
+        "--drain-timeout", type=float, default=600.0, help="wait this long for the last deliveries"
+    )
+    p.add_argument("--keep", action="store_true", help="keep the bench databases")
+    args = p.parse_args()
+    info = run(args)
+    lat = info["latency_s"]
+    print(json.dumps(info, indent=2, default=str))
+    print(
+        f"\n{info['delivered']}/{info['inserted']} delivered, lost {info['lost']}, duplicates "
+        f"{info['duplicates']}; latency p50 {lat['p50']} s, p95 {lat['p95']} s, p99 {lat['p99']} s; "
+        f"throughput {info['throughput_per_s']}/s"
+    )
+    return 0 if info["lost"] == 0 and info["duplicates"] == 0 else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
