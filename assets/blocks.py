@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Sequence
 from typing import Annotated, Any
 
@@ -10,10 +9,9 @@ import pandera.polars as pa
 import polars as pl
 from pandera.polars import PolarsData
 
-from chainlake.schema import conform, polars_schema
-
-UTC = dt.UTC
-
+from assets.transactions import RPC_TRANSACTION
+from chainlake.rpc import lower, quantity, wei
+from chainlake.schema import conform
 
 WITHDRAWALS = pl.List(
     pl.Struct(
@@ -70,64 +68,99 @@ class BlocksModel(pa.DataFrameModel):
         return data.lazyframe.select(pl.col("gas_used") <= pl.col("gas_limit"))
 
 
-def _int(v: str | None) -> int | None:
-    return None if v is None else int(v, 16)
+S = pl.String
 
+RPC_WITHDRAWAL = pl.Struct({"index": S, "validatorIndex": S, "address": S, "amount": S})
 
-def block_row(b: dict[str, Any], chain_id: int) -> dict[str, Any]:
-    ts = dt.datetime.fromtimestamp(int(b["timestamp"], 16), UTC)
-    withdrawals = b.get("withdrawals")
-    return {
-        "chain_id": chain_id,
-        "date": ts.date(),
-        "block_number": int(b["number"], 16),
-        "block_hash": b["hash"].lower(),
-        "parent_hash": b["parentHash"].lower(),
-        "timestamp": ts,
-        "miner": b["miner"].lower(),
-        "nonce": b.get("nonce"),
-        "sha3_uncles": b["sha3Uncles"],
-        "logs_bloom": b["logsBloom"],
-        "transactions_root": b["transactionsRoot"],
-        "state_root": b["stateRoot"],
-        "receipts_root": b["receiptsRoot"],
-        "difficulty": int(b.get("difficulty") or "0x0", 16),
-        "total_difficulty": _int(b.get("totalDifficulty")),
-        "size": _int(b.get("size")),
-        "extra_data": b["extraData"],
-        "mix_hash": b.get("mixHash"),
-        "gas_limit": int(b["gasLimit"], 16),
-        "gas_used": int(b["gasUsed"], 16),
-        "base_fee_per_gas": _int(b.get("baseFeePerGas")),
-        "transaction_count": len(b.get("transactions") or ()),
-        "uncle_count": len(b.get("uncles") or ()),
-        "withdrawals_root": b.get("withdrawalsRoot"),
-        "withdrawal_count": None if withdrawals is None else len(withdrawals),
-        "withdrawals": None
-        if withdrawals is None
-        else [
-            {
-                "index": int(w["index"], 16),
-                "validator_index": int(w["validatorIndex"], 16),
-                "address": w["address"].lower(),
-                "amount_gwei": int(w["amount"], 16),
-            }
-            for w in withdrawals
-        ],
-        "blob_gas_used": _int(b.get("blobGasUsed")),
-        "excess_blob_gas": _int(b.get("excessBlobGas")),
-        "parent_beacon_block_root": b.get("parentBeaconBlockRoot"),
-        "requests_hash": b.get("requestsHash"),
+# `eth_getBlockByNumber(n, true)` as JSON-RPC returns it, every value a string. Header fields
+# of later forks are simply absent (null) in earlier blocks.
+RPC_BLOCK = pl.Struct(
+    {
+        "number": S,
+        "hash": S,
+        "parentHash": S,
+        "nonce": S,
+        "sha3Uncles": S,
+        "logsBloom": S,
+        "transactionsRoot": S,
+        "stateRoot": S,
+        "receiptsRoot": S,
+        "miner": S,
+        "difficulty": S,
+        "totalDifficulty": S,
+        "size": S,
+        "extraData": S,
+        "mixHash": S,
+        "gasLimit": S,
+        "gasUsed": S,
+        "timestamp": S,
+        "baseFeePerGas": S,
+        "withdrawalsRoot": S,
+        "withdrawals": pl.List(RPC_WITHDRAWAL),
+        "blobGasUsed": S,
+        "excessBlobGas": S,
+        "parentBeaconBlockRoot": S,
+        "requestsHash": S,
+        "uncles": pl.List(S),
+        "transactions": pl.List(RPC_TRANSACTION),
     }
+)
 
 
-_DECIMALS = ("difficulty", "total_difficulty", "base_fee_per_gas")
+def rpc_block_frame(blocks: Sequence[dict[str, Any]]) -> pl.DataFrame:
+    """Blocks already decoded into dicts → the raw frame the transforms take: one row per
+    block, one string column per JSON field, `_bi` the block's position."""
+    frame = pl.DataFrame(list(blocks), schema=dict(RPC_BLOCK.to_schema()), orient="row")
+    return frame.with_row_index("_bi")
+
+
+def blocks_from_rpc(blocks: pl.DataFrame, chain_id: int) -> pl.DataFrame:
+    """Pure transform: raw RPC block frame (`rpc_block_frame`) → rows of raw/blocks."""
+    ts = pl.from_epoch(quantity("timestamp"), time_unit="s").dt.replace_time_zone("UTC")
+    w = pl.element().struct.field
+    withdrawals = pl.col("withdrawals").list.eval(
+        pl.struct(
+            quantity(w("index")).alias("index"),
+            quantity(w("validatorIndex")).alias("validator_index"),
+            lower(w("address")).alias("address"),
+            quantity(w("amount")).alias("amount_gwei"),
+        )
+    )
+    frame = blocks.select(
+        pl.lit(chain_id, pl.Int64).alias("chain_id"),
+        ts.dt.date().alias("date"),
+        quantity("number").alias("block_number"),
+        lower("hash").alias("block_hash"),
+        lower("parentHash").alias("parent_hash"),
+        ts.alias("timestamp"),
+        lower("miner").alias("miner"),
+        pl.col("nonce"),
+        lower("sha3Uncles").alias("sha3_uncles"),
+        pl.col("logsBloom").alias("logs_bloom"),
+        lower("transactionsRoot").alias("transactions_root"),
+        lower("stateRoot").alias("state_root"),
+        lower("receiptsRoot").alias("receipts_root"),
+        wei("difficulty").fill_null(0).alias("difficulty"),
+        wei("totalDifficulty").alias("total_difficulty"),
+        quantity("size").alias("size"),
+        pl.col("extraData").alias("extra_data"),
+        lower("mixHash").alias("mix_hash"),
+        quantity("gasLimit").alias("gas_limit"),
+        quantity("gasUsed").alias("gas_used"),
+        wei("baseFeePerGas").alias("base_fee_per_gas"),
+        pl.col("transactions").list.len().fill_null(0).alias("transaction_count"),
+        pl.col("uncles").list.len().fill_null(0).alias("uncle_count"),
+        lower("withdrawalsRoot").alias("withdrawals_root"),
+        pl.col("withdrawals").list.len().alias("withdrawal_count"),
+        withdrawals.alias("withdrawals"),
+        quantity("blobGasUsed").alias("blob_gas_used"),
+        quantity("excessBlobGas").alias("excess_blob_gas"),
+        lower("parentBeaconBlockRoot").alias("parent_beacon_block_root"),
+        lower("requestsHash").alias("requests_hash"),
+    )
+    return conform(frame, BlocksModel)
 
 
 def blocks_frame(blocks: Sequence[dict[str, Any]], chain_id: int) -> pl.DataFrame:
-    """Pure transform: `eth_getBlockByNumber` results → rows of raw/blocks."""
-    rows = [block_row(b, chain_id) for b in blocks]
-    schema = dict(polars_schema(BlocksModel))
-    # Python ints wider than 64 bits go in through Int128, then exactly into Decimal(38,0).
-    staging = {k: (pl.Int128 if k in _DECIMALS else v) for k, v in schema.items()}
-    return conform(pl.DataFrame(rows, schema=staging, orient="row"), BlocksModel)
+    """`blocks_from_rpc` on `eth_getBlockByNumber` results already decoded into dicts."""
+    return blocks_from_rpc(rpc_block_frame(blocks), chain_id)

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Sequence
 from typing import Annotated, Any
 
 import pandera.polars as pa
 import polars as pl
 
-from chainlake.schema import conform, polars_schema
+from chainlake.rpc import lower, quantity
+from chainlake.schema import conform, empty
 
 HASH = r"^0x[0-9a-f]{64}$"
 
@@ -38,38 +38,72 @@ class LogsModel(pa.DataFrameModel):
         unique = ["block_number", "log_index"]
 
 
-def log_rows(
-    block: dict[str, Any], receipts: Sequence[dict[str, Any]], chain_id: int
-) -> list[dict[str, Any]]:
-    ts = dt.datetime.fromtimestamp(int(block["timestamp"], 16), dt.UTC)
-    number = int(block["number"], 16)
-    block_hash = block["hash"].lower()
-    rows = []
-    for rc in receipts:
-        for lg in rc.get("logs") or ():
-            topics = [t.lower() for t in lg.get("topics") or ()]
-            topics += [None] * (4 - len(topics))
-            rows.append(
-                {
-                    "chain_id": chain_id,
-                    "date": ts.date(),
-                    "block_number": number,
-                    "block_hash": block_hash,
-                    "block_timestamp": ts,
-                    "transaction_hash": lg["transactionHash"].lower(),
-                    "transaction_index": int(lg["transactionIndex"], 16),
-                    "log_index": int(lg["logIndex"], 16),
-                    "address": lg["address"].lower(),
-                    "topic0": topics[0],
-                    "topic1": topics[1],
-                    "topic2": topics[2],
-                    "topic3": topics[3],
-                    "data": lg["data"],
-                }
-            )
-    return rows
+S = pl.String
+
+# One log object of a receipt, as JSON-RPC returns it (every value a string).
+RPC_LOG = pl.Struct(
+    {
+        "address": S,
+        "topics": pl.List(S),
+        "data": S,
+        "blockNumber": S,
+        "blockHash": S,
+        "transactionHash": S,
+        "transactionIndex": S,
+        "logIndex": S,
+        "removed": pl.Boolean,
+    }
+)
 
 
-def logs_frame(rows: list[dict[str, Any]]) -> pl.DataFrame:
-    """Pure transform: rows from `log_rows` → raw/logs."""
-    return conform(pl.DataFrame(rows, schema=polars_schema(LogsModel), orient="row"), LogsModel)
+def logs_from_rpc(blocks: pl.DataFrame, receipts: pl.DataFrame, chain_id: int) -> pl.DataFrame:
+    """Pure transform: raw RPC frames → rows of raw/logs.
+
+    `blocks` is `rpc_block_frame` output (one row per block, `_bi` its position), `receipts`
+    the flat receipts of those blocks (`rpc_receipt_frame`), each with the `_bi` of its block.
+    """
+    head = blocks.select(
+        pl.lit(chain_id, pl.Int64).alias("chain_id"),
+        quantity("number").alias("block_number"),
+        lower("hash").alias("block_hash"),
+        pl.from_epoch(quantity("timestamp"), time_unit="s")
+        .dt.replace_time_zone("UTC")
+        .alias("block_timestamp"),
+    )
+    logs = (
+        receipts.select("_bi", "logs")
+        .filter(pl.col("logs").list.len() > 0)
+        .explode("logs")
+        .unnest("logs")
+    )
+    if logs.height == 0:
+        return empty(LogsModel)
+    topic = pl.col("topics")
+    frame = pl.concat(
+        [
+            head.select(pl.all().gather(logs["_bi"])),
+            logs.select(
+                lower("transactionHash").alias("transaction_hash"),
+                quantity("transactionIndex").alias("transaction_index"),
+                quantity("logIndex").alias("log_index"),
+                lower("address").alias("address"),
+                *(lower(topic.list.get(i, null_on_oob=True)).alias(f"topic{i}") for i in range(4)),
+                pl.col("data"),
+            ),
+        ],
+        how="horizontal",
+    ).with_columns(pl.col("block_timestamp").dt.date().alias("date"))
+    return conform(frame, LogsModel)
+
+
+def logs_frame(
+    blocks: Sequence[dict[str, Any]],
+    receipts: Sequence[Sequence[dict[str, Any]]],
+    chain_id: int,
+) -> pl.DataFrame:
+    """`logs_from_rpc` on JSON-RPC results already decoded into dicts: blocks and, for each
+    block, its receipts."""
+    from assets.blocks import rpc_block_frame
+    from assets.transactions import rpc_receipt_frame
+
+    return logs_from_rpc(rpc_block_frame(blocks), rpc_receipt_frame(receipts), chain_id)

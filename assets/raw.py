@@ -6,22 +6,26 @@ brought up to the confirmed head by appending what came after the checkpoint.
 """
 
 import time
+from functools import partial
 from pathlib import Path
 
 import dagster as dg
 import pandera.errors
 import polars as pl
 
+from assets.transactions import ReceiptMismatch
 from chainlake.extract import (
     RAW_TABLES,
     BlockTimestamps,
     DayRange,
+    ReorgDuringRead,
     StagedExtract,
     find_day_range,
     stage_dir,
     stage_range,
 )
 from chainlake.metadata import preview, table_metadata
+from chainlake.reorg import ReorgReport, check_and_repair, finish_pending, pending_days
 from chainlake.schema import validation_summary
 from chainlake.state import (
     Checkpoint,
@@ -30,7 +34,7 @@ from chainlake.state import (
     remember_day_range,
     write_checkpoint,
 )
-from pipelines.partitions import chain_day_partitions, partition_chain_day
+from pipelines.partitions import chain_day_key, chain_day_partitions, partition_chain_day
 from pipelines.policies import PER_CHAIN_DAY, TRANSIENT_RETRY
 from resources.delta import DeltaStore
 from resources.rpc import RpcResource
@@ -39,6 +43,7 @@ BLOCKS = dg.AssetKey(["raw", "blocks"])
 TRANSACTIONS = dg.AssetKey(["raw", "transactions"])
 LOGS = dg.AssetKey(["raw", "logs"])
 KEYS = {"blocks": BLOCKS, "transactions": TRANSACTIONS, "logs": LOGS}
+READ_ATTEMPTS = 3
 
 _DOCS = {
     "blocks": "One row per block of the chain-day.",
@@ -177,11 +182,8 @@ def raw_chain_tables(context: dg.AssetExecutionContext, rpc: RpcResource, delta:
     chain, day = partition_chain_day(context.partition_key)
     client = rpc.client(chain)
     started = time.monotonic()
-    rng = resolve_day_range(context, client, delta, chain, day)
-    cp = read_checkpoint(delta, chain)
-    start = _incremental_start(client, delta, chain, rng, cp)
-    incremental = start != rng.first_block
     last_logged = [0.0]
+    reorgs: list[ReorgReport] = []
 
     def progress(done: int, total: int) -> None:
         now = time.monotonic()
@@ -189,52 +191,126 @@ def raw_chain_tables(context: dg.AssetExecutionContext, rpc: RpcResource, delta:
             last_logged[0] = now
             context.log.info(f"{chain.name} {day}: read {done}/{total} blocks")
 
-    with stage_dir(f"{chain.name}-{day}") as tmp:
-        try:
-            staged = stage_range(
-                client, chain.chain_id, start, rng.last_block, Path(tmp), progress=progress
-            )
-        except (pandera.errors.SchemaError, pandera.errors.SchemaErrors) as e:
-            raise dg.Failure(
-                description=f"{chain.name} {day}: data from the node fails its schema; nothing written",
-                metadata={"failures": dg.MetadataValue.md(f"```\n{validation_summary(e)}\n```")},
-            ) from e
-        written = _commit(delta, chain, day, staged, incremental)
-        previews = {t: staged.frame(t).head(5) for t in RAW_TABLES if staged.rows[t]}
-        sizes = {t: sum(p.stat().st_size for p in staged.files[t]) for t in RAW_TABLES}
+    for attempt in range(READ_ATTEMPTS):
+        # The checkpoint block must still be on the node's chain; if not, every table is
+        # repaired back to the common ancestor before this day is read.
+        report = check_and_repair(client, delta, chain)
+        if report is not None:
+            reorgs.append(report)
+            context.log.warning(report.summary())
+        rng = resolve_day_range(context, client, delta, chain, day)
+        cp = read_checkpoint(delta, chain)
+        start = _incremental_start(client, delta, chain, rng, cp)
+        incremental = start != rng.first_block
+        with stage_dir(f"{chain.name}-{day}") as tmp:
+            try:
+                staged = stage_range(
+                    client, chain.chain_id, start, rng.last_block, Path(tmp), progress=progress
+                )
+                if (
+                    incremental
+                    and cp is not None
+                    and staged.first_parent_hash
+                    not in (
+                        None,
+                        cp.block_hash,
+                    )
+                ):
+                    raise ReorgDuringRead(start)
+            except (ReorgDuringRead, ReceiptMismatch) as e:
+                if attempt + 1 == READ_ATTEMPTS:
+                    raise
+                context.log.warning(f"{chain.name} {day}: {e}; reading again")
+                time.sleep(1.0 + attempt)
+                continue
+            except (pandera.errors.SchemaError, pandera.errors.SchemaErrors) as e:
+                raise dg.Failure(
+                    description=f"{chain.name} {day}: data from the node fails its schema; nothing written",
+                    metadata={
+                        "failures": dg.MetadataValue.md(f"```\n{validation_summary(e)}\n```")
+                    },
+                ) from e
+            written = _commit(delta, chain, day, staged, start if incremental else None)
+            previews = {
+                t: pl.read_parquet(staged.files[t][0], n_rows=5)
+                for t in RAW_TABLES
+                if staged.files[t]
+            }
+            sizes = {t: sum(p.stat().st_size for p in staged.files[t]) for t in RAW_TABLES}
+        break
     if staged.last_block is not None and (cp is None or staged.last_block > cp.block_number):
         write_checkpoint(delta, chain, Checkpoint(staged.last_block, staged.last_hash or "", day))
 
+    # Tables derived from the raw ones, on the days a reorg rewrote (now or in a run that
+    # was killed before it got there), and the trigger engine's events of abandoned blocks.
+    if pending_days(delta, chain):
+        undone = finish_pending(
+            delta, chain, resources={"delta": delta, "rpc": rpc}, warn=context.log.warning
+        )
+        if undone:
+            context.log.warning(f"{chain.name}: still to redo after a reorg: {undone}")
+    for report in reorgs:
+        for other in report.days:
+            if other == day:
+                continue
+            for key in KEYS.values():
+                context.log_event(
+                    dg.AssetMaterialization(
+                        asset_key=key,
+                        partition=chain_day_key(chain.name, other),
+                        description=f"rewritten by a reorg repair after block {report.ancestor}",
+                    )
+                )
+
     elapsed = time.monotonic() - started
     for table, key in KEYS.items():
+        extra = {}
+        if reorgs:
+            extra["reorg"] = dg.MetadataValue.md(
+                "```\n" + "\n".join(r.summary() for r in reorgs) + "\n```"
+            )
         yield dg.MaterializeResult(
             asset_key=key,
-            metadata=table_metadata(
-                rows_written=staged.rows[table],
-                version=written[table],
-                first_block=rng.first_block,
-                last_block=rng.last_block,
-                read_from=start,
-                mode="append" if incremental else "replace day",
-                closed_day=rng.closed,
-                seconds=elapsed,
-                preview_frame=previews.get(table),
-                staged_bytes=sizes[table],
-            ),
+            metadata={
+                **table_metadata(
+                    rows_written=staged.rows[table],
+                    version=written[table],
+                    first_block=rng.first_block,
+                    last_block=rng.last_block,
+                    read_from=start,
+                    mode="append" if incremental else "replace day",
+                    closed_day=rng.closed,
+                    seconds=elapsed,
+                    preview_frame=previews.get(table),
+                    staged_bytes=sizes[table],
+                ),
+                **extra,
+            },
         )
         yield dg.AssetCheckResult(asset_key=key, check_name="schema", passed=True)
     yield from check_day(delta, chain, rng)
 
 
+# raw/blocks last: a block row present means its transactions and logs are too.
+COMMIT_ORDER = ("transactions", "logs", "blocks")
+
+
 def _commit(
-    delta: DeltaStore, chain, day, staged: StagedExtract, incremental: bool
+    delta: DeltaStore, chain, day, staged: StagedExtract, incremental_from: int | None
 ) -> dict[str, int | None]:
+    """One commit per table. The open day's newest blocks replace whatever rows an earlier,
+    interrupted run left past the checkpoint, so running again never duplicates a row."""
     versions: dict[str, int | None] = {}
-    for table in RAW_TABLES:
-        if incremental:
+    for table in COMMIT_ORDER:
+        reader = partial(staged.reader, table)
+        if incremental_from is not None:
             versions[table] = (
-                delta.append(chain, table, staged.reader(table)) if staged.rows[table] else None
+                delta.replace_day(
+                    chain, table, day, reader, where=f"block_number >= {int(incremental_from)}"
+                )
+                if staged.rows[table]
+                else None
             )
         else:
-            versions[table] = delta.replace_day(chain, table, day, staged.reader(table))
+            versions[table] = delta.replace_day(chain, table, day, reader)
     return versions

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Sequence
 from typing import Annotated, Any
 
-import orjson
 import pandera.polars as pa
 import polars as pl
 from pandera.polars import PolarsData
 
-from chainlake.schema import conform, polars_schema
+from assets.logs import RPC_LOG
+from chainlake.rpc import lower, quantity, wei
+from chainlake.schema import conform, empty
 
 HASH = r"^0x[0-9a-f]{64}$"
 ADDRESS = r"^0x[0-9a-f]{40}$"
@@ -65,100 +65,206 @@ class TransactionsModel(pa.DataFrameModel):
         return data.lazyframe.select(pl.col("gas_used") <= pl.col("gas"))
 
 
-def _int(v: str | None) -> int | None:
-    return None if v is None else int(v, 16)
+S = pl.String
 
+# A transaction object of `eth_getBlockByNumber(n, true)`, every value a string.
+RPC_TRANSACTION = pl.Struct(
+    {
+        "hash": S,
+        "nonce": S,
+        "blockHash": S,
+        "blockNumber": S,
+        "transactionIndex": S,
+        "from": S,
+        "to": S,
+        "value": S,
+        "gas": S,
+        "gasPrice": S,
+        "maxFeePerGas": S,
+        "maxPriorityFeePerGas": S,
+        "maxFeePerBlobGas": S,
+        "input": S,
+        "type": S,
+        "chainId": S,
+        "v": S,
+        "r": S,
+        "s": S,
+        "yParity": S,
+        "accessList": pl.List(pl.Struct({"address": S, "storageKeys": pl.List(S)})),
+        "blobVersionedHashes": pl.List(S),
+        "authorizationList": pl.List(
+            pl.Struct(
+                {
+                    "chainId": S,
+                    "address": S,
+                    "nonce": S,
+                    "yParity": S,
+                    "r": S,
+                    "s": S,
+                }
+            )
+        ),
+    }
+)
 
-def _lower(v: str | None) -> str | None:
-    return None if v is None else v.lower()
-
-
-def _json(v: Any) -> str | None:
-    return None if v is None else orjson.dumps(v).decode()
+# A receipt (`eth_getBlockReceipts` item or `eth_getTransactionReceipt`). `logsBloom` is left
+# out on purpose: it is not stored, and skipping it saves a quarter of the parsing.
+RPC_RECEIPT = pl.Struct(
+    {
+        "transactionHash": S,
+        "transactionIndex": S,
+        "blockHash": S,
+        "blockNumber": S,
+        "from": S,
+        "to": S,
+        "cumulativeGasUsed": S,
+        "gasUsed": S,
+        "contractAddress": S,
+        "logs": pl.List(RPC_LOG),
+        "status": S,
+        "root": S,
+        "type": S,
+        "effectiveGasPrice": S,
+        "blobGasUsed": S,
+        "blobGasPrice": S,
+    }
+)
 
 
 class ReceiptMismatch(ValueError):
     """Receipts do not belong to the block (a reorg between the two reads, or a bad node)."""
 
 
-def transaction_rows(
-    block: dict[str, Any], receipts: Sequence[dict[str, Any]], chain_id: int
-) -> list[dict[str, Any]]:
-    txs = block.get("transactions") or []
-    block_hash = block["hash"].lower()
-    if len(receipts) != len(txs):
-        raise ReceiptMismatch(
-            f"block {int(block['number'], 16)} {block_hash}: {len(txs)} transactions but "
-            f"{len(receipts)} receipts"
+def rpc_receipt_frame(receipts: Sequence[Sequence[dict[str, Any]]]) -> pl.DataFrame:
+    """Receipts already decoded into dicts, one list per block → the flat raw frame that
+    `transactions_from_rpc` takes (`_bi`: position of the receipt's block)."""
+    flat = [rc for per_block in receipts for rc in per_block]
+    frame = pl.DataFrame(flat, schema=dict(RPC_RECEIPT.to_schema()), orient="row")
+    index = [i for i, per_block in enumerate(receipts) for _ in per_block]
+    return frame.with_columns(pl.Series("_bi", index, dtype=pl.UInt32))
+
+
+def _json_list(field: str) -> pl.Expr:
+    """A list of structs as compact JSON text (`[{"address":..,"storageKeys":[..]}]`)."""
+    col = pl.col(field)
+    encoded = pl.lit("[") + col.list.eval(pl.element().struct.json_encode()).list.join(",")
+    return pl.when(col.is_null()).then(pl.lit(None, S)).otherwise(encoded + pl.lit("]"))
+
+
+def transactions_from_rpc(
+    blocks: pl.DataFrame, receipts: pl.DataFrame, chain_id: int
+) -> pl.DataFrame:
+    """Pure transform: raw RPC frames → rows of raw/transactions.
+
+    `blocks` is `rpc_block_frame` output (one row per block with its full transactions, `_bi`
+    its position); `receipts` the flat receipts of those blocks in order, each with the `_bi`
+    of its block. Raises ReceiptMismatch when a block's receipts are not its transactions'.
+    """
+    txs = (
+        blocks.select(
+            "_bi",
+            quantity("number").alias("_number"),
+            lower("hash").alias("_hash"),
+            quantity("timestamp").alias("_ts"),
+            "transactions",
         )
-    ts = dt.datetime.fromtimestamp(int(block["timestamp"], 16), dt.UTC)
-    number = int(block["number"], 16)
-    rows = []
-    for tx, rc in zip(txs, receipts, strict=True):
-        if rc["transactionHash"].lower() != tx["hash"].lower() or (
-            rc.get("blockHash") and rc["blockHash"].lower() != block_hash
-        ):
-            raise ReceiptMismatch(
-                f"block {number} {block_hash}: receipt {rc['transactionHash']} (block "
-                f"{rc.get('blockHash')}) does not match transaction {tx['hash']}"
-            )
-        status = rc.get("status")
-        rows.append(
+        .filter(pl.col("transactions").list.len() > 0)
+        .explode("transactions")
+        .unnest("transactions")
+    )
+    rc = receipts.select(pl.all().name.prefix("rc_"))
+    _check_receipts(txs, rc)
+    if txs.height == 0:
+        return empty(TransactionsModel)
+    ts = pl.from_epoch("_ts", time_unit="s").dt.replace_time_zone("UTC")
+    frame = pl.concat([txs, rc], how="horizontal").select(
+        pl.lit(chain_id, pl.Int64).alias("chain_id"),
+        ts.dt.date().alias("date"),
+        pl.col("_number").alias("block_number"),
+        pl.col("_hash").alias("block_hash"),
+        ts.alias("block_timestamp"),
+        lower("hash").alias("transaction_hash"),
+        quantity("transactionIndex").alias("transaction_index"),
+        lower("from").alias("from_address"),
+        lower("to").alias("to_address"),
+        wei("value").alias("value"),
+        quantity("gas").alias("gas"),
+        wei("gasPrice").alias("gas_price"),
+        wei("maxFeePerGas").alias("max_fee_per_gas"),
+        wei("maxPriorityFeePerGas").alias("max_priority_fee_per_gas"),
+        wei("maxFeePerBlobGas").alias("max_fee_per_blob_gas"),
+        pl.col("blobVersionedHashes")
+        .list.eval(pl.element().str.to_lowercase())
+        .alias("blob_versioned_hashes"),
+        wei("nonce").alias("nonce"),
+        pl.col("input"),
+        quantity("type").fill_null(0).alias("type"),
+        quantity("chainId").alias("tx_chain_id"),
+        _json_list("accessList").alias("access_list"),
+        _json_list("authorizationList").alias("authorization_list"),
+        pl.col("v"),
+        pl.col("r"),
+        pl.col("s"),
+        quantity("yParity").alias("y_parity"),
+        quantity("rc_status").alias("status"),
+        pl.col("rc_root").alias("root"),
+        quantity("rc_gasUsed").alias("gas_used"),
+        quantity("rc_cumulativeGasUsed").alias("cumulative_gas_used"),
+        wei("rc_effectiveGasPrice").alias("effective_gas_price"),
+        lower("rc_contractAddress").alias("contract_address"),
+        pl.col("rc_logs").list.len().fill_null(0).alias("logs_count"),
+        quantity("rc_blobGasUsed").alias("blob_gas_used"),
+        wei("rc_blobGasPrice").alias("blob_gas_price"),
+    )
+    return conform(frame, TransactionsModel)
+
+
+def _check_receipts(txs: pl.DataFrame, rc: pl.DataFrame) -> None:
+    """Receipts line up with transactions: same blocks, same count per block, same hashes."""
+    same_len = txs.height == rc.height
+    if same_len and txs.height:
+        bad = pl.DataFrame(
             {
-                "chain_id": chain_id,
-                "date": ts.date(),
-                "block_number": number,
-                "block_hash": block_hash,
-                "block_timestamp": ts,
-                "transaction_hash": tx["hash"].lower(),
-                "transaction_index": int(tx["transactionIndex"], 16),
-                "from_address": tx["from"].lower(),
-                "to_address": _lower(tx.get("to")),
-                "value": int(tx["value"], 16),
-                "gas": int(tx["gas"], 16),
-                "gas_price": _int(tx.get("gasPrice")),
-                "max_fee_per_gas": _int(tx.get("maxFeePerGas")),
-                "max_priority_fee_per_gas": _int(tx.get("maxPriorityFeePerGas")),
-                "max_fee_per_blob_gas": _int(tx.get("maxFeePerBlobGas")),
-                "blob_versioned_hashes": tx.get("blobVersionedHashes"),
-                "nonce": int(tx["nonce"], 16),
-                "input": tx["input"],
-                "type": _int(tx.get("type")) or 0,
-                "tx_chain_id": _int(tx.get("chainId")),
-                "access_list": _json(tx.get("accessList")),
-                "authorization_list": _json(tx.get("authorizationList")),
-                "v": tx.get("v"),
-                "r": tx.get("r"),
-                "s": tx.get("s"),
-                "y_parity": _int(tx.get("yParity")),
-                "status": _int(status),
-                "root": rc.get("root"),
-                "gas_used": int(rc["gasUsed"], 16),
-                "cumulative_gas_used": int(rc["cumulativeGasUsed"], 16),
-                "effective_gas_price": _int(rc.get("effectiveGasPrice")),
-                "contract_address": _lower(rc.get("contractAddress")),
-                "logs_count": len(rc.get("logs") or ()),
-                "blob_gas_used": _int(rc.get("blobGasUsed")),
-                "blob_gas_price": _int(rc.get("blobGasPrice")),
+                "block": txs["_bi"] != rc["rc__bi"],
+                "hash": txs["hash"].str.to_lowercase()
+                != rc["rc_transactionHash"].str.to_lowercase(),
+                "block_hash": (
+                    rc["rc_blockHash"].is_not_null()
+                    & (rc["rc_blockHash"].str.to_lowercase() != txs["_hash"])
+                ),
             }
+        ).select(pl.any_horizontal(pl.all()).fill_null(True).arg_true())
+        if bad.height == 0:
+            return
+        i = bad.item(0, 0)
+        raise ReceiptMismatch(
+            f"block {txs['_number'][i]} {txs['_hash'][i]}: receipt "
+            f"{rc['rc_transactionHash'][i]} (block {rc['rc_blockHash'][i]}) does not match "
+            f"transaction {txs['hash'][i]}"
         )
-    return rows
+    if not same_len:
+        tx_counts = txs.group_by("_bi").len()
+        rc_counts = rc.group_by("rc__bi").len().rename({"rc__bi": "_bi", "len": "rc_len"})
+        diff = (
+            tx_counts.join(rc_counts, on="_bi", how="full", coalesce=True)
+            .fill_null(0)
+            .filter(pl.col("len") != pl.col("rc_len"))
+            .sort("_bi")
+        )
+        row = diff.row(0, named=True)
+        raise ReceiptMismatch(
+            f"block at position {row['_bi']} of the batch: {row['len']} transactions but "
+            f"{row['rc_len']} receipts"
+        )
 
 
-_WIDE = {
-    "value",
-    "gas_price",
-    "max_fee_per_gas",
-    "max_priority_fee_per_gas",
-    "max_fee_per_blob_gas",
-    "nonce",
-    "effective_gas_price",
-    "blob_gas_price",
-}
+def transactions_frame(
+    blocks: Sequence[dict[str, Any]],
+    receipts: Sequence[Sequence[dict[str, Any]]],
+    chain_id: int,
+) -> pl.DataFrame:
+    """`transactions_from_rpc` on JSON-RPC results already decoded into dicts: full blocks
+    and, for each block, its receipts."""
+    from assets.blocks import rpc_block_frame
 
-
-def transactions_frame(rows: list[dict[str, Any]]) -> pl.DataFrame:
-    """Pure transform: rows from `transaction_rows` → raw/transactions."""
-    schema = dict(polars_schema(TransactionsModel))
-    staging = {k: (pl.Int128 if k in _WIDE else v) for k, v in schema.items()}
-    return conform(pl.DataFrame(rows, schema=staging, orient="row"), TransactionsModel)
+    return transactions_from_rpc(rpc_block_frame(blocks), rpc_receipt_frame(receipts), chain_id)

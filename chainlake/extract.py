@@ -7,23 +7,23 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import re
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import polars as pl
 import pyarrow as pa
 import pyarrow.dataset as pads
 
-from assets.blocks import BlocksModel, blocks_frame
-from assets.logs import LogsModel, log_rows, logs_frame
+from assets.blocks import RPC_BLOCK, BlocksModel, blocks_from_rpc
+from assets.logs import LogsModel, logs_from_rpc
 from assets.transactions import (
+    RPC_RECEIPT,
     ReceiptMismatch,
     TransactionsModel,
-    transaction_rows,
-    transactions_frame,
+    transactions_from_rpc,
 )
 from chainlake.rpc import RpcClient, RpcError
 from chainlake.schema import arrow_schema
@@ -114,46 +114,109 @@ def find_day_range(
 
 # -- streaming blocks and receipts -------------------------------------------------------
 
+# JSON-RPC errors meaning "no such method" (or "that parameter form is unknown"): the node
+# lacks eth_getBlockReceipts, so receipts are read one per transaction instead.
+_NO_METHOD_CODES = (-32601, -32600, -32602, -32004)
+_NO_METHOD_RE = re.compile(
+    r"not (found|supported|available|exist)|unsupported|unknown method", re.I
+)
 
-def _receipts_fallback(client: RpcClient, block: dict[str, Any]) -> list[dict[str, Any]]:
-    hashes = [tx["hash"] for tx in block.get("transactions") or ()]
-    return client.batch([("eth_getTransactionReceipt", [h]) for h in hashes]) if hashes else []
+
+@dataclass(frozen=True)
+class Chunk:
+    """Rows of a run of consecutive blocks, transformed and ready to stage."""
+
+    blocks: pl.DataFrame
+    transactions: pl.DataFrame
+    logs: pl.DataFrame
+
+    @property
+    def numbers(self) -> list[int]:
+        return self.blocks["block_number"].to_list()
 
 
-def fetch_blocks(
-    client: RpcClient, first: int, last: int, *, blocks_per_batch: int = 25
-) -> Iterator[list[tuple[dict[str, Any], list[dict[str, Any]]]]]:
-    """Yield lists of (block with full transactions, its receipts), in block order."""
-    calls = (
-        call
-        for n in range(first, last + 1)
-        for call in (
-            ("eth_getBlockByNumber", [hex(n), True]),
-            ("eth_getBlockReceipts", [hex(n)]),
+class BlockReader:
+    """Reads blocks with full transactions and their receipts, and turns them into rows.
+
+    One `read` is two JSON-RPC batches (blocks, then their receipts) parsed by Polars
+    straight from the response bytes, then the column-wise transforms of `assets/`: no
+    Python object per field, and most of the work runs outside the GIL, so several reads
+    overlap on the client's threads."""
+
+    def __init__(self, client: RpcClient, chain_id: int) -> None:
+        self.client = client
+        self.chain_id = chain_id
+        self.block_receipts = True  # False once the node turns out to lack eth_getBlockReceipts
+
+    def read(self, numbers: Sequence[int]) -> Chunk:
+        raw = self.client.batch_frame(
+            [("eth_getBlockByNumber", [hex(n), True]) for n in numbers], RPC_BLOCK
         )
+        if raw.null_count():
+            missing = [n for n, b in zip(numbers, raw.is_null().to_list(), strict=True) if b]
+            raise LookupError(f"node has no block {missing[0]} inside the confirmed range")
+        blocks = raw.struct.unnest().with_row_index("_bi")
+        receipts = self._receipts(numbers, blocks)
+        return Chunk(
+            blocks=blocks_from_rpc(blocks, self.chain_id),
+            transactions=transactions_from_rpc(blocks, receipts, self.chain_id),
+            logs=logs_from_rpc(blocks, receipts, self.chain_id),
+        )
+
+    def _receipts(self, numbers: Sequence[int], blocks: pl.DataFrame) -> pl.DataFrame:
+        if self.block_receipts:
+            try:
+                per_block = self.client.batch_frame(
+                    [("eth_getBlockReceipts", [hex(n)]) for n in numbers], pl.List(RPC_RECEIPT)
+                )
+            except RpcError as e:
+                if e.method != "eth_getBlockReceipts" or not (
+                    e.code in _NO_METHOD_CODES or _NO_METHOD_RE.search(e.message)
+                ):
+                    raise
+                log.warning(
+                    "node lacks eth_getBlockReceipts (%s); reading one receipt per transaction", e
+                )
+                self.block_receipts = False
+            else:
+                if per_block.null_count() == 0:
+                    return (
+                        pl.DataFrame({"_bi": blocks["_bi"], "r": per_block})
+                        .filter(pl.col("r").list.len() > 0)
+                        .explode("r")
+                        .unnest("r")
+                    )
+                # a node that answers null for some blocks: read those per transaction
+        hashes = (
+            blocks.select(
+                "_bi", pl.col("transactions").list.eval(pl.element().struct.field("hash"))
+            )
+            .filter(pl.col("transactions").list.len() > 0)
+            .explode("transactions")
+        )
+        calls = [("eth_getTransactionReceipt", [h]) for h in hashes["transactions"].to_list()]
+        size = self.client.batch_size
+        parts = [
+            self.client.batch_frame(calls[i : i + size], RPC_RECEIPT)
+            for i in range(0, len(calls), size)
+        ]
+        series = pl.concat(parts) if parts else pl.Series("result", [], dtype=RPC_RECEIPT)
+        if series.null_count():
+            raise LookupError("node has no receipt for a transaction of a block it returned")
+        return pl.DataFrame({"_bi": hashes["_bi"], "r": series}).unnest("r")
+
+
+def read_chunks(
+    client: RpcClient, chain_id: int, first: int, last: int, *, blocks_per_batch: int = 25
+) -> Iterator[Chunk]:
+    """Chunks of blocks first..last, in order, with up to the client's in-flight limit of
+    reads overlapping."""
+    reader = BlockReader(client, chain_id)
+    ranges = (
+        range(start, min(start + blocks_per_batch, last + 1))
+        for start in range(first, last + 1, blocks_per_batch)
     )
-    receipts_supported = True
-    try:
-        for results in client.batches(calls, batch_size=2 * blocks_per_batch):
-            pairs = []
-            for block, receipts in zip(results[::2], results[1::2], strict=True):
-                if block is None:
-                    raise LookupError("node returned no block inside the confirmed range")
-                if receipts is None:
-                    receipts = _receipts_fallback(client, block)
-                pairs.append((block, receipts))
-            yield pairs
-    except RpcError as e:
-        if e.method != "eth_getBlockReceipts" or e.code not in (-32601, -32600, -32602):
-            raise
-        receipts_supported = False
-    if not receipts_supported:
-        log.warning("node lacks eth_getBlockReceipts; falling back to one receipt per transaction")
-        for results in client.batches(
-            (("eth_getBlockByNumber", [hex(n), True]) for n in range(first, last + 1)),
-            batch_size=blocks_per_batch,
-        ):
-            yield [(b, _receipts_fallback(client, b)) for b in results]
+    yield from client.ordered(reader.read, ranges)
 
 
 @dataclass
@@ -169,6 +232,7 @@ class StagedExtract:
     last_hash: str | None = None
     first_parent_hash: str | None = None
     tx_counts: dict[int, int] = field(default_factory=dict)
+    hashes: dict[int, str] = field(default_factory=dict)
 
     def reader(self, table: str) -> pa.RecordBatchReader:
         schema = arrow_schema(RAW_TABLES[table])
@@ -189,53 +253,65 @@ def stage_range(
     directory: Path,
     *,
     progress: Callable[[int, int], None] | None = None,
-    flush_rows: int = 20_000,
+    flush_rows: int = 50_000,
     validate: bool = True,
+    blocks_per_batch: int = 25,
 ) -> StagedExtract:
     """Read blocks first..last with receipts and stage them; memory stays flat because rows are
     flushed to Parquet every `flush_rows` transactions. Each flushed chunk is checked against
-    its Pandera model first, so bad data fails here, before anything reaches Delta."""
+    its Pandera model first, so bad data fails here, before anything reaches Delta. Blocks
+    must chain by parent hash, or ReorgDuringRead is raised."""
     staged = StagedExtract(directory)
-    buf: dict[str, list[Any]] = {"blocks": [], "transactions": [], "logs": []}
+    buf: dict[str, list[pl.DataFrame]] = {t: [] for t in RAW_TABLES}
+    pending = dict.fromkeys(RAW_TABLES, 0)
     done = 0
 
     def flush() -> None:
-        frames = {
-            "blocks": blocks_frame(buf["blocks"], chain_id),
-            "transactions": transactions_frame(buf["transactions"]),
-            "logs": logs_frame(buf["logs"]),
-        }
-        for table, df in frames.items():
-            if validate and df.height:
+        for table, frames in buf.items():
+            if not frames:
+                continue
+            df = pl.concat(frames, rechunk=False) if len(frames) > 1 else frames[0]
+            frames.clear()
+            pending[table] = 0
+            if not df.height:
+                continue
+            if validate:
                 RAW_TABLES[table].validate(df, lazy=True)
-            if df.height:
-                path = directory / f"{table}-{len(staged.files[table]):05d}.parquet"
-                df.write_parquet(path, compression="lz4", statistics=False)
-                staged.files[table].append(path)
-                staged.rows[table] += df.height
-        for v in buf.values():
-            v.clear()
+            path = directory / f"{table}-{len(staged.files[table]):05d}.parquet"
+            df.write_parquet(path, compression="lz4", statistics=False)
+            staged.files[table].append(path)
+            staged.rows[table] += df.height
 
     if last >= first:
-        for pairs in fetch_blocks(client, first, last):
-            for block, receipts in pairs:
-                number = int(block["number"], 16)
-                expected = first if staged.last_block is None else staged.last_block + 1
-                if number != expected:
-                    raise ReceiptMismatch(f"expected block {expected}, node returned {number}")
-                if staged.last_hash is not None and block["parentHash"].lower() != staged.last_hash:
+        for chunk in read_chunks(client, chain_id, first, last, blocks_per_batch=blocks_per_batch):
+            meta = chunk.blocks.select(
+                "block_number", "block_hash", "parent_hash", "transaction_count"
+            )
+            numbers = meta["block_number"].to_list()
+            hashes = meta["block_hash"].to_list()
+            parents = meta["parent_hash"].to_list()
+            expected = first if staged.last_block is None else staged.last_block + 1
+            if numbers != list(range(expected, expected + len(numbers))):
+                raise ReceiptMismatch(
+                    f"expected blocks from {expected}, node returned {numbers[:3]}..."
+                )
+            prev = [staged.last_hash, *hashes[:-1]]
+            for number, parent, before in zip(numbers, parents, prev, strict=True):
+                if before is not None and parent != before:
                     raise ReorgDuringRead(number)
-                if staged.first_block is None:
-                    staged.first_block = number
-                    staged.first_parent_hash = block["parentHash"].lower()
-                staged.last_block = number
-                staged.last_hash = block["hash"].lower()
-                staged.tx_counts[number] = len(block.get("transactions") or ())
-                buf["blocks"].append(block)
-                buf["transactions"].extend(transaction_rows(block, receipts, chain_id))
-                buf["logs"].extend(log_rows(block, receipts, chain_id))
-            done += len(pairs)
-            if len(buf["transactions"]) >= flush_rows or len(buf["blocks"]) >= 2_000:
+            if staged.first_block is None:
+                staged.first_block = numbers[0]
+                staged.first_parent_hash = parents[0]
+            staged.last_block = numbers[-1]
+            staged.last_hash = hashes[-1]
+            staged.tx_counts.update(zip(numbers, meta["transaction_count"].to_list(), strict=True))
+            staged.hashes.update(zip(numbers, hashes, strict=True))
+            for table in RAW_TABLES:
+                frame = getattr(chunk, table)
+                buf[table].append(frame)
+                pending[table] += frame.height
+            done += len(numbers)
+            if pending["transactions"] >= flush_rows or pending["blocks"] >= 5_000:
                 flush()
             if progress:
                 progress(done, last - first + 1)

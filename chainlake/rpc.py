@@ -3,26 +3,37 @@
 web3.py does ABI work; this client does the heavy lifting: JSON-RPC batches, a bounded number
 of requests in flight, timeouts, retries with backoff (honouring `Retry-After`) and failover
 across a chain's URLs in order, going back to the first once its cool-down has passed.
+
+What is retried (on the next URL when there is one): HTTP 429 and 5xx, 408, timeouts,
+connection errors (refused, reset, dropped mid-body), malformed or truncated JSON, a batch
+answer that misses items, and JSON-RPC errors that mean "rate limited". What is not: a
+JSON-RPC error about the request itself (`RpcError`). A batch or a `eth_getLogs` range the
+provider refuses as too large is split in halves instead.
 """
 
 from __future__ import annotations
 
+import email.utils
+import io
 import itertools
 import logging
 import random
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import orjson
+import polars as pl
 
 log = logging.getLogger(__name__)
 
 Call = tuple[str, Sequence[Any]]
+T = TypeVar("T")
 
 
 class RpcError(RuntimeError):
@@ -37,15 +48,23 @@ class RpcError(RuntimeError):
             f"{method}{tuple(params)!r}: {error.get('message', error)} (code {self.code})"
         )
 
+    @property
+    def message(self) -> str:
+        return str(self.error.get("message", ""))
+
 
 class RpcUnavailable(RuntimeError):
-    """Every URL failed after all retries."""
+    """Every URL failed after all retries, or a URL refused us for good (HTTP 4xx)."""
 
 
 class _Retryable(Exception):
     def __init__(self, reason: str, retry_after: float | None = None) -> None:
         super().__init__(reason)
         self.retry_after = retry_after
+
+
+class _TooLarge(Exception):
+    """The provider refused the size of a batch; the caller splits it."""
 
 
 @dataclass
@@ -61,6 +80,10 @@ class RpcStats:
     calls: int = 0
     retries: int = 0
     failovers: int = 0
+    splits: int = 0
+    in_flight: int = 0
+    max_in_flight_seen: int = 0
+    by_url: dict[str, int] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def add(self, **counts: int) -> None:
@@ -68,14 +91,63 @@ class RpcStats:
             for k, v in counts.items():
                 setattr(self, k, getattr(self, k) + v)
 
+    def _enter(self, url: str) -> None:
+        with self.lock:
+            self.requests += 1
+            self.in_flight += 1
+            self.max_in_flight_seen = max(self.max_in_flight_seen, self.in_flight)
+            self.by_url[url] = self.by_url.get(url, 0) + 1
 
-def _retry_after_seconds(value: str | None) -> float | None:
+    def _leave(self) -> None:
+        with self.lock:
+            self.in_flight -= 1
+
+
+def retry_after_seconds(value: str | None, *, now: float | None = None) -> float | None:
+    """`Retry-After` as seconds: either delta-seconds or an HTTP date."""
     if not value:
         return None
+    value = value.strip()
     try:
         return max(0.0, float(value))
     except ValueError:
-        return None  # an HTTP date; fall back to our own backoff
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when is None:
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+_RATE_LIMIT_RE = re.compile(
+    r"rate.?limit|rate exceeded|too many requests|capacity|throughput|slow down|try again later",
+    re.I,
+)
+_TOO_LARGE_RE = re.compile(
+    r"block range|range (is )?too (large|wide|big)|more than \d+ (results|logs)|"
+    r"response size|too many (results|logs|blocks)|limited to|"
+    r"exceed(s|ed)? (the )?(max|maximum|limit)|result set too large|batch (is )?too large|"
+    r"batch size|too large",
+    re.I,
+)
+_SUGGESTED_RANGE_RE = re.compile(r"\[\s*(0x[0-9a-fA-F]+)\s*,\s*(0x[0-9a-fA-F]+)\s*\]")
+
+
+def is_too_large(err: Any) -> bool:
+    """A provider's refusal of a range or result size (eth_getLogs) or of a batch's size."""
+    return isinstance(err, dict) and bool(_TOO_LARGE_RE.search(str(err.get("message", ""))))
+
+
+def is_transient(err: Any) -> bool:
+    """A JSON-RPC error worth retrying as is: the provider is rate limiting us."""
+    if not isinstance(err, dict) or is_too_large(err):
+        return False
+    msg = str(err.get("message", ""))
+    # -32005 is the conventional "limit exceeded" code of public providers; when its message
+    # is about a range or a result size, is_too_large() above has already claimed it.
+    return err.get("code") in (-32005, 429) or bool(_RATE_LIMIT_RE.search(msg))
 
 
 class RpcClient:
@@ -93,6 +165,8 @@ class RpcClient:
         backoff_max: float = 20.0,
         cooldown: float = 5.0,
         sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        transport: httpx.BaseTransport | None = None,
     ) -> None:
         if not urls:
             raise ValueError("RpcClient needs at least one URL")
@@ -105,6 +179,7 @@ class RpcClient:
         self.backoff_max = backoff_max
         self.cooldown = cooldown
         self._sleep = sleep
+        self._clock = clock
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
         self._slots = threading.BoundedSemaphore(max_in_flight)
@@ -114,6 +189,7 @@ class RpcClient:
                 max_connections=max_in_flight, max_keepalive_connections=max_in_flight
             ),
             headers={"content-type": "application/json"},
+            transport=transport,
         )
         self.stats = RpcStats()
 
@@ -133,74 +209,87 @@ class RpcClient:
     # -- endpoint selection ---------------------------------------------------------------
 
     def _pick(self) -> _Endpoint:
-        now = time.monotonic()
+        """The first URL, in configured order, that is not cooling down; so traffic goes back
+        to the preferred URL as soon as its cool-down is over (and stays there if it works)."""
+        now = self._clock()
         with self._lock:
             for ep in self._endpoints:
                 if ep.down_until <= now:
                     return ep
             return min(self._endpoints, key=lambda e: e.down_until)
 
-    def _mark_failed(self, ep: _Endpoint) -> None:
+    def _mark_failed(self, ep: _Endpoint, retry_after: float | None) -> None:
         with self._lock:
             ep.failures += 1
             if len(self._endpoints) > 1:
-                ep.down_until = time.monotonic() + min(self.cooldown * ep.failures, 60.0)
+                pause = min(self.cooldown * 2 ** (ep.failures - 1), 60.0)
+                ep.down_until = self._clock() + max(pause, retry_after or 0.0)
 
     def _mark_ok(self, ep: _Endpoint) -> None:
         if ep.failures:
             with self._lock:
+                if ep.failures:
+                    log.info("RPC %s answers again", ep.url)
                 ep.failures = 0
                 ep.down_until = 0.0
 
     # -- one HTTP round trip --------------------------------------------------------------
 
-    def _post(self, ep: _Endpoint, payload: bytes) -> Any:
+    def _post(self, ep: _Endpoint, payload: bytes) -> bytes:
         try:
             resp = self._http.post(ep.url, content=payload)
         except httpx.TimeoutException as e:
             raise _Retryable(f"timeout from {ep.url}: {e!r}") from e
         except httpx.TransportError as e:
+            # refused, reset, dropped mid-body (a short body against Content-Length lands here)
             raise _Retryable(f"connection error from {ep.url}: {e!r}") from e
-        if resp.status_code == 429:
+        status = resp.status_code
+        if status == 429 or status == 408 or status >= 500:
             raise _Retryable(
-                f"429 from {ep.url}", _retry_after_seconds(resp.headers.get("retry-after"))
+                f"HTTP {status} from {ep.url}", retry_after_seconds(resp.headers.get("retry-after"))
             )
-        if resp.status_code >= 500:
-            raise _Retryable(
-                f"{resp.status_code} from {ep.url}",
-                _retry_after_seconds(resp.headers.get("retry-after")),
-            )
-        if resp.status_code >= 400:
-            raise RpcUnavailable(f"{ep.url} answered HTTP {resp.status_code}: {resp.text[:200]}")
-        try:
-            return orjson.loads(resp.content)
-        except orjson.JSONDecodeError as e:
-            raise _Retryable(f"malformed JSON from {ep.url}: {e}") from e
+        if status == 413:
+            raise _TooLarge(f"HTTP 413 from {ep.url}")
+        if status >= 400:
+            raise RpcUnavailable(f"{ep.url} answered HTTP {status}: {resp.text[:200]}")
+        return resp.content
 
-    def _with_retries(self, payload: bytes, check: Callable[[Any], Any]) -> Any:
+    def _with_retries(self, payload: bytes, check: Callable[[bytes], T]) -> T:
         attempt = 0
         while True:
             ep = self._pick()
             try:
                 with self._slots:
-                    self.stats.add(requests=1)
-                    body = self._post(ep, payload)
+                    self.stats._enter(ep.url)
+                    try:
+                        body = self._post(ep, payload)
+                    finally:
+                        self.stats._leave()
                 result = check(body)
                 self._mark_ok(ep)
                 return result
+            except RpcUnavailable as e:
+                # a hard refusal (401, 403, 404, ...) of this URL: another may serve us
+                if len(self._endpoints) == 1 or attempt >= self.max_retries:
+                    raise
+                attempt += 1
+                self._mark_failed(ep, None)
+                self.stats.add(failovers=1, retries=1)
+                log.warning("RPC failover after %s", e)
             except _Retryable as e:
                 attempt += 1
-                self._mark_failed(ep)
+                self._mark_failed(ep, e.retry_after)
                 if attempt > self.max_retries:
                     raise RpcUnavailable(f"gave up after {attempt} attempts: {e}") from e
+                nxt = self._pick()
+                if nxt is not ep and nxt.down_until <= self._clock():
+                    self.stats.add(failovers=1, retries=1)
+                    log.warning("RPC failover %s -> %s: %s", ep.url, nxt.url, e)
+                    continue
                 delay = e.retry_after
                 if delay is None:
                     delay = min(self.backoff_max, self.backoff_base * 2 ** (attempt - 1))
                     delay *= 0.5 + random.random() / 2
-                if len(self._endpoints) > 1 and self._pick() is not ep:
-                    self.stats.add(failovers=1)
-                    if e.retry_after is None:
-                        delay = 0.0
                 self.stats.add(retries=1)
                 log.warning("RPC retry %d/%d in %.2fs: %s", attempt, self.max_retries, delay, e)
                 self._sleep(delay)
@@ -213,53 +302,86 @@ class RpcClient:
             {"jsonrpc": "2.0", "id": req_id, "method": method, "params": list(params)}
         )
 
-        def check(body: Any) -> Any:
+        def check(raw: bytes) -> Any:
+            body = _loads(raw)
             if not isinstance(body, dict) or ("result" not in body and "error" not in body):
                 raise _Retryable(f"{method}: response is not a JSON-RPC object")
-            if "error" in body and body["error"] is not None:
+            if body.get("error") is not None:
                 err = body["error"]
-                if _is_transient_rpc_error(err):
+                if is_transient(err):
                     raise _Retryable(f"{method}: {err}")
-                raise RpcError(method, params, err)
+                raise RpcError(method, params, err if isinstance(err, dict) else {"message": err})
             return body["result"]
 
         self.stats.add(calls=1)
         return self._with_retries(payload, check)
 
     def batch(self, calls: Sequence[Call]) -> list[Any]:
-        """One JSON-RPC batch; results in the order of `calls`. Raises RpcError on any error."""
+        """One JSON-RPC batch; results in the order of `calls`. Raises RpcError on any error.
+        A batch the provider refuses as too large is sent again as two halves."""
         if not calls:
             return []
-        ids = [next(self._ids) for _ in calls]
-        payload = orjson.dumps(
-            [
-                {"jsonrpc": "2.0", "id": i, "method": m, "params": list(p)}
-                for i, (m, p) in zip(ids, calls, strict=True)
-            ]
-        )
+        ids, payload = self._payload(calls)
 
-        def check(body: Any) -> list[Any]:
-            if isinstance(body, dict) and "error" in body:
-                raise _Retryable(f"batch refused: {body['error']}")
-            if not isinstance(body, list):
-                raise _Retryable("batch response is not a JSON array")
-            by_id = {item.get("id"): item for item in body if isinstance(item, dict)}
-            out = []
-            for i, (method, params) in zip(ids, calls, strict=True):
-                item = by_id.get(i)
-                if item is None:
-                    raise _Retryable(f"batch response misses id {i} ({method})")
-                if item.get("error") is not None:
-                    if _is_transient_rpc_error(item["error"]):
-                        raise _Retryable(f"{method}: {item['error']}")
-                    raise RpcError(method, params, item["error"])
-                if "result" not in item:
-                    raise _Retryable(f"batch item {i} has neither result nor error")
-                out.append(item["result"])
-            return out
+        def check(raw: bytes) -> list[Any]:
+            return _check_batch(_loads(raw), ids, calls)
 
         self.stats.add(calls=len(calls))
-        return self._with_retries(payload, check)
+        try:
+            return self._with_retries(payload, check)
+        except _TooLarge as e:
+            if len(calls) == 1:
+                raise RpcUnavailable(f"{calls[0][0]}: refused as too large: {e}") from e
+            self.stats.add(splits=1)
+            half = len(calls) // 2
+            return self.batch(calls[:half]) + self.batch(calls[half:])
+
+    def batch_frame(self, calls: Sequence[Call], result_dtype: pl.DataType) -> pl.Series:
+        """Like `batch`, but the results come back as one Polars Series of `result_dtype`, in
+        the order of `calls`, parsed by Polars straight from the response bytes (no Python
+        objects per field). Fields of a result not in the dtype are ignored; missing ones are
+        null. Any irregular answer is checked again the slow way, which raises the right error."""
+        if not calls:
+            return pl.Series("result", [], dtype=result_dtype)
+        ids, payload = self._payload(calls)
+        schema: dict[str, Any] = {"id": pl.Int64, "result": result_dtype, "error": _ERROR_DTYPE}
+
+        def check(raw: bytes) -> pl.Series:
+            try:
+                df = pl.read_json(io.BytesIO(raw), schema=schema)
+            except Exception:  # noqa: BLE001 - any parse failure goes to the slow path
+                df = None
+            if (
+                df is not None
+                and df.height == len(ids)
+                and df["error"].null_count() == df.height
+                and df["id"].null_count() == 0
+            ):
+                df = df.sort("id")
+                if df["id"].to_list() == ids:
+                    return df["result"]
+            results = _check_batch(_loads(raw), ids, calls)
+            try:
+                return pl.Series("result", results, dtype=result_dtype)
+            except Exception as e:  # noqa: BLE001
+                raise RpcError(
+                    calls[0][0], calls[0][1], {"message": f"unexpected result shape: {e}"}
+                ) from e
+
+        self.stats.add(calls=len(calls))
+        try:
+            return self._with_retries(payload, check)
+        except _TooLarge as e:
+            if len(calls) == 1:
+                raise RpcUnavailable(f"{calls[0][0]}: refused as too large: {e}") from e
+            self.stats.add(splits=1)
+            half = len(calls) // 2
+            return pl.concat(
+                [
+                    self.batch_frame(calls[:half], result_dtype),
+                    self.batch_frame(calls[half:], result_dtype),
+                ]
+            )
 
     def batches(
         self, calls: Iterable[Call], *, batch_size: int | None = None
@@ -267,23 +389,118 @@ class RpcClient:
         """Send `calls` in batches with up to `max_in_flight` batches in flight; yields each
         batch's results in order, so a caller can stream without holding everything."""
         size = batch_size or self.batch_size
-        chunks = _chunked(calls, size)
+        yield from self.ordered(self.batch, _chunked(calls, size))
+
+    def ordered(self, fn: Callable[[Any], T], items: Iterable[Any]) -> Iterator[T]:
+        """`map(fn, items)` on `max_in_flight` threads, results in order, at most twice
+        `max_in_flight` results waiting; a failure cancels what has not started."""
         with ThreadPoolExecutor(self.max_in_flight, thread_name_prefix="rpc") as pool:
-            pending: list[Any] = []
-            for chunk in chunks:
-                pending.append(pool.submit(self.batch, chunk))
-                if len(pending) >= self.max_in_flight * 2:
+            pending: list[Future[T]] = []
+            try:
+                for item in items:
+                    pending.append(pool.submit(fn, item))
+                    if len(pending) >= self.max_in_flight * 2:
+                        yield pending.pop(0).result()
+                while pending:
                     yield pending.pop(0).result()
-            for fut in pending:
-                yield fut.result()
+            finally:
+                for fut in pending:
+                    fut.cancel()
+
+    def get_logs(
+        self,
+        *,
+        from_block: int,
+        to_block: int,
+        address: str | Sequence[str] | None = None,
+        topics: Sequence[Any] | None = None,
+        max_blocks: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """`eth_getLogs` over [from_block, to_block], in as many requests as the provider
+        needs: a range it refuses (too many blocks or results, response too big) is halved,
+        or cut to the range the provider suggests, and the smaller span is kept for the rest."""
+        out: list[dict[str, Any]] = []
+        span = max_blocks or (to_block - from_block + 1)
+        start = from_block
+        while start <= to_block:
+            end = min(to_block, start + span - 1)
+            flt: dict[str, Any] = {"fromBlock": hex(start), "toBlock": hex(end)}
+            if address is not None:
+                flt["address"] = address
+            if topics is not None:
+                flt["topics"] = list(topics)
+            try:
+                logs = self.call("eth_getLogs", [flt])
+            except RpcError as e:
+                if not is_too_large(e.error) or end == start:
+                    raise
+                span = _smaller_span(e.message, start, end)
+                self.stats.add(splits=1)
+                log.info("eth_getLogs %d..%d refused (%s); span now %d", start, end, e, span)
+                continue
+            out.extend(logs or ())
+            start = end + 1
+        return out
+
+    # -- helpers --------------------------------------------------------------------------
+
+    def _payload(self, calls: Sequence[Call]) -> tuple[list[int], bytes]:
+        with self._lock:
+            ids = [next(self._ids) for _ in calls]
+        payload = orjson.dumps(
+            [
+                {"jsonrpc": "2.0", "id": i, "method": m, "params": list(p)}
+                for i, (m, p) in zip(ids, calls, strict=True)
+            ]
+        )
+        return ids, payload
 
 
-def _is_transient_rpc_error(err: Any) -> bool:
-    if not isinstance(err, dict):
-        return False
-    msg = str(err.get("message", "")).lower()
-    # -32005 is the conventional "limit exceeded / rate limited" code of public providers.
-    return err.get("code") in (-32005, 429) or "rate limit" in msg or "too many requests" in msg
+_ERROR_DTYPE = pl.Struct({"code": pl.Int64, "message": pl.String})
+
+
+def _loads(raw: bytes) -> Any:
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as e:
+        raise _Retryable(f"malformed or truncated JSON ({len(raw)} bytes): {e}") from e
+
+
+def _check_batch(body: Any, ids: list[int], calls: Sequence[Call]) -> list[Any]:
+    if isinstance(body, dict) and body.get("error") is not None:
+        err = body["error"]
+        if is_too_large(err) and len(calls) > 1:
+            raise _TooLarge(f"batch of {len(calls)} refused: {err}")
+        raise _Retryable(f"batch refused: {err}")
+    if not isinstance(body, list):
+        raise _Retryable("batch response is not a JSON array")
+    by_id = {item.get("id"): item for item in body if isinstance(item, dict)}
+    out = []
+    for i, (method, params) in zip(ids, calls, strict=True):
+        item = by_id.get(i)
+        if item is None:
+            raise _Retryable(f"batch response misses id {i} ({method})")
+        if item.get("error") is not None:
+            err = item["error"]
+            if is_transient(err):
+                raise _Retryable(f"{method}: {err}")
+            raise RpcError(method, params, err if isinstance(err, dict) else {"message": err})
+        if "result" not in item:
+            raise _Retryable(f"batch item {i} has neither result nor error")
+        out.append(item["result"])
+    return out
+
+
+def _smaller_span(message: str, start: int, end: int) -> int:
+    """The provider's suggested range when it gives one (Alchemy does: "this block range
+    should work: [0x.., 0x..]"), else half of the refused one."""
+    half = max(1, (end - start + 1) // 2)
+    m = _SUGGESTED_RANGE_RE.search(message)
+    if m:
+        lo, hi = int(m.group(1), 16), int(m.group(2), 16)
+        if lo == start and start <= hi < end:
+            return hi - start + 1
+    return half
 
 
 def _chunked(items: Iterable[Call], size: int) -> Iterator[list[Call]]:
@@ -294,3 +511,32 @@ def _chunked(items: Iterable[Call], size: int) -> Iterator[list[Call]]:
 
 def hex_to_int(value: str | None) -> int | None:
     return None if value is None else int(value, 16)
+
+
+# -- JSON-RPC values in Polars ------------------------------------------------------------
+# Bulk responses are parsed by Polars with every field as a string (see `batch_frame`); these
+# expressions decode them column-wise, strictly: a value that is not a 0x-quantity, or too
+# wide for its type, fails the conversion instead of turning into null.
+
+
+def quantity(field: str | pl.Expr, dtype: Any = pl.Int64) -> pl.Expr:
+    """A 0x-hex quantity column as an integer of `dtype` (Int128 for wei amounts)."""
+    col = pl.col(field) if isinstance(field, str) else field
+    digits = (
+        pl.when(col.is_null())
+        .then(pl.lit(None, pl.String))
+        .when(col.str.starts_with("0x") | col.str.starts_with("0X"))
+        .then(col.str.slice(2))
+        .otherwise(pl.lit("not a quantity"))
+    )
+    return digits.str.to_integer(base=16, dtype=dtype, strict=True)
+
+
+def wei(field: str | pl.Expr) -> pl.Expr:
+    """A 0x-hex amount as Decimal(38,0), exactly (an amount beyond 38 digits raises)."""
+    return quantity(field, pl.Int128).cast(pl.Decimal(38, 0), strict=True)
+
+
+def lower(field: str | pl.Expr) -> pl.Expr:
+    col = pl.col(field) if isinstance(field, str) else field
+    return col.str.to_lowercase()

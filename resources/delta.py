@@ -8,19 +8,39 @@ re-materialised day replaces exactly that day and a killed run leaves the previo
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Sequence
-from typing import Any
+import logging
+import os
+import random
+import time
+from collections.abc import Callable, Iterable, Sequence
+from functools import cached_property
+from typing import Any, TypeAlias
+from urllib.parse import urlparse
 
 import dagster as dg
 import polars as pl
 import pyarrow as pa
 from deltalake import DeltaTable, write_deltalake
-from deltalake.exceptions import TableNotFoundError
-from pydantic import Field
+from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
+from pydantic import Field, PrivateAttr
 
 from chainlake.config import ChainConfig
 
 PARTITION_COLUMN = "date"
+COMMIT_ATTEMPTS = 8
+
+log = logging.getLogger(__name__)
+
+
+class ObjectStoreError(RuntimeError):
+    """The bucket behind DELTA_ROOT is missing, unreachable, or refuses our credentials."""
+
+
+# What a write takes: a table or frame, a stream, or a callable that opens a fresh stream (so
+# a commit that lost a race can be written again).
+Data: TypeAlias = (
+    pa.Table | pa.RecordBatchReader | pl.DataFrame | Callable[[], pa.RecordBatchReader]
+)
 
 
 def day_predicate(day: dt.date) -> str:
@@ -45,6 +65,92 @@ class DeltaStore(dg.ConfigurableResource):
     s3_allow_http: bool = Field(
         default=False, description="Allow a plain-http endpoint (local MinIO or test servers)."
     )
+    s3_create_bucket: bool = Field(
+        default=False,
+        description="Create the bucket when it does not exist (else a missing bucket is an error).",
+    )
+
+    _bucket_checked: bool = PrivateAttr(default=False)
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        if self.is_s3:
+            self.check_bucket()
+
+    # -- object storage ---------------------------------------------------------------------
+
+    @property
+    def bucket(self) -> str:
+        return urlparse(self.root).netloc
+
+    @property
+    def prefix(self) -> str:
+        return urlparse(self.root).path.strip("/")
+
+    def _s3(self) -> Any:
+        import boto3
+        from botocore.config import Config
+
+        return boto3.client(
+            "s3",
+            endpoint_url=self.s3_endpoint_url or None,
+            region_name=self.s3_region,
+            aws_access_key_id=self.s3_access_key_id or None,
+            aws_secret_access_key=self.s3_secret_access_key or None,
+            config=Config(retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=5),
+        )
+
+    def check_bucket(self, *, create: bool | None = None) -> None:
+        """Make sure the bucket of DELTA_ROOT exists and takes our credentials, creating it
+        when allowed; raise ObjectStoreError saying which of those is wrong otherwise."""
+        if not self.is_s3 or self._bucket_checked:
+            return
+        from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+
+        create = self.s3_create_bucket if create is None else create
+        where = (
+            f"bucket {self.bucket!r} at {self.s3_endpoint_url or 'AWS S3'} (DELTA_ROOT={self.root})"
+        )
+        s3 = self._s3()
+        try:
+            s3.head_bucket(Bucket=self.bucket)
+        except NoCredentialsError as e:
+            raise ObjectStoreError(
+                f"no S3 credentials for {where}: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+            ) from e
+        except ClientError as e:
+            code = str(e.response.get("Error", {}).get("Code", ""))
+            status = e.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if code in ("404", "NoSuchBucket", "NotFound"):
+                if not create:
+                    raise ObjectStoreError(
+                        f"{where} does not exist: create it, or set DELTA_S3_CREATE_BUCKET=true "
+                        "to let chainlake create it"
+                    ) from e
+                self._create_bucket(s3, where)
+            elif status in (401, 403) or code in _CREDENTIAL_ERRORS:
+                raise ObjectStoreError(
+                    f"S3 refused the credentials for {where} ({code or status}): check "
+                    "AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY and the bucket policy"
+                ) from e
+            else:
+                raise ObjectStoreError(f"S3 error on {where}: {e}") from e
+        except BotoCoreError as e:
+            raise ObjectStoreError(f"cannot reach {where}: {e}") from e
+        self._bucket_checked = True
+
+    def _create_bucket(self, s3: Any, where: str) -> None:
+        from botocore.exceptions import ClientError
+
+        kwargs: dict[str, Any] = {"Bucket": self.bucket}
+        if self.s3_region != "us-east-1":
+            kwargs["CreateBucketConfiguration"] = {"LocationConstraint": self.s3_region}
+        try:
+            s3.create_bucket(**kwargs)
+        except ClientError as e:
+            code = str(e.response.get("Error", {}).get("Code", ""))
+            if code not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+                raise ObjectStoreError(f"could not create {where}: {e}") from e
+        log.info("created %s", where)
 
     @property
     def is_s3(self) -> bool:
@@ -76,6 +182,52 @@ class DeltaStore(dg.ConfigurableResource):
     def exists(self, chain: ChainConfig, table: str) -> bool:
         return self._table(self.table_uri(chain, table)) is not None
 
+    def columns(self, chain: ChainConfig, table: str) -> list[str]:
+        t = self._table(self.table_uri(chain, table))
+        return [] if t is None else [f.name for f in t.schema().fields]
+
+    def list_tables(self, chain: ChainConfig) -> list[str]:
+        """Every Delta table of the chain's network/subnet (names relative to it, like
+        `blocks` or `core/x`), found in storage: whatever wrote them. `_state` is left out."""
+        base = f"{self.root.rstrip('/')}/{chain.network}/{chain.subnet}"
+        found: list[str] = []
+        for name in self._children(base):
+            if name.startswith("_"):
+                continue
+            if self._is_table(f"{base}/{name}"):
+                found.append(name)
+                continue
+            for sub in self._children(f"{base}/{name}"):
+                if not sub.startswith("_") and self._is_table(f"{base}/{name}/{sub}"):
+                    found.append(f"{name}/{sub}")
+        return sorted(found)
+
+    def _children(self, uri: str) -> list[str]:
+        if not self.is_s3:
+            try:
+                return [e.name for e in os.scandir(uri) if e.is_dir()]
+            except FileNotFoundError:
+                return []
+        prefix = urlparse(uri).path.strip("/") + "/"
+        out: list[str] = []
+        for page in self._s3_client.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=prefix, Delimiter="/"
+        ):
+            for p in page.get("CommonPrefixes", ()):
+                out.append(p["Prefix"][len(prefix) :].rstrip("/"))
+        return out
+
+    def _is_table(self, uri: str) -> bool:
+        if not self.is_s3:
+            return os.path.isdir(os.path.join(uri, "_delta_log"))
+        prefix = urlparse(uri).path.strip("/") + "/_delta_log/"
+        page = self._s3_client.list_objects_v2(Bucket=self.bucket, Prefix=prefix, MaxKeys=1)
+        return bool(page.get("KeyCount"))
+
+    @cached_property
+    def _s3_client(self) -> Any:
+        return self._s3()
+
     # -- writes ---------------------------------------------------------------------------
 
     def replace_day(
@@ -83,33 +235,63 @@ class DeltaStore(dg.ConfigurableResource):
         chain: ChainConfig,
         table: str,
         day: dt.date,
-        data: pa.Table | pa.RecordBatchReader | pl.DataFrame,
+        data: Data,
+        *,
+        where: str | None = None,
     ) -> int:
         """Replace exactly `day` of `table` with `data` in one commit; returns the new version.
-        Every row of `data` must belong to `day` (Delta enforces the predicate)."""
-        return self._write(self.table_uri(chain, table), data, mode="overwrite", day=day)
+        Every row of `data` must belong to `day` (Delta enforces the predicate). With `where`
+        (a predicate built from trusted values only), only the day's rows matching it are
+        replaced, e.g. `block_number >= 1200` for the open day's newest blocks."""
+        return self._write(
+            self.table_uri(chain, table), data, mode="overwrite", day=day, predicate=where
+        )
 
-    def append(
-        self, chain: ChainConfig, table: str, data: pa.Table | pa.RecordBatchReader | pl.DataFrame
-    ) -> int:
+    def append(self, chain: ChainConfig, table: str, data: Data) -> int:
         return self._write(self.table_uri(chain, table), data, mode="append", day=None)
+
+    def replace_where(
+        self,
+        chain: ChainConfig,
+        table: str,
+        predicate: str,
+        data: Data,
+    ) -> int:
+        """Replace the rows matching `predicate` (built by the caller from trusted values only)
+        with `data`, in one commit: every row of `data` must match it. Used to rewrite a block
+        range after a reorg, and to make the open day's appends idempotent."""
+        return self._write(
+            self.table_uri(chain, table), data, mode="overwrite", day=None, predicate=predicate
+        )
 
     def delete(self, chain: ChainConfig, table: str, predicate: str) -> int:
         """Delete rows matching a predicate built by the caller from trusted values only."""
-        t = self._table(self.table_uri(chain, table))
-        if t is None:
-            return 0
-        metrics = t.delete(predicate)
-        return int(metrics.get("num_deleted_rows", 0))
+        uri = self.table_uri(chain, table)
+        for attempt in range(COMMIT_ATTEMPTS):
+            t = self._table(uri)
+            if t is None:
+                return 0
+            try:
+                metrics = t.delete(predicate)
+                return int(metrics.get("num_deleted_rows", 0))
+            except CommitFailedError as e:
+                _commit_backoff(uri, attempt, e)
+        raise AssertionError("unreachable")
 
     def _write(
         self,
         uri: str,
-        data: pa.Table | pa.RecordBatchReader | pl.DataFrame,
+        data: Data,
         *,
         mode: str,
         day: dt.date | None,
+        predicate: str | None = None,
     ) -> int:
+        """One commit. Writers of other days of the same table may commit at the same time:
+        delta-rs resolves the races that do not conflict, and a commit that still loses one
+        (or two writers creating the table at once) is tried again, so none is lost. A
+        record-batch stream can be read once only; pass a callable that opens it to make the
+        write retryable."""
         if isinstance(data, pl.DataFrame):
             data = data.to_arrow()
         kwargs: dict[str, Any] = {
@@ -119,7 +301,21 @@ class DeltaStore(dg.ConfigurableResource):
         }
         if day is not None:
             kwargs["predicate"] = day_predicate(day)
-        write_deltalake(uri, data, **kwargs)
+        if predicate is not None:
+            kwargs["predicate"] = (
+                predicate if day is None else f"({kwargs['predicate']}) AND ({predicate})"
+            )
+        for attempt in range(COMMIT_ATTEMPTS):
+            source = data() if callable(data) else data
+            try:
+                write_deltalake(uri, source, **kwargs)
+                break
+            except (CommitFailedError, DeltaError) as e:
+                if not _is_commit_race(e) or (
+                    isinstance(source, pa.RecordBatchReader) and not callable(data)
+                ):
+                    raise
+                _commit_backoff(uri, attempt, e)
         t = self._table(uri)
         assert t is not None
         return t.version()
@@ -168,3 +364,30 @@ class DeltaStore(dg.ConfigurableResource):
     def history(self, chain: ChainConfig, table: str, limit: int = 1) -> list[dict[str, Any]]:
         t = self._table(self.table_uri(chain, table))
         return [] if t is None else t.history(limit)
+
+
+_CREDENTIAL_ERRORS = {
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "AccessDenied",
+    "Forbidden",
+    "403",
+    "401",
+    "ExpiredToken",
+    "InvalidToken",
+}
+
+
+def _is_commit_race(e: Exception) -> bool:
+    if isinstance(e, CommitFailedError):
+        return True
+    msg = str(e).lower()
+    return "version" in msg and ("already exists" in msg or "conflict" in msg)
+
+
+def _commit_backoff(uri: str, attempt: int, e: Exception) -> None:
+    if attempt + 1 >= COMMIT_ATTEMPTS:
+        raise e
+    delay = min(2.0, 0.05 * 2**attempt) * (0.5 + random.random())
+    log.warning("Delta commit to %s lost a race (%s); retrying in %.2fs", uri, e, delay)
+    time.sleep(delay)
