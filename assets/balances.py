@@ -90,7 +90,7 @@ class BalancesModel(pa.DataFrameModel):
         unique = ["address", "token_address", "date"]
 
     @pa.dataframe_check
-    def eoa_never_negative(cls, data: pa.PolarsData) -> pl.LazyFrame:
+    def eoa_never_negative(cls, data: pa.PolarsData) -> pl.LazyFrame:  # type: ignore[misc]
         # A contract can look negative when it receives native value through internal calls
         # (not transactions); an externally owned account never can.
         return data.lazyframe.select((pl.col("account_type") != "eoa") | (pl.col("balance") >= 0))
@@ -119,7 +119,7 @@ def wallets_frame(wallets: Iterable[WalletConfig]) -> pl.DataFrame:
 
 
 MOVEMENTS_SCHEMA = pl.Schema(
-    {"date": pl.Date, "address": pl.String, "token_address": pl.String, "amount": UNITS}
+    {"date": pl.Date(), "address": pl.String(), "token_address": pl.String(), "amount": UNITS}
 )
 
 
@@ -169,7 +169,7 @@ def balance_movements(
             "token transfers too wide for Decimal(38,0) touch tracked wallets: "
             + ", ".join(f"{r['address']} {r['token_address']}" for r in bad.iter_rows(named=True))
         )
-    return moves.cast(dict(MOVEMENTS_SCHEMA))  # type: ignore[arg-type]
+    return moves.cast(MOVEMENTS_SCHEMA)
 
 
 def closing_balances(

@@ -284,8 +284,10 @@ def catalog_frames(
         for p in book.portfolios
     ]  # fmt: skip
     wallet_ids = {(w.chain, w.address): str(w.id) for w in book.wallets}
+    # After validation every portfolio has its chain.
+    chain_of = {p.id: p.chain or "" for p in book.portfolios}
     members = [
-        {"portfolio_id": p.id, "wallet_id": wallet_ids[(p.chain, a)], "address": a,
+        {"portfolio_id": p.id, "wallet_id": wallet_ids[(chain_of[p.id], a)], "address": a,
          "chain": p.chain}
         for p in book.portfolios
         for a in p.wallets
@@ -501,13 +503,14 @@ def catalog(context: dg.AssetExecutionContext, duckdb: ServingDuckDB):
             ) from e
     with duckdb.writer() as conn:
         counts = write_catalog(conn, frames)
+    per_table: dict[str, Any] = {f"{name}_rows": c["rows"] for name, c in counts.items()}
     yield dg.MaterializeResult(
         metadata=table_metadata(
             rows_written=sum(c["rows"] for c in counts.values()),
             seconds=time.monotonic() - started,
             database=str(duckdb.path),
-            **{f"{name}_rows": c["rows"] for name, c in counts.items()},
             deleted=sum(c["deleted"] for c in counts.values()),
+            **per_table,
         )
     )
     yield dg.AssetCheckResult(check_name="schema", passed=True)
@@ -537,8 +540,10 @@ def views(context: dg.AssetExecutionContext, duckdb: ServingDuckDB, delta: Delta
     with duckdb.writer(delta.storage_options()) as conn:
         for sql in statements.values():
             conn.execute(sql)
-        counts = {name: conn.execute(f"SELECT count(*) FROM {quote(name)}").fetchone()[0]  # noqa: S608
-                  for name in statements}  # fmt: skip
+        counts = {}
+        for name in statements:
+            row = conn.execute(f"SELECT count(*) FROM {quote(name)}").fetchone()  # noqa: S608
+            counts[name] = row[0] if row else 0
     return dg.MaterializeResult(
         metadata={
             "duration_s": round(time.monotonic() - started, 3),

@@ -59,7 +59,7 @@ class NativeTransfersModel(pa.DataFrameModel):
         strict = True
 
     @pa.dataframe_check
-    def reverted_moves_nothing(cls, data: pa.PolarsData) -> pl.LazyFrame:
+    def reverted_moves_nothing(cls, data: pa.PolarsData) -> pl.LazyFrame:  # type: ignore[misc]
         return data.lazyframe.select((pl.col("status") != 0) | (pl.col("value") == 0))
 
 

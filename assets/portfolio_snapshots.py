@@ -100,7 +100,7 @@ class PortfolioSnapshotsModel(pa.DataFrameModel):
         unique = ["portfolio_id", "timestamp"]
 
     @pa.dataframe_check
-    def allocation_sums_to_one(cls, data: pa.PolarsData) -> pl.LazyFrame:
+    def allocation_sums_to_one(cls, data: pa.PolarsData) -> pl.LazyFrame:  # type: ignore[misc]
         total = pl.col("asset_allocation").list.eval(pl.element().struct.field("value")).list.sum()
         return data.lazyframe.select(
             pl.when(pl.col("total_value") > 0)
@@ -253,7 +253,9 @@ def portfolio_snapshots_frame(
     )  # fmt: skip
     series = pl.concat([past.filter(pl.col("date") < days[0]),
                         frame.select("portfolio_id", "date", "daily_return")])  # fmt: skip
-    span = (days[-1] - series["date"].min()).days + 1
+    first = series["date"].min()
+    assert isinstance(first, dt.date)
+    span = (days[-1] - first).days + 1
     inception = risk.window_risk(series, as_of=days, window_days=span, inception=True)
     out = frame.join(inception, on=["portfolio_id", "date"], how="left").with_columns(
         pl.col("date").cast(pl.Datetime("ms", "UTC")).alias("timestamp"),

@@ -80,7 +80,7 @@ class RiskMetricsModel(pa.DataFrameModel):
         unique = ["portfolio_id", "timestamp", "window_days"]
 
     @pa.dataframe_check
-    def cvar_at_least_as_bad_as_var(cls, data: pa.PolarsData) -> pl.LazyFrame:
+    def cvar_at_least_as_bad_as_var(cls, data: pa.PolarsData) -> pl.LazyFrame:  # type: ignore[misc]
         return data.lazyframe.select(
             pl.col("cvar_95").is_null()
             | pl.col("var_95").is_null()
@@ -88,7 +88,7 @@ class RiskMetricsModel(pa.DataFrameModel):
         )
 
     @pa.dataframe_check
-    def observations_fit_the_window(cls, data: pa.PolarsData) -> pl.LazyFrame:
+    def observations_fit_the_window(cls, data: pa.PolarsData) -> pl.LazyFrame:  # type: ignore[misc]
         return data.lazyframe.select(pl.col("observations") <= pl.col("window_days"))
 
 

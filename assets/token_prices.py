@@ -185,7 +185,8 @@ def token_prices(context: dg.AssetExecutionContext, delta: DeltaStore, rpc: RpcR
     chain, day = partition_chain_day(context.partition_key)
     started = time.monotonic()
     feeds = feeds_frame(chain)
-    df, missing = empty(TokenPricesModel), []
+    df = empty(TokenPricesModel)
+    missing: list[str] = []
     blocks = day_blocks(delta, chain, day) if feeds.height else None
     if blocks is not None:
         logs = delta.read_day(chain, "logs", day, schema=polars_schema(LogsModel))

@@ -256,12 +256,12 @@ def parse_portfolios(
         members: list[WalletConfig] = []
         bad = False
         for ref in p.wallets:
-            w = _resolve(ref, p.chain, by_name, addresses)
-            if isinstance(w, str):
-                problems.append(f"{where}: field 'wallets': {w}")
+            member = _resolve(ref, p.chain, by_name, addresses)
+            if isinstance(member, str):
+                problems.append(f"{where}: field 'wallets': {member}")
                 bad = True
             else:
-                members.append(w)
+                members.append(member)
         if bad:
             continue
         member_chains = sorted({w.chain for w in members})

@@ -157,7 +157,7 @@ def window_risk(
     else:
         exprs = risk_exprs(returns_col)
         figures = _risk_schema()
-    out_schema = {by: returns.schema[by], date_col: pl.Date} | figures
+    out_schema: dict[str, pl.DataType] = {by: returns.schema[by], date_col: pl.Date()} | figures
     if not as_of or returns.height == 0:
         return pl.DataFrame(schema=out_schema)
     lo = as_of[0] - dt.timedelta(days=window_days - 1)
@@ -192,7 +192,7 @@ def window_risk(
             .agg(exprs)
             .filter(pl.col(date_col).is_in(as_of))
         )
-    return out.select(list(out_schema)).cast(out_schema).sort(by, date_col).collect()
+    return out.select(list(out_schema)).cast(pl.Schema(out_schema)).sort(by, date_col).collect()
 
 
 def _risk_schema() -> dict[str, pl.DataType]:
@@ -219,7 +219,11 @@ def mean_pairwise_correlation(
     a return (pairwise complete); a pair with fewer than `min_observations` such days or with
     zero variance has no correlation and is left out of the mean. Null when no pair is left
     (a portfolio of one asset, or of stable-priced ones)."""
-    out_schema = {by: holdings.schema[by], date_col: pl.Date, "correlation_score": pl.Float64}
+    out_schema: dict[str, pl.DataType] = {
+        by: holdings.schema[by],
+        date_col: pl.Date(),
+        "correlation_score": pl.Float64(),
+    }
     results: list[pl.DataFrame] = []
     assets = sorted(asset_returns[asset_col].unique().drop_nulls().to_list())
     index = {a: i for i, a in enumerate(assets)}

@@ -30,6 +30,7 @@ import dagster as dg
 import pandera.polars as pa
 import polars as pl
 import pyarrow
+from polars._typing import PolarsDataType
 from pydantic import Field
 
 DEFAULT_PATH = "data/clickhouse"
@@ -67,7 +68,7 @@ def _literal(text: str) -> str:
     return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-def clickhouse_type(dtype: pl.DataType, nullable: bool = False) -> str:
+def clickhouse_type(dtype: PolarsDataType, nullable: bool = False) -> str:
     """The ClickHouse type of a Polars type. `List(Struct({key, value}))` is a Map."""
     base: str
     if isinstance(dtype, pl.Decimal):

@@ -26,9 +26,13 @@ from pathlib import Path
 import duckdb
 import polars as pl
 from dagster_duckdb import DuckDBResource
+from polars._typing import PolarsDataType
 
 DEFAULT_PATH = "data/chainlake.duckdb"
-_NO_DOWNLOADS = {"autoinstall_known_extensions": False, "autoload_known_extensions": False}
+_NO_DOWNLOADS: dict[str, str | bool | int | float | list[str]] = {
+    "autoinstall_known_extensions": False,
+    "autoload_known_extensions": False,
+}
 
 
 def extension_file(name: str) -> Path:
@@ -73,7 +77,7 @@ def load_delta(conn: duckdb.DuckDBPyConnection, storage_options: Mapping[str, st
     conn.execute(f"CREATE OR REPLACE TEMPORARY SECRET chainlake_s3 ({body})")
 
 
-def duckdb_type(dtype: pl.DataType) -> str:
+def duckdb_type(dtype: PolarsDataType) -> str:
     """The DuckDB type of a Polars type; `List(Struct({key, value}))` is a MAP."""
     if isinstance(dtype, pl.Decimal):
         return f"DECIMAL({dtype.precision}, {dtype.scale})"
