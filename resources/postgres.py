@@ -11,6 +11,9 @@ from pydantic import Field
 from chainlake.events import db
 from chainlake.events.db import Conn
 
+# URLs whose schema this process has found current (checked once per process).
+_SCHEMA_CHECKED: set[str] = set()
+
 
 class PostgresResource(dg.ConfigurableResource):
     """Connections to the events database. The schema is managed by `chainlake db migrate`."""
@@ -32,11 +35,25 @@ class PostgresResource(dg.ConfigurableResource):
         "LISTEN/NOTIFY before giving up (a wake-up only; the tables are the truth).",
     )
 
+    auto_migrate: bool = Field(
+        default=True,
+        description="Create the database and bring its schema to the latest revision on first "
+        "use, as `chainlake db migrate` does (one query when it is already current). Turn off "
+        "where schema changes go through a release process.",
+    )
+
+    def _ready(self) -> None:
+        if self.auto_migrate and self.url not in _SCHEMA_CHECKED:
+            db.ensure_schema(self.url)
+            _SCHEMA_CHECKED.add(self.url)
+
     @contextmanager
     def connection(self, *, autocommit: bool = False) -> Iterator[Conn]:
         """A connection that commits when the block succeeds and rolls back when it raises."""
+        self._ready()
         with db.connection(self.url, autocommit=autocommit) as conn:
             yield conn
 
     def connect(self, *, autocommit: bool = False) -> Conn:
+        self._ready()
         return db.connect(self.url, autocommit=autocommit)

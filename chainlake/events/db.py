@@ -25,6 +25,9 @@ DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/chainlake"
 VERSION_TABLE = "chainlake_alembic_version"
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 NOTIFY_CHANNEL = "new_event"
+# The newest revision in migrations/versions (a unit test keeps the two in step), so checking
+# that a database is current needs one query, not alembic.
+HEAD_REVISION = "0002"
 
 _SCHEME_RE = re.compile(r"^postgres(?:ql)?(?:\+[a-z0-9]+)?://")
 
@@ -119,6 +122,19 @@ def current_revision(url: str) -> str | None:
             sql.SQL("SELECT version_num FROM {}").format(sql.Identifier(VERSION_TABLE))
         ).fetchone()
         return str(row["version_num"]) if row else None
+
+
+def ensure_schema(url: str) -> bool:
+    """Create the database if missing and migrate it to the head revision when it is behind;
+    True if anything was done. One query when the schema is already current."""
+    try:
+        if current_revision(url) == HEAD_REVISION:
+            return False
+    except psycopg.OperationalError as e:
+        if "does not exist" not in str(e):
+            raise
+    migrate(url)
+    return True
 
 
 def scalar(conn: Conn, query: Any, params: Any = None) -> Any:

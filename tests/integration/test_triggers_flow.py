@@ -242,3 +242,24 @@ def test_a_tick_with_nothing_to_do_wakes_on_notify(url: str, waiting_engine: Eng
     t.join()
     assert [r.run_key for r in requests] == ["events-1-1"]
     assert 0.4 < elapsed < 5, elapsed
+
+
+def test_demo_section_applies_the_example_triggers_and_lists_deliveries(
+    url: str, monkeypatch: pytest.MonkeyPatch, tmp_path
+) -> None:
+    from chainlake.events.demo import summary
+
+    treasury = "0xf39fd6e51aad88f6f4ce6ab8827279cfffb92266"  # tracked in config/portfolios.yaml
+    monkeypatch.setenv("POSTGRES_URL", url)
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
+    monkeypatch.delenv("CHAINS_CONFIG", raising=False)
+    monkeypatch.delenv("PORTFOLIOS_CONFIG", raising=False)
+    with db.connection(url) as c:
+        store.insert_events(c, [transfer(80, 2500 * 10**18, to=treasury), feedback(81, score=5)])
+    lines = summary([])
+    text = "\n".join(lines)
+    assert "triggers: 11 applied from config/triggers.yaml" in lines[0]
+    assert "-> large-transfer-in:31337-80-0:webhook: 2500 tokens" in text
+    assert "-> low-feedback-score:31337-81-0:webhook: agent 1 got score 5" in text
+    again = "\n".join(summary([]))
+    assert "delivered in an earlier demo run" in again

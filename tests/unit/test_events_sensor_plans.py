@@ -42,3 +42,12 @@ def test_due_again_is_requested_once_per_grace_bucket() -> None:
 def test_nothing_due() -> None:
     runs, cur = plan_delivery_runs([], {"seq": 9, "retry_bucket": 3}, now=0.0)
     assert runs == [] and cur == {"seq": 9, "retry_bucket": 3}
+
+
+def test_head_revision_constant_matches_the_migrations() -> None:
+    from alembic.script import ScriptDirectory
+
+    from chainlake.events import db
+
+    script = ScriptDirectory.from_config(db.alembic_config("postgresql://unused/x"))
+    assert script.get_heads() == [db.HEAD_REVISION]
