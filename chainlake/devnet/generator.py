@@ -86,7 +86,8 @@ ETHER = 10**18
 MAX_FEE_PER_GAS = 20 * GWEI
 PRICE_UPDATES_PER_DAY = 6
 REQUIRED_ACCOUNTS = 20
-BLOCK_GAS_BUDGET = 25_000_000  # under anvil's 30M block gas limit, so nothing spills over
+# Planned gas limits must fit a block, or anvil would push transactions to the next one.
+BLOCK_GAS_SHARE = 0.9
 HOT_WALLET_START_ETH = 12
 HOT_WALLET_DAILY_PAYMENT_ETH = 1
 
@@ -849,10 +850,13 @@ class _World:
 # Sending and mining
 
 
-def _send_block(rpc: Rpc, txs: list[_Tx], timestamp: int) -> list[str]:
+def _send_block(rpc: Rpc, txs: list[_Tx], timestamp: int, gas_budget: int) -> list[str]:
     total_gas = sum(t.gas for t in txs)
-    if total_gas > BLOCK_GAS_BUDGET:
-        raise GeneratorError(f"planned block needs {total_gas} gas, over {BLOCK_GAS_BUDGET}")
+    if total_gas > gas_budget:
+        raise GeneratorError(
+            f"a planned block needs {total_gas} gas, over {gas_budget}; lower txs_per_block "
+            "(about 80k gas a transaction on average) or start anvil with a higher --gas-limit"
+        )
     hashes = rpc.batch([("eth_sendTransaction", [t.params]) for t in txs])
     rpc.call("evm_mine", timestamp)
     return [str(h) for h in hashes]
@@ -900,6 +904,11 @@ def generate(
     Run it on a fresh anvil whose genesis is ``start`` at midnight UTC (``Anvil(genesis=start)``)
     with at least 20 dev accounts. Day 0 also holds four setup blocks (deployments, funding,
     first agents) in its first seconds. Returns the manifest; nothing is written to disk.
+
+    Pipelines that read historical state (balances at a day's last block) need the node to
+    keep every block's state: ``Anvil(keep_states=...)`` at least the chain's length.
+    ``txs_per_block`` is bounded by the block gas limit (about 250 with anvil's 30M).
+    Progress is logged every ``progress_every`` blocks.
     """
     if days < 1 or blocks_per_day < 1 or txs_per_block < 1:
         raise ValueError("days, blocks_per_day and txs_per_block must be at least 1")
@@ -1028,11 +1037,13 @@ def _run(
     day_blocks: list[DayBlocks] = []
     planned: list[tuple[int, list[_Tx], list[str]]] = []
     t0 = time.monotonic()
+    gas_limit = int(rpc.call("eth_getBlockByNumber", "latest", False)["gasLimit"], 16)
+    gas_budget = int(gas_limit * BLOCK_GAS_SHARE)
     total_blocks = days * blocks_per_day
 
     def mine(block_txs: list[_Tx], ts: int) -> None:
         nonlocal number
-        hashes = _send_block(rpc, block_txs, ts)
+        hashes = _send_block(rpc, block_txs, ts, gas_budget)
         number += 1
         world.end_block(block_txs)
         if verify:
