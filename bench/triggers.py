@@ -130,15 +130,23 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def dagster_processes(home: Path, env_vars: dict[str, str], log_dir: Path) -> Iterator[str]:
-    """dagster-daemon and dagster-webserver on this file's code location; yields the UI URL."""
+def dagster_processes(
+    home: Path, env_vars: dict[str, str], log_dir: Path, location: str
+) -> Iterator[str]:
+    """dagster-daemon and dagster-webserver on the chosen code location; yields the UI URL.
+    engine: this file's `defs` (trigger jobs and sensors only); full: pipelines.definitions,
+    the project's whole code location, as `make dev` serves it."""
     workspace = home / "workspace.yaml"
+    if location == "full":
+        target = "  - python_module:\n      module_name: pipelines.definitions\n"
+    else:
+        target = f"  - python_file:\n      relative_path: {Path(__file__).resolve()}\n"
     workspace.write_text(
-        "load_from:\n  - python_file:\n"
-        f"      relative_path: {Path(__file__).resolve()}\n"
-        "      attribute: defs\n"
-        f"      working_directory: {ROOT}\n"
-        "      location_name: triggers_bench\n"
+        "load_from:\n"
+        + target
+        + "      attribute: defs\n"
+        + f"      working_directory: {ROOT}\n"
+        + "      location_name: triggers_bench\n"
     )
     bin_dir = Path(sys.executable).parent
     port = free_port()
@@ -242,7 +250,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     results_dir = ROOT / "bench" / "results"
     results_dir.mkdir(parents=True, exist_ok=True)
     receiver = Receiver()
-    info: dict[str, Any] = {"machine": machine(), "instance": args.instance, "events": args.events,
+    info: dict[str, Any] = {"machine": machine(), "instance": args.instance,
+                            "location": args.location, "events": args.events,
                             "seconds": args.seconds}  # fmt: skip
     try:
         db.migrate(events_url)
@@ -265,7 +274,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "DAGSTER_HOME": str(home), "DAGSTER_POSTGRES_URL": dagster_url,
             "POSTGRES_URL": events_url, "BENCH_HOOK_URL": receiver.url,
         }  # fmt: skip
-        with dagster_processes(home, env_vars, home) as ui:
+        with dagster_processes(home, env_vars, home, args.location) as ui:
             t0 = time.time()
             wait_http(f"{ui}/server_info", 180)
             # Warm-up: one event through the whole path, so the code server and both sensors
@@ -381,6 +390,8 @@ def main() -> int:
     p.add_argument("--seconds", type=float, default=60.0)
     p.add_argument("--instance", choices=["project", "fast"], default="project",
                    help="project: the repository's dagster.yaml; fast: plain run coordinator, threaded sensors")  # fmt: skip
+    p.add_argument("--location", choices=["engine", "full"], default="full",
+                   help="full: pipelines.definitions, as deployed; engine: the trigger jobs and sensors only")  # fmt: skip
     p.add_argument(
         "--drain-timeout", type=float, default=600.0, help="wait this long for the last deliveries"
     )
