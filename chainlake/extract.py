@@ -207,11 +207,13 @@ class BlockReader:
 
 
 def read_chunks(
-    client: RpcClient, chain_id: int, first: int, last: int, *, blocks_per_batch: int = 25
+    client: RpcClient, chain_id: int, first: int, last: int, *, blocks_per_batch: int | None = None
 ) -> Iterator[Chunk]:
     """Chunks of blocks first..last, in order, with up to the client's in-flight limit of
-    reads overlapping."""
+    reads overlapping. A chunk is one batch of blocks and one of receipts, `blocks_per_batch`
+    calls each (the chain's `batch_size` by default)."""
     reader = BlockReader(client, chain_id)
+    blocks_per_batch = blocks_per_batch or client.batch_size
     ranges = (
         range(start, min(start + blocks_per_batch, last + 1))
         for start in range(first, last + 1, blocks_per_batch)
@@ -255,7 +257,7 @@ def stage_range(
     progress: Callable[[int, int], None] | None = None,
     flush_rows: int = 50_000,
     validate: bool = True,
-    blocks_per_batch: int = 25,
+    blocks_per_batch: int | None = None,
 ) -> StagedExtract:
     """Read blocks first..last with receipts and stage them; memory stays flat because rows are
     flushed to Parquet every `flush_rows` transactions. Each flushed chunk is checked against
