@@ -173,6 +173,8 @@ def events_maintenance(
 @dg.job(
     description="Evaluate triggers for a batch of events (launched by chain_events_sensor).",
     tags={"chainlake/engine": "triggers"},
+    # one op per job: a step subprocess would only add an interpreter start to every run
+    executor_def=dg.in_process_executor,
 )
 def evaluate_triggers_job() -> None:
     evaluate_triggers()
@@ -182,12 +184,18 @@ def evaluate_triggers_job() -> None:
     description="Deliver pending actions (launched by pending_actions_sensor; launch it "
     "from the UI with replay_ids or replay_failed to replay failed deliveries).",
     tags={"chainlake/engine": "triggers"},
+    # one op per job: a step subprocess would only add an interpreter start to every run
+    executor_def=dg.in_process_executor,
 )
 def deliver_actions_job() -> None:
     deliver_actions()
 
 
-@dg.job(description="Events retention and hourly views.", tags={"chainlake/engine": "triggers"})
+@dg.job(
+    description="Events retention and hourly views.",
+    tags={"chainlake/engine": "triggers"},
+    executor_def=dg.in_process_executor,
+)
 def events_maintenance_job() -> None:
     events_maintenance()
 
