@@ -175,3 +175,27 @@ def run_once(url: str | None) -> None:
         f"evaluated {report.events} events: {report.fired} firing(s), {report.deliveries_added} new deliveries"
     )
     _deliver_here(target, None)
+
+
+@triggers.command("set-agent-token")
+@click.argument("agent_id", type=int)
+@url_option
+@click.option(
+    "--token",
+    prompt=True,
+    hide_input=True,
+    help="The agent's MCP bearer token (prompted if omitted).",
+)
+def set_agent_token(agent_id: int, url: str | None, token: str) -> None:
+    """Store an agent's MCP bearer token, encrypted with CHAINLAKE_SECRET_KEY."""
+    from chainlake.events.agents import set_agent_mcp_token
+
+    key = os.environ.get("CHAINLAKE_SECRET_KEY")
+    if not key:
+        raise click.UsageError(
+            "CHAINLAKE_SECRET_KEY is not set (a Fernet key: python -c "
+            "'from chainlake.events.agents import new_key; print(new_key())')"
+        )
+    with events_db.connection(postgres_url(url)) as conn:
+        set_agent_mcp_token(conn, agent_id, token, key=key)
+    click.echo(f"token of agent {agent_id} stored (encrypted)")

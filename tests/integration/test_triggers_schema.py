@@ -216,6 +216,13 @@ def test_views_retention_and_tokens(url: str) -> None:
         assert get_agent_mcp_token(c, 7, key=key) == "s3cret-token"
         with pytest.raises(ValueError, match="does not decrypt"):
             get_agent_mcp_token(c, 7, key=new_key())
+    r = CliRunner().invoke(
+        main, ["triggers", "set-agent-token", "8", "--url", url, "--token", "t8"],
+        env={"CHAINLAKE_SECRET_KEY": key},
+    )  # fmt: skip
+    assert r.exit_code == 0, r.output
+    with db.connection(url) as c:
+        assert get_agent_mcp_token(c, 8, key=key) == "t8"
 
 
 def test_decoded_frame_matches_the_events_table(url: str) -> None:
