@@ -172,7 +172,11 @@ def transactions_from_rpc(
         .explode("transactions")
         .unnest("transactions")
     )
-    rc = receipts.select(pl.all().name.prefix("rc_"))
+    # a node returns a block's receipts in transaction order; a proxy or a hand-made answer
+    # may not, so they are put in that order before being lined up with the transactions
+    rc = receipts.sort("_bi", quantity("transactionIndex"), maintain_order=True).select(
+        pl.all().name.prefix("rc_")
+    )
     _check_receipts(txs, rc)
     if txs.height == 0:
         return empty(TransactionsModel)

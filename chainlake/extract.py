@@ -263,6 +263,7 @@ def stage_range(
     flushed to Parquet every `flush_rows` transactions. Each flushed chunk is checked against
     its Pandera model first, so bad data fails here, before anything reaches Delta. Blocks
     must chain by parent hash, or ReorgDuringRead is raised."""
+    directory.mkdir(parents=True, exist_ok=True)
     staged = StagedExtract(directory)
     buf: dict[str, list[pl.DataFrame]] = {t: [] for t in RAW_TABLES}
     pending = dict.fromkeys(RAW_TABLES, 0)
