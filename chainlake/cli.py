@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from chainlake.commands.catalog import catalog
 from chainlake.commands.db import db
 from chainlake.commands.db_ops import attach as attach_db_ops
 from chainlake.commands.devnet import devnet
@@ -16,6 +17,7 @@ def main() -> None:
 
 
 attach_db_ops(db)
+main.add_command(catalog)
 main.add_command(db)
 main.add_command(devnet)
 main.add_command(triggers)

@@ -57,6 +57,8 @@ def test_the_groups_of_this_issue_are_registered() -> None:
         "devnet up",
         "devnet down",
         "devnet seed",
+        "catalog import",
+        "catalog export",
     ):
         assert expected in names, f"missing `chainlake {expected}`"
 
@@ -294,3 +296,94 @@ def test_devnet_up_seed_status_down(tmp_path: Path) -> None:
     assert code == 0 and out.strip() == "devnet stopped"
     code, out = run("devnet", "status", "--state-dir", state)
     assert code == 1 and "no devnet running" in out
+
+
+# -- catalog import / export ----------------------------------------------------------------
+
+CHAINS_YAML = """\
+chains:
+  - name: devnet
+    network: devnet
+    subnet: local
+    chain_id: 31337
+    rpc_urls: ["http://127.0.0.1:8545"]
+    start_date: 2026-11-01
+"""
+PORTFOLIOS_YAML = """\
+wallets:
+  - {name: treasury, address: "0x70997970C51812dc3A010C7d01b50e0d17dc79C8", chain: devnet}
+  - {name: hot, address: "0x3c44cdddb6a900fa2b585dd299e03d12fa4293bc", chain: devnet}
+portfolios:
+  - id: core
+    name: Core
+    description: both wallets
+    risk_profile: conservative
+    target_allocation: {ETH: 0.75, USDC: 0.25}
+    wallets: [treasury, hot]
+alerts:
+  - name: Low hot wallet
+    query: Alert me when the hot wallet holds less than 10 ETH
+    expression: wallet_balances.filter(pl.col("balance") < 10)
+    parameters: {wallet: hot, threshold: 10}
+"""
+
+
+def _catalog_rows(path: Path) -> dict[str, list[tuple]]:
+    import duckdb
+
+    with duckdb.connect(str(path), read_only=True) as conn:
+        tables = ["wallets", "nodes", "tokens", "portfolios", "portfolio_wallets", "alerts"]
+        return {
+            t: conn.execute(f"SELECT * EXCLUDE (created_at) FROM {t} ORDER BY ALL").fetchall()  # noqa: S608
+            for t in tables
+        }
+
+
+def test_catalog_import_export_round_trip(tmp_path: Path) -> None:
+    chains = tmp_path / "chains.yaml"
+    chains.write_text(CHAINS_YAML)
+    book = tmp_path / "portfolios.yaml"
+    book.write_text(PORTFOLIOS_YAML)
+    db = tmp_path / "catalog.duckdb"
+
+    code, out = run("catalog", "import", str(book), "--chains", str(chains), "--duckdb", str(db))
+    assert code == 0, out
+    assert "wallets 2" in out and "portfolios 1" in out and "alerts 1" in out
+    first = _catalog_rows(db)
+
+    exported = tmp_path / "exported.yaml"
+    code, out = run("catalog", "export", "--duckdb", str(db), "--output", str(exported))
+    assert code == 0, out
+    code, out = run(
+        "catalog", "import", str(exported), "--chains", str(chains), "--duckdb", str(db)
+    )
+    assert code == 0, out
+    # the same rows, and no row touched (updated_at unchanged): export is a faithful inverse
+    assert _catalog_rows(db) == first
+
+    code, out = run(
+        "catalog",
+        "export",
+        "--duckdb",
+        str(db),
+        "--format",
+        "parquet",
+        "--output",
+        str(tmp_path / "pq"),
+    )
+    assert code == 0, out
+    assert pq.read_table(tmp_path / "pq" / "portfolio_wallets.parquet").num_rows == 2
+
+
+def test_catalog_import_names_the_bad_entry_and_writes_nothing(tmp_path: Path) -> None:
+    chains = tmp_path / "chains.yaml"
+    chains.write_text(CHAINS_YAML)
+    book = tmp_path / "portfolios.yaml"
+    book.write_text(PORTFOLIOS_YAML.replace("chain: devnet}", "chain: mainnet}", 1))
+    db = tmp_path / "catalog.duckdb"
+    code, out = run("catalog", "import", str(book), "--chains", str(chains), "--duckdb", str(db))
+    assert code == 1
+    assert "treasury" in out and "mainnet" in out
+    assert not db.exists()
+    code, out = run("catalog", "export", "--duckdb", str(db))
+    assert code == 1 and "no catalog yet" in out
