@@ -23,8 +23,11 @@ from sensors.pending_actions import pending_actions_sensor
 
 
 class EvaluateConfig(dg.Config):
-    after_seq: int = Field(description="Evaluate events with seq greater than this ...")
-    up_to_seq: int = Field(description="... and at most this (inclusive).")
+    after_seq: int = Field(description="The batch the sensor saw: events with seq above this ...")
+    up_to_seq: int = Field(
+        description="... up to this one (inclusive). The run evaluates every event not yet "
+        "evaluated up to here (an earlier batch whose run has not started yet included)."
+    )
     deliver_inline: bool = Field(
         default=True,
         description="Deliver the new matches in this run, right after evaluating (one run "
@@ -67,11 +70,10 @@ def evaluate_triggers(
 
     owner = context.run_id if config.deliver_inline else None
     with postgres.connection() as conn:
-        report = evaluate_batch(
-            conn, after_seq=config.after_seq, up_to_seq=config.up_to_seq, claim_for=owner
-        )
+        report = evaluate_batch(conn, up_to_seq=config.up_to_seq, claim_for=owner)
+    span = f"{report.first_seq}..{report.last_seq}" if report.events else "none (already done)"
     context.log.info(
-        f"events {config.after_seq + 1}..{config.up_to_seq}: {report.events} evaluated, "
+        f"batch {config.after_seq + 1}..{config.up_to_seq}: evaluated events {span}: "
         f"{report.fired} firing(s), {report.deliveries_added} new deliveries"
     )
     summary: dict[str, int] = {

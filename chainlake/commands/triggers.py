@@ -170,7 +170,7 @@ def run_once(url: str | None) -> None:
 
     target = postgres_url(url)
     with events_db.connection(target) as conn:
-        report = evaluate_batch(conn, after_seq=0)
+        report = evaluate_batch(conn)
     click.echo(
         f"evaluated {report.events} events: {report.fired} firing(s), {report.deliveries_added} new deliveries"
     )

@@ -100,17 +100,28 @@ def plan(
 def evaluate_batch(
     conn: Conn,
     *,
-    after_seq: int,
     up_to_seq: int | None = None,
     limit: int = 100_000,
     claim_for: str | None = None,
 ) -> Report:
-    """Evaluate every enabled trigger against the events with seq in (after_seq, up_to_seq].
+    """Evaluate every enabled trigger against the events past the evaluation watermark, up to
+    `up_to_seq` (inclusive; everything when None), and move the watermark.
 
-    With `claim_for`, the new deliveries are leased to that owner, which delivers them next
-    (see `enqueue_deliveries`). The caller commits (or uses `db.connection`, which does).
+    The watermark row is locked for the transaction, so evaluations take turns in seq order:
+    a run launched for a later batch that happens to start first also evaluates the earlier
+    events, and the earlier batch's run then finds them done. With `claim_for`, the new
+    deliveries are leased to that owner, which delivers them next (see `enqueue_deliveries`).
+    The caller commits (or uses `db.connection`, which does).
     """
-    events = store.read_events_after(conn, after_seq, up_to_seq=up_to_seq, limit=limit)
+    watermark = store.lock_watermark(conn)
+    if up_to_seq is not None and watermark >= up_to_seq:
+        return Report()
+    events = store.read_events_after(conn, watermark, up_to_seq=up_to_seq, limit=limit)
+    if len(events) == limit or up_to_seq is None:
+        new_mark = events[-1]["seq"] if events else watermark
+    else:
+        new_mark = up_to_seq
+    store.set_watermark(conn, new_mark)
     if not events:
         return Report()
     chain_ids = sorted({int(e["chain_id"]) for e in events})

@@ -326,6 +326,23 @@ def load_triggers(
     ]
 
 
+def lock_watermark(conn: Conn) -> int:
+    """The evaluation watermark (every event up to it is evaluated), locked until the
+    transaction ends: evaluations take turns, in seq order."""
+    row = conn.execute("SELECT seq FROM evaluation_watermark FOR UPDATE").fetchone()
+    if row is None:
+        conn.execute("INSERT INTO evaluation_watermark (seq) VALUES (0) ON CONFLICT DO NOTHING")
+        row = conn.execute("SELECT seq FROM evaluation_watermark FOR UPDATE").fetchone()
+    assert row is not None
+    return int(row["seq"])
+
+
+def set_watermark(conn: Conn, seq: int) -> None:
+    conn.execute(
+        "UPDATE evaluation_watermark SET seq = greatest(seq, %s), updated_at = now()", (seq,)
+    )
+
+
 def lock_trigger_states(conn: Conn, trigger_ids: Sequence[str]) -> dict[str, dict]:
     """The state of each trigger, rows locked until the transaction ends (created if missing).
 

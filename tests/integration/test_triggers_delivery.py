@@ -64,7 +64,7 @@ def low_score(action: dict, **extra: object) -> dict:
 def evaluate(url: str, *events: dict) -> int:
     with db.connection(url) as c:
         store.insert_events(c, list(events))
-        return evaluate_batch(c, after_seq=0).deliveries_added
+        return evaluate_batch(c).deliveries_added
 
 
 def deliverer(url: str, env: dict[str, str] | None = None, **kw: object) -> Deliverer:
@@ -359,7 +359,7 @@ def test_concurrent_evaluations_of_one_batch_count_once(url: str) -> None:
 
     def run() -> None:
         with db.connection(url) as c:
-            added.append(evaluate_batch(c, after_seq=0).deliveries_added)
+            added.append(evaluate_batch(c).deliveries_added)
 
     threads = [threading.Thread(target=run) for _ in range(3)]
     for t in threads:

@@ -109,7 +109,7 @@ def test_local_chain_events_fire_the_example_triggers(
         monkeypatch.setenv("TRIGGER_WEBHOOK_URL", rec.url)
         with db.connection(url) as c:
             apply_spec(c, load_spec(ROOT / "config" / "triggers.yaml", resolver=default_resolver()))
-            report = evaluate_batch(c, after_seq=0)
+            report = evaluate_batch(c)
         assert report.fired > 0
         delivered = Deliverer(
             url=url,

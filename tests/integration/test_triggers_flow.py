@@ -178,7 +178,7 @@ def test_events_to_deliveries_once(url: str, monkeypatch: pytest.MonkeyPatch, in
         # Nothing new: the sensors skip, and running the same evaluation again adds nothing.
         assert engine.tick_events() == [] and engine.tick_actions() == []
         with db.connection(url) as c:
-            assert evaluate_batch(c, after_seq=0).deliveries_added == 0
+            assert evaluate_batch(c).deliveries_added == 0
         assert len(rec.requests) == 3
 
         # A reorg removes block 13: the retraction is an event and reaches its trigger.
@@ -211,14 +211,34 @@ def test_events_inserted_while_no_sensor_runs_are_delivered_once_later(
         evaluated, delivered = engine.cycle()
         assert sum(e["events"] for e in evaluated) == 40
         assert sum(d["succeeded"] for d in delivered) == 40
-        # a second engine starting from scratch (cursor lost) finds nothing more to deliver
+        # a second engine starting from scratch (cursor lost) requests a run for all 41, which
+        # finds them evaluated already
         fresh = Engine(url)
+        assert [r.run_key for r in fresh.tick_events()] == ["events-1-41"]
+        fresh.events_cursor = None
         evaluated, delivered = fresh.cycle()
-        assert (
-            sum(e["events"] for e in evaluated) == 41
-            and sum(e["deliveries_added"] for e in evaluated) == 0
-        )
+        assert [(e["events"], e["deliveries_added"]) for e in evaluated] == [(0, 0)]
         assert len(rec.requests) == 41 and set(rec.by_key().values()) == {1}
+
+
+def test_runs_that_start_out_of_order_lose_nothing(
+    url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The run queue may start a later batch's run first: it evaluates the earlier events too,
+    and the earlier batch's run finds nothing left (no event skipped, none twice)."""
+    from chainlake.events.feed import Batch
+    from sensors.chain_events import evaluate_run_request
+
+    with receiver() as rec:
+        monkeypatch.setenv("HOOK_URL", rec.url)
+        engine = Engine(url)
+        with db.connection(url) as c:
+            store.insert_events(c, [feedback(b, score=1) for b in range(100, 110)])
+        later = engine.execute(evaluate_triggers_job, evaluate_run_request(Batch(5, 10, 5)))
+        earlier = engine.execute(evaluate_triggers_job, evaluate_run_request(Batch(0, 5, 5)))
+        assert (later["events"], later["succeeded"]) == (10, 10)
+        assert (earlier["events"], earlier["deliveries_added"]) == (0, 0)
+        assert len(rec.requests) == 10 and set(rec.by_key().values()) == {1}
 
 
 @pytest.fixture

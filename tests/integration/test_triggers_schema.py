@@ -45,16 +45,16 @@ def test_migrate_and_downgrade_through_the_cli() -> None:
     try:
         r = runner.invoke(main, ["db", "migrate", "--url", url])
         assert r.exit_code == 0, r.output
-        assert "created and migrated" in r.output and db.current_revision(url) == "0002"
+        assert "created and migrated" in r.output and db.current_revision(url) == db.HEAD_REVISION
         r = runner.invoke(main, ["db", "downgrade", "--url", url, "--yes"])
         assert r.exit_code == 0, r.output
-        assert db.current_revision(url) == "0001"
+        assert db.current_revision(url) == "0002"
         r = runner.invoke(main, ["db", "downgrade", "--url", url, "--revision", "base", "--yes"])
         assert r.exit_code == 0 and db.current_revision(url) is None
         with db.connection(url) as c:
             assert c.execute("SELECT to_regclass('events') AS t").fetchone()["t"] is None
         assert runner.invoke(main, ["db", "migrate", "--url", url]).exit_code == 0
-        assert runner.invoke(main, ["db", "current", "--url", url]).output.strip() == "0002"
+        assert runner.invoke(main, ["db", "current", "--url", url]).output.strip() == "0003"
     finally:
         db.drop_database(url)
 
