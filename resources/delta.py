@@ -67,7 +67,8 @@ class DeltaStore(dg.ConfigurableResource):
     )
     s3_create_bucket: bool = Field(
         default=False,
-        description="Create the bucket when it does not exist (else a missing bucket is an error).",
+        description="Create the bucket when it does not exist, else a missing bucket is an "
+        "error (or set DELTA_S3_CREATE_BUCKET=true).",
     )
 
     _bucket_checked: bool = PrivateAttr(default=False)
@@ -106,7 +107,10 @@ class DeltaStore(dg.ConfigurableResource):
             return
         from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
-        create = self.s3_create_bucket if create is None else create
+        if create is None:
+            # also settable without touching the code location: DELTA_S3_CREATE_BUCKET=true
+            flag = os.environ.get("DELTA_S3_CREATE_BUCKET", "").strip().lower()
+            create = self.s3_create_bucket or flag in ("1", "true", "yes")
         where = (
             f"bucket {self.bucket!r} at {self.s3_endpoint_url or 'AWS S3'} (DELTA_ROOT={self.root})"
         )
