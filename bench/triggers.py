@@ -338,7 +338,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     "SELECT status, count(*) AS n FROM deliveries GROUP BY status").fetchall()}  # fmt: skip
                 attempts = {r["status"]: r["n"] for r in c.execute(
                     "SELECT status, count(*) AS n FROM action_results GROUP BY status").fetchall()}  # fmt: skip
-            runs = count_runs(home, dagster_url)
+            records = run_records(home, dagster_url)
+            runs = count_runs(records)
+            stages = breakdown(records, committed, arrivals)
         info.update(
             inserted=sent,
             insert_seconds=round(inserted_in, 1),
@@ -358,6 +360,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             deliveries_by_status=statuses,
             attempts_by_status=attempts,
             runs=runs,
+            median_stage_s=stages,
             load_avg_at_end=os.getloadavg(),
         )
     finally:
@@ -373,14 +376,59 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return info
 
 
-def count_runs(home: Path, dagster_url: str) -> dict[str, dict[str, int]]:
+def run_records(home: Path, dagster_url: str) -> list[dict[str, Any]]:
+    """Every run of the bench instance: job, status, its batch tag, and when it was created
+    (the sensor's request), started (out of the queue, process up) and ended."""
     os.environ["DAGSTER_HOME"] = str(home)
     os.environ["DAGSTER_POSTGRES_URL"] = dagster_url
-    out: dict[str, dict[str, int]] = {}
     with dg.DagsterInstance.get() as instance:
-        for r in instance.get_runs():
-            out.setdefault(r.job_name, {}).setdefault(r.status.value, 0)
-            out[r.job_name][r.status.value] += 1
+        return [
+            {
+                "job": r.dagster_run.job_name,
+                "status": r.dagster_run.status.value,
+                "batch": r.dagster_run.tags.get("chainlake/events"),
+                "created": r.create_timestamp.timestamp(),
+                "started": r.start_time,
+                "ended": r.end_time,
+            }
+            for r in instance.get_run_records()
+        ]
+
+
+def breakdown(
+    records: list[dict[str, Any]], committed: dict[str, float], arrivals: dict[str, list[float]]
+) -> dict[str, Any]:
+    """Median seconds per stage, over the measured events: commit -> run requested by the sensor
+    (tick), requested -> run started (queue + run process start), started -> at the receiver."""
+    spans = []
+    for r in records:
+        if r["job"] == "evaluate_triggers_job" and r["batch"] and r["started"]:
+            lo, hi = (int(x) for x in r["batch"].split("-"))
+            spans.append((lo, hi, r))
+    tick, launch, work = [], [], []
+    for key, t_commit in committed.items():
+        if key not in arrivals:
+            continue
+        seq = int(key.split("-")[1]) + 1  # block i is seq i + 1 (seq 1 is the warm-up event)
+        run = next((r for lo, hi, r in spans if lo <= seq <= hi), None)
+        if run is None:
+            continue
+        tick.append(run["created"] - t_commit)
+        launch.append(run["started"] - run["created"])
+        work.append(arrivals[key][0] - run["started"])
+    med = lambda xs: round(statistics.median(xs), 2) if xs else None  # noqa: E731
+    return {
+        "commit_to_run_requested": med(tick),
+        "requested_to_run_started": med(launch),
+        "run_started_to_delivered": med(work),
+    }
+
+
+def count_runs(records: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
+    out: dict[str, dict[str, int]] = {}
+    for r in records:
+        out.setdefault(r["job"], {}).setdefault(r["status"], 0)
+        out[r["job"]][r["status"]] += 1
     return out
 
 
