@@ -1,8 +1,14 @@
 """raw/blocks, raw/transactions and raw/logs of one chain-day, read from the node in one pass.
 
 The three tables come from the same blocks and receipts, so one step reads them and writes
-each table in one Delta commit. A closed day is replaced whole; the open day (today) is
-brought up to the confirmed head by appending what came after the checkpoint.
+each table in one Delta commit, raw/blocks last (a block row present means its transactions
+and logs are too). A closed day is replaced whole; the open day (today) is brought up to the
+confirmed head from the checkpoint, by replacing the day's rows past it (so a run killed
+half-way and run again never duplicates a row).
+
+Every run first checks the checkpoint block against the node: after a reorg, every table
+holding abandoned blocks is repaired, in every partition (`chainlake.reorg`), and the
+repair is logged and recorded in the materialisation's metadata.
 """
 
 import time

@@ -1,0 +1,372 @@
+"""Benchmark: extraction of blocks, transactions, receipts and logs from one anvil node.
+
+    .venv/bin/python bench/extract.py                  # 2,000 blocks × 50 transactions
+    .venv/bin/python bench/extract.py --blocks 300     # quick
+    .venv/bin/python bench/extract.py --rounds 3       # a, b, c three times each, interleaved
+
+One node holds the chain (filled with `chainlake.devnet.generator.fill`, all blocks in one
+UTC day); then, side by side in the same run, against that node:
+
+- (a) raw ceiling: a minimal batched JSON-RPC reader (httpx + threads) fetching every block
+  with its full transactions and its receipts (`eth_getBlockByNumber`, `eth_getBlockReceipts`
+  in one batch), reading each response body whole and throwing it away. A few in-flight /
+  batch-size settings are tried and the best is the ceiling.
+- (b) ethereum-etl 2.4.2 from PyPI, in its own virtual environment (`bench/.venv-etl`, made
+  by this script on first use), exporting blocks + transactions then receipts + logs, with
+  the best of a few `--batch-size` / `--max-workers` settings.
+- (c) chainlake: `dg.materialize` of `raw/blocks`, `raw/transactions`, `raw/logs` for the day
+  into a fresh local Delta root, in a child process (so its peak RSS is its own). Its RSS is
+  sampled every 0.2 s; the peaks of each quarter of the run show whether memory stays flat as
+  the day grows.
+
+Results go to `bench/results/extract-<time>.json`; `bench/README.md` records them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+ETL_VENV = ROOT / "bench" / ".venv-etl"
+ETL_PACKAGES = (["ethereum-etl==2.4.2"], ["parsimonious==0.9.0"])  # see shared STACK.md
+DAY = dt.date(2026, 10, 1)
+SECONDS_PER_BLOCK = 12  # 2,000 blocks in 6 h 40 min: one day
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+# -- the chain --------------------------------------------------------------------------------
+
+
+def start_chain(blocks: int, txs: int) -> Any:
+    from chainlake.devnet.anvil import Anvil
+    from chainlake.devnet.generator import fill
+
+    start = int(dt.datetime.combine(DAY, dt.time(), dt.UTC).timestamp())
+    node = Anvil(genesis=start, accounts=20).start()
+    res = fill(
+        node.rpc_url,
+        blocks=blocks,
+        txs_per_block=txs,
+        start_timestamp=start + 60,
+        seconds_per_block=SECONDS_PER_BLOCK,
+    )
+    log(
+        f"filled {res.first_block}..{res.last_block}: {res.transactions} txs in {res.seconds:.0f} s"
+    )
+    return node
+
+
+# -- (a) the raw ceiling ----------------------------------------------------------------------
+
+
+def raw_ceiling(url: str, first: int, last: int, in_flight: int, per_batch: int) -> float:
+    import httpx
+    import orjson
+
+    client = httpx.Client(
+        timeout=120,
+        limits=httpx.Limits(max_connections=in_flight, max_keepalive_connections=in_flight),
+    )
+
+    def fetch(start: int) -> int:
+        calls = []
+        for n in range(start, min(start + per_batch, last + 1)):
+            calls.append(
+                {
+                    "jsonrpc": "2.0",
+                    "id": 2 * n,
+                    "method": "eth_getBlockByNumber",
+                    "params": [hex(n), True],
+                }
+            )
+            calls.append(
+                {
+                    "jsonrpc": "2.0",
+                    "id": 2 * n + 1,
+                    "method": "eth_getBlockReceipts",
+                    "params": [hex(n)],
+                }
+            )
+        r = client.post(
+            url, content=orjson.dumps(calls), headers={"content-type": "application/json"}
+        )
+        r.raise_for_status()
+        return len(r.content)
+
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(in_flight) as pool:
+        size = sum(pool.map(fetch, range(first, last + 1, per_batch)))
+    seconds = time.perf_counter() - t0
+    client.close()
+    assert size > 0
+    return seconds
+
+
+# -- (b) ethereum-etl -------------------------------------------------------------------------
+
+
+def ensure_etl() -> Path:
+    exe = ETL_VENV / "bin" / "ethereumetl"
+    if exe.exists():
+        return exe
+    log(f"installing ethereum-etl into {ETL_VENV} (once)")
+    subprocess.run([sys.executable, "-m", "venv", str(ETL_VENV)], check=True)
+    pip = [str(ETL_VENV / "bin" / "python"), "-m", "pip", "install", "--quiet"]
+    for packages in ETL_PACKAGES:
+        subprocess.run([*pip, *packages], check=True, env=child_env())
+    return exe
+
+
+def ethereum_etl(
+    url: str, first: int, last: int, batch_size: int, workers: int, work: Path
+) -> float:
+    exe = str(ensure_etl())
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    common = ["--provider-uri", url, "--batch-size", str(batch_size), "--max-workers", str(workers)]
+    t0 = time.perf_counter()
+    subprocess.run(
+        [exe, "export_blocks_and_transactions", "--start-block", str(first), "--end-block", str(last),
+         "--blocks-output", str(work / "blocks.csv"), "--transactions-output", str(work / "transactions.csv"),
+         *common],
+        check=True, capture_output=True, env=child_env(),
+    )  # fmt: skip
+    subprocess.run(
+        [exe, "extract_csv_column", "--input", str(work / "transactions.csv"), "--column", "hash",
+         "--output", str(work / "hashes.txt")],
+        check=True, capture_output=True, env=child_env(),
+    )  # fmt: skip
+    subprocess.run(
+        [exe, "export_receipts_and_logs", "--transaction-hashes", str(work / "hashes.txt"),
+         "--receipts-output", str(work / "receipts.csv"), "--logs-output", str(work / "logs.csv"),
+         *common],
+        check=True, capture_output=True, env=child_env(),
+    )  # fmt: skip
+    seconds = time.perf_counter() - t0
+    rows = sum(1 for _ in (work / "receipts.csv").open()) - 1
+    assert rows > 0, "ethereum-etl exported no receipts"
+    return seconds
+
+
+# -- (c) chainlake ----------------------------------------------------------------------------
+
+
+CHILD = r"""
+import json, os, resource, sys, threading, time
+sys.path.insert(0, sys.argv[1])
+os.environ["CHAINS_CONFIG"] = sys.argv[2]
+import dagster as dg
+from assets.raw import raw_chain_tables
+from resources.delta import DeltaStore
+from resources.rpc import RpcResource
+
+samples = []
+done = threading.Event()
+
+def rss():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+def sample():
+    while not done.wait(0.2):
+        samples.append((time.perf_counter(), rss()))
+
+# Dagster's instance (and the SQL machinery it imports) is made before the clock starts: a
+# one-time cost of the process, not of extraction.
+instance = dg.DagsterInstance.ephemeral()
+t = threading.Thread(target=sample, daemon=True)
+rss_before = rss()
+t0 = time.perf_counter()
+t.start()
+result = dg.materialize(
+    [raw_chain_tables],
+    partition_key=sys.argv[4],
+    resources={"delta": DeltaStore(root=sys.argv[3]), "rpc": RpcResource()},
+    instance=instance,
+    raise_on_error=True,
+)
+seconds = time.perf_counter() - t0
+done.set()
+t.join()
+rows = {}
+for m in result.get_asset_materialization_events():
+    key = "/".join(m.asset_key.path)
+    rows[key] = m.materialization.metadata["rows_written"].value
+quarters = [0, 0, 0, 0]
+for ts, v in samples:
+    q = min(3, int(4 * (ts - t0) / seconds))
+    quarters[q] = max(quarters[q], v)
+print(json.dumps({
+    "seconds": seconds,
+    "rows": rows,
+    "checks_passed": all(c.passed for c in result.get_asset_check_evaluations()),
+    "peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+    "rss_before_run": rss_before,
+    "rss_peak_by_quarter": quarters,
+}))
+"""
+
+
+def chainlake(url: str, work: Path, in_flight: int, batch_size: int) -> dict[str, Any]:
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    cfg = work / "chains.yaml"
+    cfg.write_text(
+        "chains:\n  - name: devnet\n    network: devnet\n    subnet: local\n    chain_id: 31337\n"
+        f'    rpc_urls: ["{url}"]\n    confirmations: 0\n    start_date: 2026-01-01\n'
+        f"    max_requests_in_flight: {in_flight}\n    batch_size: {batch_size}\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", CHILD, str(ROOT), str(cfg), str(work / "delta"), f"devnet|{DAY}"],
+        check=True,
+        capture_output=True,
+        text=True,
+        env=child_env(DAGSTER_HOME=str(work)),
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    """Children may cache bytecode even where this shell forbids it: a deployed process
+    imports from cached bytecode, and compiling web3 or Dagster from source on every start
+    would be measured as extraction time."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    return {**env, **extra}
+
+
+# -- the run ----------------------------------------------------------------------------------
+
+
+def machine() -> dict[str, Any]:
+    cpu = next(
+        (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")),
+        platform.processor(),
+    )  # fmt: skip
+    mem = next(
+        line.split()[1]
+        for line in Path("/proc/meminfo").read_text().splitlines()
+        if line.startswith("MemTotal")
+    )
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gib": round(int(mem) / 2**20, 1),
+        "python": platform.python_version(),
+        "kernel": platform.release(),
+        "load_average_at_start": os.getloadavg(),
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--blocks", type=int, default=2000)
+    p.add_argument("--txs", type=int, default=50)
+    p.add_argument("--rounds", type=int, default=1, help="times each side runs (interleaved)")
+    p.add_argument("--in-flight", type=int, default=4, help="chainlake's max_requests_in_flight")
+    p.add_argument("--batch-size", type=int, default=25, help="chainlake's batch_size")
+    p.add_argument("--skip-etl", action="store_true")
+    args = p.parse_args()
+
+    info = machine()
+    log(f"machine: {info}")
+    if not args.skip_etl:
+        ensure_etl()
+    node = start_chain(args.blocks, args.txs)
+    url, first, last = node.rpc_url, 1, args.blocks
+    n_blocks, n_txs = args.blocks, args.blocks * args.txs
+    work = Path(tempfile.mkdtemp(prefix="chainlake-bench-"))
+    runs: dict[str, list[dict[str, Any]]] = {"a": [], "b": [], "c": []}
+    try:
+        for r in range(args.rounds):
+            for in_flight, per_batch in ((4, 25), (8, 10), (4, 50), (2, 25)):
+                s = raw_ceiling(url, first, last, in_flight, per_batch)
+                runs["a"].append(
+                    {
+                        "round": r,
+                        "in_flight": in_flight,
+                        "blocks_per_batch": per_batch,
+                        "seconds": s,
+                    }
+                )
+                log(
+                    f"(a) raw ceiling, {in_flight} in flight × {per_batch} blocks: {n_blocks / s:.0f} blocks/s"
+                )
+            if not args.skip_etl:
+                for batch_size, workers in ((100, 5), (50, 8)):
+                    s = ethereum_etl(url, first, last, batch_size, workers, work / "etl")
+                    runs["b"].append(
+                        {"round": r, "batch_size": batch_size, "max_workers": workers, "seconds": s}
+                    )
+                    log(
+                        f"(b) ethereum-etl, batch {batch_size} × {workers} workers: {n_blocks / s:.0f} blocks/s"
+                    )
+            c = chainlake(url, work / "chainlake", args.in_flight, args.batch_size)
+            assert c["checks_passed"], c
+            # the day also holds the genesis block, which (a) and (b) do not read
+            assert c["rows"]["raw/blocks"] == n_blocks + 1, c
+            assert c["rows"]["raw/transactions"] == n_txs, c
+            runs["c"].append({"round": r, **c})
+            log(
+                f"(c) chainlake: {n_blocks / c['seconds']:.0f} blocks/s, peak RSS "
+                f"{c['peak_rss'] / 2**20:.0f} MiB (by quarter: "
+                f"{', '.join(f'{q / 2**20:.0f}' for q in c['rss_peak_by_quarter'])} MiB)"
+            )
+    finally:
+        node.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+    best = {k: min(x["seconds"] for x in v) for k, v in runs.items() if v}
+    summary = {
+        side: {
+            "seconds": s,
+            "blocks_per_s": round(n_blocks / s, 1),
+            "transactions_per_s": round(n_txs / s, 1),
+        }
+        for side, s in best.items()
+    }
+    summary["c/a"] = round(best["a"] / best["c"], 3)
+    if "b" in best:
+        summary["c/b"] = round(best["b"] / best["c"], 3)
+    c_runs = runs["c"]
+    summary["c_peak_rss_mib"] = round(max(x["peak_rss"] for x in c_runs) / 2**20)
+    summary["c_median_seconds"] = statistics.median(x["seconds"] for x in c_runs)
+    result = {
+        "benchmark": "extract",
+        "at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "machine": info,
+        "load_average_at_end": os.getloadavg(),
+        "params": vars(args),
+        "summary": summary,
+        "runs": runs,
+        "own_cpu_seconds": resource.getrusage(resource.RUSAGE_SELF).ru_utime,
+    }
+    out = ROOT / "bench" / "results" / f"extract-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2))
+    log(json.dumps(summary, indent=2))
+    log(f"written {out}")
+
+
+if __name__ == "__main__":
+    main()
