@@ -340,7 +340,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     "SELECT status, count(*) AS n FROM action_results GROUP BY status").fetchall()}  # fmt: skip
             records = run_records(home, dagster_url)
             runs = count_runs(records)
-            stages = breakdown(records, committed, arrivals)
+            try:
+                stages = breakdown(records, committed, arrivals)
+            except Exception as e:  # the headline figures must survive a bug here
+                stages = {"error": f"{type(e).__name__}: {e}"}
         info.update(
             inserted=sent,
             insert_seconds=round(inserted_in, 1),
@@ -409,7 +412,8 @@ def breakdown(
     for key, t_commit in committed.items():
         if key not in arrivals:
             continue
-        seq = int(key.split("-")[1]) + 1  # block i is seq i + 1 (seq 1 is the warm-up event)
+        # key: every-transfer:31337-<block>-0:hook; block i is seq i + 1 (seq 1: the warm-up)
+        seq = int(key.split(":")[1].split("-")[1]) + 1
         run = next((r for lo, hi, r in spans if lo <= seq <= hi), None)
         if run is None:
             continue
