@@ -19,6 +19,7 @@ import httpx
 import orjson
 import polars as pl
 import pytest
+from eth_utils import keccak
 
 from assets.blocks import RPC_BLOCK, BlocksModel, blocks_from_rpc
 from assets.logs import LogsModel, logs_from_rpc
@@ -765,6 +766,45 @@ def test_testchain_receipts_of_every_type_including_set_code() -> None:
         assert_rows(txs, [rc], RECEIPT_FIELDS)
         assert_rows(txs, [tx], {k: TX_FIELDS[k] for k in ("type", "authorization_list")})
     assert {q(r["type"]) for r in receipts} == {0, 1, 2, 3, 4}
+
+
+@pytest.mark.parametrize(
+    ("case", "test", "types"),
+    [
+        ("raw_rlp_20000000_cancun", "02", {0, 1, 2, 3}),
+        ("raw_rlp_20066032_cancun", "05", {0, 2, 3}),
+        ("raw_rlp_4662649_byzantium", "01", {0}),
+    ],
+)
+def test_complete_blocks_from_their_consensus_encoding(
+    case: str, test: str, types: set[int], tmp_path: Path
+) -> None:
+    """The only complete Cancun sets with blob transactions are in RLP (debug_getRawBlock,
+    debug_getRawReceipts): turned into the JSON-RPC answers a node gives (tests/rlp_blocks.py,
+    checked here against the JSON receipts Erigon recorded for the same block), they go
+    through the whole extraction, every field checked."""
+    from tests.rlp_blocks import block_json, receipts_json
+
+    d = ERIGON / case
+    raw_block = bytes.fromhex(result(d / f"debug_getRawBlock__test_{test}.json")[2:])
+    raw_header = bytes.fromhex(result(d / f"debug_getRawHeader__test_{test}.json")[2:])
+    block = block_json(raw_block)
+    assert raw_header in raw_block and block["hash"] == "0x" + keccak(raw_header).hex()
+    receipts = receipts_json(
+        [bytes.fromhex(r[2:]) for r in result(d / f"debug_getRawReceipts__test_{test}.json")], block
+    )
+    by_hash = {r["transactionHash"]: r for r in receipts}
+    for recorded in sorted(d.glob("eth_getTransactionReceipt__*.json")):
+        rc = result(recorded)
+        assert by_hash[rc["transactionHash"]] == rc  # the derivation is what Erigon serves
+
+    provider = Recorded().add_block(block).add_receipts(receipts, per_block=True)
+    n = q(block["number"])
+    frames = staged(provider, n, n, tmp_path)
+    assert_blocks(frames, [block])
+    assert_transactions(frames, [block], by_hash)
+    assert_logs(frames, [block], by_hash)
+    assert set(frames["transactions"]["type"].to_list()) == types
 
 
 def test_mismatched_receipts_are_refused() -> None:
