@@ -1,0 +1,271 @@
+"""Helpers for tests that run the real Dagster processes: a Postgres-backed instance in a temp
+DAGSTER_HOME (through `chainlake.instance`, like `make dev`), the daemon or `dagster dev` as
+subprocesses, local anvil chains with days of blocks, and a check that a process tree holds no
+file of an embedded store."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import psycopg
+from psycopg import sql
+
+ROOT = Path(__file__).resolve().parents[2]
+VENV_BIN = Path(os.environ.get("VIRTUAL_ENV") or ROOT / ".venv") / "bin"
+ANVIL = ROOT / "node_modules" / "@foundry-rs" / "anvil-linux-amd64" / "bin" / "anvil"
+PG_ADMIN = os.environ.get(
+    "TEST_POSTGRES_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# -- PostgreSQL ---------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def scratch_database(prefix: str) -> Iterator[str]:
+    """A new database, dropped afterwards; yields its SQLAlchemy URL (psycopg2 driver)."""
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        yield f"postgresql+psycopg2://postgres@127.0.0.1:5432/{name}"
+    finally:
+        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+
+
+# -- anvil --------------------------------------------------------------------------------
+
+
+@dataclass
+class Chain:
+    name: str
+    chain_id: int
+    url: str
+    process: subprocess.Popen[bytes]
+    cache_dir: str
+    blocks_per_day: dict[dt.date, int]
+
+    def rpc(self, method: str, params: Sequence[Any] = ()) -> Any:
+        body = {"jsonrpc": "2.0", "id": 1, "method": method, "params": list(params)}
+        r = httpx.post(
+            self.url,
+            content=orjson.dumps(body),
+            headers={"content-type": "application/json"},
+            timeout=60,
+        )
+        out = orjson.loads(r.content)
+        if out.get("error"):
+            raise RuntimeError(f"{method}: {out['error']}")
+        return out["result"]
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        shutil.rmtree(self.cache_dir, ignore_errors=True)
+
+
+def day_start(day: dt.date) -> int:
+    return int(dt.datetime.combine(day, dt.time(), dt.UTC).timestamp())
+
+
+def start_chain(
+    name: str, chain_id: int, first_day: dt.date, days: int, *, blocks_per_day: int = 4
+) -> Chain:
+    """An anvil node whose blocks spread over `days` UTC days from `first_day`, each block with
+    two native transfers, plus one block on the day after so the last day is closed."""
+    port = free_port()
+    cache = tempfile.mkdtemp(prefix="anvil-cache-")
+    proc = subprocess.Popen(
+        [
+            str(ANVIL),
+            *("--host", "127.0.0.1", "--port", str(port), "--chain-id", str(chain_id)),
+            *("--prune-history", "--cache-path", cache, "--no-mining", "--silent"),
+            *("--timestamp", str(day_start(first_day) - 3600)),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    chain = Chain(name, chain_id, f"http://127.0.0.1:{port}", proc, cache, {})
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            chain.rpc("eth_chainId")
+            break
+        except (httpx.HTTPError, OSError):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                chain.stop()
+                raise RuntimeError("anvil did not start") from None
+            time.sleep(0.1)
+    accounts = chain.rpc("eth_accounts")
+    nonce = 0
+    step = 86_400 // blocks_per_day
+    for d in range(days + 1):
+        day = first_day + dt.timedelta(days=d)
+        count = blocks_per_day if d < days else 1
+        for b in range(count):
+            for i in range(2):
+                tx = {
+                    "from": accounts[0],
+                    "to": accounts[1 + (b + i) % 9],
+                    "value": hex(10**15 + d * 1000 + b * 10 + i),
+                    "nonce": hex(nonce),
+                    "gas": hex(21_000),
+                }
+                chain.rpc("eth_sendTransaction", [tx])
+                nonce += 1
+            chain.rpc("evm_setNextBlockTimestamp", [hex(day_start(day) + 60 + b * step)])
+            chain.rpc("evm_mine")
+        if d < days:
+            chain.blocks_per_day[day] = count
+    return chain
+
+
+def chains_yaml(path: Path, chains: Sequence[Chain], start_date: dt.date) -> Path:
+    lines = ["chains:"]
+    for c in chains:
+        lines += [
+            f"  - name: {c.name}",
+            f"    network: {c.name}",
+            "    subnet: local",
+            f"    chain_id: {c.chain_id}",
+            f'    rpc_urls: ["{c.url}"]',
+            "    confirmations: 0",
+            f"    start_date: {start_date.isoformat()}",
+        ]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+# -- Dagster processes --------------------------------------------------------------------
+
+
+def stack_env(tmp: Path, dagster_home: Path, postgres_url: str, chains_config: Path) -> dict:
+    """The environment of the daemon, the webserver and the runs: every store under `tmp`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DAGSTER_", "CLICKHOUSE_"))}
+    env.update(
+        DAGSTER_HOME=str(dagster_home),
+        DAGSTER_POSTGRES_URL=postgres_url,
+        CHAINS_CONFIG=str(chains_config),
+        DELTA_ROOT=str(tmp / "delta"),
+        DUCKDB_PATH=str(tmp / "chainlake.duckdb"),
+        CLICKHOUSE_PATH=str(tmp / "clickhouse"),
+        PORTFOLIOS_CONFIG=str(tmp / "portfolios.yaml"),
+        PATH=f"{VENV_BIN}:{env.get('PATH', '')}",
+        PYTHONUNBUFFERED="1",
+    )
+    return env
+
+
+@contextlib.contextmanager
+def process(args: Sequence[str], env: dict, log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """A process in its own group, its output in `log`; the whole group (code servers, run
+    workers) is stopped afterwards: SIGTERM, then SIGKILL for whatever is left after 30 s."""
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            list(args),
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            yield proc
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and _group_alive(proc.pid):
+                proc.poll()
+                time.sleep(0.5)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def process_tree(pid: int) -> list[int]:
+    """`pid` and every descendant, from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(ppid, []).append(int(entry.name))
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(children.get(p, []))
+    return out
+
+
+def open_files_under(pids: Sequence[int], roots: Sequence[Path]) -> dict[int, list[str]]:
+    """Files under `roots` that any of `pids` holds open (the chdb and DuckDB locks are held
+    through open files)."""
+    prefixes = [str(r.resolve()) for r in roots]
+    held: dict[int, list[str]] = {}
+    for pid in pids:
+        fd_dir = Path(f"/proc/{pid}/fd")
+        try:
+            fds = list(fd_dir.iterdir())
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                target = os.readlink(fd)
+            except OSError:
+                continue
+            if any(target.startswith(p) for p in prefixes):
+                held.setdefault(pid, []).append(target)
+    return held
+
+
+def wait_for(predicate, timeout: float, interval: float = 1.0, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(interval)

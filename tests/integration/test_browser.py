@@ -1,0 +1,231 @@
+"""The Dagster UI in a real browser: `dagster dev` on 127.0.0.1 against a temp DAGSTER_HOME
+(the repository's dagster.yaml, PostgreSQL), headless Chromium (Debian's package) on the asset
+graph and an asset's partitions, a backfill launched through the GraphQL API and awaited, and
+screenshots saved under `test-artifacts/`."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from dagster_stack import (
+    ROOT,
+    VENV_BIN,
+    chains_yaml,
+    free_port,
+    open_files_under,
+    process,
+    process_tree,
+    scratch_database,
+    stack_env,
+    start_chain,
+    wait_for,
+)
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(1800)]
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = ROOT / "test-artifacts"
+DAYS = 3
+FIRST_DAY = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=DAYS + 2)
+# chain × date: one chain, from FIRST_DAY to today (the date dimension ends today)
+PARTITIONS = DAYS + 3
+CHAIN = "browser-chain"
+BACKFILL_ASSETS = [["raw", "blocks"], ["raw", "transactions"], ["raw", "logs"]]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+LAUNCH_BACKFILL = """
+mutation Launch($params: LaunchBackfillParams!) {
+  launchPartitionBackfill(backfillParams: $params) {
+    __typename
+    ... on LaunchBackfillSuccess { backfillId }
+    ... on PythonError { message }
+    ... on InvalidStepError { invalidStepKey }
+    ... on InvalidOutputError { invalidOutputName }
+    ... on UnauthorizedError { message }
+  }
+}
+"""
+BACKFILL_STATUS = """
+query Status($id: String!) {
+  partitionBackfillOrError(backfillId: $id) {
+    __typename
+    ... on PartitionBackfill { status numPartitions }
+    ... on PythonError { message }
+  }
+}
+"""
+
+
+def graphql(base: str, query: str, variables: dict[str, Any]) -> dict[str, Any]:
+    r = httpx.post(f"{base}/graphql", json={"query": query, "variables": variables}, timeout=60)
+    r.raise_for_status()
+    body = r.json()
+    assert not body.get("errors"), body["errors"]
+    return body["data"]
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (make test installs it)")
+def test_asset_graph_partitions_and_a_backfill_in_chromium(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from playwright.sync_api import sync_playwright
+
+    from chainlake.instance import ensure_instance
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    chain = start_chain(CHAIN, 4_301, FIRST_DAY, DAYS)
+    started = time.monotonic()
+    try:
+        with scratch_database("chainlake_test_browser") as pg_url:
+            home = tmp_path / "dagster_home"
+            env = stack_env(
+                tmp_path, home, pg_url, chains_yaml(tmp_path / "c.yaml", [chain], FIRST_DAY)
+            )
+            monkeypatch.setenv("DAGSTER_POSTGRES_URL", pg_url)
+            ensure_instance(home, pg_url)
+            port = free_port()
+            base = f"http://127.0.0.1:{port}"
+            with process(
+                [
+                    str(VENV_BIN / "dagster"),
+                    *("dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)),
+                ],
+                env,
+                tmp_path / "dagster-dev.log",
+            ) as dev:
+                wait_for(lambda: _up(base), timeout=300, interval=1, what="the webserver")
+                ui_up = time.monotonic() - started
+                with sync_playwright() as pw:
+                    browser = pw.chromium.launch_persistent_context(
+                        str(tmp_path / "chromium-profile"),
+                        executable_path=str(CHROMIUM),
+                        headless=True,
+                        args=CHROMIUM_ARGS,
+                        viewport={"width": 1600, "height": 1000},
+                    )
+                    try:
+                        page = browser.new_page()
+                        _check_asset_graph(page, base)
+                        before = _check_partitions(page, base)
+
+                        backfill_id = _launch_backfill(base)
+                        status = wait_for(
+                            lambda: _finished(base, backfill_id),
+                            timeout=1200,
+                            interval=3,
+                            what=f"backfill {backfill_id}",
+                        )
+                        assert status == "COMPLETED_SUCCESS", f"backfill ended {status}"
+                        _check_materialized(page, base, before, backfill_id)
+                    finally:
+                        browser.close()
+                held = open_files_under(
+                    process_tree(dev.pid),
+                    [tmp_path / "delta", tmp_path / "chainlake.duckdb", tmp_path / "clickhouse"],
+                )
+            assert not held, f"webserver/daemon/code server hold store files: {held}"
+            print(f"UI up in {ui_up:.1f}s; test {time.monotonic() - started:.1f}s")
+    finally:
+        chain.stop()
+
+
+def _up(base: str) -> bool:
+    try:
+        return httpx.get(f"{base}/server_info", timeout=5).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _check_asset_graph(page, base: str) -> None:
+    # The global lineage shows the groups; a group's lineage shows its assets with their
+    # partition counts, checks and kinds.
+    page.goto(f"{base}/asset-groups", wait_until="domcontentloaded")
+    for group in ("raw", "core"):
+        page.get_by_text(group, exact=True).first.wait_for(timeout=180_000)
+    page.screenshot(path=str(ARTIFACTS / "browser-global-lineage.png"), full_page=True)
+    for group, assets in (
+        ("raw", ("blocks", "transactions", "logs")),
+        ("core", ("token_transfers",)),
+    ):
+        page.goto(
+            f"{base}/locations/__repository__@chainlake/asset-groups/{group}/lineage",
+            wait_until="domcontentloaded",
+        )
+        for name in assets:
+            page.get_by_text(name, exact=True).first.wait_for(timeout=120_000)
+        counts = page.get_by_text(f"{PARTITIONS} partitions", exact=True)
+        counts.first.wait_for(timeout=60_000)
+        assert counts.count() >= len(assets), f"{group}: partition counts not shown"
+        page.screenshot(path=str(ARTIFACTS / f"browser-{group}-lineage.png"), full_page=True)
+
+
+def _materialized_count(page) -> int:
+    label = page.get_by_text(re.compile(r"^Materialized \(\d+\)$")).first
+    label.wait_for(timeout=60_000)
+    return int(re.search(r"\d+", label.inner_text()).group())  # type: ignore[union-attr]
+
+
+def _check_partitions(page, base: str) -> int:
+    """The chain × date partitions of raw/blocks; returns how many are materialised."""
+    page.goto(f"{base}/assets/raw/blocks?view=partitions", wait_until="domcontentloaded")
+    page.get_by_text(CHAIN, exact=True).first.wait_for(timeout=120_000)
+    page.get_by_text(f"{PARTITIONS} Partitions Selected", exact=True).wait_for(timeout=60_000)
+    for d in range(DAYS):
+        day = (FIRST_DAY + dt.timedelta(days=d)).isoformat()
+        assert page.get_by_text(day, exact=True).count() > 0, f"day {day} not listed"
+    page.get_by_placeholder(re.compile("Filter by chain")).wait_for(timeout=10_000)
+    page.get_by_placeholder(re.compile("Filter by date")).wait_for(timeout=10_000)
+    page.screenshot(path=str(ARTIFACTS / "browser-partitions-before.png"), full_page=True)
+    return _materialized_count(page)
+
+
+def _launch_backfill(base: str) -> str:
+    keys = [f"{CHAIN}|{FIRST_DAY + dt.timedelta(days=d)}" for d in range(DAYS)]
+    data = graphql(
+        base,
+        LAUNCH_BACKFILL,
+        {
+            "params": {
+                "partitionNames": keys,
+                "assetSelection": [{"path": p} for p in BACKFILL_ASSETS],
+                "title": "browser test",
+                "tags": [{"key": "chainlake/test", "value": "browser"}],
+            }
+        },
+    )["launchPartitionBackfill"]
+    assert data["__typename"] == "LaunchBackfillSuccess", data
+    return data["backfillId"]
+
+
+def _finished(base: str, backfill_id: str) -> str | None:
+    data = graphql(base, BACKFILL_STATUS, {"id": backfill_id})["partitionBackfillOrError"]
+    assert data["__typename"] == "PartitionBackfill", data
+    status = data["status"]
+    return status if status not in ("REQUESTED", "CANCELING", "FAILING") else None
+
+
+def _check_materialized(page, base: str, before: int, backfill_id: str) -> None:
+    page.goto(f"{base}/assets/raw/blocks?view=partitions", wait_until="domcontentloaded")
+    page.get_by_text(CHAIN, exact=True).first.wait_for(timeout=120_000)
+    after = _materialized_count(page)
+    assert after >= DAYS and after > before, f"materialised partitions: {before} -> {after}"
+    page.screenshot(path=str(ARTIFACTS / "browser-partitions-after.png"), full_page=True)
+    page.goto(f"{base}/runs/b/{backfill_id}?tab=runs", wait_until="domcontentloaded")
+    page.get_by_text(backfill_id).first.wait_for(timeout=120_000)
+    page.wait_for_timeout(3_000)
+    page.screenshot(path=str(ARTIFACTS / "browser-backfill.png"), full_page=True)
