@@ -372,26 +372,31 @@ def finish_pending(
     warn: Callable[[str], None] = log.warning,
 ) -> dict[str, list[dt.date]]:
     """Rebuild the derived tables of the days a reorg rewrote, and retract the abandoned
-    blocks' events. Returns what could not be done ({table: days}); it stays pending."""
+    blocks' events. A rebuild that fails stays pending for the next run. A table nobody
+    can rebuild here (its asset needs resources this run lacks) has already lost its
+    abandoned rows; it is reported once, to be re-materialised for those days. Returns
+    {table: days} of both kinds."""
     pending = _read_pending(store, chain)
     if pending.height == 0:
         return {}
     left: list[dict[str, Any]] = []
     undone: dict[str, list[dt.date]] = {}
+    no_rebuild: dict[str, list[dt.date]] = {}
     runners = _rebuilders(resources)
     order = _order([t for t in pending["table"].unique().to_list() if t != EVENTS], runners)
     for table in [*order, EVENTS]:
         rows = pending.filter(pl.col("table") == table).sort("date")
         for row in rows.iter_rows(named=True):
             day = row["date"]
+            if table != EVENTS and table not in runners:
+                no_rebuild.setdefault(table, []).append(day)
+                continue
             try:
                 if table == EVENTS:
                     done = retract_events(store, chain, row["block_number"], day)
-                elif table in runners:
+                else:
                     runners[table](store, chain, day)
                     done = True
-                else:
-                    done = False
             except Exception as e:  # noqa: BLE001 - reported, kept pending, retried next run
                 warn(f"{chain.name} {day}: rebuilding {table} after a reorg failed: {e!r}")
                 done = False
@@ -399,13 +404,13 @@ def finish_pending(
                 left.append(row)
                 undone.setdefault(table, []).append(day)
     _write_pending(store, chain, pl.DataFrame(left, schema=_PENDING_SCHEMA))
-    for table, days in undone.items():
-        if table != EVENTS:
-            warn(
-                f"{chain.name}: table {table} lost its rows past a reorg on "
-                f"{', '.join(map(str, days))} and has no rebuild: re-materialise those days"
-            )
-    return undone
+    for table, days in no_rebuild.items():
+        warn(
+            f"{chain.name}: table {table} lost its rows past a reorg on "
+            f"{', '.join(map(str, days))} and cannot be rebuilt from this run: "
+            "re-materialise it for those days"
+        )
+    return {**no_rebuild, **undone}
 
 
 def _rebuilders(resources: Mapping[str, Any]) -> dict[str, Callable[..., None]]:
@@ -417,7 +422,7 @@ def _rebuilders(resources: Mapping[str, Any]) -> dict[str, Callable[..., None]]:
     for table, asset in _assets_by_table().items():
         if table in runners or table in RAW_TABLES:
             continue
-        if set(asset.required_resource_keys) <= set(resources):
+        if _needs(asset) <= set(resources):
             runners[table] = _asset_runner(asset, resources)
     return runners
 
@@ -435,7 +440,7 @@ def _asset_runner(asset: Any, resources: Mapping[str, Any]) -> Callable[..., Non
     from pipelines.partitions import chain_day_key
 
     def run(store: DeltaStore, chain: ChainConfig, day: dt.date) -> None:
-        res = {k: v for k, v in resources.items() if k in asset.required_resource_keys}
+        res = {k: v for k, v in resources.items() if k in _needs(asset)}
         res["delta"] = store
         ctx = dg.build_asset_context(partition_key=chain_day_key(chain.name, day), resources=res)
         out = asset(ctx)
@@ -443,6 +448,11 @@ def _asset_runner(asset: Any, resources: Mapping[str, Any]) -> Callable[..., Non
             pass
 
     return run
+
+
+def _needs(asset: Any) -> set[str]:
+    # called directly, an asset that yields MaterializeResults needs no IO manager
+    return set(asset.required_resource_keys) - {"io_manager"}
 
 
 def _assets_by_table() -> dict[str, Any]:
