@@ -28,6 +28,11 @@ class EvaluateConfig(dg.Config):
         description="... up to this one (inclusive). The run evaluates every event not yet "
         "evaluated up to here (an earlier batch whose run has not started yet included)."
     )
+    catch_up: bool = Field(
+        default=True,
+        description="Evaluate every event present when the run starts, past up_to_seq too "
+        "(the sensor requests no new run while one is waiting to start).",
+    )
     deliver_inline: bool = Field(
         default=True,
         description="Deliver the new matches in this run, right after evaluating (one run "
@@ -70,7 +75,9 @@ def evaluate_triggers(
 
     owner = context.run_id if config.deliver_inline else None
     with postgres.connection() as conn:
-        report = evaluate_batch(conn, up_to_seq=config.up_to_seq, claim_for=owner)
+        report = evaluate_batch(
+            conn, up_to_seq=None if config.catch_up else config.up_to_seq, claim_for=owner
+        )
     span = f"{report.first_seq}..{report.last_seq}" if report.events else "none (already done)"
     context.log.info(
         f"batch {config.after_seq + 1}..{config.up_to_seq}: evaluated events {span}: "

@@ -49,6 +49,12 @@ def event_batches(conn: Conn, after_seq: int, *, batch_size: int, max_batches: i
     return out
 
 
+def evaluated_up_to(conn: Conn) -> int:
+    """The evaluation watermark (read without locking it)."""
+    row = conn.execute("SELECT seq FROM evaluation_watermark").fetchone()
+    return 0 if row is None else int(row["seq"])
+
+
 def has_events_after(conn: Conn, after_seq: int) -> bool:
     return bool(scalar(conn, "SELECT EXISTS (SELECT 1 FROM events WHERE seq > %s)", (after_seq,)))
 
@@ -61,8 +67,10 @@ def next_event_batches(
     max_batches: int = 4,
     wait_seconds: float = 0.0,
 ) -> list[Batch]:
-    """Batches past the cursor; when there are none, wait up to `wait_seconds` on NOTIFY
-    (`conn` in autocommit) and look again."""
+    """Batches past the cursor (or past the evaluation watermark, when evaluation runs have
+    already gone further, e.g. after a lost cursor); when there are none, wait up to
+    `wait_seconds` on NOTIFY (`conn` in autocommit) and look again."""
+    after_seq = max(after_seq, evaluated_up_to(conn))
     batches = event_batches(conn, after_seq, batch_size=batch_size, max_batches=max_batches)
     if batches or wait_seconds <= 0:
         return batches

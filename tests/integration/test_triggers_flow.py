@@ -211,13 +211,10 @@ def test_events_inserted_while_no_sensor_runs_are_delivered_once_later(
         evaluated, delivered = engine.cycle()
         assert sum(e["events"] for e in evaluated) == 40
         assert sum(d["succeeded"] for d in delivered) == 40
-        # a second engine starting from scratch (cursor lost) requests a run for all 41, which
-        # finds them evaluated already
+        # a second engine starting from scratch (cursor lost) starts from the evaluation
+        # watermark: nothing to request, nothing delivered twice
         fresh = Engine(url)
-        assert [r.run_key for r in fresh.tick_events()] == ["events-1-41"]
-        fresh.events_cursor = None
-        evaluated, delivered = fresh.cycle()
-        assert [(e["events"], e["deliveries_added"]) for e in evaluated] == [(0, 0)]
+        assert fresh.tick_events() == [] and fresh.tick_actions() == []
         assert len(rec.requests) == 41 and set(rec.by_key().values()) == {1}
 
 
@@ -283,3 +280,29 @@ def test_demo_section_applies_the_example_triggers_and_lists_deliveries(
     assert "-> low-feedback-score:31337-81-0:webhook: agent 1 got score 5" in text
     again = "\n".join(summary([]))
     assert "delivered in an earlier demo run" in again
+
+
+def test_no_new_evaluation_run_while_one_waits_to_start(
+    url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under load the queue holds runs back; a waiting run will take every event present when it
+    starts, so the sensor does not pile more runs behind it."""
+    with receiver() as rec:
+        monkeypatch.setenv("HOOK_URL", rec.url)
+        engine = Engine(url)
+        with db.connection(url) as c:
+            store.insert_events(c, [feedback(200, score=1)])
+        [first] = engine.tick_events()
+        queued = engine.instance.create_run_for_job(
+            job_def=evaluate_triggers_job,
+            run_config=first.run_config,
+            status=dg.DagsterRunStatus.NOT_STARTED,
+        )
+        with db.connection(url) as c:
+            store.insert_events(c, [feedback(201, score=2), feedback(202, score=3)])
+        assert engine.tick_events() == []  # one is waiting: it will take these too
+        out = engine.execute(evaluate_triggers_job, first)  # "the queued run starts"
+        assert (out["events"], out["succeeded"]) == (3, 3)
+        engine.instance.delete_run(queued.run_id)
+        assert engine.tick_events() == []  # nothing left past the watermark
+        assert len(rec.requests) == 3
