@@ -132,6 +132,7 @@ def test_asset_graph_partitions_and_a_backfill_in_chromium(
                         )
                         assert status == "COMPLETED_SUCCESS", f"backfill ended {status}"
                         _check_materialized(page, base, before, backfill_id)
+                        _check_chart(page, base, home)
                     finally:
                         browser.close()
                 held = open_files_under(
@@ -192,6 +193,30 @@ def _check_partitions(page, base: str) -> int:
     page.get_by_placeholder(re.compile("Filter by date")).wait_for(timeout=10_000)
     page.screenshot(path=str(ARTIFACTS / "browser-partitions-before.png"), full_page=True)
     return _materialized_count(page)
+
+
+def _check_chart(page, base: str, home: Path) -> None:
+    """A chart from `chainlake.metadata.line_chart` (as portfolio values and risk metrics
+    carry) renders as an image in the UI's Markdown metadata."""
+    import dagster as dg
+    from dagster._core.instance.ref import InstanceRef
+
+    from chainlake.metadata import line_chart
+
+    days = [(FIRST_DAY + dt.timedelta(days=d)).isoformat() for d in range(DAYS)]
+    chart = line_chart({"total_value": list(zip(days, [100.0, 104.5, 103.0], strict=True))},
+                       title="Portfolio value (USD)")  # fmt: skip
+    with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home))) as instance:
+        instance.report_runless_asset_event(
+            dg.AssetMaterialization(asset_key=["test", "chart"], metadata={"value_chart": chart})
+        )
+    page.goto(f"{base}/assets/test/chart?view=events", wait_until="domcontentloaded")
+    page.get_by_text("[Show Markdown]").first.click(timeout=120_000)
+    img = page.locator('img[src^="data:image/svg+xml"]').first
+    img.wait_for(timeout=30_000)
+    assert img.evaluate("e => e.naturalWidth") > 0, "the chart image did not load"
+    assert img.get_attribute("alt") == "Portfolio value (USD)"
+    page.screenshot(path=str(ARTIFACTS / "browser-chart.png"), full_page=True)
 
 
 def _launch_backfill(base: str) -> str:
