@@ -253,7 +253,12 @@ new_blocks_job = dg.define_asset_job(
 )
 
 TRIGGER_ASSETS = [chain_events, analytics_alerts]
-TRIGGER_JOBS = [evaluate_triggers_job, deliver_actions_job, events_maintenance_job, new_blocks_job]
+TRIGGER_JOBS: list[dg.JobDefinition | dg.UnresolvedAssetJobDefinition] = [
+    evaluate_triggers_job,
+    deliver_actions_job,
+    events_maintenance_job,
+    new_blocks_job,
+]
 TRIGGER_SENSORS = [new_block_sensor, chain_events_sensor, pending_actions_sensor]
 TRIGGER_SCHEDULES = [events_retention_schedule, event_views_schedule]
 TRIGGER_RESOURCES = {
