@@ -91,6 +91,8 @@ class Receiver:
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive, as real webhook receivers do
+
             def do_POST(self) -> None:
                 n = int(self.headers.get("content-length") or 0)
                 self.rfile.read(n)

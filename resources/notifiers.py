@@ -42,7 +42,10 @@ class NotifiersResource(dg.ConfigurableResource):
         description="Retries due sooner than this are waited for in the run; later ones go back "
         "to the queue for the pending-actions sensor.",
     )
-    workers: int = Field(default=8, description="Deliveries in flight at once per run.")
+    workers: int = Field(
+        default=16,
+        description="Deliveries in flight at once per run (threads waiting on the network).",
+    )
     http_timeout_seconds: float = Field(default=30.0, description="Default HTTP timeout.")
 
     def retry_policy(self) -> RetryPolicy:
