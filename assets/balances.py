@@ -23,6 +23,7 @@ from collections.abc import Iterable, Sequence
 from typing import Annotated
 
 import dagster as dg
+import numpy as np
 import pandera.polars as pa
 import polars as pl
 
@@ -194,60 +195,65 @@ def closing_balances(
     days = sorted(days)
     if not days:
         return empty(BalancesModel)
-    day_frame = pl.DataFrame({"date": days}, schema={"date": pl.Date})
     opening = opening.join(wallets.select("address"), on="address", how="semi")
-    moves = (
-        movements.lazy()
-        .join(wallets.lazy().select("address"), on="address", how="semi")
-        .join(tokens.lazy().select("token_address"), on="token_address", how="semi")
-        .group_by("address", "token_address", "date")
-        .agg(pl.col("amount").sum())
-    )
     # A wallet whose opening was read from the node is a first-day wallet for all its tokens.
     wallet_source = (
-        opening.lazy()
-        .group_by("address")
+        opening.group_by("address")
         .agg((pl.col("source") == "chain").any().alias("first_day"))
-        .select("address", pl.when("first_day").then(pl.lit("chain")).alias("source"))
+        .select("address", pl.when("first_day").then(pl.lit("chain")).alias("first_source"))
     )
-    native_pairs = wallets.select("address", pl.lit(NATIVE_TOKEN).alias("token_address"))
+    moves = movements.join(wallets.select("address"), on="address", how="semi").join(
+        tokens.select("token_address"), on="token_address", how="semi"
+    )
+    # Every (wallet, token) pair gets a small integer id, so the per-day grid below is joined,
+    # accumulated and ordered on integers rather than on 42-character strings.
     pairs = (
         pl.concat(
             [
-                native_pairs.lazy(),
-                opening.lazy().select("address", "token_address"),
+                wallets.select("address", pl.lit(NATIVE_TOKEN).alias("token_address")),
+                opening.select("address", "token_address"),
                 moves.select("address", "token_address"),
             ]
         )
         .unique()
-        .join(
-            opening.lazy().select("address", "token_address", "balance"),
-            on=["address", "token_address"],
-            how="left",
-        )
-        .join(wallet_source, on="address", how="left")
-    )
+        .sort("address", "token_address")
+        .with_row_index("pair")
+        .join(opening.select("address", "token_address", "balance"),
+              on=["address", "token_address"], how="left", maintain_order="left")
+        .join(wallet_source, on="address", how="left", maintain_order="left")
+        .join(tokens, on="token_address", how="inner", maintain_order="left")
+        .join(wallets, on="address", how="inner", maintain_order="left")
+        .with_columns(pl.col("balance").fill_null(pl.lit(0, UNITS)).cast(UNITS))
+    )  # fmt: skip
+    daily = (
+        moves.join(pairs.select("address", "token_address", "pair"),
+                   on=["address", "token_address"], how="inner")
+        .group_by("pair", "date")
+        .agg(pl.col("amount").sum())
+    )  # fmt: skip
+    n_days = len(days)
+    grid = pl.DataFrame(
+        {
+            "pair": np.repeat(pairs["pair"].to_numpy(), n_days),
+            "date": pl.Series(days * pairs.height, dtype=pl.Date),
+        },
+        schema={"pair": pl.UInt32, "date": pl.Date},
+    )  # pair-major, days in order within each pair
     grid = (
-        pairs.join(day_frame.lazy(), how="cross")
-        .join(moves, on=["address", "token_address", "date"], how="left")
+        grid.join(daily, on=["pair", "date"], how="left", maintain_order="left")
         .with_columns(pl.col("amount").fill_null(pl.lit(0, UNITS)).cast(UNITS))
-        .sort("address", "token_address", "date")
-        .with_columns(
-            (
-                pl.col("balance").fill_null(pl.lit(0, UNITS)).cast(UNITS)
-                + pl.col("amount").cum_sum().over("address", "token_address")
-            ).alias("closing"),
-        )
+        .with_columns(pl.col("amount").cum_sum().over("pair").alias("moved"))
+        .join(pairs.select("pair", "balance"), on="pair", how="left", maintain_order="left")
+        .with_columns((pl.col("balance") + pl.col("moved")).alias("closing"))
     )
+    native = pairs.filter(pl.col("token_address") == NATIVE_TOKEN)["pair"]
+    kept = grid.filter(
+        (pl.col("closing") != 0) | (pl.col("amount") != 0) | pl.col("pair").is_in(native)
+    ).sort("date", "pair")
     out = (
-        grid.filter(
-            (pl.col("closing") != 0)
-            | (pl.col("amount") != 0)
-            | (pl.col("token_address") == NATIVE_TOKEN)
-        )
-        .join(tokens.lazy(), on="token_address", how="inner")
-        .join(wallets.lazy(), on="address", how="inner")
-        .join(block_numbers.lazy().cast({"date": pl.Date}), on="date", how="left")
+        kept.select("pair", "date", "closing", "amount")
+        .join(pairs.drop("balance"), on="pair", how="left", maintain_order="left")
+        .join(block_numbers.cast({"date": pl.Date}), on="date", how="left", maintain_order="left")
         .select(
             pl.lit(chain_id, pl.Int64).alias("chain_id"),
             "date",
@@ -259,13 +265,11 @@ def closing_balances(
             pl.col("amount").alias("net_change"),
             "block_number",
             "account_type",
-            pl.when((pl.col("date") == days[0]) & (pl.col("source") == "chain"))
+            pl.when((pl.col("date") == days[0]) & (pl.col("first_source") == "chain"))
             .then(pl.lit("chain"))
             .otherwise(pl.lit("carried"))
             .alias("source"),
         )
-        .sort("date", "address", "token_address")
-        .collect()
     )
     return conform(out, BalancesModel)
 

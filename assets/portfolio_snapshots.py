@@ -253,10 +253,7 @@ def portfolio_snapshots_frame(
     )  # fmt: skip
     series = pl.concat([past.filter(pl.col("date") < days[0]),
                         frame.select("portfolio_id", "date", "daily_return")])  # fmt: skip
-    first = series["date"].min()
-    assert isinstance(first, dt.date)
-    span = (days[-1] - first).days + 1
-    inception = risk.window_risk(series, as_of=days, window_days=span, inception=True)
+    inception = risk.inception_risk(series, as_of=days)
     out = frame.join(inception, on=["portfolio_id", "date"], how="left").with_columns(
         pl.col("date").cast(pl.Datetime("ms", "UTC")).alias("timestamp"),
         pl.lit(chain_id, pl.Int64).alias("chain_id"),

@@ -1,4 +1,4 @@
-"""Risk and performance math on daily returns, as Polars expressions.
+"""Risk and performance math on daily returns: Polars frames in, Polars frames out.
 
 Conventions (the column docs of `analytics/portfolio_snapshots` and `analytics/risk_metrics`
 repeat them):
@@ -16,8 +16,10 @@ repeat them):
 - A figure that is undefined (too few returns, zero dispersion, no downside) is null, where
   empyrical would give NaN or infinity.
 
-Everything here is pure: frames in, frames out. The agreement with empyrical-reloaded is
-tested in `tests/unit/test_risk.py`.
+Rolling windows are computed on a dense (portfolio x day) matrix with NumPy sliding windows:
+one code path whether a run covers one day (the daily asset) or a year (a backfill), in
+blocks of portfolios so memory stays bounded. The agreement with empyrical-reloaded is tested
+in `tests/unit/test_risk.py`.
 """
 
 from __future__ import annotations
@@ -28,9 +30,13 @@ from collections.abc import Sequence
 
 import numpy as np
 import polars as pl
+from numpy.lib.stride_tricks import sliding_window_view
 
 ANNUALIZATION = 365
 VAR_CUTOFF = 0.05
+# Portfolios per block of the windowed computation: a block holds a few arrays of
+# block x days x window floats (256 x 365 x 90 x 8 B = 67 MB each).
+BLOCK = 256
 
 RISK_COLUMNS = (
     "observations",
@@ -43,93 +49,69 @@ RISK_COLUMNS = (
 )
 
 
-def _undefined_as_null(expr: pl.Expr) -> pl.Expr:
-    return pl.when(expr.is_finite()).then(expr).otherwise(None)
+def _risk_schema() -> dict[str, pl.DataType]:
+    return {"observations": pl.Int32()} | {c: pl.Float64() for c in RISK_COLUMNS[1:]}
 
 
-def value_at_risk(r: pl.Expr, cutoff: float = VAR_CUTOFF) -> pl.Expr:
-    return r.drop_nulls().quantile(cutoff, interpolation="linear")
-
-
-def conditional_value_at_risk(r: pl.Expr, cutoff: float = VAR_CUTOFF) -> pl.Expr:
-    r = r.drop_nulls()
-    tail = (((r.len() - 1) * cutoff).floor() + 1).cast(pl.UInt32)
-    return pl.when(r.len() > 0).then(r.sort().slice(0, tail).mean())
-
-
-def volatility(r: pl.Expr, annualization: int = ANNUALIZATION) -> pl.Expr:
-    r = r.drop_nulls()
-    return pl.when(r.len() >= 2).then(r.std(ddof=1) * math.sqrt(annualization))
-
-
-def sharpe_ratio(r: pl.Expr, annualization: int = ANNUALIZATION) -> pl.Expr:
-    r = r.drop_nulls()
-    # Identical returns have zero dispersion; their floating-point std can be a 1e-18 residue
-    # that would turn an undefined ratio into a huge finite number.
-    spread = r.max() - r.min()
-    ratio = r.mean() / r.std(ddof=1) * math.sqrt(annualization)
-    return pl.when((r.len() >= 2) & (spread > 0)).then(_undefined_as_null(ratio))
-
-
-def sortino_ratio(r: pl.Expr, annualization: int = ANNUALIZATION) -> pl.Expr:
-    r = r.drop_nulls()
-    downside = (r.clip(upper_bound=0.0) ** 2).mean().sqrt() * math.sqrt(annualization)
-    ratio = r.mean() * annualization / downside
-    return pl.when((r.len() >= 2) & (downside > 0)).then(_undefined_as_null(ratio))
-
-
-def max_drawdown(r: pl.Expr) -> pl.Expr:
-    r = r.drop_nulls()
-    wealth = (r + 1.0).cum_prod()
-    # The value before the first return (1.0) is the first peak.
-    peak = wealth.cum_max().clip(lower_bound=1.0)
-    return pl.when(r.len() >= 1).then((wealth / peak - 1.0).min())
-
-
-def total_return(r: pl.Expr) -> pl.Expr:
-    return (r.drop_nulls() + 1.0).product() - 1.0
-
-
-def risk_exprs(
-    returns: str = "daily_return",
+def window_figures(
+    returns: np.ndarray,
+    window: int,
     *,
-    annualization: int = ANNUALIZATION,
     cutoff: float = VAR_CUTOFF,
-) -> list[pl.Expr]:
-    """Aggregations (for `group_by`/`rolling`) producing every column of `RISK_COLUMNS`.
-    Rows must be in date order within each group (max drawdown compounds in row order)."""
-    r = pl.col(returns).cast(pl.Float64)
-    return [
-        r.drop_nulls().len().cast(pl.Int32).alias("observations"),
-        value_at_risk(r, cutoff).alias("var_95"),
-        conditional_value_at_risk(r, cutoff).alias("cvar_95"),
-        sharpe_ratio(r, annualization).alias("sharpe_ratio"),
-        sortino_ratio(r, annualization).alias("sortino_ratio"),
-        max_drawdown(r).alias("max_drawdown"),
-        volatility(r, annualization).alias("volatility"),
-    ]
+    annualization: int = ANNUALIZATION,
+) -> dict[str, np.ndarray]:
+    """Every `RISK_COLUMNS` figure for the window of `window` days ending at each day.
 
-
-INCEPTION_COLUMNS = ("total_return", "sharpe_ratio", "max_drawdown", "volatility")
-
-
-def inception_exprs(
-    returns: str = "daily_return", *, annualization: int = ANNUALIZATION
-) -> list[pl.Expr]:
-    """Since-inception performance: compounded total return, Sharpe, max drawdown, volatility."""
-    r = pl.col(returns).cast(pl.Float64)
-    return [
-        total_return(r).alias("total_return"),
-        sharpe_ratio(r, annualization).alias("sharpe_ratio"),
-        max_drawdown(r).alias("max_drawdown"),
-        volatility(r, annualization).alias("volatility"),
-    ]
-
-
-def series_risk(returns: Sequence[float | None], **kwargs: int | float) -> dict[str, float | None]:
-    """Every risk figure of one return series (a convenience for tests and notebooks)."""
-    df = pl.DataFrame({"daily_return": list(returns)}, schema={"daily_return": pl.Float64})
-    return df.select(risk_exprs(**kwargs)).row(0, named=True)  # type: ignore[arg-type]
+    `returns`: (portfolios, days), NaN where there is no return. Each result has the same
+    shape; undefined figures are NaN."""
+    p, d = returns.shape
+    padded = np.concatenate([np.full((p, window - 1), np.nan), returns], axis=1)
+    win = sliding_window_view(padded, window, axis=1)  # (p, d, window), a view
+    valid = ~np.isnan(win)
+    n = valid.sum(axis=2)
+    nf = n.astype(float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        # Sorted ascending with NaN last: quantile and tail mean read the first n values.
+        ordered = np.sort(win, axis=2)
+        pos = (nf - 1.0) * cutoff
+        lo = np.clip(np.floor(pos).astype(np.int64), 0, window - 1)
+        hi = np.clip(lo + 1, 0, np.maximum(n - 1, 0))
+        a = np.take_along_axis(ordered, lo[..., None], axis=2)[..., 0]
+        b = np.take_along_axis(ordered, hi[..., None], axis=2)[..., 0]
+        var = a + (b - a) * (pos - np.floor(pos))
+        k = np.floor((nf - 1.0) * cutoff).astype(np.int64) + 1
+        tail = np.cumsum(np.where(np.isnan(ordered), 0.0, ordered), axis=2)
+        cvar = np.take_along_axis(tail, np.clip(k - 1, 0, window - 1)[..., None], axis=2)[..., 0]
+        cvar = cvar / k
+        del ordered, tail
+        filled = np.where(valid, win, 0.0)
+        mean = filled.sum(axis=2) / nf
+        deviation = np.where(valid, win - mean[..., None], 0.0)
+        sd = np.sqrt((deviation * deviation).sum(axis=2) / (nf - 1.0))
+        del deviation
+        spread = np.nanmax(np.where(valid, win, -np.inf), axis=2) - np.nanmin(
+            np.where(valid, win, np.inf), axis=2
+        )
+        downside = np.sqrt((np.minimum(filled, 0.0) ** 2).sum(axis=2) / nf) * math.sqrt(
+            annualization
+        )
+        wealth = np.cumprod(np.where(valid, 1.0 + win, 1.0), axis=2)
+        del filled
+        peak = np.maximum(np.maximum.accumulate(wealth, axis=2), 1.0)
+        mdd = (wealth / peak - 1.0).min(axis=2)
+        del wealth, peak
+        sharpe = mean / sd * math.sqrt(annualization)
+        sortino = mean * annualization / downside
+    nan = np.nan
+    return {
+        "observations": n,
+        "var_95": np.where(n >= 1, var, nan),
+        "cvar_95": np.where(n >= 1, cvar, nan),
+        "sharpe_ratio": np.where((n >= 2) & (spread > 0) & np.isfinite(sharpe), sharpe, nan),
+        "sortino_ratio": np.where((n >= 2) & (downside > 0) & np.isfinite(sortino), sortino, nan),
+        "max_drawdown": np.where(n >= 1, mdd, nan),
+        "volatility": np.where(n >= 2, sd * math.sqrt(annualization), nan),
+    }
 
 
 def window_risk(
@@ -140,63 +122,149 @@ def window_risk(
     by: str = "portfolio_id",
     date_col: str = "date",
     returns_col: str = "daily_return",
-    inception: bool = False,
 ) -> pl.DataFrame:
     """Risk over the `window_days` calendar days ending at each date of `as_of` (inclusive),
-    one row per (`by`, as-of date) that has at least one row in its window. With
-    `inception=True` the figures are `INCEPTION_COLUMNS` instead of `RISK_COLUMNS` (give a
-    window reaching back to the first return).
+    one row per (`by`, as-of date) that has at least one row in its window.
 
     `returns` holds one row per (`by`, date); days missing from it simply have no return."""
     if window_days < 1:
         raise ValueError("window_days must be at least 1")
     as_of = sorted(set(as_of))
-    if inception:
-        exprs = inception_exprs(returns_col)
-        figures: dict[str, pl.DataType] = {c: pl.Float64() for c in INCEPTION_COLUMNS}
-    else:
-        exprs = risk_exprs(returns_col)
-        figures = _risk_schema()
-    out_schema: dict[str, pl.DataType] = {by: returns.schema[by], date_col: pl.Date()} | figures
+    out_schema: dict[str, pl.DataType] = {by: returns.schema[by], date_col: pl.Date()}
+    out_schema |= _risk_schema()
     if not as_of or returns.height == 0:
         return pl.DataFrame(schema=out_schema)
-    lo = as_of[0] - dt.timedelta(days=window_days - 1)
-    data = (
+    first = as_of[0] - dt.timedelta(days=window_days - 1)
+    span = (as_of[-1] - first).days + 1
+    rows = (
         returns.lazy()
-        .filter(pl.col(date_col).is_between(lo, as_of[-1]))
-        .select(by, date_col, returns_col)
-        .sort(by, date_col)
+        .filter(pl.col(date_col).is_between(first, as_of[-1]))
+        .select(by, pl.col(date_col).cast(pl.Date), pl.col(returns_col).cast(pl.Float64))
+        .unique([by, date_col], keep="last", maintain_order=True)
+        .collect()
     )
-    if len(as_of) == 1:
-        day = as_of[0]
-        start = day - dt.timedelta(days=window_days - 1)
-        out = (
-            data.filter(pl.col(date_col).is_between(start, day))
-            .group_by(by, maintain_order=True)
-            .agg(exprs)
-            .with_columns(pl.lit(day).alias(date_col))
-        )
-    else:
-        # A rolling window anchored at every date a row exists, then kept at the as-of dates;
-        # as-of dates without a row of their own are anchored by an empty (null return) row.
-        anchors = (
-            data.select(by)
-            .unique()
-            .join(pl.LazyFrame({date_col: as_of}, schema={date_col: pl.Date}), how="cross")
-            .with_columns(pl.lit(None, dtype=pl.Float64).alias(returns_col))
-        )
-        rows = pl.concat([data, anchors.select(by, date_col, returns_col)])
-        rows = rows.unique([by, date_col], keep="first", maintain_order=False).sort(by, date_col)
-        out = (
-            rows.rolling(index_column=date_col, period=f"{window_days}d", group_by=by)
-            .agg(exprs)
-            .filter(pl.col(date_col).is_in(as_of))
-        )
-    return out.select(list(out_schema)).cast(pl.Schema(out_schema)).sort(by, date_col).collect()
+    if rows.height == 0:
+        return pl.DataFrame(schema=out_schema)
+    keys = rows[by].unique().sort()
+    key_idx = pl.DataFrame({by: keys, "_k": np.arange(len(keys), dtype=np.int64)})
+    coords = rows.join(key_idx, on=by).with_columns(
+        (pl.col(date_col) - pl.lit(first)).dt.total_days().alias("_d")
+    )
+    k_idx = coords["_k"].to_numpy()
+    d_idx = coords["_d"].to_numpy()
+    values = np.full((len(keys), span), np.nan)
+    values[k_idx, d_idx] = coords[returns_col].fill_null(np.nan).to_numpy()
+    present = np.zeros((len(keys), span), dtype=np.int32)
+    present[k_idx, d_idx] = 1
+    # A portfolio has a row at an as-of date when any day of the window has one.
+    rows_in_window = np.cumsum(
+        np.concatenate([np.zeros((len(keys), 1), dtype=np.int64), present], axis=1), axis=1
+    )
+    cols = np.array([(d - first).days for d in as_of])
+    has_row = (rows_in_window[:, cols + 1]
+               - rows_in_window[:, np.maximum(cols + 1 - window_days, 0)]) > 0  # fmt: skip
+    parts = {c: np.empty((len(keys), len(cols))) for c in RISK_COLUMNS}
+    for start in range(0, len(keys), BLOCK):
+        block = window_figures(values[start : start + BLOCK], window_days)
+        for c in RISK_COLUMNS:
+            parts[c][start : start + BLOCK] = block[c][:, cols]
+    pick = has_row.ravel()
+    data: dict[str, object] = {
+        by: np.repeat(keys.to_numpy(), len(cols))[pick],
+        date_col: pl.Series(list(as_of) * len(keys), dtype=pl.Date).filter(pl.Series(pick)),
+    }
+    for c in RISK_COLUMNS:
+        data[c] = parts[c].ravel()[pick]
+    out = pl.DataFrame(data).with_columns(pl.col(c).fill_nan(None) for c in RISK_COLUMNS[1:])
+    return out.cast(pl.Schema(out_schema)).sort(by, date_col)
 
 
-def _risk_schema() -> dict[str, pl.DataType]:
-    return {"observations": pl.Int32()} | {c: pl.Float64() for c in RISK_COLUMNS[1:]}
+def series_risk(returns: Sequence[float | None]) -> dict[str, float | None]:
+    """Every risk figure of one return series, over all of it (for tests and notebooks)."""
+    n = max(len(returns), 1)
+    start = dt.date(2000, 1, 1)
+    df = pl.DataFrame(
+        {"portfolio_id": ["s"] * len(returns),
+         "date": [start + dt.timedelta(days=i) for i in range(len(returns))],
+         "daily_return": list(returns)},
+        schema={"portfolio_id": pl.String, "date": pl.Date, "daily_return": pl.Float64},
+    )  # fmt: skip
+    out = window_risk(df, as_of=[start + dt.timedelta(days=n - 1)], window_days=n)
+    if out.height == 0:
+        return {"observations": 0} | {c: None for c in RISK_COLUMNS[1:]}
+    return out.drop("portfolio_id", "date").row(0, named=True)
+
+
+INCEPTION_COLUMNS = ("total_return", "sharpe_ratio", "max_drawdown", "volatility")
+
+
+def inception_risk(
+    returns: pl.DataFrame,
+    *,
+    as_of: Sequence[dt.date],
+    by: str = "portfolio_id",
+    date_col: str = "date",
+    returns_col: str = "daily_return",
+    annualization: int = ANNUALIZATION,
+) -> pl.DataFrame:
+    """Since-inception figures (`INCEPTION_COLUMNS`) at each date of `as_of`, one row per
+    (`by`, as-of date) present in `returns`, from every return up to that date.
+
+    Computed with running (cumulative) expressions in one pass over the history, so a year
+    of days costs the same as one: the compounded wealth, its running peak and drawdown are
+    the same products as `max_drawdown`/`total_return`; mean and variance come from running
+    sums of the returns, shifted by the series' first return for precision."""
+    as_of = sorted(set(as_of))
+    out_schema: dict[str, pl.DataType] = {by: returns.schema[by], date_col: pl.Date()} | {
+        c: pl.Float64() for c in INCEPTION_COLUMNS
+    }
+    if not as_of or returns.height == 0:
+        return pl.DataFrame(schema=out_schema)
+    r = pl.col(returns_col)
+    x = r - pl.col("_shift")
+    n = r.is_not_null().cum_sum().over(by)
+    s1 = x.fill_null(0.0).cum_sum().over(by)
+    s2 = (x * x).fill_null(0.0).cum_sum().over(by)
+    variance = ((s2 - s1 * s1 / n) / (n - 1)).clip(lower_bound=0.0)
+    mean = pl.col("_shift") + s1 / n
+    wealth = (r + 1.0).fill_null(1.0).cum_prod().over(by)
+    spread = r.cum_max().forward_fill().over(by) - r.cum_min().forward_fill().over(by)
+    out = (
+        returns.lazy()
+        .filter(pl.col(date_col) <= as_of[-1])
+        .select(by, pl.col(date_col).cast(pl.Date), r.cast(pl.Float64))
+        .sort(by, date_col)
+        # Shifting by the first return (not a later mean) keeps each day's figures independent
+        # of the days after it: one day or a range gives the same floats.
+        .with_columns(r.drop_nulls().first().over(by).fill_null(0.0).alias("_shift"))
+        .with_columns(
+            n.alias("_n"),
+            variance.sqrt().alias("_sd"),
+            mean.alias("_mean"),
+            wealth.alias("_w"),
+            spread.alias("_spread"),
+        )
+        .with_columns(
+            (pl.col("_w") / pl.col("_w").cum_max().over(by).clip(lower_bound=1.0) - 1.0)
+            .cum_min()
+            .over(by)
+            .alias("_mdd")
+        )
+        .filter(pl.col(date_col).is_in(as_of))
+        .select(
+            by,
+            date_col,
+            (pl.col("_w") - 1.0).alias("total_return"),
+            pl.when((pl.col("_n") >= 2) & (pl.col("_spread") > 0) & (pl.col("_sd") > 0))
+            .then(pl.col("_mean") / pl.col("_sd") * math.sqrt(annualization))
+            .alias("sharpe_ratio"),
+            pl.when(pl.col("_n") >= 1).then(pl.col("_mdd")).alias("max_drawdown"),
+            pl.when(pl.col("_n") >= 2)
+            .then(pl.col("_sd") * math.sqrt(annualization))
+            .alias("volatility"),
+        )
+    )
+    return out.collect().cast(pl.Schema(out_schema)).sort(by, date_col)
 
 
 def mean_pairwise_correlation(
@@ -224,68 +292,78 @@ def mean_pairwise_correlation(
         date_col: pl.Date(),
         "correlation_score": pl.Float64(),
     }
-    results: list[pl.DataFrame] = []
-    assets = sorted(asset_returns[asset_col].unique().drop_nulls().to_list())
-    index = {a: i for i, a in enumerate(assets)}
-    for day in sorted(set(as_of)):
-        held = holdings.filter(pl.col(date_col) == day)
-        if held.height == 0:
-            continue
-        start = day - dt.timedelta(days=window_days - 1)
-        window = asset_returns.filter(
-            pl.col(date_col).is_between(start, day) & pl.col(returns_col).is_not_null()
-        )
-        corr, defined = _pairwise_correlation(
-            window, assets, asset_col, date_col, returns_col, min_observations
-        )
-        portfolios = held[by].unique(maintain_order=True).to_list()
-        pos = {p: i for i, p in enumerate(portfolios)}
-        x = np.zeros((len(portfolios), len(assets)))
-        rows = [pos[p] for p in held[by].to_list()]
-        cols = [index.get(a, -1) for a in held[asset_col].to_list()]
-        for r, c in zip(rows, cols, strict=True):
-            if c >= 0:
-                x[r, c] = 1.0
-        num = np.einsum("pi,ij,pj->p", x, np.where(defined, corr, 0.0), x)
-        den = np.einsum("pi,ij,pj->p", x, defined.astype(float), x)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            score = np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
-        results.append(
-            pl.DataFrame(
-                {by: portfolios, date_col: [day] * len(portfolios), "correlation_score": score},
-                schema=out_schema,
-            ).with_columns(pl.col("correlation_score").fill_nan(None))
-        )
-    if not results:
+    as_of = sorted(set(as_of))
+    if not as_of or holdings.height == 0:
         return pl.DataFrame(schema=out_schema)
-    return pl.concat(results)
+    assets = sorted(asset_returns[asset_col].unique().drop_nulls().to_list())
+    first = as_of[0] - dt.timedelta(days=window_days - 1)
+    span = (as_of[-1] - first).days + 1
+    asset_idx = pl.DataFrame({asset_col: assets, "_a": np.arange(len(assets), dtype=np.int64)},
+                             schema={asset_col: pl.String, "_a": pl.Int64})  # fmt: skip
+    # Returns as a dense (day x asset) matrix over every window's days.
+    moves = (
+        asset_returns.filter(pl.col(date_col).is_between(first, as_of[-1])
+                             & pl.col(returns_col).is_not_null())
+        .join(asset_idx, on=asset_col)
+        .with_columns((pl.col(date_col) - pl.lit(first)).dt.total_days().alias("_d"))
+    )  # fmt: skip
+    matrix = np.full((span, len(assets)), np.nan)
+    matrix[moves["_d"].to_numpy(), moves["_a"].to_numpy()] = moves[returns_col].to_numpy()
+    # Holdings as integer coordinates, grouped by day.
+    held = (
+        holdings.filter(pl.col(date_col).is_in(as_of))
+        .join(asset_idx, on=asset_col)
+        .select(by, pl.col(date_col).cast(pl.Date), "_a")
+        .sort(date_col)
+    )
+    keys = held[by].unique().sort()
+    held = held.join(pl.DataFrame({by: keys, "_p": np.arange(len(keys), dtype=np.int64)}), on=by)
+    held = held.sort(date_col, maintain_order=True)
+    dates = held[date_col].to_numpy()
+    p_all, a_all = held["_p"].to_numpy(), held["_a"].to_numpy()
+    bounds = np.searchsorted(dates, np.array(as_of, dtype="datetime64[D]"), side="left")
+    ends = np.searchsorted(dates, np.array(as_of, dtype="datetime64[D]"), side="right")
+    out_keys, out_days, out_scores = [], [], []
+    for day, lo, hi in zip(as_of, bounds, ends, strict=True):
+        if hi <= lo:
+            continue
+        end = (day - first).days + 1
+        corr, defined = _pairwise_correlation(matrix[end - window_days : end], min_observations)
+        members = np.unique(p_all[lo:hi])
+        rank = np.searchsorted(members, p_all[lo:hi])
+        x = np.zeros((len(members), len(assets)))
+        x[rank, a_all[lo:hi]] = 1.0
+        num = ((x @ corr) * x).sum(axis=1)
+        den = ((x @ defined.astype(float)) * x).sum(axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out_scores.append(np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan))
+        out_keys.append(keys.to_numpy()[members])
+        out_days.extend([day] * len(members))
+    if not out_keys:
+        return pl.DataFrame(schema=out_schema)
+    return pl.DataFrame(
+        {by: np.concatenate(out_keys), date_col: out_days,
+         "correlation_score": np.concatenate(out_scores)},
+        schema=out_schema,
+    ).with_columns(pl.col("correlation_score").fill_nan(None))  # fmt: skip
 
 
 def _pairwise_correlation(
-    window: pl.DataFrame,
-    assets: list[str],
-    asset_col: str,
-    date_col: str,
-    returns_col: str,
-    min_observations: int,
+    values: np.ndarray, min_observations: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Pearson correlation of every asset pair over their common days, and which pairs (off
-    the diagonal) have one."""
-    n = len(assets)
-    if window.height == 0 or n == 0:
+    """Pearson correlation of every asset pair over their common days of `values`
+    (days x assets, NaN where no return), and which pairs (off the diagonal) have one."""
+    n = values.shape[1]
+    if values.size == 0:
         return np.zeros((n, n)), np.zeros((n, n), dtype=bool)
-    wide = window.pivot(
-        on=asset_col, index=date_col, values=returns_col, aggregate_function="first"
-    )
-    values = np.full((wide.height, n), np.nan)
-    for i, a in enumerate(assets):
-        if a in wide.columns:
-            values[:, i] = wide[a].cast(pl.Float64).to_numpy()
     present = ~np.isnan(values)
     m = present.astype(float)
     # Centre each asset on its own mean first: correlation does not change, precision does.
-    with np.errstate(invalid="ignore"):
-        centred = values - np.nanmean(np.where(present, values, np.nan), axis=0)
+    counts = present.sum(axis=0)
+    means = np.where(
+        counts > 0, np.where(present, values, 0.0).sum(axis=0) / np.maximum(counts, 1), 0.0
+    )
+    centred = values - means
     x = np.where(present, centred, 0.0)
     count = m.T @ m
     sx = x.T @ m  # sum of asset i over the days both i and j have a return

@@ -195,14 +195,26 @@ def test_mean_pairwise_correlation_matches_pandas() -> None:
 
 
 def test_inception_figures_agree_with_empyrical() -> None:
-    df = _frame(200, 2)
-    day = dt.date(2025, 1, 1) + dt.timedelta(days=199)
-    out = risk.window_risk(df, as_of=[day], window_days=200, inception=True)
+    df = _frame(200, 3)
+    start = dt.date(2025, 1, 1)
+    as_of = [start + dt.timedelta(days=i) for i in (0, 1, 2, 39, 41, 120, 199)]
+    out = risk.inception_risk(df, as_of=as_of)
     assert out.columns == ["portfolio_id", "date", *risk.INCEPTION_COLUMNS]
+    assert out.height == 3 * len(as_of)
     for row in out.iter_rows(named=True):
-        r = df.filter(pl.col("portfolio_id") == row["portfolio_id"])["daily_return"]
+        r = df.filter(
+            (pl.col("portfolio_id") == row["portfolio_id"]) & (pl.col("date") <= row["date"])
+        ).sort("date")["daily_return"]
         r = r.drop_nulls().to_numpy()
-        _assert_close(row["total_return"], float(empyrical.cum_returns_final(r)), "total")
+        label = (row["portfolio_id"], row["date"])
+        if len(r) == 0:
+            assert row["total_return"] == 0.0 and row["max_drawdown"] is None
+            continue
+        _assert_close(row["total_return"], float(empyrical.cum_returns_final(r)), label)
         want = _expected(r)
         for name in ("sharpe_ratio", "max_drawdown", "volatility"):
-            _assert_close(row[name], want[name], name)
+            _assert_close(row[name], want[name], (label, name))
+    # One day at a time gives the same figures as the whole range.
+    for day in as_of:
+        one = risk.inception_risk(df, as_of=[day])
+        assert one.equals(out.filter(pl.col("date") == day))
