@@ -419,7 +419,18 @@ def balances(context: dg.AssetExecutionContext, delta: DeltaStore, rpc: RpcResou
             f"{chain.name} {day}: reading the opening balance of {len(new)} wallet(s) "
             f"at block {open_block}"
         )
-        from_chain = read_chain_balances(client, new, tokens["token_address"].to_list(), open_block)
+        try:
+            from_chain = read_chain_balances(
+                client, new, tokens["token_address"].to_list(), open_block
+            )
+        except RpcError as e:
+            raise dg.Failure(
+                description=f"{chain.name} {day}: the node cannot report the opening balances "
+                f"of {len(new)} first-day wallet(s) at block {open_block} ({e}). A node that "
+                "prunes old state (anvil --prune-history, a non-archive node) must keep it "
+                "for the days being materialised.",
+                allow_retries=False,
+            ) from e
         opening = pl.concat(
             [
                 opening,
