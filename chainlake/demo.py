@@ -31,6 +31,15 @@ Summary = Callable[[list[dt.date]], list[str]]
 SUMMARIES: list[Summary] = []
 
 
+def triggers_summary(days: list[dt.date]) -> list[str]:
+    from chainlake.events.demo import summary
+
+    return summary(days)
+
+
+SUMMARIES.append(triggers_summary)
+
+
 def write_configs(manifest, rpc_url: str) -> tuple[Path, Path]:
     from chainlake.devnet.configs import write_chains_yaml, write_manifest, write_portfolios_yaml
 
