@@ -32,7 +32,7 @@ from chainlake.extract import (
 )
 from chainlake.metadata import preview, table_metadata
 from chainlake.reorg import ReorgReport, check_and_repair, finish_pending, pending_days
-from chainlake.schema import validation_summary
+from chainlake.schema import arrow_schema, validation_summary
 from chainlake.state import (
     Checkpoint,
     cached_day_range,
@@ -236,13 +236,9 @@ def raw_chain_tables(context: dg.AssetExecutionContext, rpc: RpcResource, delta:
                         "failures": dg.MetadataValue.md(f"```\n{validation_summary(e)}\n```")
                     },
                 ) from e
-            written = _commit(delta, chain, day, staged, start if incremental else None)
-            previews = {
-                t: pl.read_parquet(staged.files[t][0], n_rows=5)
-                for t in RAW_TABLES
-                if staged.files[t]
-            }
+            previews = {t: staged.head(t) for t in RAW_TABLES if staged.files[t]}
             sizes = {t: sum(p.stat().st_size for p in staged.files[t]) for t in RAW_TABLES}
+            written = _commit(delta, chain, day, staged, start if incremental else None)
         break
     if staged.last_block is not None and (cp is None or staged.last_block > cp.block_number):
         write_checkpoint(delta, chain, Checkpoint(staged.last_block, staged.last_hash or "", day))
@@ -304,19 +300,21 @@ COMMIT_ORDER = ("transactions", "logs", "blocks")
 def _commit(
     delta: DeltaStore, chain, day, staged: StagedExtract, incremental_from: int | None
 ) -> dict[str, int | None]:
-    """One commit per table. The open day's newest blocks replace whatever rows an earlier,
-    interrupted run left past the checkpoint, so running again never duplicates a row."""
+    """One commit per table. A whole day's staged files become the table's files for the day
+    as they are; the open day's newest blocks replace whatever rows an earlier, interrupted
+    run left past the checkpoint, so running again never duplicates a row."""
     versions: dict[str, int | None] = {}
     for table in COMMIT_ORDER:
         reader = partial(staged.reader, table)
-        if incremental_from is not None:
-            versions[table] = (
-                delta.replace_day(
-                    chain, table, day, reader, where=f"block_number >= {int(incremental_from)}"
-                )
-                if staged.rows[table]
-                else None
+        if staged.days(table) not in ([], [day]):
+            raise ValueError(f"{table}: staged rows of days {staged.days(table)}, not only {day}")
+        if incremental_from is None:
+            versions[table] = delta.replace_day_files(
+                chain, table, day, staged.day_files(table, day), arrow_schema(RAW_TABLES[table])
             )
+        elif staged.rows[table]:
+            where = f"block_number >= {int(incremental_from)}"
+            versions[table] = delta.replace_day(chain, table, day, reader, where=where)
         else:
-            versions[table] = delta.replace_day(chain, table, day, reader)
+            versions[table] = None
     return versions

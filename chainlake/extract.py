@@ -223,8 +223,14 @@ def read_chunks(
 
 @dataclass
 class StagedExtract:
-    """Blocks, transactions and logs of a block range, staged as Parquet files on local disk
-    until they are committed to Delta in one write per table."""
+    """Blocks, transactions and logs of a block range, staged on local disk until they are
+    committed to Delta, one commit per table.
+
+    The files are laid out as the Delta tables' own data files will be: Parquet (zstd, with
+    statistics) without the partition column, under `<table>/date=<day>/`. A whole day is
+    committed by handing these very files to the table (`DeltaStore.replace_day_files`): no
+    second encoding, and memory does not grow with the day. `reader()` streams them back
+    with the `date` column, for writes that go through delta-rs' writer."""
 
     directory: Path
     files: dict[str, list[Path]] = field(default_factory=lambda: {t: [] for t in RAW_TABLES})
@@ -236,12 +242,34 @@ class StagedExtract:
     tx_counts: dict[int, int] = field(default_factory=dict)
     hashes: dict[int, str] = field(default_factory=dict)
 
+    def days(self, table: str) -> list[dt.date]:
+        return sorted({dt.date.fromisoformat(p.parent.name[5:]) for p in self.files[table]})
+
+    def day_files(self, table: str, day: dt.date) -> list[Path]:
+        return [p for p in self.files[table] if p.parent.name == f"date={day.isoformat()}"]
+
     def reader(self, table: str) -> pa.RecordBatchReader:
         schema = arrow_schema(RAW_TABLES[table])
         if not self.files[table]:
             return pa.RecordBatchReader.from_batches(schema, iter(()))
-        ds = pads.dataset([str(p) for p in self.files[table]], schema=schema, format="parquet")
-        return ds.scanner(batch_size=65_536).to_reader()
+        ds = pads.dataset(
+            [str(p) for p in self.files[table]],
+            schema=schema,
+            format="parquet",
+            partitioning=pads.partitioning(pa.schema([("date", pa.date32())]), flavor="hive"),
+            partition_base_dir=str(self.directory / table),
+        )
+        return ds.scanner(
+            columns=schema.names, batch_size=16_384, batch_readahead=2, fragment_readahead=1
+        ).to_reader()
+
+    def head(self, table: str, n: int = 5) -> pl.DataFrame:
+        """The first rows, without reading the rest."""
+        reader = self.reader(table)
+        for batch in reader:
+            if batch.num_rows:
+                return pl.from_arrow(batch.slice(0, n))  # type: ignore[return-value]
+        return pl.from_arrow(reader.schema.empty_table())  # type: ignore[return-value]
 
     def frame(self, table: str, columns: list[str] | None = None) -> pl.DataFrame:
         return pl.from_arrow(self.reader(table).read_all()).select(columns or pl.all())  # type: ignore[union-attr]
@@ -280,9 +308,14 @@ def stage_range(
                 continue
             if validate:
                 RAW_TABLES[table].validate(df, lazy=True)
-            path = directory / f"{table}-{len(staged.files[table]):05d}.parquet"
-            df.write_parquet(path, compression="lz4", statistics=False)
-            staged.files[table].append(path)
+            for (day,), part in df.partition_by("date", as_dict=True, maintain_order=True).items():
+                folder = directory / table / f"date={day.isoformat()}"
+                folder.mkdir(parents=True, exist_ok=True)
+                path = folder / f"part-{len(staged.files[table]):05d}.parquet"
+                part.drop("date").write_parquet(
+                    path, compression="zstd", compression_level=1, statistics=True
+                )
+                staged.files[table].append(path)
             staged.rows[table] += df.height
 
     if last >= first:

@@ -5,15 +5,16 @@ A run compares the checkpoint (last block written, with its hash) with the node.
 node no longer has that block, the stored hashes are walked back until one matches the node's:
 the common ancestor. Every block after it is replaced:
 
-1. The days holding abandoned blocks, and the tables to rebuild for them, are written to
-   `_state/reorg_pending` first, so a run killed half-way finishes the job next time.
+1. The abandoned blocks (number, old hash, new hash) go to the audit table `_state/reorgs`,
+   and the days holding them, with the tables to rebuild for them, to
+   `_state/reorg_pending`, before anything changes: a run killed half-way leaves the rest to
+   the next run.
 2. Tables keyed by block other than the raw ones (found in storage, whoever wrote them:
    core/token_transfers, core/native_transfers, ...) lose their rows past the ancestor.
 3. For each affected day, the raw tables are rewritten from the node past the ancestor, one
    commit per table and day, raw/blocks last: raw/blocks is what the walk-back compares, so
    a day whose blocks row is new has its transactions and logs rewritten already.
-4. The checkpoint moves to the last block rewritten; the audit table `_state/reorgs` gets one
-   row per replaced block (number, old hash, new hash).
+4. The checkpoint moves to the last block rewritten.
 5. After the run has extracted its own partition, `finish_pending` rebuilds the derived
    tables of every affected day (a registered rebuild function, else the table's Dagster
    asset run for that partition) and retracts the abandoned blocks' events through
@@ -261,11 +262,16 @@ def repair(
     days = sorted(set(orphans["date"].to_list()) | new_days)
     derived = [t for t in block_tables(store, chain) if t not in RAW_TABLES]
 
-    # 1. what is left to do, durably, before anything is changed
+    # 1. what was replaced, and what is left to do, durably, before anything is changed
+    report = ReorgReport(chain.name, ancestor, old_tip, [], days)
+    report.replaced = [
+        ReplacedBlock(n, h, new.get(n, (None, None))[0])
+        for n, h in zip(orphans["block_number"], orphans["block_hash"], strict=True)
+    ]
+    _audit(store, chain, report, orphans, now())
     _add_pending(store, chain, days, derived, ancestor)
 
     # 2. derived tables: nothing past the ancestor survives; rebuilt in finish_pending()
-    report = ReorgReport(chain.name, ancestor, old_tip, [], days)
     for table in derived:
         report.rows_deleted[table] = store.delete(chain, table, f"block_number > {ancestor}")
 
@@ -283,18 +289,13 @@ def repair(
             last = (staged.last_block, staged.last_hash or "", day)
     forget_day_ranges(store, chain, days)  # their ranges were looked up on the moving tip
 
-    # 4. checkpoint and audit
+    # 4. checkpoint
     if last is None:
         row = stored_hashes(store, chain, ancestor, ancestor)
         last = (ancestor, row["block_hash"][0], row["date"][0]) if row.height else None
     if last is not None:
         write_checkpoint(store, chain, Checkpoint(last[0], last[1], last[2]))
         report.new_tip = last[0]
-    report.replaced = [
-        ReplacedBlock(n, h, new.get(n, (None, None))[0])
-        for n, h in zip(orphans["block_number"], orphans["block_hash"], strict=True)
-    ]
-    _audit(store, chain, report, orphans, now())
     log.warning(report.summary())
     return report
 
@@ -456,24 +457,32 @@ def _needs(asset: Any) -> set[str]:
 
 
 def _assets_by_table() -> dict[str, Any]:
-    """Partitioned assets of the code location, by the Delta table they write."""
+    """Partitioned assets defined in the `assets` package, by the Delta table they write
+    (asset metadata `table`, else the last part of the key). Each module is imported on its
+    own, so one that fails to import costs only its own tables."""
+    import importlib
+    import pkgutil
+
     import dagster as dg
 
-    try:
-        from pipelines.definitions import defs
-    except Exception as e:  # noqa: BLE001
-        log.warning("cannot load the code location to find derived tables: %r", e)
-        return {}
+    import assets as package
+
     out: dict[str, Any] = {}
-    for asset in defs.assets or ():
-        if not isinstance(asset, dg.AssetsDefinition):
+    for info in pkgutil.iter_modules(package.__path__, f"{package.__name__}."):
+        try:
+            module = importlib.import_module(info.name)
+        except Exception as e:  # noqa: BLE001
+            log.warning("cannot import %s to rebuild its tables after a reorg: %r", info.name, e)
             continue
-        if asset.partitions_def is None or len(asset.keys) != 1:
-            continue
-        key = next(iter(asset.keys))
-        table = asset.metadata_by_key.get(key, {}).get("table")
-        name = str(getattr(table, "value", table)) if table is not None else key.path[-1]
-        out.setdefault(name, asset)
+        for value in vars(module).values():
+            if not isinstance(value, dg.AssetsDefinition):
+                continue
+            if value.partitions_def is None or len(value.keys) != 1:
+                continue
+            key = next(iter(value.keys))
+            table = value.metadata_by_key.get(key, {}).get("table")
+            name = str(getattr(table, "value", table)) if table is not None else key.path[-1]
+            out.setdefault(name, value)
     return out
 
 

@@ -8,12 +8,16 @@ re-materialised day replaces exactly that day and a killed run leaves the previo
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import os
 import random
+import shutil
 import time
+import uuid
 from collections.abc import Callable, Iterable, Sequence
 from functools import cached_property
+from pathlib import Path
 from typing import Any, TypeAlias
 from urllib.parse import urlparse
 
@@ -21,7 +25,9 @@ import dagster as dg
 import polars as pl
 import pyarrow as pa
 from deltalake import DeltaTable, write_deltalake
+from deltalake import Schema as DeltaSchema
 from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
+from deltalake.transaction import AddAction, create_table_with_add_actions
 from pydantic import Field, PrivateAttr
 
 from chainlake.config import ChainConfig
@@ -59,7 +65,10 @@ class DeltaStore(dg.ConfigurableResource):
         default=None,
         description="Endpoint of an S3-compatible server, e.g. MinIO (S3_ENDPOINT_URL).",
     )
-    s3_region: str = Field(default="us-east-1", description="Region of the bucket (AWS_REGION).")
+    s3_region: str | None = Field(
+        default=None,
+        description="Region of the bucket; unset: AWS_REGION, AWS_DEFAULT_REGION, else us-east-1.",
+    )
     s3_access_key_id: str | None = Field(default=None, description="AWS_ACCESS_KEY_ID.")
     s3_secret_access_key: str | None = Field(default=None, description="AWS_SECRET_ACCESS_KEY.")
     s3_allow_http: bool = Field(
@@ -80,6 +89,15 @@ class DeltaStore(dg.ConfigurableResource):
     # -- object storage ---------------------------------------------------------------------
 
     @property
+    def region(self) -> str:
+        return (
+            self.s3_region
+            or os.environ.get("AWS_REGION")
+            or os.environ.get("AWS_DEFAULT_REGION")
+            or "us-east-1"
+        )
+
+    @property
     def bucket(self) -> str:
         return urlparse(self.root).netloc
 
@@ -94,7 +112,7 @@ class DeltaStore(dg.ConfigurableResource):
         return boto3.client(
             "s3",
             endpoint_url=self.s3_endpoint_url or None,
-            region_name=self.s3_region,
+            region_name=self.region,
             aws_access_key_id=self.s3_access_key_id or None,
             aws_secret_access_key=self.s3_secret_access_key or None,
             config=Config(retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=5),
@@ -146,8 +164,8 @@ class DeltaStore(dg.ConfigurableResource):
         from botocore.exceptions import ClientError
 
         kwargs: dict[str, Any] = {"Bucket": self.bucket}
-        if self.s3_region != "us-east-1":
-            kwargs["CreateBucketConfiguration"] = {"LocationConstraint": self.s3_region}
+        if self.region != "us-east-1":
+            kwargs["CreateBucketConfiguration"] = {"LocationConstraint": self.region}
         try:
             s3.create_bucket(**kwargs)
         except ClientError as e:
@@ -163,7 +181,7 @@ class DeltaStore(dg.ConfigurableResource):
     def storage_options(self) -> dict[str, str]:
         if not self.is_s3:
             return {}
-        opts = {"AWS_REGION": self.s3_region}
+        opts = {"AWS_REGION": self.region}
         if self.s3_endpoint_url:
             opts["AWS_ENDPOINT_URL"] = self.s3_endpoint_url
         if self.s3_access_key_id:
@@ -249,6 +267,81 @@ class DeltaStore(dg.ConfigurableResource):
         replaced, e.g. `block_number >= 1200` for the open day's newest blocks."""
         return self._write(
             self.table_uri(chain, table), data, mode="overwrite", day=day, predicate=where
+        )
+
+    def replace_day_files(
+        self,
+        chain: ChainConfig,
+        table: str,
+        day: dt.date,
+        files: Sequence[Path],
+        schema: pa.Schema,
+    ) -> int:
+        """Replace exactly `day` of `table` with Parquet files already written in the table's
+        format (columns of `schema` but the partition column `date`), in one commit.
+
+        The files become the table's data files as they are: moved into the table's folder
+        (or uploaded, streaming, to S3) under fresh names, then one commit removes the day's
+        old files and adds these. Nothing is encoded again and nothing is held in memory, so
+        a day of any size costs the same memory. Until the commit they are invisible to
+        readers, and a run killed before it leaves only unreferenced files (removed by
+        `vacuum`). Falls back to delta-rs' writer if the table's schema is not `schema`."""
+        uri = self.table_uri(chain, table)
+        existing = self._table(uri)
+        if existing is not None and not _same_schema(existing, schema):
+            log.warning("%s: schema differs from the files'; writing through delta-rs", uri)
+            return self.replace_day(chain, table, day, _files_reader(files, schema, day))
+        adds = [self._place(uri, day, f) for f in files]
+        for attempt in range(COMMIT_ATTEMPTS):
+            t = self._table(uri)
+            try:
+                if t is None:
+                    create_table_with_add_actions(
+                        uri,
+                        DeltaSchema.from_arrow(schema),
+                        adds,
+                        mode="append",
+                        partition_by=[PARTITION_COLUMN],
+                        storage_options=self.storage_options() or None,
+                    )
+                else:
+                    t.create_write_transaction(
+                        list(adds),  # type: ignore[arg-type]
+                        mode="overwrite",
+                        schema=t.schema(),
+                        partition_by=[PARTITION_COLUMN],
+                        partition_filters=[(PARTITION_COLUMN, "=", day.isoformat())],
+                    )
+                break
+            except (CommitFailedError, DeltaError) as e:
+                if not _is_commit_race(e):
+                    raise
+                _commit_backoff(uri, attempt, e)
+        t = self._table(uri)
+        assert t is not None
+        return t.version()
+
+    def _place(self, uri: str, day: dt.date, source: Path) -> AddAction:
+        """Move or upload one data file into the table; its add action."""
+        import pyarrow.parquet as pq
+
+        meta = pq.read_metadata(source)
+        rel = f"{PARTITION_COLUMN}={day.isoformat()}/part-{uuid.uuid4().hex}.zstd.parquet"
+        size = source.stat().st_size
+        if self.is_s3:
+            key = f"{urlparse(uri).path.strip('/')}/{rel}"
+            self._s3_client.upload_file(str(source), self.bucket, key)
+        else:
+            dest = Path(uri) / rel
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(str(source), dest)
+        return AddAction(
+            path=rel,
+            size=size,
+            partition_values={PARTITION_COLUMN: day.isoformat()},
+            modification_time=int(time.time() * 1000),
+            data_change=True,
+            stats=json.dumps(_file_stats(meta)),
         )
 
     def append(self, chain: ChainConfig, table: str, data: Data) -> int:
@@ -395,3 +488,56 @@ def _commit_backoff(uri: str, attempt: int, e: Exception) -> None:
     delay = min(2.0, 0.05 * 2**attempt) * (0.5 + random.random())
     log.warning("Delta commit to %s lost a race (%s); retrying in %.2fs", uri, e, delay)
     time.sleep(delay)
+
+
+def _same_schema(table: DeltaTable, schema: pa.Schema) -> bool:
+    return bool(table.schema().to_json() == DeltaSchema.from_arrow(schema).to_json())
+
+
+def _files_reader(files: Sequence[Path], schema: pa.Schema, day: dt.date) -> pa.RecordBatchReader:
+    import pyarrow.dataset as pads
+
+    data = pads.dataset([str(f) for f in files], format="parquet")
+    date = pa.scalar(day, pa.date32())
+
+    def batches() -> Iterable[pa.RecordBatch]:
+        for b in data.scanner(batch_size=16_384).to_batches():
+            cols = {
+                n: b.column(n) if n != PARTITION_COLUMN else pa.array([date] * b.num_rows)
+                for n in schema.names
+            }
+            yield pa.RecordBatch.from_pydict(cols, schema=schema)
+
+    return pa.RecordBatchReader.from_batches(schema, batches())
+
+
+def _file_stats(meta: Any) -> dict[str, Any]:
+    """Delta file statistics from the Parquet footer: row count, and min, max and null count
+    of the flat columns whose row groups all carry them (block_number above all, which
+    reorg repairs and block-range reads filter on)."""
+    stats: dict[str, Any] = {
+        "numRecords": meta.num_rows,
+        "minValues": {},
+        "maxValues": {},
+        "nullCount": {},
+    }
+    schema = meta.schema.to_arrow_schema()
+    for i, field in enumerate(schema):
+        if not (pa.types.is_integer(field.type) or pa.types.is_string(field.type)):
+            continue
+        lo = hi = None
+        nulls = 0
+        for g in range(meta.num_row_groups):
+            st = meta.row_group(g).column(i).statistics
+            if st is None or not st.has_min_max:
+                lo = hi = None
+                break
+            lo = st.min if lo is None else min(lo, st.min)
+            hi = st.max if hi is None else max(hi, st.max)
+            nulls += st.null_count or 0
+        else:
+            if lo is not None and (not isinstance(lo, str) or len(lo) <= 66):
+                stats["minValues"][field.name] = lo
+                stats["maxValues"][field.name] = hi
+                stats["nullCount"][field.name] = nulls
+    return stats

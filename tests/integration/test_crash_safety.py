@@ -27,7 +27,10 @@ TABLES = ["blocks", "transactions", "logs"]
 
 
 def _child(chains_yaml: str, root: str, slow_table: str, marker: str) -> None:
-    """Materialise DAY, stalling inside the write of `slow_table` once it is half done."""
+    """Materialise DAY, stalling inside the write of `slow_table` once it is under way:
+    after its first data file is in the table's folder (a whole day, whose staged files
+    become the table's files) or once part of its rows went to delta-rs' writer (the open
+    day's newest blocks)."""
     os.environ["CHAINS_CONFIG"] = chains_yaml
     import dagster as dg
     import pyarrow as pa
@@ -37,10 +40,15 @@ def _child(chains_yaml: str, root: str, slow_table: str, marker: str) -> None:
     from resources.delta import DeltaStore
     from resources.rpc import RpcResource
 
-    original = StagedExtract.reader
+    def stall() -> None:
+        Path(marker).write_text(str(os.getpid()))
+        time.sleep(120)
+
+    original_reader = StagedExtract.reader
+    original_place = DeltaStore._place
 
     def reader(self: StagedExtract, table: str) -> pa.RecordBatchReader:
-        stream = original(self, table)
+        stream = original_reader(self, table)
         if table != slow_table:
             return stream
 
@@ -50,13 +58,19 @@ def _child(chains_yaml: str, root: str, slow_table: str, marker: str) -> None:
                 for i in range(batch.num_rows):
                     yield batch.slice(i, 1)
                     sent += 1
-                    if sent == 3:  # the writer holds part of the day: now is the time
-                        Path(marker).write_text(str(os.getpid()))
-                        time.sleep(120)
+                    if sent == 3:  # the writer holds part of the rows
+                        stall()
 
         return pa.RecordBatchReader.from_batches(stream.schema, batches())
 
+    def place(self: DeltaStore, uri: str, day: dt.date, source: Path):  # type: ignore[no-untyped-def]
+        action = original_place(self, uri, day, source)
+        if uri.endswith(f"/{slow_table}"):
+            stall()  # a data file is in the table's folder, not yet committed
+        return action
+
     StagedExtract.reader = reader  # type: ignore[method-assign]
+    DeltaStore._place = place  # type: ignore[method-assign]
     dg.materialize(
         [raw_chain_tables],
         partition_key=f"devnet|{DAY}",
@@ -136,7 +150,8 @@ def test_killed_in_the_first_write_leaves_nothing_visible(
     _mine(f, 600, 12)
     root = tmp_path / "delta"
     _kill_mid_write(cfg, root, "transactions", tmp_path)
-    # the writer had rows of the day in hand; none of them is visible in any table
+    # a data file of the day is in the table's folder; none of its rows is visible
+    assert list((root / "devnet" / "local" / "transactions").rglob("*.parquet"))
     for t in TABLES:
         day = _day(root, t)
         assert day is None or day.height == 0, t
