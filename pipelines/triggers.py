@@ -8,6 +8,7 @@ below call `chainlake.events` and `chainlake.actions`, where the logic and its t
 
 import datetime as dt
 import os
+from typing import TYPE_CHECKING
 
 import dagster as dg
 from pydantic import Field
@@ -16,6 +17,11 @@ from assets.events import analytics_alerts, chain_events
 from chainlake.events.db import DEFAULT_POSTGRES_URL
 from chainlake.settings import env
 from resources.notifiers import NotifiersResource
+
+if TYPE_CHECKING:
+    from dagster._core.definitions.unresolved_asset_job_definition import (
+        UnresolvedAssetJobDefinition,
+    )
 from resources.postgres import PostgresResource
 from sensors.chain_events import chain_events_sensor
 from sensors.new_blocks import new_block_sensor
@@ -253,7 +259,7 @@ new_blocks_job = dg.define_asset_job(
 )
 
 TRIGGER_ASSETS = [chain_events, analytics_alerts]
-TRIGGER_JOBS: list[dg.JobDefinition | dg.UnresolvedAssetJobDefinition] = [
+TRIGGER_JOBS: "list[dg.JobDefinition | UnresolvedAssetJobDefinition]" = [
     evaluate_triggers_job,
     deliver_actions_job,
     events_maintenance_job,
