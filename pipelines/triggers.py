@@ -17,15 +17,15 @@ from assets.events import analytics_alerts, chain_events
 from chainlake.events.db import DEFAULT_POSTGRES_URL
 from chainlake.settings import env
 from resources.notifiers import NotifiersResource
+from resources.postgres import PostgresResource
+from sensors.chain_events import chain_events_sensor
+from sensors.new_blocks import new_block_sensor
+from sensors.pending_actions import pending_actions_sensor
 
 if TYPE_CHECKING:
     from dagster._core.definitions.unresolved_asset_job_definition import (
         UnresolvedAssetJobDefinition,
     )
-from resources.postgres import PostgresResource
-from sensors.chain_events import chain_events_sensor
-from sensors.new_blocks import new_block_sensor
-from sensors.pending_actions import pending_actions_sensor
 
 
 class EvaluateConfig(dg.Config):
