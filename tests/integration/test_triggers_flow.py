@@ -306,3 +306,39 @@ def test_no_new_evaluation_run_while_one_waits_to_start(
         engine.instance.delete_run(queued.run_id)
         assert engine.tick_events() == []  # nothing left past the watermark
         assert len(rec.requests) == 3
+
+
+def test_replay_from_the_ui_and_the_maintenance_schedule(
+    url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the UI launches: deliver_actions_job with replay_failed; and the retention schedule's
+    run (as of its tick time) through events_maintenance_job."""
+    import datetime as dt
+
+    from pipelines.triggers import events_maintenance_job, events_retention_schedule
+
+    with receiver(responses=[(500, {}, None)] * 5) as rec:
+        monkeypatch.setenv("HOOK_URL", rec.url)
+        engine = Engine(url)
+        with db.connection(url) as c:
+            store.insert_events(c, [feedback(300, score=1)])
+        [req] = engine.tick_events()
+        out = engine.execute(evaluate_triggers_job, req)
+        assert out["failed"] == 1 and len(rec.requests) == 5  # max_attempts 5, all refused
+        res = deliver_actions_job.execute_in_process(
+            run_config={"ops": {"deliver_actions": {"config": {"replay_failed": True}}}},
+            resources=engine.resources,
+            instance=engine.instance,
+        )
+        assert res.output_for_node("deliver_actions")["succeeded"] == 1 and len(rec.requests) == 6
+
+    tick = dt.datetime(2026, 11, 22, 2, 15, tzinfo=dt.UTC)
+    request = events_retention_schedule(dg.build_schedule_context(scheduled_execution_time=tick))
+    config = request.run_config["ops"]["events_maintenance"]["config"]
+    assert config == {"retention": True, "as_of": tick.isoformat()}
+    res = events_maintenance_job.execute_in_process(
+        run_config=request.run_config, resources=engine.resources, instance=engine.instance
+    )
+    assert res.output_for_node("events_maintenance") == {"events": 0, "action_results": 0}
+    with db.connection(url) as c:
+        assert db.scalar(c, "SELECT count(*) FROM action_metrics_hourly") >= 1
