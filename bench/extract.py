@@ -49,6 +49,44 @@ DAY = dt.date(2026, 10, 1)
 SECONDS_PER_BLOCK = 12  # 2,000 blocks in 6 h 40 min: one day
 
 
+def proc_cpu(pid: int) -> float:
+    """CPU seconds (user + system) a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def own_cpu() -> float:
+    me = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+class Cpu:
+    """CPU seconds the node and the reading side used during a block, and the load."""
+
+    def __init__(self, node_pid: int) -> None:
+        self.node_pid = node_pid
+
+    def __enter__(self) -> Cpu:
+        self.node0, self.client0 = proc_cpu(self.node_pid), own_cpu()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.node = proc_cpu(self.node_pid) - self.node0
+        self.client = own_cpu() - self.client0
+        self.load = os.getloadavg()[0]
+
+    def figures(self) -> dict[str, float]:
+        return {
+            "node_cpu_s": round(self.node, 2),
+            "reader_cpu_s": round(self.client, 2),
+            "load_1min": self.load,
+        }
+
+    def __str__(self) -> str:
+        return f"node CPU {self.node:.1f} s, reader CPU {self.client:.1f} s, load {self.load:.1f}"
+
+
 def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
@@ -195,6 +233,8 @@ def sample():
 instance = dg.DagsterInstance.ephemeral()
 t = threading.Thread(target=sample, daemon=True)
 rss_before = rss()
+u0 = resource.getrusage(resource.RUSAGE_SELF)
+cpu0 = u0.ru_utime + u0.ru_stime
 t0 = time.perf_counter()
 t.start()
 result = dg.materialize(
@@ -206,6 +246,7 @@ result = dg.materialize(
 )
 seconds = time.perf_counter() - t0
 done.set()
+usage = resource.getrusage(resource.RUSAGE_SELF)
 t.join()
 rows = {}
 for m in result.get_asset_materialization_events():
@@ -217,6 +258,7 @@ for ts, v in samples:
     quarters[q] = max(quarters[q], v)
 print(json.dumps({
     "seconds": seconds,
+    "run_cpu_s": usage.ru_utime + usage.ru_stime - cpu0,
     "rows": rows,
     "checks_passed": all(c.passed for c in result.get_asset_check_evaluations()),
     "peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
@@ -300,36 +342,36 @@ def main() -> None:
     try:
         for r in range(args.rounds):
             for in_flight, per_batch in ((4, 25), (8, 10), (4, 50), (2, 25)):
-                s = raw_ceiling(url, first, last, in_flight, per_batch)
+                with Cpu(node.pid) as cpu:
+                    s = raw_ceiling(url, first, last, in_flight, per_batch)
                 runs["a"].append(
-                    {
-                        "round": r,
-                        "in_flight": in_flight,
-                        "blocks_per_batch": per_batch,
-                        "seconds": s,
-                    }
-                )
+                    {"round": r, "in_flight": in_flight, "blocks_per_batch": per_batch,
+                     "seconds": s, **cpu.figures()}
+                )  # fmt: skip
                 log(
-                    f"(a) raw ceiling, {in_flight} in flight × {per_batch} blocks: {n_blocks / s:.0f} blocks/s"
+                    f"(a) raw ceiling, {in_flight} in flight × {per_batch} blocks: {n_blocks / s:.0f} blocks/s, {cpu}"
                 )
             if not args.skip_etl:
                 for batch_size, workers in ((100, 5), (50, 8)):
-                    s = ethereum_etl(url, first, last, batch_size, workers, work / "etl")
+                    with Cpu(node.pid) as cpu:
+                        s = ethereum_etl(url, first, last, batch_size, workers, work / "etl")
                     runs["b"].append(
-                        {"round": r, "batch_size": batch_size, "max_workers": workers, "seconds": s}
-                    )
+                        {"round": r, "batch_size": batch_size, "max_workers": workers,
+                         "seconds": s, **cpu.figures()}
+                    )  # fmt: skip
                     log(
-                        f"(b) ethereum-etl, batch {batch_size} × {workers} workers: {n_blocks / s:.0f} blocks/s"
+                        f"(b) ethereum-etl, batch {batch_size} × {workers} workers: {n_blocks / s:.0f} blocks/s, {cpu}"
                     )
-            c = chainlake(url, work / "chainlake", args.in_flight, args.batch_size)
+            with Cpu(node.pid) as cpu:
+                c = chainlake(url, work / "chainlake", args.in_flight, args.batch_size)
             assert c["checks_passed"], c
             # the day also holds the genesis block, which (a) and (b) do not read
             assert c["rows"]["raw/blocks"] == n_blocks + 1, c
             assert c["rows"]["raw/transactions"] == n_txs, c
-            runs["c"].append({"round": r, **c})
+            runs["c"].append({"round": r, **c, **cpu.figures()})
             log(
-                f"(c) chainlake: {n_blocks / c['seconds']:.0f} blocks/s, peak RSS "
-                f"{c['peak_rss'] / 2**20:.0f} MiB (by quarter: "
+                f"(c) chainlake: {n_blocks / c['seconds']:.0f} blocks/s, {cpu} (run itself "
+                f"{c['run_cpu_s']:.1f} s), peak RSS {c['peak_rss'] / 2**20:.0f} MiB (by quarter: "
                 f"{', '.join(f'{q / 2**20:.0f}' for q in c['rss_peak_by_quarter'])} MiB)"
             )
     finally:
@@ -348,6 +390,17 @@ def main() -> None:
     summary["c/a"] = round(best["a"] / best["c"], 3)
     if "b" in best:
         summary["c/b"] = round(best["b"] / best["c"], 3)
+    # the ratios round by round too: within a round the sides ran minutes apart
+    summary["per_round"] = []
+    for r in range(args.rounds):
+        c_s = next(x["seconds"] for x in runs["c"] if x["round"] == r)
+        row = {
+            "round": r,
+            "c/a": round(min(x["seconds"] for x in runs["a"] if x["round"] == r) / c_s, 3),
+        }
+        if runs["b"]:
+            row["c/b"] = round(min(x["seconds"] for x in runs["b"] if x["round"] == r) / c_s, 3)
+        summary["per_round"].append(row)
     c_runs = runs["c"]
     summary["c_peak_rss_mib"] = round(max(x["peak_rss"] for x in c_runs) / 2**20)
     summary["c_median_seconds"] = statistics.median(x["seconds"] for x in c_runs)

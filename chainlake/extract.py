@@ -67,23 +67,53 @@ class BlockTimestamps:
         self._cache: dict[int, int] = {}
 
     def __call__(self, number: int) -> int:
-        if number not in self._cache:
-            block = self.client.call("eth_getBlockByNumber", [hex(number), False])
-            if block is None:
-                raise LookupError(f"node has no block {number}")
-            self._cache[number] = int(block["timestamp"], 16)
-        return self._cache[number]
+        return self.many([number])[0]
+
+    def many(self, numbers: Sequence[int]) -> list[int]:
+        """Timestamps of several blocks, the ones not remembered read in one batch."""
+        todo = [n for n in dict.fromkeys(numbers) if n not in self._cache]
+        if todo:
+            blocks = self.client.batch([("eth_getBlockByNumber", [hex(n), False]) for n in todo])
+            for n, block in zip(todo, blocks, strict=True):
+                if block is None:
+                    raise LookupError(f"node has no block {n}")
+                self._cache[n] = int(block["timestamp"], 16)
+        return [self._cache[n] for n in numbers]
 
 
-def first_block_at_or_after(ts_of: Callable[[int], int], ts: int, lo: int, hi: int) -> int:
+def first_block_at_or_after(
+    ts_of: Callable[[int], int] | BlockTimestamps, ts: int, lo: int, hi: int, *, fanout: int = 16
+) -> int:
     """Smallest block number in [lo, hi] whose timestamp is >= ts, or hi + 1 if none.
-    Block timestamps never decrease, so a binary search finds it in log2(hi - lo) reads."""
+
+    Block timestamps never decrease, so the range can be searched. With `BlockTimestamps`,
+    each step reads `fanout` evenly spaced blocks in one batch and keeps the slice between
+    two of them: log17(n) round trips instead of log2(n) (6 instead of 25 for mainnet)."""
+    if not isinstance(ts_of, BlockTimestamps):
+        while lo <= hi:
+            mid = (lo + hi) // 2
+            if ts_of(mid) >= ts:
+                hi = mid - 1
+            else:
+                lo = mid + 1
+        return lo
     while lo <= hi:
-        mid = (lo + hi) // 2
-        if ts_of(mid) >= ts:
-            hi = mid - 1
+        # invariant: the answer lies in [lo, hi + 1]
+        width = hi - lo + 1
+        if width <= fanout:
+            probes = list(range(lo, hi + 1))
         else:
-            lo = mid + 1
+            probes = sorted({lo + (width - 1) * i // (fanout - 1) for i in range(fanout)})
+        stamps = ts_of.many(probes)
+        first = next((i for i, t in enumerate(stamps) if t >= ts), None)
+        if width <= fanout:
+            return hi + 1 if first is None else probes[first]
+        if first is None:
+            lo = probes[-1] + 1
+        else:
+            hi = probes[first] - 1
+            if first > 0:
+                lo = probes[first - 1] + 1
     return lo
 
 
