@@ -31,6 +31,7 @@ import os
 import platform
 import resource
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -319,6 +320,8 @@ def machine() -> dict[str, Any]:
 
 
 def main() -> None:
+    # a kill (SIGTERM) unwinds like Ctrl-C, so the node this run started is stopped too
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
