@@ -82,6 +82,7 @@ class Deliverer:
     batch_size: int = 50
     sleep: Callable[[float], None] = time.sleep
     http_timeout: float = 30.0
+    _actions: dict[int, Any] = field(default_factory=dict, repr=False)
 
     def run(
         self,
@@ -137,9 +138,14 @@ class Deliverer:
         worker: str,
         report: DeliveryReport,
     ) -> None:
-        action = conn.execute(
-            "SELECT config FROM trigger_actions WHERE id = %s", (d["action_id"],)
-        ).fetchone()
+        action = self._actions.get(d["action_id"])
+        if action is None:
+            # an action's config is read once per run (a change applies from the next run)
+            action = conn.execute(
+                "SELECT config FROM trigger_actions WHERE id = %s", (d["action_id"],)
+            ).fetchone()
+            if action is not None:
+                self._actions[d["action_id"]] = action
         if action is None:
             store.cancel_delivery(conn, d["id"], "the action was removed from its trigger")
             return
