@@ -248,7 +248,9 @@ def read_chunks(
         range(start, min(start + blocks_per_batch, last + 1))
         for start in range(first, last + 1, blocks_per_batch)
     )
-    yield from client.ordered(reader.read, ranges)
+    # twice the in-flight limit of workers: while some transform what they received, the
+    # others keep `max_in_flight` requests at the node
+    yield from client.ordered(reader.read, ranges, workers=2 * client.max_in_flight)
 
 
 @dataclass

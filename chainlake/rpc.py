@@ -391,15 +391,20 @@ class RpcClient:
         size = batch_size or self.batch_size
         yield from self.ordered(self.batch, _chunked(calls, size))
 
-    def ordered(self, fn: Callable[[Any], T], items: Iterable[Any]) -> Iterator[T]:
-        """`map(fn, items)` on `max_in_flight` threads, results in order, at most twice
-        `max_in_flight` results waiting; a failure cancels what has not started."""
-        with ThreadPoolExecutor(self.max_in_flight, thread_name_prefix="rpc") as pool:
+    def ordered(
+        self, fn: Callable[[Any], T], items: Iterable[Any], *, workers: int | None = None
+    ) -> Iterator[T]:
+        """`map(fn, items)` on `workers` threads (`max_in_flight` by default), results in
+        order, at most twice that many waiting; a failure cancels what has not started.
+        More workers than `max_in_flight` keeps the node busy while some of them work on
+        answers already received: requests in flight stay bounded by `max_in_flight`."""
+        workers = workers or self.max_in_flight
+        with ThreadPoolExecutor(workers, thread_name_prefix="rpc") as pool:
             pending: list[Future[T]] = []
             try:
                 for item in items:
                     pending.append(pool.submit(fn, item))
-                    if len(pending) >= self.max_in_flight * 2:
+                    if len(pending) >= workers * 2:
                         yield pending.pop(0).result()
                 while pending:
                     yield pending.pop(0).result()
