@@ -40,6 +40,42 @@ def triggers_summary(days: list[dt.date]) -> list[str]:
 SUMMARIES.append(triggers_summary)
 
 
+def analytics_summary(days: list[dt.date]) -> list[str]:
+    """Per portfolio: the last snapshot and its 30-day risk (ClickHouse), as `make demo` prints."""
+    from assets.risk_metrics import portfolio_summary
+    from resources.clickhouse import ClickHouseResource
+
+    store = ClickHouseResource(
+        url=os.environ.get("CLICKHOUSE_URL", ""),
+        path=os.environ.get("CLICKHOUSE_PATH", "data/clickhouse"),
+    )
+    with store.session() as ch:
+        rows = portfolio_summary(ch).to_dicts()
+
+    def pct(v: float | None) -> str:
+        return "—" if v is None else f"{v * 100:+.2f}%"
+
+    def num(v: float | None) -> str:
+        return "—" if v is None else f"{v:.2f}"
+
+    lines = [
+        f"{'portfolio':<12}{'day':<12}{'value (USD)':>16}{'total ret':>10}{'VaR95':>9}"
+        f"{'CVaR95':>9}{'Sharpe':>8}{'Sortino':>8}{'max DD':>9}{'vol':>8}{'corr':>6}"
+    ]
+    for r in rows:
+        lines.append(
+            f"{r['portfolio_id']:<12}{r['day'].isoformat():<12}{r['total_value']:>16,.2f}"
+            f"{pct(r['total_return']):>10}{pct(r['var_95']):>9}{pct(r['cvar_95']):>9}"
+            f"{num(r['sharpe']):>8}{num(r['sortino']):>8}{pct(r['max_drawdown']):>9}"
+            f"{pct(r['volatility']):>8}{num(r['correlation']):>6}"
+        )
+    lines.append(f"analytics: {store.describe()} (risk over 30 days, annualised over 365)")
+    return lines
+
+
+SUMMARIES.insert(0, analytics_summary)
+
+
 def write_configs(manifest, rpc_url: str) -> tuple[Path, Path]:
     from chainlake.devnet.configs import write_chains_yaml, write_manifest, write_portfolios_yaml
 
@@ -94,6 +130,12 @@ def materialise(days: list[dt.date]) -> None:
         )
         if not result.success:
             raise SystemExit(f"demo: materialising devnet {day} failed; see the log above")
+    # The DuckDB views read the Delta tables the days just wrote: refresh them now.
+    views = defs.resolve_implicit_job_def_def_for_assets([dg.AssetKey(["serving", "views"])])
+    if views is not None:
+        views.execute_in_process(
+            instance=instance, asset_selection=[dg.AssetKey(["serving", "views"])]
+        )
 
 
 def raw_summary(days: list[dt.date]) -> list[str]:
