@@ -62,3 +62,15 @@ def devnet() -> Iterator[Devnet]:
             seed=DEVNET_SEED,
         )
         yield Devnet(node=node, manifest=manifest)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_defs_state_storage() -> Iterator[None]:
+    """Each test starts with no Dagster defs-state storage. Evaluating a schedule against
+    `instance_for_test()` leaves that instance's storage in a context variable after the
+    instance is gone, and the next `materialize()` then fails with "Attempted to resolve
+    undefined DagsterInstance weakref" (Dagster 1.13.27)."""
+    from dagster._core.storage.defs_state.base import set_defs_state_storage
+
+    with set_defs_state_storage(None):
+        yield
