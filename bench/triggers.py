@@ -335,6 +335,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             unexpected = [k for k in arrivals if k not in committed]
             first_arrival = min((v[0] for v in arrivals.values()), default=finished)
             last_arrival = max((v[0] for v in arrivals.values()), default=finished)
+            # A receiver answers before the sender writes its audit row: let the last ones land.
+            for _ in range(40):
+                with db.connection(events_url) as c:
+                    busy = db.scalar(
+                        c, "SELECT count(*) FROM deliveries WHERE status = 'in_progress'"
+                    )
+                if not busy:
+                    break
+                time.sleep(0.25)
             with db.connection(events_url) as c:
                 statuses = {r["status"]: r["n"] for r in c.execute(
                     "SELECT status, count(*) AS n FROM deliveries GROUP BY status").fetchall()}  # fmt: skip
