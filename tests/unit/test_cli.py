@@ -24,6 +24,11 @@ from chainlake.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
 ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+# Migration revisions in order, named by their files' prefixes (0001_…, 0002_…).
+REVISIONS = sorted(
+    p.name.split("_", 1)[0] for p in (ROOT / "chainlake/events/migrations/versions").glob("0*.py")
+)
+HEAD_REVISION = REVISIONS[-1]
 
 
 def _commands(group: click.Group, prefix: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
@@ -214,7 +219,7 @@ def test_migrate_backs_up_a_database_with_rows_first(db_url: str, tmp_path: Path
     assert code == 0, out
     assert "backed up" in out
     (backup_dir,) = tmp_path.iterdir()
-    assert backup_dir.name.endswith("before-0002")
+    assert backup_dir.name.endswith(f"before-{HEAD_REVISION}")
     assert '"revision": "0001"' in (backup_dir / "manifest.json").read_text()
 
     assert run("db", "downgrade", "--revision", "0001", "--url", db_url, "--yes")[0] == 0
@@ -249,7 +254,8 @@ def test_health_reports_schema_notify_and_events(db_url: str) -> None:
     code, out = run("db", "health", "--url", db_url)
     assert code == 1
     assert "LISTEN/NOTIFY: " in out and " ms" in out
-    assert "unhealthy: 1 migration(s) pending (0002)" in out
+    pending = [r for r in REVISIONS if r > "0001"]
+    assert f"unhealthy: {len(pending)} migration(s) pending ({', '.join(pending)})" in out
 
     assert run("db", "migrate", "--url", db_url, "--no-backup")[0] == 0
     _fill(db_url)
