@@ -148,7 +148,7 @@ def dagster_processes(
         + target
         + "      attribute: defs\n"
         + f"      working_directory: {ROOT}\n"
-        + "      location_name: triggers_bench\n"
+        + f"      location_name: {home.name.replace('-', '_')}\n"
     )
     bin_dir = Path(sys.executable).parent
     port = free_port()
@@ -191,6 +191,14 @@ def dagster_processes(
                 os.killpg(p.pid, signal.SIGKILL)
                 p.wait()
             log.close()
+        # The code servers they started run in sessions of their own: end them by their pid.
+        stray = home.name.replace("-", "_")
+        for proc in Path("/proc").iterdir():
+            if not proc.name.isdigit():
+                continue
+            with contextlib.suppress(OSError):
+                if stray in (proc / "cmdline").read_bytes().decode(errors="replace"):
+                    os.kill(int(proc.name), signal.SIGTERM)
 
 
 def wait_http(url: str, timeout: float) -> None:
