@@ -16,8 +16,12 @@ UTC day); then, side by side in the same run, against that node:
   the best of a few `--batch-size` / `--max-workers` settings.
 - (c) chainlake: `dg.materialize` of `raw/blocks`, `raw/transactions`, `raw/logs` for the day
   into a fresh local Delta root, in a child process (so its peak RSS is its own). Its RSS is
-  sampled every 0.2 s; the peaks of each quarter of the run show whether memory stays flat as
-  the day grows.
+  sampled every 0.2 s; the peaks of each quarter of the run, and the peaks of runs over two
+  smaller days the node also holds (a quarter and a half of the blocks), show whether memory
+  stays flat as the day grows.
+
+CPU seconds of the node and of the reading side are recorded for every run: on a shared
+machine they tell a slow node from a slow reader.
 
 Results go to `bench/results/extract-<time>.json`; `bench/README.md` records them.
 """
@@ -47,7 +51,7 @@ sys.path.insert(0, str(ROOT))
 ETL_VENV = ROOT / "bench" / ".venv-etl"
 ETL_PACKAGES = (["ethereum-etl==2.4.2"], ["parsimonious==0.9.0"])  # see shared STACK.md
 DAY = dt.date(2026, 10, 1)
-SECONDS_PER_BLOCK = 12  # 2,000 blocks in 6 h 40 min: one day
+SECONDS_PER_BLOCK = 12  # 2,000 blocks in 6 h 40 min: inside one day
 
 
 def proc_cpu(pid: int) -> float:
@@ -95,23 +99,29 @@ def log(msg: str) -> None:
 # -- the chain --------------------------------------------------------------------------------
 
 
-def start_chain(blocks: int, txs: int) -> Any:
+def start_chain(days: list[tuple[dt.date, int]], txs: int) -> tuple[Any, dict[dt.date, range]]:
+    """A node holding `blocks` blocks of `txs` transactions on each of `days` (in order)."""
     from chainlake.devnet.anvil import Anvil
     from chainlake.devnet.generator import fill
 
-    start = int(dt.datetime.combine(DAY, dt.time(), dt.UTC).timestamp())
-    node = Anvil(genesis=start, accounts=20).start()
-    res = fill(
-        node.rpc_url,
-        blocks=blocks,
-        txs_per_block=txs,
-        start_timestamp=start + 60,
-        seconds_per_block=SECONDS_PER_BLOCK,
-    )
-    log(
-        f"filled {res.first_block}..{res.last_block}: {res.transactions} txs in {res.seconds:.0f} s"
-    )
-    return node
+    def midnight(d: dt.date) -> int:
+        return int(dt.datetime.combine(d, dt.time(), dt.UTC).timestamp())
+
+    node = Anvil(genesis=midnight(days[0][0]) - 3_600, accounts=20).start()
+    ranges = {}
+    for day, blocks in days:
+        res = fill(
+            node.rpc_url,
+            blocks=blocks,
+            txs_per_block=txs,
+            start_timestamp=midnight(day) + 60,
+            seconds_per_block=SECONDS_PER_BLOCK,
+        )
+        ranges[day] = range(res.first_block, res.last_block + 1)
+        log(
+            f"{day}: blocks {res.first_block}..{res.last_block}, {res.transactions} txs in {res.seconds:.0f} s"
+        )
+    return node, ranges
 
 
 # -- (a) the raw ceiling ----------------------------------------------------------------------
@@ -269,7 +279,9 @@ print(json.dumps({
 """
 
 
-def chainlake(url: str, work: Path, in_flight: int, batch_size: int) -> dict[str, Any]:
+def chainlake(
+    url: str, work: Path, in_flight: int, batch_size: int, day: dt.date = DAY
+) -> dict[str, Any]:
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     cfg = work / "chains.yaml"
@@ -279,7 +291,7 @@ def chainlake(url: str, work: Path, in_flight: int, batch_size: int) -> dict[str
         f"    max_requests_in_flight: {in_flight}\n    batch_size: {batch_size}\n"
     )
     out = subprocess.run(
-        [sys.executable, "-c", CHILD, str(ROOT), str(cfg), str(work / "delta"), f"devnet|{DAY}"],
+        [sys.executable, "-c", CHILD, str(ROOT), str(cfg), str(work / "delta"), f"devnet|{day}"],
         check=True,
         capture_output=True,
         text=True,
@@ -331,14 +343,25 @@ def main() -> None:
     p.add_argument("--in-flight", type=int, default=4, help="chainlake's max_requests_in_flight")
     p.add_argument("--batch-size", type=int, default=25, help="chainlake's batch_size")
     p.add_argument("--skip-etl", action="store_true")
+    p.add_argument(
+        "--no-flatness",
+        dest="flatness",
+        action="store_false",
+        help="skip the smaller days (a quarter and a half of --blocks) that show peak memory does not grow with the day",
+    )
     args = p.parse_args()
 
     info = machine()
     log(f"machine: {info}")
     if not args.skip_etl:
         ensure_etl()
-    node = start_chain(args.blocks, args.txs)
-    url, first, last = node.rpc_url, 1, args.blocks
+    # smaller days before the benchmark's, to show that memory does not grow with the day
+    smaller = [
+        (DAY - dt.timedelta(days=2), args.blocks // 4),
+        (DAY - dt.timedelta(days=1), args.blocks // 2),
+    ]
+    node, ranges = start_chain([*(smaller if args.flatness else []), (DAY, args.blocks)], args.txs)
+    url, first, last = node.rpc_url, ranges[DAY].start, ranges[DAY].stop - 1
     n_blocks, n_txs = args.blocks, args.blocks * args.txs
     work = Path(tempfile.mkdtemp(prefix="chainlake-bench-"))
     runs: dict[str, list[dict[str, Any]]] = {"a": [], "b": [], "c": []}
@@ -368,14 +391,29 @@ def main() -> None:
             with Cpu(node.pid) as cpu:
                 c = chainlake(url, work / "chainlake", args.in_flight, args.batch_size)
             assert c["checks_passed"], c
-            # the day also holds the genesis block, which (a) and (b) do not read
-            assert c["rows"]["raw/blocks"] == n_blocks + 1, c
+            assert c["rows"]["raw/blocks"] == n_blocks, c
             assert c["rows"]["raw/transactions"] == n_txs, c
             runs["c"].append({"round": r, **c, **cpu.figures()})
             log(
                 f"(c) chainlake: {n_blocks / c['seconds']:.0f} blocks/s, {cpu} (run itself "
                 f"{c['run_cpu_s']:.1f} s), peak RSS {c['peak_rss'] / 2**20:.0f} MiB (by quarter: "
                 f"{', '.join(f'{q / 2**20:.0f}' for q in c['rss_peak_by_quarter'])} MiB)"
+            )
+        flat = []
+        for day, blocks in smaller if args.flatness else []:
+            c = chainlake(url, work / "chainlake", args.in_flight, args.batch_size, day)
+            assert c["rows"]["raw/blocks"] == blocks, c
+            flat.append({"day": day.isoformat(), "blocks": blocks, "peak_rss": c["peak_rss"]})
+            log(
+                f"(c) chainlake, a day of {blocks} blocks: peak RSS {c['peak_rss'] / 2**20:.0f} MiB"
+            )
+        if runs["c"]:
+            flat.append(
+                {
+                    "day": DAY.isoformat(),
+                    "blocks": n_blocks,
+                    "peak_rss": max(x["peak_rss"] for x in runs["c"]),
+                }
             )
     finally:
         node.stop()
@@ -406,6 +444,9 @@ def main() -> None:
         summary["per_round"].append(row)
     c_runs = runs["c"]
     summary["c_peak_rss_mib"] = round(max(x["peak_rss"] for x in c_runs) / 2**20)
+    summary["c_peak_rss_mib_by_day_size"] = {
+        f["blocks"]: round(f["peak_rss"] / 2**20) for f in flat
+    }
     summary["c_median_seconds"] = statistics.median(x["seconds"] for x in c_runs)
     result = {
         "benchmark": "extract",
