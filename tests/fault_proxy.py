@@ -43,6 +43,8 @@ class FaultProxy:
         self.max_log_range = max_log_range
         self.injected: Counter[str] = Counter()
         self.requests = 0
+        self.concurrent = 0
+        self.max_concurrent = 0  # requests being answered at once, at most
         self._lock = threading.Lock()
         self._http = httpx.Client(timeout=60)
         proxy = self
@@ -55,13 +57,20 @@ class FaultProxy:
 
             def do_POST(self) -> None:
                 payload = self.rfile.read(int(self.headers.get("content-length", 0)))
-                fault = proxy._next_fault()
-                if fault is not None:
-                    proxy._inject(self, fault, payload)
-                    return
-                refusal = proxy._refuse_logs(payload)
-                body = refusal or proxy._forward(payload)
-                self._send(200, body)
+                with proxy._lock:
+                    proxy.concurrent += 1
+                    proxy.max_concurrent = max(proxy.max_concurrent, proxy.concurrent)
+                try:
+                    fault = proxy._next_fault()
+                    if fault is not None:
+                        proxy._inject(self, fault, payload)
+                        return
+                    refusal = proxy._refuse_logs(payload)
+                    body = refusal or proxy._forward(payload)
+                    self._send(200, body)
+                finally:
+                    with proxy._lock:
+                        proxy.concurrent -= 1
 
             def _send(self, code: int, body: bytes, headers: dict[str, str] | None = None) -> None:
                 self.send_response(code)
@@ -142,7 +151,11 @@ class FaultProxy:
         elif fault == "garbage":
             send(200, b"<html><body>502 Bad Gateway</body></html>")
         elif fault == "stall":
+            with self._lock:  # the client gives up on it: not in flight any more
+                self.concurrent -= 1
             time.sleep(self.stall_seconds)
+            with self._lock:
+                self.concurrent += 1
             _reset(h)
         elif fault == "drop":
             _reset(h)

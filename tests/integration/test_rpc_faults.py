@@ -78,6 +78,8 @@ def test_every_fault_kind_then_identical_tables(
         root = _run(tmp_path, "faulty", [proxy.url], monkeypatch, timeout_seconds=0.5)
         assert proxy.done, proxy.injected
         assert set(proxy.injected) == set(FAULTS)
+        # the chain's max_requests_in_flight (3) held, retries and all
+        assert 2 <= proxy.max_concurrent <= 3
     got = _tables(root)
     for t in TABLES:
         assert got[t].equals(clean[t]), t
