@@ -43,7 +43,13 @@ def _doc(**overrides: Any) -> dict[str, Any]:
             {"id": "p1", "name": "One", "wallets": ["w1", A2]},
             {"id": "p2", "name": "Two", "chain": "other", "wallets": [A1]},
         ],
-        "alerts": [{"name": "a1", "query": "tell me", "expression": "x.filter(y > 1)"}],
+        "alerts": [
+            {
+                "name": "a1",
+                "query": "tell me",
+                "expression": 'wallet_balances.filter(pl.col("balance") > 1)',
+            }
+        ],
     }
     doc.update(overrides)
     return doc
@@ -140,8 +146,8 @@ def test_valid_book(chains: dict[str, ChainConfig]) -> None:
         ),
         (
             "alerts",
-            {"name": "a2", "query": "q", "expression": "x.filter("},
-            "alerts[1] 'a2': field 'expression': not a Python expression",
+            {"name": "a2", "query": "q", "expression": "wallet_balances.filter("},
+            "alerts[1] 'a2': field 'expression': expected a value, found the end",
         ),
         ("alerts", {"name": "a3"}, "alerts[1] 'a3': field 'query': Field required"),
         (
@@ -198,3 +204,12 @@ def test_example_file_is_valid() -> None:
     }
     book = load_portfolios(chains, root / "config" / "portfolios.yaml")
     assert {p.id for p in book.portfolios} == {"treasury", "trading"}
+
+
+def test_alert_outside_the_safe_grammar_is_refused_on_load(
+    chains: dict[str, ChainConfig],
+) -> None:
+    doc = _doc()
+    doc["alerts"][0]["expression"] = "__import__('os').system('true')"
+    with pytest.raises(ConfigError, match="call to '__import__' is not allowed"):
+        parse_portfolios(doc, chains)
