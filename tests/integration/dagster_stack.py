@@ -107,7 +107,8 @@ def start_chain(
         [
             str(ANVIL),
             *("--host", "127.0.0.1", "--port", str(port), "--chain-id", str(chain_id)),
-            *("--prune-history", "--cache-path", cache, "--no-mining", "--silent"),
+            # keep historical state: balances read the chain at earlier blocks
+            *("--prune-history", "10000", "--cache-path", cache, "--no-mining", "--silent"),
             *("--timestamp", str(day_start(first_day) - 3600)),
         ],
         stdout=subprocess.DEVNULL,
@@ -173,6 +174,9 @@ def stack_env(tmp: Path, dagster_home: Path, postgres_url: str, chains_config: P
     env.update(
         DAGSTER_HOME=str(dagster_home),
         DAGSTER_POSTGRES_URL=postgres_url,
+        # the events database too (its own version table lets it share the database), so
+        # the sensors and jobs of the stack never touch a developer's `chainlake` database
+        POSTGRES_URL=postgres_url.replace("postgresql+psycopg2://", "postgresql://", 1),
         CHAINS_CONFIG=str(chains_config),
         DELTA_ROOT=str(tmp / "delta"),
         DUCKDB_PATH=str(tmp / "chainlake.duckdb"),

@@ -1,0 +1,255 @@
+"""A 30-day × 2-chain backfill through the real daemon and run queue, multiprocess executor.
+
+Two anvil chains with blocks on each of 30 days and a tracked wallet each; a Postgres-backed
+instance configured by the repository's dagster.yaml; `dagster-daemon run`; the backfill
+launched with the README's `dagster job backfill` command. While it runs, the DuckDB serving
+layer is rewritten by `serving_job` runs (catalog + views over the Delta tables being written)
+and read by this process in a loop, the way an analyst's notebook would.
+
+It must finish with every run successful, no DuckDB lock error (in runs or for the reader), no
+Delta commit conflict, every chain-day in the tables exactly once, at most one run per chain at
+a time (the `chainlake/chain` limit) with both chains progressing in parallel, and the daemon's
+processes holding no file of an embedded store afterwards.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import polars as pl
+import pytest
+from dagster_stack import (
+    ROOT,
+    VENV_BIN,
+    Chain,
+    chains_yaml,
+    open_files_under,
+    process,
+    process_tree,
+    scratch_database,
+    stack_env,
+    start_chain,
+    wait_for,
+)
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(10800)]
+
+DAYS = 30
+# Closed days well before today (the partitions end at today).
+FIRST_DAY = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=DAYS + 10)
+SERVING_RUNS = 3
+# What a DuckDB lock or a lost Delta commit race looks like in a run's logs.
+LOCK_OR_CONFLICT = re.compile(
+    r"Could not set lock on file|Conflicting lock|database is locked|IO Error: .*lock"
+    r"|CommitFailedError|concurrent transaction|Commit failed|ConcurrentAppend|ConcurrentDelete",
+    re.IGNORECASE,
+)
+
+
+def _portfolios_yaml(path: Path, chains: list[Chain]) -> None:
+    lines = ["wallets:"]
+    for c in chains:
+        address = c.rpc("eth_accounts")[1]
+        lines.append(f'  - {{name: {c.name}-payee, address: "{address}", chain: {c.name}}}')
+    lines.append("portfolios:")
+    for c in chains:
+        lines += [
+            f"  - id: {c.name}-book",
+            f"    name: {c.name} book",
+            f"    chain: {c.name}",
+            f"    wallets: [{c.name}-payee]",
+        ]
+    path.write_text("\n".join(lines) + "\n")
+
+
+class DuckDBReader(threading.Thread):
+    """Reads the serving file read-only every second, as an analyst would, and keeps every
+    error except "not created yet"."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(daemon=True)
+        self.path = path
+        self.stop = threading.Event()
+        self.reads = 0
+        self.errors: list[str] = []
+
+    def run(self) -> None:
+        from resources.duckdb import ServingDuckDB
+
+        db = ServingDuckDB(database=str(self.path))
+        while not self.stop.wait(1.0):
+            if not self.path.exists():
+                continue
+            try:
+                with db.reader() as conn:
+                    conn.execute("SELECT count(*) FROM wallets").fetchone()
+                    views = {
+                        r[0]
+                        for r in conn.execute("SELECT view_name FROM duckdb_views()").fetchall()
+                    }
+                    if "recent_transactions_view" in views:
+                        conn.execute("SELECT count(*) FROM recent_transactions_view").fetchone()
+                self.reads += 1
+            except Exception as e:  # every failure is a finding
+                self.errors.append(f"{type(e).__name__}: {e}"[:300])
+
+
+def test_thirty_days_two_chains_backfill(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus, RunsFilter
+    from dagster._core.instance.ref import InstanceRef
+
+    from chainlake.instance import ensure_instance
+
+    chains = [
+        start_chain("chain-a", 4_201, FIRST_DAY, DAYS),
+        start_chain("chain-b", 4_202, FIRST_DAY, DAYS),
+    ]
+    reader = DuckDBReader(tmp_path / "chainlake.duckdb")
+    try:
+        with scratch_database("chainlake_test_backfill") as pg_url:
+            home = tmp_path / "dagster_home"
+            config = chains_yaml(tmp_path / "chains.yaml", chains, FIRST_DAY)
+            _portfolios_yaml(tmp_path / "portfolios.yaml", chains)
+            env = stack_env(tmp_path, home, pg_url, config)
+            monkeypatch.setenv("DAGSTER_POSTGRES_URL", pg_url)
+            ensure_instance(home, pg_url)
+
+            def dagster(*args: str) -> subprocess.CompletedProcess[str]:
+                out = subprocess.run(
+                    [str(VENV_BIN / "dagster"), *args],
+                    cwd=ROOT,
+                    env=env,
+                    capture_output=True,
+                    text=True,
+                    timeout=600,
+                )
+                assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-4000:]
+                return out
+
+            keys = [
+                f"{c.name}|{FIRST_DAY + dt.timedelta(days=d)}" for c in chains for d in range(DAYS)
+            ]
+            with process(
+                [str(VENV_BIN / "dagster-daemon"), "run", "-w", "workspace.yaml"],
+                env,
+                tmp_path / "daemon.log",
+            ) as daemon:
+                started = time.monotonic()
+                launched = dagster(
+                    *("job", "backfill", "-w", "workspace.yaml", "-j", "chain_day_job"),
+                    *("--partitions", ",".join(keys), "--noprompt"),
+                )
+                backfill_id = re.search(r"Launched backfill job `([^`]+)`", launched.stdout)
+                assert backfill_id, launched.stdout[-2000:]
+                reader.start()
+                for _ in range(SERVING_RUNS):
+                    dagster("job", "launch", "-w", "workspace.yaml", "-j", "serving_job")
+
+                instance = DagsterInstance.from_ref(InstanceRef.from_dir(str(home)))
+                runs_filter = RunsFilter(tags={"dagster/backfill": backfill_id.group(1)})
+                serving_filter = RunsFilter(job_name="serving_job")
+
+                def finished():
+                    runs = instance.get_runs(runs_filter)
+                    serving = instance.get_runs(serving_filter)
+                    if len(runs) < len(keys) or len(serving) < SERVING_RUNS:
+                        return None
+                    done = all(r.is_finished for r in [*runs, *serving])
+                    return (runs, serving) if done else None
+
+                runs, serving = wait_for(
+                    finished, timeout=10000, interval=5, what="the backfill's runs"
+                )
+                elapsed = time.monotonic() - started
+                reader.stop.set()
+                reader.join(30)
+                held = open_files_under(
+                    process_tree(daemon.pid),
+                    [tmp_path / "delta", tmp_path / "chainlake.duckdb", tmp_path / "clickhouse"],
+                )
+
+            print(
+                f"backfill of {len(keys)} chain-days: {elapsed:.1f}s, {len(runs)} runs, "
+                f"{len(serving)} serving runs, {reader.reads} DuckDB reads"
+            )
+
+            # every run succeeded, with steps in worker processes (the multiprocess executor)
+            failed = [r for r in [*runs, *serving] if r.status != DagsterRunStatus.SUCCESS]
+            assert not failed, _failure_summary(instance, failed)
+            for run in runs[:3]:
+                workers = instance.get_records_for_run(
+                    run.run_id, of_type=DagsterEventType.STEP_WORKER_STARTED
+                ).records
+                assert workers, f"run {run.run_id} did not use the multiprocess executor"
+
+            # nothing in any run's logs looks like a lock error or a Delta commit conflict
+            problems = []
+            for run in [*runs, *serving]:
+                for rec in instance.all_logs(run.run_id):
+                    text = rec.user_message or ""
+                    event = rec.dagster_event
+                    if event is not None:
+                        text += " " + (event.message or "")
+                        if event.is_step_failure:
+                            text += " " + str(event.step_failure_data.error)
+                    if LOCK_OR_CONFLICT.search(text):
+                        problems.append(f"{run.tags.get('dagster/partition')}: {text[:300]}")
+            assert not problems, "\n".join(problems[:10])
+            retried = [r for r in runs if r.tags.get("dagster/retry_number")]
+            assert not retried, f"{len(retried)} runs needed a retry"
+            assert not reader.errors, reader.errors[:5]
+            assert reader.reads > 0, "the serving file was never readable during the backfill"
+
+            # the run queue's per-chain limit: runs tagged by chain, never two of one chain at once
+            by_chain: dict[str, list[tuple[float, float]]] = {}
+            for rec in instance.get_run_records(runs_filter):
+                chain = rec.dagster_run.tags.get("chainlake/chain")
+                assert chain in {"chain-a", "chain-b"}, rec.dagster_run.tags
+                assert rec.start_time and rec.end_time
+                by_chain.setdefault(chain, []).append((rec.start_time, rec.end_time))
+            for chain, spans in by_chain.items():
+                spans.sort()
+                overlaps = [(a, b) for a, b in zip(spans, spans[1:], strict=False) if b[0] < a[1]]
+                assert not overlaps, f"{chain}: {len(overlaps)} runs overlapped another of its runs"
+            a, b = by_chain["chain-a"], by_chain["chain-b"]
+            parallel = sum(1 for x in a for y in b if x[0] < y[1] and y[0] < x[1])
+            assert parallel, "the two chains never ran at the same time"
+
+            # every chain-day exactly once in Delta, with the blocks the node has
+            for chain in chains:
+                root = tmp_path / "delta" / chain.name / "local"
+                blocks = pl.read_delta(str(root / "blocks"))
+                assert blocks["block_number"].n_unique() == blocks.height
+                per_day = dict(blocks.group_by("date").len().iter_rows())
+                assert per_day == chain.blocks_per_day, chain.name
+                txs = pl.read_delta(str(root / "transactions"))
+                assert txs.height == 2 * blocks.height
+                assert txs.select("transaction_hash").n_unique() == txs.height
+
+            # the daemon and its code server never hold an embedded store
+            assert not held, f"daemon processes hold store files: {held}"
+    finally:
+        reader.stop.set()
+        for c in chains:
+            c.stop()
+
+
+def _failure_summary(instance, failed) -> str:
+    from dagster import DagsterEventType
+
+    lines = [f"{len(failed)} runs did not succeed"]
+    for run in failed[:5]:
+        recs = instance.get_records_for_run(
+            run.run_id, of_type=DagsterEventType.STEP_FAILURE
+        ).records
+        for r in recs[:1]:
+            err = r.event_log_entry.dagster_event.step_failure_data.error
+            lines.append(f"{run.tags.get('dagster/partition')}: {err.message.strip()[:500]}")
+        if not recs:
+            lines.append(f"{run.job_name} {run.tags.get('dagster/partition')}: {run.status}")
+    return "\n".join(lines)
