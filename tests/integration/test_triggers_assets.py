@@ -55,7 +55,8 @@ def setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict]:
         "alerts": [
             {"name": "Low treasury", "query": "treasury below 10 ETH",
              "expression": 'wallet_balances.filter((pl.col("wallet_name") == "treasury") & (pl.col("balance") < 10))'},
-            {"name": "Evil", "query": "x", "expression": "__import__('os').getcwd()"},
+            # an expression outside the safe grammar never gets this far: loading
+            # portfolios.yaml refuses it (tests/unit/test_portfolios.py)
         ],
     }))  # fmt: skip
     manifest = tmp_path / "manifest.json"
@@ -127,7 +128,7 @@ def test_chain_events_and_alerts_into_postgres(setup: dict) -> None:
     )
     assert result.success
     checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
-    assert checks == {"schema": True, "all_in_postgres": True, "expressions_valid": False}
+    assert checks == {"schema": True, "all_in_postgres": True, "expressions_valid": True}
     with db.connection(url) as c:
         rows = c.execute(
             "SELECT id, registry, event_type, agent_id, score, tag1, amount, data FROM events ORDER BY seq"
