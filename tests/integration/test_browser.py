@@ -170,7 +170,8 @@ def _check_asset_graph(page, base: str) -> None:
         for name in assets:
             page.get_by_text(name, exact=True).first.wait_for(timeout=120_000)
         counts = page.get_by_text(f"{PARTITIONS} partitions", exact=True)
-        counts.first.wait_for(timeout=60_000)
+        # every asset node's count, not just the first one rendered (nodes fill in one by one)
+        counts.nth(len(assets) - 1).wait_for(timeout=180_000)
         assert counts.count() >= len(assets), f"{group}: partition counts not shown"
         page.screenshot(path=str(ARTIFACTS / f"browser-{group}-lineage.png"), full_page=True)
 
