@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/extract.py                  # 2,000 blocks × 50 transactions
     .venv/bin/python bench/extract.py --blocks 300     # quick
-    .venv/bin/python bench/extract.py --rounds 3       # a, b, c three times each, interleaved
+    .venv/bin/python bench/extract.py --rounds 2       # a, b, c then c, b, a
 
 One node holds the chain (filled with `chainlake.devnet.generator.fill`, all blocks in one
 UTC day); then, side by side in the same run, against that node:
@@ -366,7 +366,8 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="chainlake-bench-"))
     runs: dict[str, list[dict[str, Any]]] = {"a": [], "b": [], "c": []}
     try:
-        for r in range(args.rounds):
+
+        def side_a(r: int) -> None:
             for in_flight, per_batch in ((4, 25), (8, 10), (4, 50), (2, 25)):
                 with Cpu(node.pid) as cpu:
                     s = raw_ceiling(url, first, last, in_flight, per_batch)
@@ -377,17 +378,20 @@ def main() -> None:
                 log(
                     f"(a) raw ceiling, {in_flight} in flight × {per_batch} blocks: {n_blocks / s:.0f} blocks/s, {cpu}"
                 )
-            if not args.skip_etl:
-                for batch_size, workers in ((100, 5), (50, 8)):
-                    with Cpu(node.pid) as cpu:
-                        s = ethereum_etl(url, first, last, batch_size, workers, work / "etl")
-                    runs["b"].append(
-                        {"round": r, "batch_size": batch_size, "max_workers": workers,
-                         "seconds": s, **cpu.figures()}
-                    )  # fmt: skip
-                    log(
-                        f"(b) ethereum-etl, batch {batch_size} × {workers} workers: {n_blocks / s:.0f} blocks/s, {cpu}"
-                    )
+
+        def side_b(r: int) -> None:
+            for batch_size, workers in ((100, 5), (50, 8)):
+                with Cpu(node.pid) as cpu:
+                    s = ethereum_etl(url, first, last, batch_size, workers, work / "etl")
+                runs["b"].append(
+                    {"round": r, "batch_size": batch_size, "max_workers": workers,
+                     "seconds": s, **cpu.figures()}
+                )  # fmt: skip
+                log(
+                    f"(b) ethereum-etl, batch {batch_size} × {workers} workers: {n_blocks / s:.0f} blocks/s, {cpu}"
+                )
+
+        def side_c(r: int) -> None:
             with Cpu(node.pid) as cpu:
                 c = chainlake(url, work / "chainlake", args.in_flight, args.batch_size)
             assert c["checks_passed"], c
@@ -399,6 +403,13 @@ def main() -> None:
                 f"{c['run_cpu_s']:.1f} s), peak RSS {c['peak_rss'] / 2**20:.0f} MiB (by quarter: "
                 f"{', '.join(f'{q / 2**20:.0f}' for q in c['rss_peak_by_quarter'])} MiB)"
             )
+
+        sides = [side_a, *([] if args.skip_etl else [side_b]), side_c]
+        for r in range(args.rounds):
+            # the node serves later requests a little slower (its state grows): odd rounds run
+            # the sides in reverse order, so no side always has the fresher node
+            for side in sides if r % 2 == 0 else sides[::-1]:
+                side(r)
         flat = []
         for day, blocks in smaller if args.flatness else []:
             c = chainlake(url, work / "chainlake", args.in_flight, args.batch_size, day)

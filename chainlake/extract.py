@@ -154,15 +154,32 @@ _NO_METHOD_RE = re.compile(
 
 @dataclass(frozen=True)
 class Chunk:
-    """Rows of a run of consecutive blocks, transformed and ready to stage."""
+    """A run of consecutive blocks as the node returned them: `blocks` one row per block
+    (raw JSON fields, `_bi` its position), `receipts` their receipts in order (each with the
+    `_bi` of its block). Transformed into rows when staged, many chunks at a time."""
 
     blocks: pl.DataFrame
-    transactions: pl.DataFrame
-    logs: pl.DataFrame
+    receipts: pl.DataFrame
 
     @property
     def numbers(self) -> list[int]:
-        return self.blocks["block_number"].to_list()
+        return [int(n, 16) for n in self.blocks["number"].to_list()]
+
+    @property
+    def tx_count(self) -> int:
+        return self.receipts.height
+
+
+def concat_chunks(chunks: Sequence[Chunk]) -> Chunk:
+    """One chunk of several: block positions renumbered across them."""
+    if len(chunks) == 1:
+        return chunks[0]
+    blocks, receipts, offset = [], [], 0
+    for c in chunks:
+        blocks.append(c.blocks.with_columns(pl.col("_bi") + offset))
+        receipts.append(c.receipts.with_columns(pl.col("_bi") + offset))
+        offset += c.blocks.height
+    return Chunk(pl.concat(blocks), pl.concat(receipts))
 
 
 class BlockReader:
@@ -186,11 +203,8 @@ class BlockReader:
             missing = [n for n, b in zip(numbers, raw.is_null().to_list(), strict=True) if b]
             raise LookupError(f"node has no block {missing[0]} inside the confirmed range")
         blocks = raw.struct.unnest().with_row_index("_bi")
-        receipts = self._receipts(numbers, blocks)
         return Chunk(
-            blocks=blocks_from_rpc(blocks, self.chain_id),
-            transactions=transactions_from_rpc(blocks, receipts, self.chain_id),
-            logs=logs_from_rpc(blocks, receipts, self.chain_id),
+            blocks, self._receipts(numbers, blocks).with_columns(pl.col("_bi").cast(pl.UInt32))
         )
 
     def _receipts(self, numbers: Sequence[int], blocks: pl.DataFrame) -> pl.DataFrame:
@@ -315,7 +329,7 @@ def stage_range(
     directory: Path,
     *,
     progress: Callable[[int, int], None] | None = None,
-    flush_rows: int = 50_000,
+    flush_rows: int = 10_000,
     validate: bool = True,
     blocks_per_batch: int | None = None,
 ) -> StagedExtract:
@@ -325,17 +339,23 @@ def stage_range(
     must chain by parent hash, or ReorgDuringRead is raised."""
     directory.mkdir(parents=True, exist_ok=True)
     staged = StagedExtract(directory)
-    buf: dict[str, list[pl.DataFrame]] = {t: [] for t in RAW_TABLES}
-    pending = dict.fromkeys(RAW_TABLES, 0)
+    raw: list[Chunk] = []
+    pending = {"blocks": 0, "transactions": 0}
     done = 0
 
     def flush() -> None:
-        for table, frames in buf.items():
-            if not frames:
-                continue
-            df = pl.concat(frames, rechunk=False) if len(frames) > 1 else frames[0]
-            frames.clear()
-            pending[table] = 0
+        if not raw:
+            return
+        # one transform over many chunks: the column expressions cost per call, not per row
+        chunk = concat_chunks(raw)
+        raw.clear()
+        pending.update(blocks=0, transactions=0)
+        frames = {
+            "blocks": blocks_from_rpc(chunk.blocks, chain_id),
+            "transactions": transactions_from_rpc(chunk.blocks, chunk.receipts, chain_id),
+            "logs": logs_from_rpc(chunk.blocks, chunk.receipts, chain_id),
+        }
+        for table, df in frames.items():
             if not df.height:
                 continue
             if validate:
@@ -352,12 +372,9 @@ def stage_range(
 
     if last >= first:
         for chunk in read_chunks(client, chain_id, first, last, blocks_per_batch=blocks_per_batch):
-            meta = chunk.blocks.select(
-                "block_number", "block_hash", "parent_hash", "transaction_count"
-            )
-            numbers = meta["block_number"].to_list()
-            hashes = meta["block_hash"].to_list()
-            parents = meta["parent_hash"].to_list()
+            numbers = chunk.numbers
+            hashes = chunk.blocks["hash"].str.to_lowercase().to_list()
+            parents = chunk.blocks["parentHash"].str.to_lowercase().to_list()
             expected = first if staged.last_block is None else staged.last_block + 1
             if numbers != list(range(expected, expected + len(numbers))):
                 raise ReceiptMismatch(
@@ -372,12 +389,12 @@ def stage_range(
                 staged.first_parent_hash = parents[0]
             staged.last_block = numbers[-1]
             staged.last_hash = hashes[-1]
-            staged.tx_counts.update(zip(numbers, meta["transaction_count"].to_list(), strict=True))
+            counts = chunk.blocks["transactions"].list.len().to_list()
+            staged.tx_counts.update(zip(numbers, counts, strict=True))
             staged.hashes.update(zip(numbers, hashes, strict=True))
-            for table in RAW_TABLES:
-                frame = getattr(chunk, table)
-                buf[table].append(frame)
-                pending[table] += frame.height
+            raw.append(chunk)
+            pending["blocks"] += len(numbers)
+            pending["transactions"] += chunk.tx_count
             done += len(numbers)
             if pending["transactions"] >= flush_rows or pending["blocks"] >= 5_000:
                 flush()
