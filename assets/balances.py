@@ -33,7 +33,7 @@ from chainlake.config import ChainConfig, load_chains
 from chainlake.metadata import preview, table_metadata
 from chainlake.portfolios import WalletConfig, load_portfolios
 from chainlake.rpc import RpcClient, RpcError
-from chainlake.schema import conform, empty, polars_schema, validation_summary
+from chainlake.schema import conform, empty, polars_schema, validate_or_fail
 from pipelines.partitions import CHAIN_DIM, DATE_DIM, chain_day_partitions, partition_chain_day
 from pipelines.policies import PER_CHAIN_DAY, TRANSIENT_RETRY
 from resources.delta import DeltaStore
@@ -463,14 +463,7 @@ def balances(context: dg.AssetExecutionContext, delta: DeltaStore, rpc: RpcResou
         chain_id=chain.chain_id,
         block_numbers=pl.DataFrame({"date": [day], "block_number": [close_block]}),
     )
-    try:
-        BalancesModel.validate(df, lazy=True)
-    except pa.errors.SchemaErrors as e:
-        raise dg.Failure(
-            description=f"{chain.name} {day}: balances fail their schema; nothing written",
-            metadata={"failures": dg.MetadataValue.md(f"```\n{validation_summary(e)}\n```")},
-            allow_retries=False,
-        ) from e
+    validate_or_fail(BalancesModel, df, f"{chain.name} {day}: balances")
     version = delta.replace_day(chain, TABLE, day, df)
     yield dg.MaterializeResult(
         metadata=table_metadata(

@@ -34,7 +34,7 @@ from assets.token_transfers import TokenTransfersModel
 from chainlake.config import ChainConfig, load_chains
 from chainlake.metadata import table_metadata
 from chainlake.portfolios import PortfolioBook, load_portfolios, stable_id
-from chainlake.schema import conform, polars_schema, validation_summary
+from chainlake.schema import conform, polars_schema, validate_or_fail
 from resources.delta import DeltaStore
 from resources.duckdb import ServingDuckDB, duckdb_type, quote
 
@@ -493,14 +493,7 @@ def catalog(context: dg.AssetExecutionContext, duckdb: ServingDuckDB):
     book = load_portfolios(chains)  # raises ConfigError naming the entry
     frames = catalog_frames(book, chains)
     for table in TABLES:
-        try:
-            table.model.validate(frames[table.name], lazy=True)
-        except pa.errors.SchemaErrors as e:
-            raise dg.Failure(
-                description=f"catalog table {table.name} fails its schema; nothing written",
-                metadata={"failures": dg.MetadataValue.md(f"```\n{validation_summary(e)}\n```")},
-                allow_retries=False,
-            ) from e
+        validate_or_fail(table.model, frames[table.name], f"catalog table {table.name}")
     with duckdb.writer() as conn:
         counts = write_catalog(conn, frames)
     per_table: dict[str, Any] = {f"{name}_rows": c["rows"] for name, c in counts.items()}

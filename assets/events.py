@@ -29,7 +29,7 @@ from chainlake.events import store
 from chainlake.events.db import scalar
 from chainlake.events.decode import load_registry_abis, registry_events, transfer_events
 from chainlake.metadata import table_metadata
-from chainlake.schema import polars_schema, validation_summary
+from chainlake.schema import polars_schema, validate_or_fail
 from pipelines.partitions import chain_day_partitions, partition_chain_day
 from pipelines.policies import PER_CHAIN_DAY, TRANSIENT_RETRY
 from resources.clickhouse import ClickHouseResource
@@ -210,14 +210,7 @@ def chain_events(
     frame = chain_events_frame(
         logs, transfers, contracts=contracts, tracked=tracked, abis=load_registry_abis(BUILD_DIR)
     )
-    try:
-        ChainEventsModel.validate(frame, lazy=True)
-    except pa.errors.SchemaErrors as e:
-        raise dg.Failure(
-            description=f"{chain.name} {day}: decoded events fail their schema; nothing inserted",
-            metadata={"failures": dg.MetadataValue.md(f"```\n{validation_summary(e)}\n```")},
-            allow_retries=False,
-        ) from e
+    validate_or_fail(ChainEventsModel, frame, f"{chain.name} {day}: decoded events", consequence="nothing inserted")
     events = frame_events(frame)
     with postgres.connection() as conn:
         added = store.insert_events(conn, events)

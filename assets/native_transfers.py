@@ -16,7 +16,7 @@ import polars as pl
 
 from assets.transactions import TransactionsModel
 from chainlake.metadata import table_metadata
-from chainlake.schema import conform, polars_schema, validation_summary
+from chainlake.schema import conform, polars_schema, validate_or_fail
 from pipelines.partitions import chain_day_partitions, partition_chain_day
 from pipelines.policies import PER_CHAIN_DAY
 from resources.delta import DeltaStore
@@ -109,14 +109,7 @@ def native_transfers(context: dg.AssetExecutionContext, delta: DeltaStore):
         chain, "transactions", day, columns=columns, schema=polars_schema(TransactionsModel)
     )
     df = native_transfers_frame(txs)
-    try:
-        NativeTransfersModel.validate(df, lazy=True)
-    except pa.errors.SchemaErrors as e:
-        raise dg.Failure(
-            description=f"{chain.name} {day}: native transfers fail their schema; nothing written",
-            metadata={"failures": dg.MetadataValue.md(f"```\n{validation_summary(e)}\n```")},
-            allow_retries=False,
-        ) from e
+    validate_or_fail(NativeTransfersModel, df, f"{chain.name} {day}: native transfers")
     version = delta.replace_day(chain, TABLE, day, df)
     yield dg.MaterializeResult(
         metadata=table_metadata(

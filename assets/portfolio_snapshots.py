@@ -32,7 +32,7 @@ from chainlake import risk
 from chainlake.config import load_chains
 from chainlake.metadata import table_metadata
 from chainlake.portfolios import load_portfolios
-from chainlake.schema import conform, polars_schema, validation_summary
+from chainlake.schema import conform, polars_schema, validate_or_fail
 from pipelines.partitions import CHAIN_DIM, DATE_DIM, chain_day_partitions, partition_chain_day
 from pipelines.policies import PER_CHAIN_DAY
 from resources.clickhouse import ClickHouseResource, ClickHouseSession, ClickHouseTable
@@ -309,14 +309,7 @@ def portfolio_snapshots(
             )
         except ValueError as e:
             raise dg.Failure(description=f"{chain.name} {day}: {e}", allow_retries=False) from e
-        try:
-            PortfolioSnapshotsModel.validate(df, lazy=True)
-        except pa.errors.SchemaErrors as e:
-            raise dg.Failure(
-                description=f"{chain.name} {day}: snapshots fail their schema; nothing written",
-                metadata={"failures": dg.MetadataValue.md(f"```\n{validation_summary(e)}\n```")},
-                allow_retries=False,
-            ) from e
+        validate_or_fail(PortfolioSnapshotsModel, df, f"{chain.name} {day}: snapshots")
         ch.replace_days(TABLE, df, chain_id=chain.chain_id, days=[day])
     unpriced = sorted({t for ts in df["unpriced_tokens"].to_list() for t in ts})
     yield dg.MaterializeResult(

@@ -29,7 +29,7 @@ from assets.portfolio_snapshots import _window
 from assets.token_prices import TokenPricesModel
 from chainlake import risk
 from chainlake.metadata import table_metadata
-from chainlake.schema import conform, polars_schema, validation_summary
+from chainlake.schema import conform, polars_schema, validate_or_fail
 from pipelines.partitions import chain_day_partitions
 from pipelines.policies import PER_CHAIN_RANGE, chain_days
 from resources.clickhouse import ClickHouseResource, ClickHouseSession, ClickHouseTable
@@ -216,17 +216,7 @@ def risk_metrics(
                 chain, "token_prices", price_days, schema=polars_schema(TokenPricesModel)
             )
             df = risk_metrics_frame(snaps, prices, days=days, chain_id=chain.chain_id)
-            try:
-                RiskMetricsModel.validate(df, lazy=True)
-            except pa.errors.SchemaErrors as e:
-                raise dg.Failure(
-                    description=f"{name} {first}..{last}: risk metrics fail their schema; "
-                    "nothing written",
-                    metadata={
-                        "failures": dg.MetadataValue.md(f"```\n{validation_summary(e)}\n```")
-                    },
-                    allow_retries=False,
-                ) from e
+            validate_or_fail(RiskMetricsModel, df, f"{name} {first}..{last}: risk metrics")
             ch.replace_days(TABLE, df, chain_id=chain.chain_id, days=days)
             written += df.height
             last_frame = df

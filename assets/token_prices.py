@@ -21,7 +21,7 @@ from assets.logs import LogsModel
 from chainlake.config import ChainConfig
 from chainlake.metadata import table_metadata
 from chainlake.rpc import RpcClient, RpcError
-from chainlake.schema import conform, empty, polars_schema, validation_summary
+from chainlake.schema import conform, empty, polars_schema, validate_or_fail
 from pipelines.partitions import chain_day_partitions, partition_chain_day
 from pipelines.policies import PER_CHAIN_DAY, TRANSIENT_RETRY
 from resources.delta import DeltaStore
@@ -196,15 +196,7 @@ def token_prices(context: dg.AssetExecutionContext, delta: DeltaStore, rpc: RpcR
             rpc.client(chain), quiet, chain_id=chain.chain_id, day=day, block=blocks[1]
         )
         df = pl.concat([from_events, from_calls]).sort("token_symbol")
-    try:
-        TokenPricesModel.validate(df, lazy=True)
-    except pa.errors.SchemaErrors as e:
-        raise dg.Failure(
-            description=f"{chain.name} {day}: token prices fail their schema (a feed answering "
-            "zero or less?); nothing written",
-            metadata={"failures": dg.MetadataValue.md(f"```\n{validation_summary(e)}\n```")},
-            allow_retries=False,
-        ) from e
+    validate_or_fail(TokenPricesModel, df, f"{chain.name} {day}: token prices", hint="a feed answering zero or less?")
     version = delta.replace_day(chain, TABLE, day, df)
     yield dg.MaterializeResult(
         metadata=table_metadata(

@@ -9,7 +9,7 @@ import polars as pl
 
 from assets.logs import LogsModel
 from chainlake.metadata import table_metadata
-from chainlake.schema import conform, polars_schema, validation_summary
+from chainlake.schema import conform, polars_schema, validate_or_fail
 from pipelines.partitions import chain_day_partitions, partition_chain_day
 from pipelines.policies import PER_CHAIN_DAY, TRANSIENT_RETRY
 from resources.delta import DeltaStore
@@ -90,13 +90,7 @@ def token_transfers(context: dg.AssetExecutionContext, delta: DeltaStore):
     started = time.monotonic()
     logs = delta.read_day(chain, "logs", day, schema=polars_schema(LogsModel))
     df = token_transfers_frame(logs)
-    try:
-        TokenTransfersModel.validate(df, lazy=True)
-    except pa.errors.SchemaErrors as e:
-        raise dg.Failure(
-            description=f"{chain.name} {day}: token transfers fail their schema; nothing written",
-            metadata={"failures": dg.MetadataValue.md(f"```\n{validation_summary(e)}\n```")},
-        ) from e
+    validate_or_fail(TokenTransfersModel, df, f"{chain.name} {day}: token transfers")
     version = delta.replace_day(chain, "token_transfers", day, df)
     yield dg.MaterializeResult(
         metadata=table_metadata(

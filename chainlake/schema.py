@@ -40,3 +40,27 @@ def validation_summary(err: pa.errors.SchemaErrors | pa.errors.SchemaError, limi
         if isinstance(cases, pl.DataFrame):
             return str(cases.head(limit))
     return str(err)[:2000]
+
+
+def validate_or_fail(
+    model: type[pa.DataFrameModel],
+    df: pl.DataFrame,
+    subject: str,
+    *,
+    hint: str = "",
+    consequence: str = "nothing written",
+) -> None:
+    """Validate `df` against `model`, collecting every failure; on failure raise a Dagster
+    `Failure` that names `subject` (e.g. "devnet 2026-11-01: balances"), says what was not
+    done, carries the failure cases as metadata, and is not retried: bad data does not heal
+    on its own."""
+    import dagster as dg
+
+    try:
+        model.validate(df, lazy=True)
+    except pa.errors.SchemaErrors as e:
+        raise dg.Failure(
+            description=f"{subject} fail their schema{f' ({hint})' if hint else ''}; {consequence}",
+            metadata={"failures": dg.MetadataValue.md(f"```\n{validation_summary(e)}\n```")},
+            allow_retries=False,
+        ) from e
