@@ -44,16 +44,21 @@ if str(ROOT) not in sys.path:  # loaded by path as a code location, or run as a 
 
 from chainlake.events.db import DEFAULT_POSTGRES_URL  # noqa: E402
 from chainlake.settings import env  # noqa: E402
-from pipelines.triggers import deliver_actions_job, evaluate_triggers_job  # noqa: E402
+from pipelines.triggers import (  # noqa: E402
+    deliver_actions_job,
+    evaluate_triggers_job,
+    resident_evaluator_job,
+)
 from resources.notifiers import NotifiersResource  # noqa: E402
 from resources.postgres import PostgresResource  # noqa: E402
 from sensors.chain_events import chain_events_sensor  # noqa: E402
 from sensors.pending_actions import pending_actions_sensor  # noqa: E402
+from sensors.resident_evaluator import resident_evaluator_sensor  # noqa: E402
 
 # The code location the bench's daemon loads: the trigger engine alone.
 defs = dg.Definitions(
-    jobs=[evaluate_triggers_job, deliver_actions_job],
-    sensors=[chain_events_sensor, pending_actions_sensor],
+    jobs=[evaluate_triggers_job, resident_evaluator_job, deliver_actions_job],
+    sensors=[chain_events_sensor, resident_evaluator_sensor, pending_actions_sensor],
     resources={
         "postgres": PostgresResource(url=env("POSTGRES_URL", DEFAULT_POSTGRES_URL)),
         "notifiers": NotifiersResource(),
@@ -283,6 +288,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         env_vars = {
             "DAGSTER_HOME": str(home), "DAGSTER_POSTGRES_URL": dagster_url,
             "POSTGRES_URL": events_url, "BENCH_HOOK_URL": receiver.url,
+            "CHAINLAKE_RESIDENT_EVALUATOR_SECONDS": "3600" if args.evaluator == "resident" else "0",
         }  # fmt: skip
         with dagster_processes(home, env_vars, home, args.location) as ui:
             t0 = time.time()
@@ -298,6 +304,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     )
                 time.sleep(0.2)
             info["startup_to_first_delivery_s"] = round(time.time() - t0, 1)
+            if args.evaluator == "resident":
+                # as deployed: the resident evaluator is live before the clock starts
+                from chainlake.events.resident import live_evaluator
+
+                while True:
+                    with db.connection(events_url, autocommit=True) as conn:
+                        if live_evaluator(conn):
+                            break
+                    if time.time() - t0 > 300:
+                        raise TimeoutError("no resident evaluator live within 300 s: " + str(home))
+                    time.sleep(0.2)
+                info["startup_to_resident_live_s"] = round(time.time() - t0, 1)
             with receiver.lock:
                 receiver.arrivals.clear()
             print(
@@ -447,8 +465,14 @@ def breakdown(
         for r in records
         if r["job"] == "evaluate_triggers_job" and r["started"]
     ]
+    by_job: dict[str, int] = {}
+    for key in committed:
+        run = runs.get(delivered_by.get(key, ""))
+        if run is not None:
+            by_job[run["job"]] = by_job.get(run["job"], 0) + 1
     med = lambda xs: round(statistics.median(xs), 2) if xs else None  # noqa: E731
     return {
+        "deliveries_by_job": by_job,
         "run_requested_to_started": med(launch),
         "event_commit_to_its_run_started": med(to_start),
         "run_started_to_delivered": med(in_run),
@@ -471,6 +495,8 @@ def main() -> int:
                    help="project: the repository's dagster.yaml; fast: plain run coordinator, threaded sensors")  # fmt: skip
     p.add_argument("--location", choices=["engine", "full"], default="full",
                    help="full: pipelines.definitions, as deployed; engine: the trigger jobs and sensors only")  # fmt: skip
+    p.add_argument("--evaluator", choices=["resident", "batch"], default="resident",
+                   help="resident: one long-lived evaluator run (as deployed); batch: a run per batch of events")  # fmt: skip
     p.add_argument(
         "--drain-timeout", type=float, default=600.0, help="wait this long for the last deliveries"
     )

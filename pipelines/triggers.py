@@ -2,6 +2,8 @@
 below call `chainlake.events` and `chainlake.actions`, where the logic and its tests live.
 
     events inserted --NOTIFY/cursor--> chain_events_sensor --> evaluate_triggers_job
+    events inserted --NOTIFY--> resident_evaluator_job (kept live by resident_evaluator_sensor;
+                                chain_events_sensor stands aside while it is)
     pending deliveries --NOTIFY/cursor--> pending_actions_sensor --> deliver_actions_job
     events_retention_schedule (daily) / event_views_schedule (hourly) --> events_maintenance_job
 """
@@ -21,6 +23,7 @@ from resources.postgres import PostgresResource
 from sensors.chain_events import chain_events_sensor
 from sensors.new_blocks import new_block_sensor
 from sensors.pending_actions import pending_actions_sensor
+from sensors.resident_evaluator import resident_evaluator_sensor
 
 if TYPE_CHECKING:
     from dagster._core.definitions.unresolved_asset_job_definition import (
@@ -104,6 +107,39 @@ def evaluate_triggers(
             succeeded=delivered.succeeded, failed=delivered.failed, requeued=delivered.requeued
         )
     return dg.Output(summary, metadata={**summary, "by_trigger": report.by_trigger})
+
+
+class ResidentConfig(dg.Config):
+    max_seconds: int = Field(
+        default=3600, description="Lifetime of this run; resident_evaluator_sensor starts the next."
+    )
+    idle_wait_seconds: float = Field(
+        default=1.0, description="Longest wait on NOTIFY before looking at the table anyway."
+    )
+
+
+@dg.op(
+    description="Evaluate triggers as events commit (LISTEN new_event), for max_seconds; "
+    "deliveries are made by threads of this run while evaluation goes on."
+)
+def serve_triggers(
+    context: dg.OpExecutionContext,
+    config: ResidentConfig,
+    postgres: PostgresResource,
+    notifiers: NotifiersResource,
+) -> dg.Output[dict]:
+    from chainlake.events.resident import serve
+
+    report = serve(
+        postgres.migrated_url(),
+        owner=context.run_id,
+        deliverer=_deliverer(context, postgres, notifiers),
+        max_seconds=config.max_seconds,
+        idle_wait_seconds=config.idle_wait_seconds,
+        log=context.log.info,
+    )
+    summary = report.summary() if report else {"events": 0, "skipped": 1}
+    return dg.Output(dict(summary), metadata=dict(summary))
 
 
 class DeliverConfig(dg.Config):
@@ -196,6 +232,17 @@ def evaluate_triggers_job() -> None:
 
 
 @dg.job(
+    description="The resident trigger evaluator: one long-lived run that evaluates events as "
+    "they commit and delivers their actions (kept live by resident_evaluator_sensor).",
+    # its own sensor starts the next one; a retry would only race it
+    tags={"chainlake/engine": "triggers", "dagster/max_retries": "0"},
+    executor_def=dg.in_process_executor,
+)
+def resident_evaluator_job() -> None:
+    serve_triggers()
+
+
+@dg.job(
     description="Deliver pending actions (launched by pending_actions_sensor; launch it "
     "from the UI with replay_ids or replay_failed to replay failed deliveries).",
     tags={"chainlake/engine": "triggers"},
@@ -261,16 +308,27 @@ new_blocks_job = dg.define_asset_job(
 TRIGGER_ASSETS = [chain_events, analytics_alerts]
 TRIGGER_JOBS: "list[dg.JobDefinition | UnresolvedAssetJobDefinition]" = [
     evaluate_triggers_job,
+    resident_evaluator_job,
     deliver_actions_job,
     events_maintenance_job,
     new_blocks_job,
 ]
-TRIGGER_SENSORS = [new_block_sensor, chain_events_sensor, pending_actions_sensor]
+TRIGGER_SENSORS = [
+    new_block_sensor,
+    chain_events_sensor,
+    resident_evaluator_sensor,
+    pending_actions_sensor,
+]
 TRIGGER_SCHEDULES = [events_retention_schedule, event_views_schedule]
 TRIGGER_RESOURCES = {
     "postgres": PostgresResource(
         url=env("POSTGRES_URL", DEFAULT_POSTGRES_URL),
         secret_key=env("CHAINLAKE_SECRET_KEY", None),
+        resident_evaluator_seconds=(
+            dg.EnvVar.int("CHAINLAKE_RESIDENT_EVALUATOR_SECONDS")
+            if os.environ.get("CHAINLAKE_RESIDENT_EVALUATOR_SECONDS")
+            else 3600
+        ),
     ),
     "notifiers": NotifiersResource(
         smtp_host=env("SMTP_HOST", "127.0.0.1"),

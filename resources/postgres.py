@@ -35,6 +35,14 @@ class PostgresResource(dg.ConfigurableResource):
         "LISTEN/NOTIFY before giving up (a wake-up only; the tables are the truth).",
     )
 
+    resident_evaluator_seconds: int = Field(
+        default=3600,
+        description="Lifetime of each resident trigger evaluator run (CHAINLAKE_RESIDENT_"
+        "EVALUATOR_SECONDS): one long-lived run evaluates events as they commit, instead of a "
+        "run per batch; resident_evaluator_sensor starts the next when one ends. 0 turns it "
+        "off (chain_events_sensor then launches a run per batch).",
+    )
+
     auto_migrate: bool = Field(
         default=True,
         description="Create the database and bring its schema to the latest revision on first "
@@ -46,6 +54,11 @@ class PostgresResource(dg.ConfigurableResource):
         if self.auto_migrate and self.url not in _SCHEMA_CHECKED:
             db.ensure_schema(self.url)
             _SCHEMA_CHECKED.add(self.url)
+
+    def migrated_url(self) -> str:
+        """The URL, once the schema is known to be current (see `auto_migrate`)."""
+        self._ready()
+        return self.url
 
     @contextmanager
     def connection(self, *, autocommit: bool = False) -> Iterator[Conn]:

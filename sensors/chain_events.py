@@ -4,11 +4,15 @@ an evaluate_triggers_job run with a deterministic run key. NOTIFY only wakes the
 While an evaluation run is still waiting to start (queued, or its process coming up), no new
 one is requested: it evaluates every event present when it starts, so under load one run takes
 what several would have, instead of a queue of runs each paying the start-up.
+
+While a resident evaluator is live (see chainlake.events.resident) it evaluates every event as
+it commits, and this sensor only follows the evaluation watermark with its cursor.
 """
 
 import dagster as dg
 
-from chainlake.events.feed import Batch, next_event_batches
+from chainlake.events.feed import Batch, evaluated_up_to, next_event_batches
+from chainlake.events.resident import live_evaluator
 from resources.postgres import PostgresResource
 
 BATCH_SIZE = 5000
@@ -52,6 +56,13 @@ def chain_events_sensor(
             cursor=str(after),
         )
     with postgres.connection(autocommit=True) as conn:
+        live = live_evaluator(conn)
+        if live:
+            mark = max(after, evaluated_up_to(conn))
+            return dg.SensorResult(
+                skip_reason=f"resident evaluator (run {live}) is live; evaluated up to seq {mark}",
+                cursor=str(mark),
+            )
         batches = next_event_batches(
             conn, after, batch_size=BATCH_SIZE, max_batches=MAX_BATCHES_PER_TICK,
             wait_seconds=postgres.notify_wait_seconds,

@@ -184,6 +184,9 @@ def stack_env(tmp: Path, dagster_home: Path, postgres_url: str, chains_config: P
         PORTFOLIOS_CONFIG=str(tmp / "portfolios.yaml"),
         PATH=f"{VENV_BIN}:{env.get('PATH', '')}",
         PYTHONUNBUFFERED="1",
+        # no resident trigger evaluator: it would hold one of the queue's run slots for its
+        # whole lifetime (tests/integration/test_resident_evaluator.py covers it)
+        CHAINLAKE_RESIDENT_EVALUATOR_SECONDS="0",
     )
     return env
 
