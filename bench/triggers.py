@@ -458,6 +458,8 @@ def breakdown(
         run = runs.get(delivered_by.get(key, ""))
         if key not in arrivals or run is None or not run["started"]:
             continue
+        if run["job"] != "evaluate_triggers_job":  # the resident run started before the events
+            continue
         to_start.append(run["started"] - t_commit)
         in_run.append(arrivals[key][0] - run["started"])
     launch = [

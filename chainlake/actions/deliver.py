@@ -33,6 +33,8 @@ from chainlake.actions.webhook import RestWebhook
 from chainlake.events import db, store
 
 log = logging.getLogger(__name__)
+# A serving worker claims few at a time: the others pick up what arrives meanwhile.
+SERVE_CLAIM = 8
 
 
 def default_senders(**overrides: Sender) -> dict[str, Sender]:
@@ -63,6 +65,26 @@ class DeliveryReport:
         self.requeued += other.requeued
         self.attempts += other.attempts
         self.errors += other.errors[: max(0, 20 - len(self.errors))]
+
+
+class Wakeup:
+    """Tells waiting delivery workers that new deliveries may be due. A worker notes the
+    generation before it looks at the queue and waits only if no wake-up came since, so a
+    wake-up sent while it was busy is never lost."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self.generation = 0
+
+    def notify(self) -> None:
+        with self._cond:
+            self.generation += 1
+            self._cond.notify_all()
+
+    def wait(self, seen: int, timeout: float) -> None:
+        with self._cond:
+            if self.generation == seen:
+                self._cond.wait(timeout)
 
 
 @dataclass(frozen=True)
@@ -109,15 +131,9 @@ class Deliverer:
                         if max_batches is not None and batches[0] >= max_batches:
                             return
                         batches[0] += 1
-                    claimed = store.claim_deliveries(
-                        conn, worker=name, limit=self.batch_size,
-                        lease_seconds=self.lease_seconds, ids=ids, owner=owner,
-                    )  # fmt: skip
-                    if not claimed:
+                    part = self._claim_and_deliver(conn, http, name, ids=ids, owner=owner)
+                    if part is None:
                         return
-                    part = DeliveryReport(claimed=len(claimed))
-                    for d in claimed:
-                        self._deliver_one(conn, http, d, name, part)
                     with lock:
                         report.add(part)
 
@@ -129,6 +145,59 @@ class Deliverer:
                 for f in [pool.submit(worker, i) for i in range(n)]:
                     f.result()
         return report
+
+    def serve(self, *, owner: str, wake: Wakeup, stop: threading.Event) -> DeliveryReport:
+        """Deliver continuously until `stop` is set and nothing is left: `workers` threads,
+        each with its own database connection and HTTP client for its whole life, claim what
+        is due (and what was leased to `owner`) and wait on `wake` when there is nothing."""
+        report = DeliveryReport()
+        lock = threading.Lock()
+
+        def worker(n: int) -> None:
+            name = f"{self.job_id}/{n}/{uuid.uuid4().hex[:6]}"
+            with (
+                db.connection(self.url, autocommit=True) as conn,
+                httpx.Client(timeout=self.http_timeout) as http,
+            ):
+                while True:
+                    seen = wake.generation
+                    part = self._claim_and_deliver(
+                        conn, http, name, ids=None, owner=owner, limit=SERVE_CLAIM
+                    )
+                    if part is not None:
+                        with lock:
+                            report.add(part)
+                        continue
+                    if stop.is_set():
+                        return
+                    wake.wait(seen, timeout=1.0)
+
+        with ThreadPoolExecutor(max(1, self.workers), thread_name_prefix="deliver") as pool:
+            for f in [pool.submit(worker, i) for i in range(max(1, self.workers))]:
+                f.result()
+        return report
+
+    def _claim_and_deliver(
+        self,
+        conn: Any,
+        http: httpx.Client,
+        name: str,
+        *,
+        ids: Sequence[str] | None,
+        owner: str | None,
+        limit: int | None = None,
+    ) -> DeliveryReport | None:
+        """Claim one batch and deliver it; None when nothing was due."""
+        claimed = store.claim_deliveries(
+            conn, worker=name, limit=limit or self.batch_size,
+            lease_seconds=self.lease_seconds, ids=ids, owner=owner,
+        )  # fmt: skip
+        if not claimed:
+            return None
+        part = DeliveryReport(claimed=len(claimed))
+        for d in claimed:
+            self._deliver_one(conn, http, d, name, part)
+        return part
 
     def _deliver_one(
         self,

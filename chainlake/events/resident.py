@@ -3,8 +3,9 @@
 A run per batch pays a process start and the import of the code location (seconds) before it
 evaluates anything; the resident evaluator pays it once, then LISTENs on `new_event` and runs
 the same `evaluate_batch` (under the same watermark lock, so it never races a batch run) as
-soon as a notification arrives, handing the new deliveries to delivery threads while it goes
-on evaluating.
+soon as a notification arrives. The deliveries it creates are leased to it and delivered by
+its own delivery threads (`Deliverer.serve`, connections and HTTP clients kept open), woken
+after each evaluation, while it goes on evaluating.
 
 Liveness is a session-level advisory lock, held on the evaluator's LISTEN connection: at most
 one evaluator runs per database, and when its process dies PostgreSQL drops the lock with the
@@ -14,14 +15,15 @@ evaluator names itself in `application_name`, which is how the sensor says which
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
+from typing import Any
 
 from psycopg import sql
 
-from chainlake.actions.deliver import Deliverer, DeliveryReport
+from chainlake.actions.deliver import Deliverer, DeliveryReport, Wakeup
 from chainlake.events import db
 from chainlake.events.db import Conn
 from chainlake.events.evaluate import evaluate_batch
@@ -80,7 +82,6 @@ def serve(
     deliverer: Deliverer,
     max_seconds: float,
     idle_wait_seconds: float = 1.0,
-    delivery_threads: int = 2,
     progress_every_seconds: float = 30.0,
     log: Callable[[str], None] = print,
     should_stop: Callable[[], bool] = lambda: False,
@@ -99,52 +100,50 @@ def serve(
         # LISTEN before the first evaluation: an event committed in between still wakes us
         listen.execute(sql.SQL("LISTEN {}").format(sql.Identifier(EVENT_CHANNEL)))
         log(f"resident evaluator {owner} is live for {max_seconds:.0f} s")
-        pending: set[Future[DeliveryReport]] = set()
+        wake, stop = Wakeup(), threading.Event()
+        delivering: dict[str, Any] = {}
+
+        def deliver() -> None:
+            try:
+                delivering["report"] = deliverer.serve(owner=owner, wake=wake, stop=stop)
+            except BaseException as e:  # surfaced by the evaluation loop
+                delivering["error"] = e
+
+        pump = threading.Thread(target=deliver, name="resident-deliver", daemon=True)
+        pump.start()
         next_progress = started + progress_every_seconds
-
-        def collect(block: bool) -> None:
-            nonlocal pending
-            if block:
-                done, pending = wait(pending).done, set()
-            else:
-                done = {f for f in pending if f.done()}
-                pending -= done
-            for f in done:
-                part = f.result()
-                assert report.delivered is not None
-                report.delivered.add(part)
-                for line in part.errors:
-                    log(f"delivery: {line}")
-
-        with (
-            db.connection(url) as conn,
-            ThreadPoolExecutor(delivery_threads, thread_name_prefix="resident-deliver") as pool,
-        ):
-            while time.monotonic() < deadline and not should_stop():
-                batch = evaluate_batch(conn, limit=BATCH_LIMIT, claim_for=owner)
-                conn.commit()
-                report.evaluations += 1
-                report.events += batch.events
-                report.fired += batch.fired
-                report.deliveries_added += batch.deliveries_added
-                if batch.delivery_ids:
-                    pending.add(
-                        pool.submit(deliverer.run, ids=list(batch.delivery_ids), owner=owner)
-                    )
-                collect(block=False)
-                now = time.monotonic()
-                if now >= next_progress:
-                    log(f"resident evaluator: {report.summary()}")
-                    next_progress = now + progress_every_seconds
-                if batch.events >= BATCH_LIMIT:
-                    continue  # more are waiting: no need for a wake-up
-                # drain every notification that arrived, waiting for the first one if none did
-                timeout = max(0.0, min(idle_wait_seconds, deadline - now))
-                for _ in listen.notifies(timeout=timeout, stop_after=1):
-                    pass
-                for _ in listen.notifies(timeout=0):
-                    pass
-            collect(block=True)
+        try:
+            with db.connection(url) as conn:
+                while time.monotonic() < deadline and not should_stop():
+                    if not pump.is_alive():
+                        raise RuntimeError("delivery threads died") from delivering.get("error")
+                    batch = evaluate_batch(conn, limit=BATCH_LIMIT, claim_for=owner)
+                    conn.commit()
+                    report.evaluations += 1
+                    report.events += batch.events
+                    report.fired += batch.fired
+                    report.deliveries_added += batch.deliveries_added
+                    if batch.delivery_ids:
+                        wake.notify()
+                    now = time.monotonic()
+                    if now >= next_progress:
+                        log(f"resident evaluator: {report.summary()}")
+                        next_progress = now + progress_every_seconds
+                    if batch.events >= BATCH_LIMIT:
+                        continue  # more are waiting: no need for a wake-up
+                    # wait for a notification, then drain every other one that came with it
+                    timeout = max(0.0, min(idle_wait_seconds, deadline - now))
+                    for _ in listen.notifies(timeout=timeout, stop_after=1):
+                        pass
+                    for _ in listen.notifies(timeout=0):
+                        pass
+        finally:
+            stop.set()
+            wake.notify()
+            pump.join()
+        if "error" in delivering:
+            raise RuntimeError("delivery threads failed") from delivering["error"]
+        report.delivered = delivering["report"]
         listen.execute("SELECT pg_advisory_unlock(%s, %s)", LOCK_KEYS)
     report.seconds = time.monotonic() - started
     log(f"resident evaluator {owner} done: {report.summary()}")
