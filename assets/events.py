@@ -210,7 +210,12 @@ def chain_events(
     frame = chain_events_frame(
         logs, transfers, contracts=contracts, tracked=tracked, abis=load_registry_abis(BUILD_DIR)
     )
-    validate_or_fail(ChainEventsModel, frame, f"{chain.name} {day}: decoded events", consequence="nothing inserted")
+    validate_or_fail(
+        ChainEventsModel,
+        frame,
+        f"{chain.name} {day}: decoded events",
+        consequence="nothing inserted",
+    )
     events = frame_events(frame)
     with postgres.connection() as conn:
         added = store.insert_events(conn, events)

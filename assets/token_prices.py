@@ -196,7 +196,12 @@ def token_prices(context: dg.AssetExecutionContext, delta: DeltaStore, rpc: RpcR
             rpc.client(chain), quiet, chain_id=chain.chain_id, day=day, block=blocks[1]
         )
         df = pl.concat([from_events, from_calls]).sort("token_symbol")
-    validate_or_fail(TokenPricesModel, df, f"{chain.name} {day}: token prices", hint="a feed answering zero or less?")
+    validate_or_fail(
+        TokenPricesModel,
+        df,
+        f"{chain.name} {day}: token prices",
+        hint="a feed answering zero or less?",
+    )
     version = delta.replace_day(chain, TABLE, day, df)
     yield dg.MaterializeResult(
         metadata=table_metadata(
