@@ -11,8 +11,8 @@ from chainlake.events.resident import live_evaluator
 from resources.postgres import PostgresResource
 
 JOB = "resident_evaluator_job"
-# A run that started this long ago and still holds no lock is taken for dead.
-START_GRACE_SECONDS = 180.0
+# Seconds after which a started run that still holds no lock is taken for dead.
+START_GRACE = 180.0
 ACTIVE = [
     dg.DagsterRunStatus.QUEUED,
     dg.DagsterRunStatus.NOT_STARTED,
@@ -40,11 +40,12 @@ def resident_evaluator_sensor(
         return dg.SensorResult(skip_reason=f"run {live} is live")
     now = time.time()
     for run in context.instance.get_run_records(dg.RunsFilter(job_name=JOB, statuses=ACTIVE)):
+        status = run.dagster_run.status
         started = run.start_time or run.create_timestamp.timestamp()
-        if now - started < START_GRACE_SECONDS:
-            return dg.SensorResult(
-                skip_reason=f"run {run.dagster_run.run_id} is {run.dagster_run.status.value}"
-            )
+        # a run still waiting in the queue will start; a started run gets a grace period to
+        # take the lock, after which it is taken for dead (run monitoring marks it later)
+        if status != dg.DagsterRunStatus.STARTED or now - started < START_GRACE:
+            return dg.SensorResult(skip_reason=f"run {run.dagster_run.run_id} is {status.value}")
     return dg.SensorResult(
         run_requests=[
             dg.RunRequest(

@@ -5,6 +5,8 @@ batch path takes over again. Real PostgreSQL and a real HTTP receiver."""
 from __future__ import annotations
 
 import threading
+import time
+from types import SimpleNamespace
 from typing import Any
 
 import dagster as dg
@@ -18,8 +20,9 @@ from chainlake.events.spec import Resolver, apply_spec, parse_spec
 from pipelines.triggers import resident_evaluator_job
 from resources.notifiers import NotifiersResource
 from resources.postgres import PostgresResource
+from sensors import resident_evaluator as keeper
 from sensors.chain_events import chain_events_sensor
-from sensors.resident_evaluator import resident_evaluator_sensor
+from sensors.resident_evaluator import START_GRACE, resident_evaluator_sensor
 
 pytestmark = pytest.mark.integration
 
@@ -109,4 +112,22 @@ def test_resident_evaluator_delivers_as_events_commit(monkeypatch: pytest.Monkey
             store.insert_events(c, [feedback(20, score=2)])
         [batch] = tick(chain_events_sensor, cursor="6").run_requests or []
         assert batch.run_key == "events-7-7"
+        assert tick(resident_evaluator_sensor).run_requests
+
+        # a run yet to start will start: no second request; a started run that never took the lock
+        # is taken for dead once its grace period is over
+        queued = instance.create_run_for_job(
+            job_def=resident_evaluator_job, status=dg.DagsterRunStatus.NOT_STARTED
+        )
+        assert not tick(resident_evaluator_sensor).run_requests
+        instance.handle_run_event(
+            queued.run_id,
+            dg.DagsterEvent(
+                event_type_value=dg.DagsterEventType.RUN_START.value,
+                job_name=resident_evaluator_job.name,
+            ),
+        )
+        assert not tick(resident_evaluator_sensor).run_requests
+        later = time.time() + START_GRACE + 1
+        monkeypatch.setattr(keeper, "time", SimpleNamespace(time=lambda: later))
         assert tick(resident_evaluator_sensor).run_requests
