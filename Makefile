@@ -10,6 +10,8 @@ UV_VERSION := 0.13.9
 
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 export PYTHONUNBUFFERED := 1
+# The project's own modules are compiled once too, not again in every process.
+unexport PYTHONDONTWRITEBYTECODE
 
 .PHONY: env demo test test-unit test-integration lint typecheck dev bench clean instance chromium
 
@@ -26,8 +28,11 @@ $(UV):
 	$(PY_VERSION) -m venv $(TOOLS)
 	$(TOOLS)/bin/pip install --quiet uv==$(UV_VERSION)
 
+# --compile-bytecode: the tests and the demo start hundreds of Python processes (Dagster runs,
+# step workers, code servers); without compiled bytecode in the environment, a shell that sets
+# PYTHONDONTWRITEBYTECODE (CI does) makes every one of them compile Dagster from source again.
 $(VENV)/.synced: $(UV) uv.lock pyproject.toml
-	$(UV) sync --frozen --python $(PY_VERSION)
+	$(UV) sync --frozen --compile-bytecode --python $(PY_VERSION)
 	@touch $@
 
 # `npm ci` refuses this lockfile: anvil's other-platform packages are optional and absent
