@@ -20,8 +20,11 @@ UTC day); then, side by side in the same run, against that node:
   smaller days the node also holds (a quarter and a half of the blocks), show whether memory
   stays flat as the day grows.
 
-CPU seconds of the node and of the reading side are recorded for every run: on a shared
-machine they tell a slow node from a slow reader.
+The node's speed drifts over a run (anvil serving the same blocks 20 % faster or slower minutes
+apart), so besides the best-against-best ratio, each (c) is bracketed by two (a) reads at the
+best (a) setting, right before and right after it: `c/a_bracketed` compares (c) with the
+ceiling of its own minute. CPU seconds of the node and of the reading side are recorded for
+every run: on a shared machine they tell a slow node from a slow reader.
 
 Results go to `bench/results/extract-<time>.json`; `bench/README.md` records them.
 """
@@ -364,7 +367,7 @@ def main() -> None:
     url, first, last = node.rpc_url, ranges[DAY].start, ranges[DAY].stop - 1
     n_blocks, n_txs = args.blocks, args.blocks * args.txs
     work = Path(tempfile.mkdtemp(prefix="chainlake-bench-"))
-    runs: dict[str, list[dict[str, Any]]] = {"a": [], "b": [], "c": []}
+    runs: dict[str, list[dict[str, Any]]] = {"a": [], "b": [], "c": [], "a_bracket": []}
     try:
 
         def side_a(r: int) -> None:
@@ -391,9 +394,22 @@ def main() -> None:
                     f"(b) ethereum-etl, batch {batch_size} × {workers} workers: {n_blocks / s:.0f} blocks/s, {cpu}"
                 )
 
+        def bracket(r: int, when: str) -> None:
+            # the raw reader at the best setting seen so far, right before and right after c:
+            # the node's speed drifts by 20 % or more over a run, so c is compared with the
+            # ceiling of its own minute
+            best = min(runs["a"], key=lambda x: x["seconds"])
+            s = raw_ceiling(url, first, last, best["in_flight"], best["blocks_per_batch"])
+            runs["a_bracket"].append({"round": r, "when": when, "seconds": s})
+            log(f"(a) bracket {when} c: {n_blocks / s:.0f} blocks/s")
+
         def side_c(r: int) -> None:
+            if runs["a"]:
+                bracket(r, "before")
             with Cpu(node.pid) as cpu:
                 c = chainlake(url, work / "chainlake", args.in_flight, args.batch_size)
+            if runs["a"]:
+                bracket(r, "after")
             assert c["checks_passed"], c
             assert c["rows"]["raw/blocks"] == n_blocks, c
             assert c["rows"]["raw/transactions"] == n_txs, c
@@ -430,7 +446,7 @@ def main() -> None:
         node.stop()
         shutil.rmtree(work, ignore_errors=True)
 
-    best = {k: min(x["seconds"] for x in v) for k, v in runs.items() if v}
+    best = {k: min(x["seconds"] for x in v) for k, v in runs.items() if v and k in "abc"}
     summary = {
         side: {
             "seconds": s,
@@ -452,7 +468,15 @@ def main() -> None:
         }
         if runs["b"]:
             row["c/b"] = round(min(x["seconds"] for x in runs["b"] if x["round"] == r) / c_s, 3)
+        around = [x["seconds"] for x in runs["a_bracket"] if x["round"] == r]
+        if around:
+            # c's speed over the mean speed of the two bracketing raw reads
+            ceiling = statistics.fmean(1 / x for x in around)
+            row["c/a_bracketed"] = round((1 / c_s) / ceiling, 3)
         summary["per_round"].append(row)
+    bracketed = [row["c/a_bracketed"] for row in summary["per_round"] if "c/a_bracketed" in row]
+    if bracketed:
+        summary["c/a_bracketed_median"] = statistics.median(bracketed)
     c_runs = runs["c"]
     summary["c_peak_rss_mib"] = round(max(x["peak_rss"] for x in c_runs) / 2**20)
     summary["c_peak_rss_mib_by_day_size"] = {
