@@ -446,7 +446,7 @@ def main() -> None:
         node.stop()
         shutil.rmtree(work, ignore_errors=True)
 
-    best = {k: min(x["seconds"] for x in v) for k, v in runs.items() if v and k in "abc"}
+    best = {k: min(x["seconds"] for x in v) for k, v in runs.items() if v and k in ("a", "b", "c")}
     summary = {
         side: {
             "seconds": s,

@@ -17,8 +17,9 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -121,11 +122,7 @@ class Deliverer:
         batches = [0]
 
         def worker(n: int) -> None:
-            name = f"{self.job_id}/{n}/{uuid.uuid4().hex[:6]}"
-            with (
-                db.connection(self.url, autocommit=True) as conn,
-                httpx.Client(timeout=self.http_timeout) as http,
-            ):
+            with self._session(n) as (name, conn, http):
                 while not stop.is_set():
                     with lock:
                         if max_batches is not None and batches[0] >= max_batches:
@@ -154,11 +151,7 @@ class Deliverer:
         lock = threading.Lock()
 
         def worker(n: int) -> None:
-            name = f"{self.job_id}/{n}/{uuid.uuid4().hex[:6]}"
-            with (
-                db.connection(self.url, autocommit=True) as conn,
-                httpx.Client(timeout=self.http_timeout) as http,
-            ):
+            with self._session(n) as (name, conn, http):
                 while True:
                     seen = wake.generation
                     part = self._claim_and_deliver(
@@ -176,6 +169,15 @@ class Deliverer:
             for f in [pool.submit(worker, i) for i in range(max(1, self.workers))]:
                 f.result()
         return report
+
+    @contextmanager
+    def _session(self, n: int) -> Iterator[tuple[str, Any, httpx.Client]]:
+        """A worker's name, database connection and HTTP client, for the worker's life."""
+        with (
+            db.connection(self.url, autocommit=True) as conn,
+            httpx.Client(timeout=self.http_timeout) as http,
+        ):
+            yield f"{self.job_id}/{n}/{uuid.uuid4().hex[:6]}", conn, http
 
     def _claim_and_deliver(
         self,

@@ -90,7 +90,7 @@ def serve(
     Returns None, doing nothing, when another evaluator already holds the lock."""
     started = time.monotonic()
     deadline = started + max_seconds
-    report = ResidentReport(delivered=DeliveryReport())
+    report = ResidentReport()
     with db.connection(url, autocommit=True) as listen:
         got = listen.execute("SELECT pg_try_advisory_lock(%s, %s) AS ok", LOCK_KEYS).fetchone()
         if not (got and got["ok"]):
