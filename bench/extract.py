@@ -52,7 +52,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 ETL_VENV = ROOT / "bench" / ".venv-etl"
-ETL_PACKAGES = (["ethereum-etl==2.4.2"], ["parsimonious==0.9.0"])  # see shared STACK.md
+# ethereum-etl pins web3 5, hence its own venv; parsimonious 0.9.0 goes in over its pin,
+# which fails on Python 3.11
+ETL_PACKAGES = (["ethereum-etl==2.4.2"], ["parsimonious==0.9.0"])
 DAY = dt.date(2026, 10, 1)
 SECONDS_PER_BLOCK = 12  # 2,000 blocks in 6 h 40 min: inside one day
 

@@ -3,7 +3,8 @@
 - embedded: the chdb engine on a temporary directory (always runs);
 - server: a ClickHouse server at `CLICKHOUSE_TEST_URL` (http://user:password@host:8123/db),
   skipped when it is unset: no registry ships a modern ClickHouse server binary for this
-  machine (see shared/STACK.md), so the server path runs where one can (docker-compose, CI).
+  machine (Debian's is 18.16, too old for clickhouse-connect), so the server path runs where
+  one can (docker-compose, CI).
 """
 
 import dataclasses

@@ -84,7 +84,8 @@ def test_stores_are_servers_in_the_deployment(compose: dict[str, Any]) -> None:
     assert (
         env["CLICKHOUSE_URL"].startswith("http://") and "@clickhouse:8123/" in env["CLICKHOUSE_URL"]
     )
-    assert env["DAGSTER_POSTGRES_URL"].startswith("postgresql+psycopg2://")  # STACK.md trap
+    # a bare postgresql:// means psycopg 3 under SQLAlchemy 2.1, which breaks Dagster's NOTIFY
+    assert env["DAGSTER_POSTGRES_URL"].startswith("postgresql+psycopg2://")
     assert "@postgres:5432/dagster" in env["DAGSTER_POSTGRES_URL"]
     assert "@postgres:5432/chainlake" in env["POSTGRES_URL"]
     init_sql = (ROOT / "docker" / "postgres-init.sql").read_text()

@@ -2,7 +2,7 @@
 extraction: a replaying provider answers RpcClient's requests from the recordings, the way
 ethereum-etl's own tests replay `web3_response.*` files. Every column of every row is checked
 against the recorded response it came from and, where ethereum-etl's expected rows exist,
-against those too. The fixtures and where they come from: ../shared/fixtures/mainnet-rpc/README.md.
+against those too. The fixtures and where they come from: tests/fixtures/mainnet-rpc/README.md.
 """
 
 from __future__ import annotations
@@ -35,9 +35,7 @@ from chainlake.extract import stage_range
 from chainlake.rpc import RpcClient
 
 ROOT = Path(__file__).resolve().parents[2]
-FIXTURES = Path(
-    os.environ.get("MAINNET_RPC_FIXTURES", ROOT.parent / "shared" / "fixtures" / "mainnet-rpc")
-)
+FIXTURES = Path(os.environ.get("MAINNET_RPC_FIXTURES", ROOT / "tests" / "fixtures" / "mainnet-rpc"))
 ETL = FIXTURES / "ethereum-etl"
 ERIGON = FIXTURES / "erigon-rpc-tests"
 TESTCHAIN = FIXTURES / "execution-apis-TESTCHAIN"
