@@ -48,7 +48,7 @@ postgres:
 	@bash scripts/ensure-postgres.sh
 
 demo: env instance
-	$(PY) -m chainlake.demo
+	$(PY) -m tools.demo
 
 lint: env
 	$(VENV)/bin/ruff check .

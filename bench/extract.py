@@ -4,7 +4,7 @@
     .venv/bin/python bench/extract.py --blocks 300     # quick
     .venv/bin/python bench/extract.py --rounds 2       # a, b, c then c, b, a
 
-One node holds the chain (filled with `chainlake.devnet.generator.fill`, all blocks in one
+One node holds the chain (filled with `tools.devnet.generator.fill`, all blocks in one
 UTC day); then, side by side in the same run, against that node:
 
 - (a) raw ceiling: a minimal batched JSON-RPC reader (httpx + threads) fetching every block
@@ -106,8 +106,8 @@ def log(msg: str) -> None:
 
 def start_chain(days: list[tuple[dt.date, int]], txs: int) -> tuple[Any, dict[dt.date, range]]:
     """A node holding `blocks` blocks of `txs` transactions on each of `days` (in order)."""
-    from chainlake.devnet.anvil import Anvil
-    from chainlake.devnet.generator import fill
+    from tools.devnet.anvil import Anvil
+    from tools.devnet.generator import fill
 
     def midnight(d: dt.date) -> int:
         return int(dt.datetime.combine(d, dt.time(), dt.UTC).timestamp())
@@ -229,8 +229,8 @@ import json, os, resource, sys, threading, time
 sys.path.insert(0, sys.argv[1])
 os.environ["CHAINS_CONFIG"] = sys.argv[2]
 import dagster as dg
-from assets.raw import raw_chain_tables
-from resources.delta import DeltaStore
+from assets.raw.chain_tables import raw_chain_tables
+from chainlake.lake import DeltaStore
 from resources.rpc import RpcResource
 
 samples = []

@@ -15,10 +15,10 @@ touch one of the ~3,000 tracked wallets (the 1,000 portfolios hold 1-5 wallets e
 Each side runs in its own child process (so each peak memory is its own), reads the same
 files and writes its three results as Parquet:
 
-- project: `assets.balances.balance_movements` + `closing_balances` over month-long ranges
+- project: `assets.core.balances.balance_movements` + `closing_balances` over month-long ranges
   of days (what a backfill run does; the daily asset is the same call with one day),
-  `assets.portfolio_snapshots.portfolio_snapshots_frame` on the same ranges, then
-  `assets.risk_metrics.risk_metrics_frame` over all days (30- and 90-day windows);
+  `assets.analytics.portfolio_snapshots.portfolio_snapshots_frame` on the same ranges, then
+  `assets.analytics.risk_metrics.risk_metrics_frame` over all days (30- and 90-day windows);
 - baseline: DuckDB SQL over `delta_scan` and Parquet, one statement per table, no Python
   in the loop.
 
@@ -220,13 +220,13 @@ def generate(args: argparse.Namespace, out: Path) -> None:
 
 
 def run_project(data: Path, out: Path, chunk_days: int) -> dict[str, float]:
-    from assets.balances import balance_movements, closing_balances
-    from assets.native_transfers import NativeTransfersModel
-    from assets.portfolio_snapshots import portfolio_snapshots_frame
-    from assets.risk_metrics import risk_metrics_frame
+    from assets.analytics.portfolio_snapshots import portfolio_snapshots_frame
+    from assets.analytics.risk_metrics import risk_metrics_frame
+    from assets.core.balances import balance_movements, closing_balances
+    from assets.core.native_transfers import NativeTransfersModel
     from chainlake.config import ChainConfig
+    from chainlake.lake import DeltaStore
     from chainlake.schema import empty
-    from resources.delta import DeltaStore
 
     timings: dict[str, float] = {}
     t_start = time.monotonic()

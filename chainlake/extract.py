@@ -1,6 +1,6 @@
 """Reading a chain: a day's block range, and blocks + receipts streamed into staged files.
 
-No Dagster here: the asset in `assets/raw.py` wires these functions to the stores.
+No Dagster here: the asset in `assets/raw/chain_tables.py` wires these functions to the stores.
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.dataset as pads
 
-from assets.blocks import RPC_BLOCK, BlocksModel, blocks_from_rpc
-from assets.logs import LogsModel, logs_from_rpc
-from assets.transactions import (
-    RPC_RECEIPT,
+from chainlake.raw.blocks import BlocksModel, blocks_from_rpc
+from chainlake.raw.logs import LogsModel, logs_from_rpc
+from chainlake.raw.shapes import RPC_BLOCK, RPC_RECEIPT
+from chainlake.raw.transactions import (
     ReceiptMismatch,
     TransactionsModel,
     transactions_from_rpc,

@@ -1,38 +1,34 @@
-"""Reorg safety: find where the node's chain left the one we stored, and rewrite every table
-that holds the abandoned blocks.
+"""Reorg safety: find where the node's chain left the one we stored, and repair the raw tables.
 
 A run compares the checkpoint (last block written, with its hash) with the node. When the
-node no longer has that block, the stored hashes are walked back until one matches the node's:
-the common ancestor. Every block after it is replaced:
+node has a different block at that height, the stored hashes are walked back until one
+matches the node's: the common ancestor. Every block after it is replaced:
 
 1. The abandoned blocks (number, old hash, new hash) go to the audit table `_state/reorgs`,
-   and the days holding them, with the tables to rebuild for them, to
-   `_state/reorg_pending`, before anything changes: a run killed half-way leaves the rest to
-   the next run.
+   and the chain-days they touch to `_state/reorg_stale`, before anything changes.
 2. Tables keyed by block other than the raw ones (found in storage, whoever wrote them:
-   core/token_transfers, core/native_transfers, ...) lose their rows past the ancestor.
+   core/token_transfers, core/native_transfers, ...) lose their rows past the ancestor, so
+   no reader sees an abandoned block while they wait to be rebuilt.
 3. For each affected day, the raw tables are rewritten from the node past the ancestor, one
    commit per table and day, raw/blocks last: raw/blocks is what the walk-back compares, so
    a day whose blocks row is new has its transactions and logs rewritten already.
 4. The checkpoint moves to the last block rewritten.
-5. After the run has extracted its own partition, `finish_pending` rebuilds the derived
-   tables of every affected day (a registered rebuild function, else the table's Dagster
-   asset run for that partition) and retracts the abandoned blocks' events through
-   `chainlake.events.retract_blocks`.
+
+Rebuilding the derived tables is not done here: `sensors/reorg_repairs.py` reads
+`_state/reorg_stale` and launches ordinary runs of the derived assets for those chain-days,
+so every rebuild is a materialisation with its checks, visible in the UI. The trigger
+engine's events of abandoned blocks are retracted when `events/chain_events` runs for the day.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import graphlib
 import logging
-import os
 import tempfile
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any
 
 import polars as pl
 
@@ -44,6 +40,7 @@ from chainlake.extract import (
     find_day_range,
     stage_range,
 )
+from chainlake.lake import DeltaStore, day_predicate
 from chainlake.rpc import RpcClient
 from chainlake.state import (
     Checkpoint,
@@ -51,19 +48,22 @@ from chainlake.state import (
     read_checkpoint,
     write_checkpoint,
 )
-from resources.delta import DeltaStore, day_predicate
 
 log = logging.getLogger(__name__)
 
-PENDING_TABLE = "_state/reorg_pending"
+STALE_TABLE = "_state/reorg_stale"
 AUDIT_TABLE = "_state/reorgs"
-EVENTS = "<events>"  # pending marker: the abandoned blocks' events still to retract
 # raw/blocks last: the walk-back trusts it, so it must never be ahead of the other two.
 RAW_WRITE_ORDER = ("transactions", "logs", "blocks")
 MAX_DEPTH = 100_000
 
-_PENDING_SCHEMA = pl.Schema(
-    {"chain_id": pl.Int64, "date": pl.Date, "table": pl.String, "block_number": pl.Int64}
+_STALE_SCHEMA = pl.Schema(
+    {  # type: ignore[arg-type]
+        "chain_id": pl.Int64,
+        "date": pl.Date,
+        "ancestor": pl.Int64,
+        "detected_at": pl.Datetime("us", "UTC"),
+    }
 )
 _AUDIT_SCHEMA = pl.Schema(
     {  # type: ignore[arg-type]
@@ -76,33 +76,6 @@ _AUDIT_SCHEMA = pl.Schema(
         "new_hash": pl.String,
     }
 )
-
-# -- the registry of tables keyed by block -------------------------------------------------
-
-Rebuild = Callable[[DeltaStore, ChainConfig, dt.date], pl.DataFrame]
-_REBUILDERS: dict[str, Rebuild] = {}
-
-
-def register_block_table(table: str, rebuild: Rebuild) -> None:
-    """Declare how to recompute one day of `table` (a Delta table with a `block_number`
-    column) from the raw tables, for a reorg repair. Tables not registered are still found in
-    storage and cleaned; they are rebuilt by running the Dagster asset that writes them
-    (asset metadata `table`, or the last part of its key) when its resources are at hand."""
-    _REBUILDERS[table] = rebuild
-
-
-def _token_transfers(store: DeltaStore, chain: ChainConfig, day: dt.date) -> pl.DataFrame:
-    from assets.logs import LogsModel
-    from assets.token_transfers import token_transfers_frame
-    from chainlake.schema import polars_schema
-
-    return token_transfers_frame(
-        store.read_day(chain, "logs", day, schema=polars_schema(LogsModel))
-    )
-
-
-register_block_table("token_transfers", _token_transfers)
-
 
 # -- results -------------------------------------------------------------------------------
 
@@ -268,10 +241,11 @@ def repair(
         ReplacedBlock(n, h, new.get(n, (None, None))[0])
         for n, h in zip(orphans["block_number"], orphans["block_hash"], strict=True)
     ]
-    _audit(store, chain, report, orphans, now())
-    _add_pending(store, chain, days, derived, ancestor)
+    at = now()
+    _audit(store, chain, report, orphans, at)
+    _mark_stale(store, chain, days, ancestor, at)
 
-    # 2. derived tables: nothing past the ancestor survives; rebuilt in finish_pending()
+    # 2. derived tables: nothing past the ancestor survives; rebuilt by the runs the reorg sensor launches
     for table in derived:
         report.rows_deleted[table] = store.delete(chain, table, f"block_number > {ancestor}")
 
@@ -319,7 +293,7 @@ def _rewrite_raw(
         report.rows_written[table] = report.rows_written.get(table, 0) + staged.rows[table]
 
 
-# -- pending work: derived tables and events --------------------------------------------------
+# -- what is left for the derived tables -----------------------------------------------------
 
 
 def block_tables(store: DeltaStore, chain: ChainConfig) -> list[str]:
@@ -327,228 +301,38 @@ def block_tables(store: DeltaStore, chain: ChainConfig) -> list[str]:
     return [t for t in store.list_tables(chain) if "block_number" in store.columns(chain, t)]
 
 
-def _read_pending(store: DeltaStore, chain: ChainConfig) -> pl.DataFrame:
-    lf = store.scan(chain, PENDING_TABLE)
-    if lf is None:
-        return pl.DataFrame(schema=_PENDING_SCHEMA)
-    return lf.filter(pl.col("chain_id") == chain.chain_id).select(list(_PENDING_SCHEMA)).collect()
+@dataclass(frozen=True)
+class StaleDay:
+    """A chain-day whose derived tables were built from blocks a reorg abandoned."""
+
+    day: dt.date
+    ancestor: int
+    detected_at: dt.datetime
 
 
-def _write_pending(store: DeltaStore, chain: ChainConfig, df: pl.DataFrame) -> None:
-    from deltalake import write_deltalake
-
-    write_deltalake(
-        store.table_uri(chain, PENDING_TABLE),
-        df.select(list(_PENDING_SCHEMA)).cast(dict(_PENDING_SCHEMA)).to_arrow(),  # type: ignore[arg-type]
-        mode="overwrite",
-        schema_mode="overwrite",
-        storage_options=store.storage_options() or None,
-    )
-
-
-def _add_pending(
-    store: DeltaStore, chain: ChainConfig, days: list[dt.date], tables: list[str], ancestor: int
+def _mark_stale(
+    store: DeltaStore, chain: ChainConfig, days: list[dt.date], ancestor: int, at: dt.datetime
 ) -> None:
     rows = [
-        {"chain_id": chain.chain_id, "date": d, "table": t, "block_number": ancestor}
+        {"chain_id": chain.chain_id, "date": d, "ancestor": ancestor, "detected_at": at}
         for d in days
-        for t in [*tables, EVENTS]
     ]
-    new = pl.DataFrame(rows, schema=_PENDING_SCHEMA)
-    merged = pl.concat([_read_pending(store, chain), new]).unique(
-        ["date", "table"], keep="first", maintain_order=True
-    )
-    _write_pending(store, chain, merged)
+    if rows:
+        store.append(chain, STALE_TABLE, pl.DataFrame(rows, schema=_STALE_SCHEMA))
 
 
-def pending_days(store: DeltaStore, chain: ChainConfig) -> list[dt.date]:
-    return sorted(set(_read_pending(store, chain)["date"].to_list()))
-
-
-def finish_pending(
-    store: DeltaStore,
-    chain: ChainConfig,
-    *,
-    resources: Mapping[str, Any],
-    warn: Callable[[str], None] = log.warning,
-) -> dict[str, list[dt.date]]:
-    """Rebuild the derived tables of the days a reorg rewrote, and retract the abandoned
-    blocks' events. A rebuild that fails stays pending for the next run. A table nobody
-    can rebuild here (its asset needs resources this run lacks) has already lost its
-    abandoned rows; it is reported once, to be re-materialised for those days. Returns
-    {table: days} of both kinds."""
-    pending = _read_pending(store, chain)
-    if pending.height == 0:
-        return {}
-    left: list[dict[str, Any]] = []
-    undone: dict[str, list[dt.date]] = {}
-    no_rebuild: dict[str, list[dt.date]] = {}
-    runners = _rebuilders(resources)
-    order = _order([t for t in pending["table"].unique().to_list() if t != EVENTS], runners)
-    for table in [*order, EVENTS]:
-        rows = pending.filter(pl.col("table") == table).sort("date")
-        for row in rows.iter_rows(named=True):
-            day = row["date"]
-            if table != EVENTS and table not in runners:
-                no_rebuild.setdefault(table, []).append(day)
-                continue
-            try:
-                if table == EVENTS:
-                    done = retract_events(store, chain, row["block_number"], day)
-                else:
-                    runners[table](store, chain, day)
-                    done = True
-            except Exception as e:  # noqa: BLE001 - reported, kept pending, retried next run
-                warn(f"{chain.name} {day}: rebuilding {table} after a reorg failed: {e!r}")
-                done = False
-            if not done:
-                left.append(row)
-                undone.setdefault(table, []).append(day)
-    _write_pending(store, chain, pl.DataFrame(left, schema=_PENDING_SCHEMA))
-    for table, days in no_rebuild.items():
-        warn(
-            f"{chain.name}: table {table} lost its rows past a reorg on "
-            f"{', '.join(map(str, days))} and cannot be rebuilt from this run: "
-            "re-materialise it for those days"
-        )
-    return {**no_rebuild, **undone}
-
-
-def _rebuilders(resources: Mapping[str, Any]) -> dict[str, Callable[..., None]]:
-    """table → how to rebuild one day of it: registered functions first, then the Dagster
-    asset that writes the table, run for that partition with the resources at hand."""
-    runners: dict[str, Callable[..., None]] = {}
-    for table, fn in _REBUILDERS.items():
-        runners[table] = _function_runner(table, fn)
-    for table, asset in _assets_by_table().items():
-        if table in runners or table in RAW_TABLES:
-            continue
-        if _needs(asset) <= set(resources):
-            runners[table] = _asset_runner(asset, resources)
-    return runners
-
-
-def _function_runner(table: str, fn: Rebuild) -> Callable[..., None]:
-    def run(store: DeltaStore, chain: ChainConfig, day: dt.date) -> None:
-        store.replace_day(chain, table, day, fn(store, chain, day))
-
-    return run
-
-
-def _asset_runner(asset: Any, resources: Mapping[str, Any]) -> Callable[..., None]:
-    import dagster as dg
-
-    from pipelines.partitions import chain_day_key
-
-    def run(store: DeltaStore, chain: ChainConfig, day: dt.date) -> None:
-        res = {k: v for k, v in resources.items() if k in _needs(asset)}
-        res["delta"] = store
-        ctx = dg.build_asset_context(partition_key=chain_day_key(chain.name, day), resources=res)
-        out = asset(ctx)
-        for _ in out or ():
-            pass
-
-    return run
-
-
-def _needs(asset: Any) -> set[str]:
-    # called directly, an asset that yields MaterializeResults needs no IO manager
-    return set(asset.required_resource_keys) - {"io_manager"}
-
-
-def _assets_by_table() -> dict[str, Any]:
-    """Partitioned assets defined in the `assets` package, by the Delta table they write
-    (asset metadata `table`, else the last part of the key). Each module is imported on its
-    own, so one that fails to import costs only its own tables."""
-    import importlib
-    import pkgutil
-
-    import dagster as dg
-
-    import assets as package
-
-    out: dict[str, Any] = {}
-    for info in pkgutil.iter_modules(package.__path__, f"{package.__name__}."):
-        try:
-            module = importlib.import_module(info.name)
-        except Exception as e:  # noqa: BLE001
-            log.warning("cannot import %s to rebuild its tables after a reorg: %r", info.name, e)
-            continue
-        for value in vars(module).values():
-            if not isinstance(value, dg.AssetsDefinition):
-                continue
-            if value.partitions_def is None or len(value.keys) != 1:
-                continue
-            key = next(iter(value.keys))
-            table = value.metadata_by_key.get(key, {}).get("table")
-            name = str(getattr(table, "value", table)) if table is not None else key.path[-1]
-            out.setdefault(name, value)
-    return out
-
-
-def _order(tables: list[str], runners: Mapping[str, Any]) -> list[str]:
-    """Tables in dependency order of their assets (token transfers before balances)."""
-    assets = _assets_by_table()
-    key_to_table = {next(iter(a.keys)): t for t, a in assets.items() if t in tables}
-    graph: dict[str, set[str]] = {t: set() for t in tables}
-    for key, table in key_to_table.items():
-        for dep in assets[table].asset_deps.get(key, ()):
-            if dep in key_to_table:
-                graph[table].add(key_to_table[dep])
-    return list(graphlib.TopologicalSorter(graph).static_order())
-
-
-def retract_events(store: DeltaStore, chain: ChainConfig, ancestor: int, day: dt.date) -> bool:
-    """Retract the trigger engine's events of blocks past `ancestor` (on `day`) through
-    `chainlake.events.retract_blocks`. True when done or when there is nothing to do."""
-    audit = store.scan(chain, AUDIT_TABLE)
-    if audit is None:
-        return True
-    numbers = (
-        audit.filter(
-            (pl.col("chain_id") == chain.chain_id)
-            & (pl.col("ancestor") == ancestor)
-            & (pl.col("date") == day)
-        )
-        .select("block_number")
-        .collect()["block_number"]
-        .to_list()
-    )
-    if not numbers:
-        return True
-    hook = RETRACTION_HOOK or _events_hook
-    return hook(chain, numbers)
-
-
-RetractionHook = Callable[[ChainConfig, list[int]], bool]
-# Extension point for tests or another event store; None means chainlake.events' Postgres.
-RETRACTION_HOOK: RetractionHook | None = None
-
-
-def _events_hook(chain: ChainConfig, numbers: list[int]) -> bool:
-    try:
-        from chainlake.events import db, retract_blocks
-    except ImportError:
-        return True  # no trigger engine installed: nothing to retract
-    url = os.environ.get("POSTGRES_URL") or db.DEFAULT_POSTGRES_URL
-    try:
-        with db.connection(url) as conn:
-            ids = retract_blocks(conn, chain.chain_id, numbers)
-    except Exception as e:  # noqa: BLE001 - kept pending and retried by the next run
-        msg = str(e)
-        if "does not exist" in msg and ("relation" in msg or "database" in msg):
-            log.info("no events database at %s: nothing to retract (%s)", url, msg)
-            return True
-        log.warning("could not retract events of blocks %s..%s: %r", numbers[0], numbers[-1], e)
-        return False
-    log.warning(
-        "%s: retracted %d event(s) of reorged blocks %s..%s",
-        chain.name,
-        len(ids),
-        numbers[0],
-        numbers[-1],
-    )
-    return True
+def stale_days(
+    store: DeltaStore, chain: ChainConfig, *, after: dt.datetime | None = None
+) -> list[StaleDay]:
+    """The chain-days repaired after `after` (all when None), oldest repair first."""
+    lf = store.scan(chain, STALE_TABLE)
+    if lf is None:
+        return []
+    lf = lf.filter(pl.col("chain_id") == chain.chain_id)
+    if after is not None:
+        lf = lf.filter(pl.col("detected_at") > after)
+    df = lf.select(list(_STALE_SCHEMA)).sort("detected_at", "date").collect()
+    return [StaleDay(r["date"], r["ancestor"], r["detected_at"]) for r in df.iter_rows(named=True)]
 
 
 def _audit(

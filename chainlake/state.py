@@ -10,7 +10,7 @@ import polars as pl
 
 from chainlake.config import ChainConfig
 from chainlake.extract import DayRange
-from resources.delta import DeltaStore
+from chainlake.lake import DeltaStore
 
 CHECKPOINT_TABLE = "_state/checkpoint"
 DAY_RANGE_TABLE = "_state/day_ranges"

@@ -1,6 +1,6 @@
 #!/bin/sh
 # The devnet node for docker-compose: genesis at midnight UTC DEVNET_DAYS days ago, so the
-# seeding job (`chainlake devnet seed`) fills closed days, as `chainlake devnet up` does locally.
+# seeding job (`python -m tools.devnet seed`) fills closed days, as `python -m tools.devnet up` does locally.
 set -eu
 days="${DEVNET_DAYS:-7}"
 now="$(date +%s)"

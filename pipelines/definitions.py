@@ -1,48 +1,39 @@
-"""The code location: every asset, check, job, schedule, sensor and resource. Wiring only."""
+"""The code location: every asset, job, schedule, sensor and resource. Wiring only."""
 
 from __future__ import annotations
 
 import dagster as dg
 
-from assets.raw import raw_chain_tables
-from assets.token_transfers import token_transfers
-from chainlake.settings import env
-from pipelines.analytics import (
-    ANALYTICS_ASSETS,
-    ANALYTICS_CHECKS,
-    ANALYTICS_JOBS,
-    ANALYTICS_RESOURCES,
-)
+from assets.analytics.portfolio_snapshots import portfolio_snapshots
+from assets.analytics.risk_metrics import risk_metrics
+from assets.core.balances import balances
+from assets.core.native_transfers import native_transfers
+from assets.core.token_prices import token_prices
+from assets.core.token_transfers import token_transfers
+from assets.events.chain_events import analytics_alerts, chain_events
+from assets.raw.chain_tables import raw_chain_tables
+from assets.serving.catalog import catalog, views
+from pipelines.jobs import JOBS
+from pipelines.resources import RESOURCES
 from pipelines.schedules import SCHEDULES
-from pipelines.triggers import (
-    TRIGGER_ASSETS,
-    TRIGGER_JOBS,
-    TRIGGER_RESOURCES,
-    TRIGGER_SCHEDULES,
-    TRIGGER_SENSORS,
-)
-from resources.delta import DeltaStore
-from resources.rpc import RpcResource
+from pipelines.triggers import TRIGGER_JOBS, TRIGGER_SCHEDULES, TRIGGER_SENSORS
+from sensors.reorg_repairs import reorg_repairs_sensor
 
-ASSETS = [raw_chain_tables, token_transfers, *ANALYTICS_ASSETS, *TRIGGER_ASSETS]
-
-RESOURCES = {
-    "delta": DeltaStore(
-        root=env("DELTA_ROOT", "data/delta"),
-        s3_endpoint_url=env("S3_ENDPOINT_URL", None),
-        s3_access_key_id=env("AWS_ACCESS_KEY_ID", None),
-        s3_secret_access_key=env("AWS_SECRET_ACCESS_KEY", None),
-    ),
-    "rpc": RpcResource(),
-    **ANALYTICS_RESOURCES,
-    **TRIGGER_RESOURCES,
-}
-
-chain_day_job = dg.define_asset_job(
-    "chain_day_job",
-    selection=dg.AssetSelection.groups("raw", "core"),
-    description="Extract and decode one chain-day into Delta Lake.",
-)
+# In the order of the flow: raw → core → analytics → events → serving. Each asset carries its
+# own blocking checks (`check_specs`).
+ASSETS = [
+    raw_chain_tables,
+    token_transfers,
+    native_transfers,
+    balances,
+    token_prices,
+    portfolio_snapshots,
+    risk_metrics,
+    chain_events,
+    analytics_alerts,
+    catalog,
+    views,
+]
 
 # Steps run in processes of their own (a step's memory and a native crash stay its own), forked
 # from a server that has imported this code location once per run: a step starts in a fraction
@@ -58,9 +49,8 @@ EXECUTOR = dg.multiprocess_executor.configured(
 defs = dg.Definitions(
     assets=ASSETS,
     executor=EXECUTOR,
-    asset_checks=ANALYTICS_CHECKS,
     resources=RESOURCES,
-    jobs=[chain_day_job, *ANALYTICS_JOBS, *TRIGGER_JOBS],
+    jobs=[*JOBS, *TRIGGER_JOBS],
     schedules=[*SCHEDULES, *TRIGGER_SCHEDULES],
-    sensors=TRIGGER_SENSORS,
+    sensors=[*TRIGGER_SENSORS, reorg_repairs_sensor],
 )

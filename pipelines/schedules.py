@@ -14,10 +14,10 @@ import datetime as dt
 import dagster as dg
 
 from chainlake.config import ChainConfig
+from chainlake.partitions import CHAINS, chain_day_key
 from chainlake.rpc import RpcClient
 from chainlake.run_coordinator import CHAIN_TAG
 from chainlake.scheduling import candidate_days, read_confirmed_head
-from pipelines.partitions import CHAINS, chain_day_key
 
 JOB_NAME = "chain_day_job"
 CRON = "5 * * * *"

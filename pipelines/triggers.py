@@ -1,4 +1,4 @@
-"""The trigger engine's jobs, schedules, sensors, assets and resources. Wiring only: the ops
+"""The trigger engine's jobs, schedules and sensors. Wiring only: the ops
 below call `chainlake.events` and `chainlake.actions`, where the logic and its tests live.
 
     events inserted --NOTIFY/cursor--> chain_events_sensor --> evaluate_triggers_job
@@ -9,15 +9,12 @@ below call `chainlake.events` and `chainlake.actions`, where the logic and its t
 """
 
 import datetime as dt
-import os
 from typing import TYPE_CHECKING
 
 import dagster as dg
 from pydantic import Field
 
-from assets.events import analytics_alerts, chain_events
-from chainlake.events.db import DEFAULT_POSTGRES_URL
-from chainlake.settings import env
+from assets.events.chain_events import chain_events
 from resources.notifiers import NotifiersResource
 from resources.postgres import PostgresResource
 from sensors.chain_events import chain_events_sensor
@@ -305,7 +302,6 @@ new_blocks_job = dg.define_asset_job(
     "new events of interest (launched by new_block_sensor).",
 )
 
-TRIGGER_ASSETS = [chain_events, analytics_alerts]
 TRIGGER_JOBS: "list[dg.JobDefinition | UnresolvedAssetJobDefinition]" = [
     evaluate_triggers_job,
     resident_evaluator_job,
@@ -320,21 +316,3 @@ TRIGGER_SENSORS = [
     pending_actions_sensor,
 ]
 TRIGGER_SCHEDULES = [events_retention_schedule, event_views_schedule]
-TRIGGER_RESOURCES = {
-    "postgres": PostgresResource(
-        url=env("POSTGRES_URL", DEFAULT_POSTGRES_URL),
-        secret_key=env("CHAINLAKE_SECRET_KEY", None),
-        resident_evaluator_seconds=(
-            dg.EnvVar.int("CHAINLAKE_RESIDENT_EVALUATOR_SECONDS")
-            if os.environ.get("CHAINLAKE_RESIDENT_EVALUATOR_SECONDS")
-            else 3600
-        ),
-    ),
-    "notifiers": NotifiersResource(
-        smtp_host=env("SMTP_HOST", "127.0.0.1"),
-        smtp_port=dg.EnvVar.int("SMTP_PORT") if os.environ.get("SMTP_PORT") else 25,
-        smtp_username=env("SMTP_USERNAME", None),
-        smtp_password=env("SMTP_PASSWORD", None),
-        smtp_sender=env("SMTP_FROM", "chainlake@localhost"),
-    ),
-}

@@ -33,9 +33,9 @@ def new_block_sensor(
     context: dg.SensorEvaluationContext, delta: dg.ResourceParam
 ) -> dg.SensorResult:
     from chainlake.extract import confirmed_head
+    from chainlake.partitions import chain_day_key
     from chainlake.rpc import RpcClient
     from chainlake.state import read_checkpoint
-    from pipelines.partitions import chain_day_key
 
     cursor: dict[str, int] = json.loads(context.cursor) if context.cursor else {}
     today = dt.datetime.now(dt.UTC).date()

@@ -1,7 +1,7 @@
 """Test helpers for issue 3's tests: a local anvil node, quick block filling with ERC-20-style
 Transfer logs, and a chains.yaml pointing at given URLs.
 
-`chainlake.devnet` owns the project's anvil lifecycle and activity generator; these helpers
+`tools.devnet` owns the project's anvil lifecycle and activity generator; these helpers
 are the small subset the extraction tests need (fast, fully controlled blocks), kept here so
 the tests do not depend on the generator's exact activity mix.
 """

@@ -1,6 +1,6 @@
 """Shared fixtures.
 
-Local chain (``chainlake.devnet``), both session-scoped and started only when a test asks:
+Local chain (``tools.devnet``), both session-scoped and started only when a test asks:
 
 - ``anvil``: a fresh anvil node (genesis ``DEVNET_START`` at midnight UTC, 20 dev accounts,
   mining on demand); tests that use it share it for the session, so add blocks, don't assume
@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
-    from chainlake.devnet.anvil import Anvil
-    from chainlake.devnet.manifest import DevnetManifest
+    from tools.devnet.anvil import Anvil
+    from tools.devnet.manifest import DevnetManifest
 
 DEVNET_START = dt.date(2025, 1, 1)
 DEVNET_DAYS = 3
@@ -41,7 +41,7 @@ class Devnet:
 
 @pytest.fixture(scope="session")
 def anvil() -> Iterator[Anvil]:
-    from chainlake.devnet.anvil import Anvil
+    from tools.devnet.anvil import Anvil
 
     with Anvil(genesis=DEVNET_START) as node:
         yield node
@@ -49,8 +49,8 @@ def anvil() -> Iterator[Anvil]:
 
 @pytest.fixture(scope="session")
 def devnet() -> Iterator[Devnet]:
-    from chainlake.devnet.anvil import Anvil
-    from chainlake.devnet.generator import generate
+    from tools.devnet.anvil import Anvil
+    from tools.devnet.generator import generate
 
     with Anvil(genesis=DEVNET_START) as node:
         manifest = generate(

@@ -1,6 +1,6 @@
 """Decoding events of interest from the chain tables: the 8004 registries' logs by their ABI,
 and ERC-20 transfers touching tracked wallets. Pure functions over Polars frames with the
-columns of raw/logs and core/token_transfers; `assets/events.py` feeds them a chain-day.
+columns of raw/logs and core/token_transfers; `assets/events/chain_events.py` feeds them a chain-day.
 
 ABI arguments map to the `events` columns by name (agentId -> agent_id, fileuri -> file_uri,
 ...); an argument without a column of its own is kept in `data`, so a registry contract that

@@ -153,6 +153,29 @@ def retract_blocks(conn: Conn, chain_id: int, block_numbers: Iterable[int]) -> l
         "ORDER BY block_number, log_index FOR UPDATE",
         (chain_id, numbers),
     ).fetchall()
+    return _retract(conn, victims)
+
+
+def retract_off_chain(
+    conn: Conn, chain_id: int, start: int, end: int, canonical: Mapping[int, str]
+) -> list[str]:
+    """Retract the on-chain events with a block timestamp in [start, end) whose block is not
+    in `canonical` ({block_number: block_hash} of the chain as stored now for that span).
+
+    Run when a chain-day's events are decoded again, e.g. after a reorg repair: events of
+    abandoned blocks of that day go, whatever the new chain looks like. Returns the
+    retraction events' ids."""
+    rows = conn.execute(
+        "SELECT * FROM events WHERE chain_id = %s AND timestamp >= %s AND timestamp < %s "
+        "AND retracted_at IS NULL AND retracts IS NULL AND registry <> 'analytics' "
+        "ORDER BY block_number, log_index FOR UPDATE",
+        (chain_id, start, end),
+    ).fetchall()
+    victims = [r for r in rows if canonical.get(int(r["block_number"])) != r["block_hash"]]
+    return _retract(conn, victims)
+
+
+def _retract(conn: Conn, victims: Sequence[Mapping[str, Any]]) -> list[str]:
     out: list[dict[str, Any]] = []
     for ev in victims:
         archived = f"{ev['id']}@{ev['block_hash']}"

@@ -22,8 +22,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from assets.portfolio_snapshots import TABLE as SNAPSHOTS
-from assets.risk_metrics import TABLE as RISK
+from assets.analytics.portfolio_snapshots import TABLE as SNAPSHOTS
+from assets.analytics.risk_metrics import TABLE as RISK
 from resources.clickhouse import ClickHouseResource, ClickHouseSchemaMismatch, ClickHouseTable
 
 pytestmark = pytest.mark.integration

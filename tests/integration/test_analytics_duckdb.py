@@ -13,12 +13,12 @@ import polars as pl
 import pytest
 import yaml
 
-from assets.balances import NATIVE_TOKEN, BalancesModel
-from assets.catalog import TABLES, catalog, catalog_frames, views, write_catalog
+from assets.core.balances import NATIVE_TOKEN, BalancesModel
+from assets.serving.catalog import TABLES, catalog, catalog_frames, views, write_catalog
 from chainlake.config import ConfigError, load_chains
+from chainlake.lake import DeltaStore
 from chainlake.portfolios import load_portfolios
 from chainlake.schema import conform, polars_schema
-from resources.delta import DeltaStore
 from resources.duckdb import ServingDuckDB
 
 pytestmark = pytest.mark.integration

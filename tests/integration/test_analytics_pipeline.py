@@ -12,10 +12,10 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from chainlake.devnet.anvil import Anvil
-from chainlake.devnet.configs import write_chains_yaml, write_portfolios_yaml
-from chainlake.devnet.generator import DevnetManifest, generate
 from chainlake.rpc import RpcClient
+from tools.devnet.anvil import Anvil
+from tools.devnet.configs import write_chains_yaml, write_portfolios_yaml
+from tools.devnet.generator import DevnetManifest, generate
 
 pytestmark = pytest.mark.integration
 
@@ -52,8 +52,8 @@ def stage(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stage]:
 
 
 def _resources(root: Path) -> dict[str, object]:
+    from chainlake.lake import DeltaStore
     from resources.clickhouse import ClickHouseResource
-    from resources.delta import DeltaStore
     from resources.duckdb import ServingDuckDB
     from resources.rpc import RpcResource
 
@@ -66,13 +66,13 @@ def _resources(root: Path) -> dict[str, object]:
 
 
 def _run_day(root: Path, day: dt.date, *, raw: bool = True) -> dg.ExecuteInProcessResult:
-    from assets.balances import balances
-    from assets.native_transfers import native_transfers
-    from assets.portfolio_snapshots import portfolio_snapshots
-    from assets.raw import raw_chain_tables
-    from assets.risk_metrics import risk_metrics
-    from assets.token_prices import token_prices
-    from assets.token_transfers import token_transfers
+    from assets.analytics.portfolio_snapshots import portfolio_snapshots
+    from assets.analytics.risk_metrics import risk_metrics
+    from assets.core.balances import balances
+    from assets.core.native_transfers import native_transfers
+    from assets.core.token_prices import token_prices
+    from assets.core.token_transfers import token_transfers
+    from assets.raw.chain_tables import raw_chain_tables
 
     upstream = [raw_chain_tables, token_transfers] if raw else []
     result = dg.materialize(
@@ -172,7 +172,7 @@ def test_snapshots_value_the_holdings_at_the_close(stage: Stage) -> None:
 
 
 def test_risk_rows_and_summary(stage: Stage) -> None:
-    from assets.risk_metrics import portfolio_summary
+    from assets.analytics.risk_metrics import portfolio_summary
     from resources.clickhouse import ClickHouseResource
 
     risk = _clickhouse(stage.root, "SELECT * FROM risk_metrics")
@@ -187,7 +187,7 @@ def test_risk_rows_and_summary(stage: Stage) -> None:
 
 
 def test_rematerialising_a_day_keeps_one_row_per_key_everywhere(stage: Stage) -> None:
-    from assets.catalog import catalog, views
+    from assets.serving.catalog import catalog, views
 
     day = DAYS_LIST[1]
     before = {t: _delta(stage.root, t).sort(pl.all()) for t in ("balances", "token_prices",

@@ -35,9 +35,9 @@ def _child(chains_yaml: str, root: str, slow_table: str, marker: str) -> None:
     import dagster as dg
     import pyarrow as pa
 
-    from assets.raw import raw_chain_tables
+    from assets.raw.chain_tables import raw_chain_tables
     from chainlake.extract import StagedExtract
-    from resources.delta import DeltaStore
+    from chainlake.lake import DeltaStore
     from resources.rpc import RpcResource
 
     def stall() -> None:
@@ -116,8 +116,8 @@ def _same(a: pl.DataFrame | None, b: pl.DataFrame | None) -> bool:
 def _run(root: Path) -> None:
     import dagster as dg
 
-    from assets.raw import raw_chain_tables
-    from resources.delta import DeltaStore
+    from assets.raw.chain_tables import raw_chain_tables
+    from chainlake.lake import DeltaStore
     from resources.rpc import RpcResource
 
     result = dg.materialize(

@@ -13,16 +13,16 @@ import pytest
 from eth_abi import decode
 from eth_utils import keccak
 
-from chainlake.devnet.anvil import (
+from tools.devnet.anvil import (
     Anvil,
     AnvilError,
     detached_status,
     start_detached,
     stop_detached,
 )
-from chainlake.devnet.artifacts import load_artifact
-from chainlake.devnet.compile import compile_contracts, stale_artifacts
-from chainlake.devnet.generator import (
+from tools.devnet.artifacts import load_artifact
+from tools.devnet.compile import compile_contracts, stale_artifacts
+from tools.devnet.generator import (
     DevnetManifest,
     Rpc,
     fill,
@@ -106,7 +106,7 @@ def test_committed_artifacts_equal_a_fresh_compile() -> None:
         "Vault",
         "VaultFactory",
     ]
-    assert stale_artifacts(fresh) == [], "run: python -m chainlake.devnet.compile"
+    assert stale_artifacts(fresh) == [], "run: python -m tools.devnet.compile"
 
 
 def test_event_signatures_are_the_documented_ones() -> None:
@@ -145,7 +145,7 @@ def test_anvil_that_dies_at_start_reports_its_output() -> None:
 
 
 def test_missing_binary_says_to_run_npm_ci(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setattr("chainlake.devnet.anvil.project_root", lambda: tmp_path)
+    monkeypatch.setattr("tools.devnet.anvil.project_root", lambda: tmp_path)
     with pytest.raises(AnvilError, match="npm ci"):
         Anvil().start()
 

@@ -12,9 +12,9 @@ import polars as pl
 import pytest
 import yaml
 
-from chainlake.devnet.anvil import Anvil
-from chainlake.devnet.generator import DevnetManifest, generate
 from chainlake.rpc import RpcClient
+from tools.devnet.anvil import Anvil
+from tools.devnet.generator import DevnetManifest, generate
 
 pytestmark = pytest.mark.integration
 
@@ -67,9 +67,9 @@ def env(chain, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def materialize_day(root: Path, day: dt.date) -> dg.ExecuteInProcessResult:
-    from assets.raw import raw_chain_tables
-    from assets.token_transfers import token_transfers
-    from resources.delta import DeltaStore
+    from assets.core.token_transfers import token_transfers
+    from assets.raw.chain_tables import raw_chain_tables
+    from chainlake.lake import DeltaStore
     from resources.rpc import RpcResource
 
     result = dg.materialize(

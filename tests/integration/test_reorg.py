@@ -20,10 +20,10 @@ TABLES = ["blocks", "transactions", "logs", "token_transfers", "native_transfers
 
 
 def _materialize(store_root: Path, *days: dt.date) -> list[dg.ExecuteInProcessResult]:
-    from assets.native_transfers import native_transfers
-    from assets.raw import raw_chain_tables
-    from assets.token_transfers import token_transfers
-    from resources.delta import DeltaStore
+    from assets.core.native_transfers import native_transfers
+    from assets.core.token_transfers import token_transfers
+    from assets.raw.chain_tables import raw_chain_tables
+    from chainlake.lake import DeltaStore
     from resources.rpc import RpcResource
 
     out = []
@@ -249,8 +249,8 @@ def test_interrupted_repair_is_finished_by_the_next_run(
         raise RuntimeError("disk full")
 
     monkeypatch.setitem(reorg._REBUILDERS, "token_transfers", broken)
-    from assets.raw import raw_chain_tables
-    from resources.delta import DeltaStore
+    from assets.raw.chain_tables import raw_chain_tables
+    from chainlake.lake import DeltaStore
     from resources.rpc import RpcResource
 
     delta = DeltaStore(root=str(store))

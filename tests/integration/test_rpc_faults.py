@@ -33,9 +33,9 @@ def node():
 
 
 def _run(tmp: Path, name: str, urls: list[str], monkeypatch: pytest.MonkeyPatch, **rpc) -> Path:
-    from assets.raw import raw_chain_tables
-    from assets.token_transfers import token_transfers
-    from resources.delta import DeltaStore
+    from assets.core.token_transfers import token_transfers
+    from assets.raw.chain_tables import raw_chain_tables
+    from chainlake.lake import DeltaStore
     from resources.rpc import RpcResource
 
     # small batches so the day takes many requests, and each fault hits a different step

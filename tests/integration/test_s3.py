@@ -17,7 +17,7 @@ import polars as pl
 import pytest
 
 from chainlake.config import ChainConfig
-from resources.delta import DeltaStore, ObjectStoreError
+from chainlake.lake import DeltaStore, ObjectStoreError
 from tests.chain_helpers import ROOT, Filler, anvil_node, day_ts, free_port, write_chains_yaml
 
 pytestmark = pytest.mark.integration
@@ -106,7 +106,7 @@ def test_a_run_against_a_missing_bucket_fails_before_reading(
 ) -> None:
     import dagster as dg
 
-    from assets.raw import raw_chain_tables
+    from assets.raw.chain_tables import raw_chain_tables
     from resources.rpc import RpcResource
 
     monkeypatch.setenv(
@@ -138,8 +138,8 @@ def test_every_table_on_s3_with_credentials_from_the_environment(
     reorg across midnight too (which lists, deletes and rewrites on S3)."""
     import dagster as dg
 
-    from assets.raw import raw_chain_tables
-    from assets.token_transfers import token_transfers
+    from assets.core.token_transfers import token_transfers
+    from assets.raw.chain_tables import raw_chain_tables
     from chainlake import reorg
     from chainlake.config import load_chains
     from resources.rpc import RpcResource

@@ -16,17 +16,17 @@ import yaml
 from eth_abi import encode
 from triggers_helpers import database
 
-from assets.balances import BalancesModel
-from assets.blocks import BlocksModel
-from assets.events import BUILD_DIR, analytics_alerts, chain_events
-from assets.logs import LogsModel
-from assets.token_transfers import TokenTransfersModel
+from assets.core.balances import BalancesModel
+from assets.core.token_transfers import TokenTransfersModel
+from assets.events.chain_events import BUILD_DIR, analytics_alerts, chain_events
 from chainlake.config import load_chains
 from chainlake.events import db, store
 from chainlake.events.decode import load_registry_abis
+from chainlake.lake import DeltaStore
+from chainlake.raw.blocks import BlocksModel
+from chainlake.raw.logs import LogsModel
 from chainlake.schema import conform, empty
 from resources.clickhouse import ClickHouseResource
-from resources.delta import DeltaStore
 from resources.postgres import PostgresResource
 
 pytestmark = pytest.mark.integration

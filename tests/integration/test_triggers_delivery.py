@@ -30,13 +30,13 @@ from chainlake.actions.base import RetryPolicy, Secrets
 from chainlake.actions.deliver import Deliverer, default_senders
 from chainlake.actions.mcp import McpToolCall
 from chainlake.actions.smtp import Email, SmtpSettings
-from chainlake.cli import main
 from chainlake.events import db, store
 from chainlake.events.agents import agent_resolver, new_key, set_agent_mcp_token
 from chainlake.events.alerts import Alert, fire_alerts, save_alert
 from chainlake.events.evaluate import evaluate_batch
 from chainlake.events.expressions import ExpressionError
 from chainlake.events.spec import Resolver, apply_spec, parse_spec
+from cli.main import main
 
 pytestmark = pytest.mark.integration
 RESOLVER = Resolver({"devnet": CHAIN}, lambda name, cid: [WALLET])

@@ -1,4 +1,4 @@
-"""On the local chain (chainlake.devnet): a generated day extracted into Delta, its registry
+"""On the local chain (tools.devnet): a generated day extracted into Delta, its registry
 events and tracked-wallet transfers decoded into PostgreSQL by events/chain_events, the example
 triggers.yaml applied and fired to a receiver; and new_block_sensor against the live node."""
 
@@ -14,13 +14,13 @@ import polars as pl
 import pytest
 from triggers_helpers import database, receiver
 
-from chainlake.devnet.anvil import Anvil
-from chainlake.devnet.configs import write_chains_yaml, write_manifest, write_portfolios_yaml
-from chainlake.devnet.generator import generate
 from chainlake.events import db
 from chainlake.events.decode import load_registry_abis
 from chainlake.events.evaluate import evaluate_batch
 from chainlake.events.spec import apply_spec, default_resolver, load_spec
+from tools.devnet.anvil import Anvil
+from tools.devnet.configs import write_chains_yaml, write_manifest, write_portfolios_yaml
+from tools.devnet.generator import generate
 
 pytestmark = pytest.mark.integration
 
@@ -55,12 +55,12 @@ def env(chain: dict, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
 def test_local_chain_events_fire_the_example_triggers(
     chain: dict, env: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from assets.events import BUILD_DIR, chain_events
-    from assets.raw import raw_chain_tables
-    from assets.token_transfers import token_transfers
+    from assets.core.token_transfers import token_transfers
+    from assets.events.chain_events import BUILD_DIR, chain_events
+    from assets.raw.chain_tables import raw_chain_tables
     from chainlake.actions.base import Secrets
     from chainlake.actions.deliver import Deliverer, default_senders
-    from resources.delta import DeltaStore
+    from chainlake.lake import DeltaStore
     from resources.postgres import PostgresResource
     from resources.rpc import RpcResource
 
@@ -123,7 +123,7 @@ def test_local_chain_events_fire_the_example_triggers(
 
 
 def test_new_block_sensor_requests_today_up_to_the_head(chain: dict, env: Path) -> None:
-    from resources.delta import DeltaStore
+    from chainlake.lake import DeltaStore
     from sensors.new_blocks import new_block_sensor
 
     resources = {"delta": DeltaStore(root=str(env))}

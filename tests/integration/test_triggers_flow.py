@@ -264,7 +264,7 @@ def test_a_tick_with_nothing_to_do_wakes_on_notify(url: str, waiting_engine: Eng
 def test_demo_section_applies_the_example_triggers_and_lists_deliveries(
     url: str, monkeypatch: pytest.MonkeyPatch, tmp_path
 ) -> None:
-    from chainlake.events.demo import summary
+    from tools.demo_triggers import summary
 
     treasury = "0xf39fd6e51aad88f6f4ce6ab8827279cfffb92266"  # tracked in config/portfolios.yaml
     monkeypatch.setenv("POSTGRES_URL", url)

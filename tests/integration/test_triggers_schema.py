@@ -15,10 +15,10 @@ import pytest
 from click.testing import CliRunner
 from triggers_helpers import CHAIN, SERVER, database, feedback, transfer
 
-from chainlake.cli import main
 from chainlake.events import db, retract_blocks, store
 from chainlake.events.agents import get_agent_mcp_token, new_key, set_agent_mcp_token
 from chainlake.events.conditions import Action, Condition, Trigger
+from cli.main import main
 
 pytestmark = pytest.mark.integration
 
@@ -227,7 +227,7 @@ def test_views_retention_and_tokens(url: str) -> None:
 
 def test_decoded_frame_matches_the_events_table(url: str) -> None:
     """The Pandera model of events/chain_events is checked against the DDL, not a copy of it."""
-    from assets.events import ChainEventsModel
+    from assets.events.chain_events import ChainEventsModel
     from chainlake.schema import polars_schema
 
     with db.connection(url) as c:

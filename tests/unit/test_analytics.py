@@ -9,9 +9,9 @@ import pandera.errors
 import polars as pl
 import pytest
 
-from assets.balances import NATIVE_TOKEN, BalancesModel
-from assets.portfolio_snapshots import PortfolioSnapshotsModel, portfolio_snapshots_frame
-from assets.risk_metrics import RiskMetricsModel, asset_returns, risk_metrics_frame
+from assets.analytics.portfolio_snapshots import PortfolioSnapshotsModel, portfolio_snapshots_frame
+from assets.analytics.risk_metrics import RiskMetricsModel, asset_returns, risk_metrics_frame
+from assets.core.balances import NATIVE_TOKEN, BalancesModel
 from chainlake.schema import conform, polars_schema
 
 W1, W2, W3 = ("0x" + c * 40 for c in "123")

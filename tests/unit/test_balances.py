@@ -13,7 +13,7 @@ import pandera.errors
 import polars as pl
 import pytest
 
-from assets.balances import (
+from assets.core.balances import (
     NATIVE_TOKEN,
     BalancesModel,
     balance_movements,
@@ -21,10 +21,10 @@ from assets.balances import (
     chain_mismatches,
     closing_balances,
 )
-from assets.native_transfers import NativeTransfersModel, native_transfers_frame
-from assets.token_transfers import TokenTransfersModel
+from assets.core.native_transfers import NativeTransfersModel, native_transfers_frame
+from assets.core.token_transfers import TokenTransfersModel
+from chainlake.lake import DeltaStore
 from chainlake.schema import conform, polars_schema
-from resources.delta import DeltaStore
 from resources.rpc import RpcResource
 
 W1 = "0x" + "11" * 20

@@ -9,7 +9,12 @@ import polars as pl
 from eth_abi import encode
 from eth_utils import keccak
 
-from assets.events import ChainEventsModel, chain_events_frame, frame_events, registry_contracts
+from assets.events.chain_events import (
+    ChainEventsModel,
+    chain_events_frame,
+    frame_events,
+    registry_contracts,
+)
 from chainlake.config import ChainConfig
 from chainlake.events.alerts import Alert, dataset_of, fire_alerts
 from chainlake.events.decode import event_abis
@@ -27,7 +32,7 @@ def ev(name: str, inputs: list[tuple[str, str, bool]]) -> dict:
             "inputs": [{"name": n, "type": t, "indexed": i} for n, t, i in inputs]}  # fmt: skip
 
 
-# The devnet contracts' events (chainlake/devnet/contracts/*.sol), as their ABI says them.
+# The devnet contracts' events (tools/devnet/contracts/*.sol), as their ABI says them.
 ABIS = {
     "identity": event_abis("identity", [
         ev("Registered", [("agentId", "uint256", True), ("tokenURI", "string", False), ("owner", "address", True)]),
@@ -190,10 +195,10 @@ def test_alerts_fire_once_per_subject_and_day() -> None:
 
 
 def test_the_devnet_artifacts_decode_like_the_sources_say() -> None:
-    """The ABIs in chainlake/devnet/contracts/build give the topics the hand-written ABIs give."""
+    """The ABIs in tools/devnet/contracts/build give the topics the hand-written ABIs give."""
     import pytest
 
-    from assets.events import BUILD_DIR
+    from assets.events.chain_events import BUILD_DIR
     from chainlake.events.decode import load_registry_abis
 
     built = load_registry_abis(BUILD_DIR)

@@ -21,17 +21,17 @@ import polars as pl
 import pytest
 from eth_utils import keccak
 
-from assets.blocks import RPC_BLOCK, BlocksModel, blocks_from_rpc
-from assets.logs import LogsModel, logs_from_rpc
-from assets.token_transfers import token_transfers_frame
-from assets.transactions import (
-    RPC_RECEIPT,
+from assets.core.token_transfers import token_transfers_frame
+from chainlake.extract import stage_range
+from chainlake.raw.blocks import BlocksModel, blocks_from_rpc
+from chainlake.raw.logs import LogsModel, logs_from_rpc
+from chainlake.raw.shapes import RPC_BLOCK, RPC_RECEIPT
+from chainlake.raw.transactions import (
     ReceiptMismatch,
     TransactionsModel,
     transactions_frame,
     transactions_from_rpc,
 )
-from chainlake.extract import stage_range
 from chainlake.rpc import RpcClient
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -826,7 +826,7 @@ def test_mismatched_receipts_are_refused() -> None:
 def test_staged_rows_survive_delta(tmp_path: Path) -> None:
     """The London block's rows, written to Delta and read back, are unchanged."""
     from chainlake.config import ChainConfig
-    from resources.delta import DeltaStore
+    from chainlake.lake import DeltaStore
 
     d = ERIGON / "block_17000000_london"
     block = result(d / "eth_getBlockByHash__test_04.json", 0)

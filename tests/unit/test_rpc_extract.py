@@ -11,8 +11,8 @@ import httpx
 import orjson
 import pytest
 
-from assets.transactions import ReceiptMismatch
 from chainlake.extract import ReorgDuringRead, stage_range
+from chainlake.raw.transactions import ReceiptMismatch
 from chainlake.rpc import RpcClient
 
 

@@ -7,7 +7,7 @@ import pandera.errors
 import polars as pl
 import pytest
 
-from assets.token_prices import (
+from assets.core.token_prices import (
     ANSWER_UPDATED,
     TokenPricesModel,
     price_from_round_data,
@@ -55,7 +55,7 @@ def _log(block: int, index: int, feed: str, answer: int, round_id: int, ts: int)
 
 
 def test_last_answer_of_the_day_wins() -> None:
-    from assets.logs import LogsModel
+    from chainlake.raw.logs import LogsModel
 
     logs = conform(
         pl.DataFrame(

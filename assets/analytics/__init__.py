@@ -1,0 +1,1 @@
+"""analytics/*: portfolio snapshots and rolling risk in ClickHouse."""

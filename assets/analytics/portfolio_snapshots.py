@@ -1,0 +1,318 @@
+"""analytics/portfolio_snapshots: what each portfolio is worth at each day's close (seed 002).
+
+Value: the portfolio's wallets' closing balances (`core/balances`) at the day's USD close
+(`core/token_prices`), exact Decimal(38,18). Tokens without a price that day are left out of
+the value and listed in `unpriced_tokens`.
+
+Return: `daily_return` is the price return of the previous close's holdings,
+sum(q[d-1] * p[d]) / sum(q[d-1] * p[d-1]) - 1 over the tokens priced on both days. Deposits,
+withdrawals, transfers between the portfolio's wallets and fees are flows, not returns, so they
+do not show up as gains or losses (a time-weighted return). `total_return`, `sharpe_ratio`,
+`max_drawdown` and `volatility` are since the portfolio's first snapshot, with the conventions
+of `chainlake.risk` (annualised over 365 days; drawdown <= 0).
+
+The table lives in ClickHouse (embedded engine or server), MergeTree partitioned by month and
+ordered by (portfolio_id, timestamp); a day is replaced whole, so re-materialising leaves one
+row per (portfolio_id, timestamp).
+"""
+
+import datetime as dt
+import time
+from collections.abc import Sequence
+from decimal import Decimal
+from typing import Annotated
+
+import dagster as dg
+import pandera.polars as pa
+import polars as pl
+
+from assets.core.balances import BalancesModel
+from assets.core.token_prices import TokenPricesModel
+from assets.policies import PER_CHAIN_DAY
+from chainlake import risk
+from chainlake.config import load_chains
+from chainlake.lake import DeltaStore
+from chainlake.metadata import table_metadata
+from chainlake.partitions import (
+    chain_day_partitions,
+    partition_chain_day,
+    previous_day,
+    window,
+)
+from chainlake.portfolios import load_portfolios
+from chainlake.schema import conform, polars_schema, validate_or_fail
+from resources.clickhouse import ClickHouseResource, ClickHouseSession, ClickHouseTable
+
+KEY = dg.AssetKey(["analytics", "portfolio_snapshots"])
+USD = pl.Decimal(38, 18)
+MAX_DECIMALS = 18
+ALLOCATION = pl.List(pl.Struct({"key": pl.String, "value": pl.Float64}))
+
+
+class PortfolioSnapshotsModel(pa.DataFrameModel):
+    """One row per portfolio and day, at the day's close."""
+
+    timestamp: Annotated[pl.Datetime, "ms", "UTC"] = pa.Field(
+        description="the UTC day, at 00:00; figures are as of the day's last block"
+    )
+    portfolio_id: pl.String
+    chain_id: pl.Int64
+    total_value: Annotated[pl.Decimal, 38, 18] = pa.Field(
+        description="USD value of the priced holdings, exact"
+    )
+    total_return: pl.Float64 = pa.Field(
+        nullable=True, description="since the first snapshot: compounded daily returns"
+    )
+    daily_return: pl.Float64 = pa.Field(
+        nullable=True,
+        description="price return of the previous close's holdings (flows excluded); null on "
+        "the first day or when the previous close had no priced value",
+    )
+    sharpe_ratio: pl.Float64 = pa.Field(
+        nullable=True, description="since the first snapshot, annualised over 365 days"
+    )
+    max_drawdown: pl.Float64 = pa.Field(
+        nullable=True, ge=-1.0, le=0.0, description="since the first snapshot; <= 0"
+    )
+    volatility: pl.Float64 = pa.Field(
+        nullable=True, ge=0.0, description="since the first snapshot, annualised over 365 days"
+    )
+    asset_allocation: pl.List(pl.Struct({"key": pl.String, "value": pl.Float64})) = pa.Field(  # type: ignore[valid-type]
+        description="token symbol -> share of total_value; the shares sum to 1"
+    )
+    unpriced_tokens: pl.List(pl.String) = pa.Field(  # type: ignore[valid-type]
+        description="tokens held without a price that day (left out of total_value)"
+    )
+
+    class Config:
+        strict = True
+        unique = ["portfolio_id", "timestamp"]
+
+    @pa.dataframe_check
+    def allocation_sums_to_one(cls, data: pa.PolarsData) -> pl.LazyFrame:  # type: ignore[misc]
+        total = pl.col("asset_allocation").list.eval(pl.element().struct.field("value")).list.sum()
+        return data.lazyframe.select(
+            pl.when(pl.col("total_value") > 0)
+            .then((total - 1.0).abs() <= 1e-9)
+            .otherwise(pl.col("asset_allocation").list.len() == 0)
+        )
+
+
+TABLE = ClickHouseTable(
+    name="portfolio_snapshots",
+    model=PortfolioSnapshotsModel,
+    order_by=("portfolio_id", "timestamp"),
+    comment="One row per portfolio and day (chainlake analytics/portfolio_snapshots)",
+)
+
+
+# -- pure transforms ------------------------------------------------------------------------
+
+
+def _units(decimals: pl.Series) -> pl.DataFrame:
+    """decimals → 10^-decimals as an exact Decimal(38,18)."""
+    values = sorted(set(decimals.to_list()))
+    if values and values[-1] > MAX_DECIMALS:
+        raise ValueError(f"tokens with more than {MAX_DECIMALS} decimals cannot be valued exactly")
+    return pl.DataFrame(
+        {"decimals": values, "unit": [Decimal(1).scaleb(-d) for d in values]},
+        schema={"decimals": pl.Int32, "unit": USD},
+    )
+
+
+def holdings_values(
+    balances: pl.DataFrame, prices: pl.DataFrame, portfolio_wallets: pl.DataFrame
+) -> pl.DataFrame:
+    """(portfolio_id, date, token_address, token_symbol, quantity, price, value): each
+    portfolio's holdings summed over its wallets and valued at the day's price (null when the
+    token has no price that day). Exact decimals throughout."""
+    units = _units(balances["decimals"])
+    held = (
+        balances.lazy()
+        .join(portfolio_wallets.lazy(), on="address", how="inner")
+        .group_by("portfolio_id", "date", "token_address", "token_symbol", "decimals")
+        .agg(pl.col("balance").sum())
+        .join(units.lazy(), on="decimals", how="left")
+        .with_columns((pl.col("balance") * pl.col("unit")).cast(USD).alias("quantity"))
+        .join(
+            prices.lazy().select("date", "token_address", pl.col("price").cast(USD)),
+            on=["date", "token_address"],
+            how="left",
+        )
+        .with_columns((pl.col("quantity") * pl.col("price")).cast(USD).alias("value"))
+        .select("portfolio_id", "date", "token_address", "token_symbol", "quantity", "price",
+                "value")
+    )  # fmt: skip
+    return held.collect()
+
+
+def portfolio_snapshots_frame(
+    balances: pl.DataFrame,
+    prices: pl.DataFrame,
+    portfolio_wallets: pl.DataFrame,
+    *,
+    days: Sequence[dt.date],
+    chain_id: int,
+    history: pl.DataFrame | None = None,
+) -> pl.DataFrame:
+    """Pure transform: snapshots of `days` (consecutive).
+
+    balances / prices: rows of `days` and of the day before the first (for its return).
+    portfolio_wallets: (portfolio_id, address).
+    history: (portfolio_id, date, daily_return) of the snapshots before `days`, for the
+    since-inception figures; None or empty when `days` start the portfolio's history."""
+    days = sorted(days)
+    schema = polars_schema(PortfolioSnapshotsModel)
+    if not days:
+        return pl.DataFrame(schema=schema)
+    values = holdings_values(balances, prices, portfolio_wallets)
+    portfolios = portfolio_wallets.select("portfolio_id").unique()
+    if portfolios.height == 0:
+        return pl.DataFrame(schema=schema)
+    grid = portfolios.join(pl.DataFrame({"date": days}, schema={"date": pl.Date}), how="cross")
+
+    totals = (
+        values.filter(pl.col("date").is_in(days))
+        .group_by("portfolio_id", "date")
+        .agg(
+            pl.col("value").sum().alias("total_value"),
+            pl.col("token_symbol").filter(pl.col("price").is_null() & (pl.col("quantity") != 0))
+            .sort().alias("unpriced_tokens"),
+        )
+    )  # fmt: skip
+    allocation = (
+        values.filter(pl.col("date").is_in(days) & (pl.col("value") != 0))
+        .join(totals.select("portfolio_id", "date", "total_value"), on=["portfolio_id", "date"])
+        .filter(pl.col("total_value") != 0)
+        .sort("token_symbol")
+        .group_by("portfolio_id", "date")
+        .agg(
+            pl.struct(
+                pl.col("token_symbol").alias("key"),
+                (pl.col("value").cast(pl.Float64) / pl.col("total_value").cast(pl.Float64))
+                .alias("value"),
+            ).alias("asset_allocation")
+        )
+    )  # fmt: skip
+    # Yesterday's quantities at today's and at yesterday's price.
+    previous = values.select(
+        "portfolio_id",
+        (pl.col("date") + dt.timedelta(days=1)).alias("date"),
+        "token_address",
+        "quantity",
+        pl.col("price").alias("previous_price"),
+    )
+    returns = (
+        previous.filter(pl.col("date").is_in(days))
+        # Today's market price: a token sold out today has no holding row today.
+        .join(
+            prices.select("date", "token_address", pl.col("price").cast(USD)),
+            on=["date", "token_address"],
+            how="left",
+        )
+        .filter(pl.col("price").is_not_null() & pl.col("previous_price").is_not_null())
+        .group_by("portfolio_id", "date")
+        .agg(
+            (pl.col("quantity") * pl.col("price")).cast(USD).sum().alias("now"),
+            (pl.col("quantity") * pl.col("previous_price")).cast(USD).sum().alias("before"),
+        )
+        .select(
+            "portfolio_id",
+            "date",
+            pl.when(pl.col("before") > 0)
+            .then(pl.col("now").cast(pl.Float64) / pl.col("before").cast(pl.Float64) - 1.0)
+            .alias("daily_return"),
+        )
+    )
+    frame = (
+        grid.join(totals, on=["portfolio_id", "date"], how="left")
+        .join(allocation, on=["portfolio_id", "date"], how="left")
+        .join(returns, on=["portfolio_id", "date"], how="left")
+        .with_columns(
+            pl.col("total_value").fill_null(pl.lit(0, USD)).cast(USD),
+            pl.col("asset_allocation").fill_null(pl.lit([], ALLOCATION)),
+            pl.col("unpriced_tokens").fill_null(pl.lit([], pl.List(pl.String))),
+        )
+    )
+    past = (
+        history.select("portfolio_id", pl.col("date").cast(pl.Date), "daily_return")
+        if history is not None and history.height
+        else pl.DataFrame(schema={"portfolio_id": pl.String, "date": pl.Date,
+                                  "daily_return": pl.Float64})
+    )  # fmt: skip
+    series = pl.concat([past.filter(pl.col("date") < days[0]),
+                        frame.select("portfolio_id", "date", "daily_return")])  # fmt: skip
+    inception = risk.inception_risk(series, as_of=days)
+    out = frame.join(inception, on=["portfolio_id", "date"], how="left").with_columns(
+        pl.col("date").cast(pl.Datetime("ms", "UTC")).alias("timestamp"),
+        pl.lit(chain_id, pl.Int64).alias("chain_id"),
+    )
+    return conform(out, PortfolioSnapshotsModel).sort("portfolio_id", "timestamp")
+
+
+# -- the asset ------------------------------------------------------------------------------
+
+
+def read_history(session: ClickHouseSession, *, chain_id: int, before: dt.date) -> pl.DataFrame:
+    """Daily returns of the chain's snapshots before `before` (for since-inception figures)."""
+    return session.query(
+        "SELECT portfolio_id, toDate(timestamp, 'UTC') AS date, daily_return "
+        "FROM `portfolio_snapshots` WHERE chain_id = {chain:Int64} "
+        "AND timestamp < toDateTime64({day:Date}, 3, 'UTC') ORDER BY portfolio_id, date",
+        {"chain": chain_id, "day": before},
+    )
+
+
+@dg.asset(
+    key=KEY,
+    deps=[
+        dg.AssetDep(dg.AssetKey(["core", "balances"]), partition_mapping=window(-1)),
+        dg.AssetDep(dg.AssetKey(["core", "token_prices"]), partition_mapping=window(-1)),
+        dg.AssetDep(KEY, partition_mapping=previous_day()),
+    ],
+    partitions_def=chain_day_partitions,
+    backfill_policy=PER_CHAIN_DAY,
+    pool="clickhouse",
+    group_name="analytics",
+    kinds={"clickhouse", "polars"},
+    check_specs=[dg.AssetCheckSpec("schema", asset=KEY, blocking=True)],
+    description="One row per portfolio and day: value, returns, allocation (ClickHouse).",
+    metadata={"table": TABLE.name},
+)
+def portfolio_snapshots(
+    context: dg.AssetExecutionContext,
+    delta: dg.ResourceParam[DeltaStore],
+    clickhouse: ClickHouseResource,
+):
+    chain, day = partition_chain_day(context.partition_key)
+    started = time.monotonic()
+    book = load_portfolios(load_chains())
+    members = book.portfolio_wallets(chain.name)
+    both = [day - dt.timedelta(days=1), day]
+    balances = delta.read_days(chain, "balances", both, schema=polars_schema(BalancesModel))
+    prices = delta.read_days(chain, "token_prices", both, schema=polars_schema(TokenPricesModel))
+    with clickhouse.session() as ch:
+        ch.ensure(TABLE)
+        history = read_history(ch, chain_id=chain.chain_id, before=day)
+        try:
+            df = portfolio_snapshots_frame(
+                balances, prices, members, days=[day], chain_id=chain.chain_id, history=history
+            )
+        except ValueError as e:
+            raise dg.Failure(description=f"{chain.name} {day}: {e}", allow_retries=False) from e
+        validate_or_fail(PortfolioSnapshotsModel, df, f"{chain.name} {day}: snapshots")
+        ch.replace_days(TABLE, df, chain_id=chain.chain_id, days=[day])
+    unpriced = sorted({t for ts in df["unpriced_tokens"].to_list() for t in ts})
+    yield dg.MaterializeResult(
+        metadata=table_metadata(
+            rows_written=df.height,
+            seconds=time.monotonic() - started,
+            preview_frame=df.select("portfolio_id", "total_value", "daily_return",
+                                    "total_return").head(10),
+            store=clickhouse.describe(),
+            portfolios=df.height,
+            total_value_usd=str(df["total_value"].sum()) if df.height else "0",
+            unpriced_tokens=", ".join(unpriced) or None,
+        )
+    )  # fmt: skip
+    yield dg.AssetCheckResult(check_name="schema", passed=True)

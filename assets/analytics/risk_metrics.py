@@ -1,0 +1,251 @@
+"""analytics/risk_metrics: rolling 30- and 90-day risk per portfolio (seed 002, plus Sortino).
+
+Over the daily returns of `analytics/portfolio_snapshots` in the window ending at the day
+(inclusive), with the conventions of `chainlake.risk`:
+
+- `var_95`, `cvar_95`: historical 5 % VaR and CVaR of the daily returns, as returns: a loss is
+  negative and `cvar_95 <= var_95`.
+- `sharpe_ratio`, `sortino_ratio`, `volatility`: annualised over 365 days, zero risk-free rate.
+- `max_drawdown`: worst fall from a running peak within the window, <= 0.
+- `correlation_score`: mean pairwise Pearson correlation of the daily price returns of the
+  tokens the portfolio holds at the day's close.
+
+The windows reach back through partition mappings (89 earlier snapshot days, 90 earlier price
+days), so a backfill orders itself; the asset takes a range of days in one run.
+"""
+
+import datetime as dt
+import time
+from collections.abc import Sequence
+from typing import Annotated
+
+import dagster as dg
+import pandera.polars as pa
+import polars as pl
+
+from assets.analytics.portfolio_snapshots import KEY as SNAPSHOTS_KEY
+from assets.analytics.portfolio_snapshots import TABLE as SNAPSHOTS
+from assets.core.token_prices import TokenPricesModel
+from assets.policies import PER_CHAIN_RANGE, chain_days
+from chainlake import risk
+from chainlake.lake import DeltaStore
+from chainlake.metadata import table_metadata
+from chainlake.partitions import chain_day_partitions, window
+from chainlake.schema import conform, polars_schema, validate_or_fail
+from resources.clickhouse import ClickHouseResource, ClickHouseSession, ClickHouseTable
+
+KEY = dg.AssetKey(["analytics", "risk_metrics"])
+WINDOWS = (30, 90)
+
+
+class RiskMetricsModel(pa.DataFrameModel):
+    """One row per portfolio, day and window length."""
+
+    timestamp: Annotated[pl.Datetime, "ms", "UTC"] = pa.Field(
+        description="the UTC day, at 00:00; the window ends with this day's close"
+    )
+    portfolio_id: pl.String
+    chain_id: pl.Int64
+    window_days: pl.Int32 = pa.Field(isin=list(WINDOWS), description="calendar days")
+    observations: pl.Int32 = pa.Field(ge=0, description="daily returns in the window")
+    var_95: pl.Float64 = pa.Field(
+        nullable=True, description="historical 5 % VaR of daily returns; a loss is negative"
+    )
+    cvar_95: pl.Float64 = pa.Field(
+        nullable=True,
+        description="mean of the worst floor((n-1)*5%)+1 daily returns; negative loss, <= var_95",
+    )
+    sharpe_ratio: pl.Float64 = pa.Field(
+        nullable=True, description="mean / std of daily returns * sqrt(365)"
+    )
+    sortino_ratio: pl.Float64 = pa.Field(
+        nullable=True, description="mean * 365 / (downside deviation * sqrt(365))"
+    )
+    max_drawdown: pl.Float64 = pa.Field(
+        nullable=True, ge=-1.0, le=0.0, description="worst fall from a running peak; <= 0"
+    )
+    volatility: pl.Float64 = pa.Field(
+        nullable=True, ge=0.0, description="std of daily returns * sqrt(365)"
+    )
+    correlation_score: pl.Float64 = pa.Field(
+        nullable=True,
+        ge=-1.0,
+        le=1.0,
+        description="mean pairwise correlation of the held tokens' daily price returns",
+    )
+
+    class Config:
+        strict = True
+        unique = ["portfolio_id", "timestamp", "window_days"]
+
+    @pa.dataframe_check
+    def cvar_at_least_as_bad_as_var(cls, data: pa.PolarsData) -> pl.LazyFrame:  # type: ignore[misc]
+        return data.lazyframe.select(
+            pl.col("cvar_95").is_null()
+            | pl.col("var_95").is_null()
+            | (pl.col("cvar_95") <= pl.col("var_95") + 1e-12)
+        )
+
+    @pa.dataframe_check
+    def observations_fit_thewindow(cls, data: pa.PolarsData) -> pl.LazyFrame:  # type: ignore[misc]
+        return data.lazyframe.select(pl.col("observations") <= pl.col("window_days"))
+
+
+TABLE = ClickHouseTable(
+    name="risk_metrics",
+    model=RiskMetricsModel,
+    order_by=("portfolio_id", "timestamp", "window_days"),
+    comment="Rolling risk per portfolio, day and window (chainlake analytics/risk_metrics)",
+)
+
+
+# -- pure transforms ------------------------------------------------------------------------
+
+
+def asset_returns(prices: pl.DataFrame) -> pl.DataFrame:
+    """(asset, date, asset_return) from (date, token_symbol, price): the change from the
+    previous calendar day's price (null when that day has no price)."""
+    p = prices.select(
+        pl.col("token_symbol").alias("asset"), "date", pl.col("price").cast(pl.Float64)
+    )
+    before = p.select("asset", (pl.col("date") + dt.timedelta(days=1)).alias("date"),
+                      pl.col("price").alias("previous"))  # fmt: skip
+    return (
+        p.join(before, on=["asset", "date"], how="left")
+        .select("asset", "date", (pl.col("price") / pl.col("previous") - 1.0).alias("asset_return"))
+        .sort("asset", "date")
+    )
+
+
+def risk_metrics_frame(
+    snapshots: pl.DataFrame,
+    prices: pl.DataFrame,
+    *,
+    days: Sequence[dt.date],
+    chain_id: int,
+    windows: Sequence[int] = WINDOWS,
+) -> pl.DataFrame:
+    """Pure transform: risk of every portfolio for `days` and each window length.
+
+    snapshots: (portfolio_id, date, daily_return, asset_allocation) from the first window's
+    start to the last day; prices: (date, token_symbol, price) from the day before that."""
+    days = sorted(set(days))
+    returns = snapshots.select("portfolio_id", pl.col("date").cast(pl.Date), "daily_return")
+    held = (
+        snapshots.filter(pl.col("date").is_in(days))
+        .select("portfolio_id", pl.col("date").cast(pl.Date), "asset_allocation")
+        .explode("asset_allocation")
+        .filter(pl.col("asset_allocation").is_not_null())
+        .select("portfolio_id", "date",
+                pl.col("asset_allocation").struct.field("key").alias("asset"),
+                pl.col("asset_allocation").struct.field("value").alias("weight"))
+        .filter(pl.col("weight") > 0)
+    )  # fmt: skip
+    moves = asset_returns(prices)
+    frames = []
+    for w in windows:
+        figures = risk.window_risk(returns, as_of=days, window_days=w)
+        corr = risk.mean_pairwise_correlation(moves, held, as_of=days, window_days=w)
+        frames.append(
+            figures.join(corr, on=["portfolio_id", "date"], how="left").with_columns(
+                pl.lit(w, pl.Int32).alias("window_days")
+            )
+        )
+    out = pl.concat(frames).with_columns(
+        pl.col("date").cast(pl.Datetime("ms", "UTC")).alias("timestamp"),
+        pl.lit(chain_id, pl.Int64).alias("chain_id"),
+    )
+    return conform(out, RiskMetricsModel).sort("portfolio_id", "timestamp", "window_days")
+
+
+# -- the asset ------------------------------------------------------------------------------
+
+
+def read_snapshots(
+    session: ClickHouseSession, *, chain_id: int, first: dt.date, last: dt.date
+) -> pl.DataFrame:
+    return session.query(
+        "SELECT portfolio_id, toDate(timestamp, 'UTC') AS date, daily_return, asset_allocation "
+        "FROM `portfolio_snapshots` WHERE chain_id = {chain:Int64} "
+        "AND toDate(timestamp, 'UTC') BETWEEN {first:Date} AND {last:Date} "
+        "ORDER BY portfolio_id, date",
+        {"chain": chain_id, "first": first, "last": last},
+    )
+
+
+@dg.asset(
+    key=KEY,
+    deps=[
+        dg.AssetDep(SNAPSHOTS_KEY, partition_mapping=window(-(max(WINDOWS) - 1))),
+        dg.AssetDep(dg.AssetKey(["core", "token_prices"]), partition_mapping=window(-max(WINDOWS))),
+    ],  # fmt: skip
+    partitions_def=chain_day_partitions,
+    backfill_policy=PER_CHAIN_RANGE,
+    pool="clickhouse",
+    group_name="analytics",
+    kinds={"clickhouse", "polars"},
+    check_specs=[dg.AssetCheckSpec("schema", asset=KEY, blocking=True)],
+    description="One row per portfolio, day and window (30/90 days): VaR, CVaR, Sharpe, "
+    "Sortino, drawdown, volatility, correlation (ClickHouse).",
+    metadata={"table": TABLE.name},
+)
+def risk_metrics(
+    context: dg.AssetExecutionContext,
+    delta: dg.ResourceParam[DeltaStore],
+    clickhouse: ClickHouseResource,
+):
+    started = time.monotonic()
+    by_chain: dict[str, list[dt.date]] = {}
+    chains = {}
+    for chain, day in chain_days(context):
+        by_chain.setdefault(chain.name, []).append(day)
+        chains[chain.name] = chain
+    written = 0
+    with clickhouse.session() as ch:
+        ch.ensure(SNAPSHOTS)
+        ch.ensure(TABLE)
+        for name, days in by_chain.items():
+            chain = chains[name]
+            first, last = min(days), max(days)
+            start = first - dt.timedelta(days=max(WINDOWS) - 1)
+            snaps = read_snapshots(ch, chain_id=chain.chain_id, first=start, last=last)
+            price_days = [start - dt.timedelta(days=1) + dt.timedelta(days=i)
+                          for i in range((last - start).days + 2)]  # fmt: skip
+            prices = delta.read_days(
+                chain, "token_prices", price_days, schema=polars_schema(TokenPricesModel)
+            )
+            df = risk_metrics_frame(snaps, prices, days=days, chain_id=chain.chain_id)
+            validate_or_fail(RiskMetricsModel, df, f"{name} {first}..{last}: risk metrics")
+            ch.replace_days(TABLE, df, chain_id=chain.chain_id, days=days)
+            written += df.height
+            last_frame = df
+    yield dg.MaterializeResult(
+        metadata=table_metadata(
+            rows_written=written,
+            seconds=time.monotonic() - started,
+            preview_frame=last_frame.filter(pl.col("window_days") == WINDOWS[0]).head(10)
+            if written
+            else None,
+            store=clickhouse.describe(),
+            days=sum(len(d) for d in by_chain.values()),
+        )
+    )
+    yield dg.AssetCheckResult(check_name="schema", passed=True)
+
+
+def portfolio_summary(session: ClickHouseSession, *, window_days: int = WINDOWS[0]) -> pl.DataFrame:
+    """The latest snapshot of every portfolio with its risk over `window_days`: what
+    `make demo` prints."""
+    return session.query(
+        "SELECT s.portfolio_id AS portfolio_id, toDate(s.timestamp, 'UTC') AS day, "
+        "s.total_value AS total_value, s.total_return AS total_return, "
+        "s.daily_return AS daily_return, r.var_95 AS var_95, r.cvar_95 AS cvar_95, "
+        "r.sharpe_ratio AS sharpe, r.sortino_ratio AS sortino, r.max_drawdown AS max_drawdown, "
+        "r.volatility AS volatility, r.correlation_score AS correlation "
+        "FROM `portfolio_snapshots` AS s "
+        "LEFT JOIN `risk_metrics` AS r ON r.portfolio_id = s.portfolio_id "
+        "AND r.timestamp = s.timestamp AND r.window_days = {w:Int32} "
+        "WHERE (s.portfolio_id, s.timestamp) IN (SELECT portfolio_id, max(timestamp) "
+        "FROM `portfolio_snapshots` GROUP BY portfolio_id) ORDER BY portfolio_id",
+        {"w": window_days},
+    )

@@ -1,0 +1,1 @@
+"""events/*: the PostgreSQL events that feed the trigger engine."""

@@ -1,0 +1,388 @@
+"""The PostgreSQL `events` table that feeds the trigger engine, from two sources:
+
+- events/chain_events: events of interest of a chain-day decoded from the Delta tables: the
+  8004 registries' events (identity, reputation, validation; by the contracts' ABI) and ERC-20
+  transfers from or to a tracked wallet (portfolios.yaml).
+- events/analytics_alerts: the alerts of portfolios.yaml (seed 000: an expression over
+  `wallet_balances` or `risk_metrics`, checked by the safe grammar) evaluated when the day's
+  balances and risk metrics materialise; each matching row is an `analytics` event.
+
+Inserts are idempotent (`ON CONFLICT DO NOTHING`): today's partition is materialised again and
+again as blocks arrive, and only new events reach the triggers.
+"""
+
+import datetime as dt
+import json
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import pandera.polars as pa
+import polars as pl
+
+from assets.core.token_transfers import TokenTransfersModel
+from assets.policies import PER_CHAIN_DAY, TRANSIENT_RETRY
+from chainlake.config import ChainConfig
+from chainlake.events import store
+from chainlake.events.db import scalar
+from chainlake.events.decode import load_registry_abis, registry_events, transfer_events
+from chainlake.extract import day_bounds
+from chainlake.lake import DeltaStore
+from chainlake.metadata import table_metadata
+from chainlake.partitions import chain_day_partitions, partition_chain_day
+from chainlake.raw.logs import LogsModel
+from chainlake.schema import polars_schema, validate_or_fail
+from resources.clickhouse import ClickHouseResource
+from resources.postgres import PostgresResource
+
+KEY = dg.AssetKey(["events", "chain_events"])
+BUILD_DIR = Path(__file__).resolve().parents[2] / "tools" / "devnet" / "contracts" / "build"
+DEFAULT_MANIFEST = "data/devnet/manifest.json"
+ADDRESS = r"^0x[0-9a-f]{40}$"
+HASH = r"^0x[0-9a-f]{64}$"
+
+
+class ChainEventsModel(pa.DataFrameModel):
+    """One row per event of interest: the columns of the PostgreSQL `events` table that the
+    decoder fills (the test suite checks them against the table). `data` is a JSON object."""
+
+    id: pl.String = pa.Field(unique=True, str_matches=r"^\d+-\d+-\d+$")
+    chain_id: pl.Int64 = pa.Field(gt=0)
+    block_number: pl.Int64 = pa.Field(ge=0)
+    block_hash: pl.String = pa.Field(str_matches=HASH)
+    transaction_hash: pl.String = pa.Field(str_matches=HASH)
+    log_index: pl.Int64 = pa.Field(ge=0)
+    registry: pl.String = pa.Field(isin=["identity", "reputation", "validation", "erc20"])
+    event_type: pl.String
+    timestamp: pl.Int64 = pa.Field(ge=0)
+    agent_id: pl.Int64 = pa.Field(nullable=True, ge=0)
+    owner: pl.String = pa.Field(nullable=True, str_matches=ADDRESS)
+    token_uri: pl.String = pa.Field(nullable=True)
+    metadata_key: pl.String = pa.Field(nullable=True)
+    metadata_value: pl.String = pa.Field(nullable=True)
+    client_address: pl.String = pa.Field(nullable=True, str_matches=ADDRESS)
+    feedback_index: pl.Int64 = pa.Field(nullable=True, ge=0)
+    score: pl.Int64 = pa.Field(nullable=True, ge=0, le=255)
+    tag1: pl.String = pa.Field(nullable=True)
+    tag2: pl.String = pa.Field(nullable=True)
+    file_uri: pl.String = pa.Field(nullable=True)
+    file_hash: pl.String = pa.Field(nullable=True, str_matches=HASH)
+    validator_address: pl.String = pa.Field(nullable=True, str_matches=ADDRESS)
+    request_hash: pl.String = pa.Field(nullable=True, str_matches=HASH)
+    response: pl.Int64 = pa.Field(nullable=True, ge=0)
+    response_uri: pl.String = pa.Field(nullable=True)
+    response_hash: pl.String = pa.Field(nullable=True, str_matches=HASH)
+    tag: pl.String = pa.Field(nullable=True)
+    token_address: pl.String = pa.Field(nullable=True, str_matches=ADDRESS)
+    from_address: pl.String = pa.Field(nullable=True, str_matches=ADDRESS)
+    to_address: pl.String = pa.Field(nullable=True, str_matches=ADDRESS)
+    amount: pl.String = pa.Field(nullable=True, str_matches=r"^[0-9]+$")
+    data: pl.String
+
+    class Config:
+        strict = True
+
+
+def chain_events_frame(
+    logs: pl.DataFrame,
+    transfers: pl.DataFrame,
+    *,
+    contracts: Mapping[str, str],
+    tracked: list[str],
+    abis: Mapping[str, Any],
+) -> pl.DataFrame:
+    """Pure transform: a chain-day's logs and transfers -> events of interest, in chain order."""
+    rows = registry_events(logs, contracts, abis) + transfer_events(transfers, tracked)
+    schema = polars_schema(ChainEventsModel)
+    records = []
+    for r in rows:
+        rec = {c: r.get(c) for c in schema if c != "data"}
+        # Oversized integers were kept as text by the decoder; they belong in `data` only.
+        for c, t in schema.items():
+            if t == pl.Int64 and isinstance(rec.get(c), str):
+                r.setdefault("data", {})[c] = rec[c]
+                rec[c] = None
+        rec["data"] = json.dumps(r.get("data") or {}, sort_keys=True)
+        records.append(rec)
+    frame = (
+        pl.DataFrame(records, schema=schema, orient="row")
+        if records
+        else pl.DataFrame(schema=schema)
+    )
+    return frame.sort("block_number", "log_index")
+
+
+def frame_events(frame: pl.DataFrame) -> list[dict[str, Any]]:
+    """Rows of the frame as `events` rows (data parsed back, nulls dropped)."""
+    out = []
+    for r in frame.iter_rows(named=True):
+        ev = {k: v for k, v in r.items() if v is not None}
+        ev["data"] = json.loads(r["data"])
+        out.append(ev)
+    return out
+
+
+def registry_contracts(chain: ChainConfig, manifest_path: str | None) -> dict[str, str]:
+    """address -> registry for the chain: from the devnet manifest when present.
+
+    The manifest (written by `tools.devnet`) names the registry contracts by registry
+    (`identity`, `reputation`, `validation`) or by contract name, at the top level or under
+    `contracts`/`registries`; anything else in it is ignored.
+    """
+    if not manifest_path or not Path(manifest_path).exists():
+        return {}
+    doc = json.loads(Path(manifest_path).read_text())
+    if doc.get("chain_id") not in (None, chain.chain_id):
+        return {}
+    names = {
+        "identity": "identity", "identityregistry": "identity", "identity_registry": "identity",
+        "reputation": "reputation", "reputationregistry": "reputation",
+        "reputation_registry": "reputation", "validation": "validation",
+        "validationregistry": "validation", "validation_registry": "validation",
+    }  # fmt: skip
+    out: dict[str, str] = {}
+    for section in (doc, doc.get("contracts") or {}, doc.get("registries") or {}):
+        if not isinstance(section, Mapping):
+            continue
+        for k, v in section.items():
+            reg = names.get(str(k).lower())
+            addr = v.get("address") if isinstance(v, Mapping) else v
+            if reg and isinstance(addr, str) and addr.startswith("0x"):
+                out[addr.lower()] = reg
+    return out
+
+
+def _canonical_blocks(delta: DeltaStore, chain: ChainConfig, day: dt.date) -> dict[int, str]:
+    """{block_number: block_hash} of the day as raw/blocks holds it now."""
+    try:
+        blocks = delta.read_day(chain, "blocks", day, ["block_number", "block_hash"])
+    except FileNotFoundError:
+        return {}
+    return dict(blocks.iter_rows())
+
+
+def _last_block(delta: DeltaStore, chain: ChainConfig, day: dt.date) -> tuple[int, str] | None:
+    try:
+        blocks = delta.read_day(chain, "blocks", day, ["block_number", "block_hash"])
+    except FileNotFoundError:
+        return None
+    if blocks.height == 0:
+        return None
+    row = blocks.sort("block_number").row(-1)
+    return int(row[0]), str(row[1])
+
+
+class ChainEventsConfig(dg.Config):
+    manifest_path: str | None = None  # default: $DEVNET_MANIFEST, else data/devnet/manifest.json
+
+
+@dg.asset(
+    key=KEY,
+    deps=[dg.AssetKey(["raw", "logs"]), dg.AssetKey(["core", "token_transfers"])],
+    partitions_def=chain_day_partitions,
+    group_name="events",
+    kinds={"postgres", "polars"},
+    check_specs=[
+        dg.AssetCheckSpec("schema", asset=KEY, blocking=True, description="ChainEventsModel"),
+        dg.AssetCheckSpec(
+            "all_in_postgres",
+            asset=KEY,
+            description="Every decoded event of the day is in the events table.",
+        ),
+    ],
+    description="One row per event of interest of the chain-day (8004 registry events, ERC-20 "
+    "transfers touching tracked wallets), inserted into PostgreSQL `events`.",
+    backfill_policy=PER_CHAIN_DAY,
+    retry_policy=TRANSIENT_RETRY,
+    # follows its sources: today's partition is decoded again whenever they update
+    automation_condition=dg.AutomationCondition.eager(),
+)
+def chain_events(
+    context: dg.AssetExecutionContext,
+    config: ChainEventsConfig,
+    delta: dg.ResourceParam[DeltaStore],
+    postgres: PostgresResource,
+):
+    from chainlake.config import load_chains
+    from chainlake.portfolios import load_portfolios
+
+    chain, day = partition_chain_day(context.partition_key)
+    started = time.monotonic()
+    logs = delta.read_day(chain, "logs", day, schema=polars_schema(LogsModel))
+    transfers = delta.read_day(
+        chain, "token_transfers", day, schema=polars_schema(TokenTransfersModel)
+    )
+    tracked = [w.address for w in load_portfolios(load_chains()).tracked_wallets(chain.name)]
+    manifest = config.manifest_path or dg.EnvVar("DEVNET_MANIFEST").get_value(DEFAULT_MANIFEST)
+    contracts = registry_contracts(chain, manifest)
+    frame = chain_events_frame(
+        logs, transfers, contracts=contracts, tracked=tracked, abis=load_registry_abis(BUILD_DIR)
+    )
+    validate_or_fail(
+        ChainEventsModel,
+        frame,
+        f"{chain.name} {day}: decoded events",
+        consequence="nothing inserted",
+    )
+    events = frame_events(frame)
+    start, end = day_bounds(day)
+    canonical = _canonical_blocks(delta, chain, day)
+    with postgres.connection() as conn:
+        # events of blocks a reorg abandoned (decoded by an earlier run of this day) go first
+        retracted = store.retract_off_chain(conn, chain.chain_id, start, end, canonical)
+        added = store.insert_events(conn, events)
+        ids = [e["id"] for e in events]
+        present = scalar(conn, "SELECT count(*) FROM events WHERE id = ANY(%s)", (ids,))
+        last = _last_block(delta, chain, day)
+        if last is not None:
+            store.advance_checkpoint(conn, chain.chain_id, *last)
+    yield dg.MaterializeResult(
+        metadata=table_metadata(
+            rows_written=len(added),
+            seconds=time.monotonic() - started,
+            preview_frame=frame.head(5),
+            decoded=frame.height,
+            already_present=frame.height - len(added),
+            retracted=len(retracted),
+            registries=", ".join(sorted(set(contracts.values()))) or "(none configured)",
+            tracked_wallets=len(tracked),
+        )
+    )
+    yield dg.AssetCheckResult(check_name="schema", passed=True)
+    yield dg.AssetCheckResult(
+        check_name="all_in_postgres",
+        passed=present == len(ids),
+        metadata={"decoded": len(ids), "in_postgres": present},
+    )
+
+
+# ---- events/analytics_alerts ---------------------------------------------------------------
+
+ALERTS_KEY = dg.AssetKey(["events", "analytics_alerts"])
+BALANCES_KEY = dg.AssetKey(["core", "balances"])
+RISK_KEY = dg.AssetKey(["analytics", "risk_metrics"])
+
+
+def wallet_balances_frame(balances: pl.DataFrame, wallet_names: Mapping[str, str]) -> pl.DataFrame:
+    """core/balances rows as alert expressions see them: the wallet's name and the balance in
+    token units (`balance < 10` means ten ETH), the exact base units kept as `balance_raw`."""
+    names = pl.DataFrame(
+        {"address": list(wallet_names), "wallet_name": list(wallet_names.values())},
+        schema={"address": pl.String, "wallet_name": pl.String},
+    )
+    if balances.height == 0:
+        return balances.with_columns(
+            pl.lit(None, pl.String).alias("wallet_name"),
+            pl.lit(None, pl.String).alias("balance_raw"),
+        )
+    units = [
+        float(b) / 10 ** int(d) if b is not None else None
+        for b, d in zip(balances["balance"].to_list(), balances["decimals"].to_list(), strict=True)
+    ]
+    return balances.join(names, on="address", how="left").with_columns(
+        pl.col("balance").cast(pl.String).alias("balance_raw"),
+        pl.Series("balance", units, dtype=pl.Float64),
+    )
+
+
+def _read_risk(
+    context: dg.AssetExecutionContext,
+    clickhouse: ClickHouseResource,
+    chain: ChainConfig,
+    day: dt.date,
+) -> pl.DataFrame:
+    try:
+        with clickhouse.session() as ch:
+            return ch.query(
+                "SELECT * FROM `risk_metrics` WHERE chain_id = {chain:Int64} "
+                "AND toDate(timestamp, 'UTC') = {day:Date}",
+                {"chain": chain.chain_id, "day": day},
+            )
+    except Exception as e:  # no table yet (risk never materialised): nothing to alert on
+        context.log.info(
+            f"risk_metrics unavailable for {chain.name} {day}: {type(e).__name__}: {e}"
+        )
+        return pl.DataFrame()
+
+
+@dg.asset(
+    key=ALERTS_KEY,
+    deps=[BALANCES_KEY, RISK_KEY],
+    partitions_def=chain_day_partitions,
+    group_name="events",
+    kinds={"postgres", "polars"},
+    pool="clickhouse",
+    check_specs=[
+        dg.AssetCheckSpec(
+            "expressions_valid",
+            asset=ALERTS_KEY,
+            description="Every alert expression of portfolios.yaml is inside the safe grammar.",
+        )
+    ],
+    description="One event per alert of portfolios.yaml whose expression matches a row of the "
+    "chain-day's balances or risk metrics, inserted into PostgreSQL `events` (registry analytics).",
+    backfill_policy=PER_CHAIN_DAY,
+    retry_policy=TRANSIENT_RETRY,
+    # follows its sources: today's partition is decoded again whenever they update
+    automation_condition=dg.AutomationCondition.eager(),
+)
+def analytics_alerts(
+    context: dg.AssetExecutionContext,
+    delta: dg.ResourceParam[DeltaStore],
+    postgres: PostgresResource,
+    clickhouse: ClickHouseResource,
+):
+    from assets.core.balances import BalancesModel
+    from chainlake.config import load_chains
+    from chainlake.events.alerts import Alert, check_alert, fire_alerts
+    from chainlake.events.expressions import ExpressionError
+    from chainlake.portfolios import load_portfolios
+
+    chain, day = partition_chain_day(context.partition_key)
+    started = time.monotonic()
+    book = load_portfolios(load_chains())
+    alerts: list[Alert] = []
+    refused: dict[str, str] = {}
+    for a in book.alerts:
+        if not a.active or not a.expression:
+            continue
+        try:
+            check_alert(a.expression)
+        except ExpressionError as e:
+            refused[a.name] = str(e)
+            context.log.warning(f"alert {a.name!r} refused: {e}")
+            continue
+        alerts.append(Alert(str(a.id), a.name, a.expression, parameters=a.parameters))
+    frames = {
+        "wallet_balances": wallet_balances_frame(
+            delta.read_day(chain, "balances", day, schema=polars_schema(BalancesModel)),
+            {w.address: w.name for w in book.tracked_wallets(chain.name)},
+        ),
+        "risk_metrics": _read_risk(context, clickhouse, chain, day),
+    }
+    events = [
+        e
+        for name, frame in frames.items()
+        if frame.height
+        for e in fire_alerts(alerts, name, frame, chain_id=chain.chain_id, day=day)
+    ]
+    with postgres.connection() as conn:
+        added = store.insert_events(conn, events)
+    yield dg.MaterializeResult(
+        metadata=table_metadata(
+            rows_written=len(added),
+            seconds=time.monotonic() - started,
+            alerts=len(alerts),
+            fired=len(events),
+            already_present=len(events) - len(added),
+            balances_rows=frames["wallet_balances"].height,
+            risk_rows=frames["risk_metrics"].height,
+        )
+    )
+    yield dg.AssetCheckResult(
+        check_name="expressions_valid",
+        passed=not refused,
+        metadata={name: dg.MetadataValue.md(f"```\n{msg}\n```") for name, msg in refused.items()},
+    )

@@ -1,0 +1,315 @@
+"""raw/blocks, raw/transactions and raw/logs of one chain-day, read from the node in one pass.
+
+The three tables come from the same blocks and receipts, so one step reads them and writes
+each table in one Delta commit, raw/blocks last (a block row present means its transactions
+and logs are too). A closed day is replaced whole; the open day (today) is brought up to the
+confirmed head from the checkpoint, by replacing the day's rows past it (so a run killed
+half-way and run again never duplicates a row).
+
+Every run first checks the checkpoint block against the node: after a reorg, the raw tables
+are repaired in every partition (`chainlake.reorg`), the repair is logged and recorded in the
+materialisation's metadata, and the chain-days it touched are marked stale; the reorg sensor
+(`sensors/reorg_repairs.py`) then launches the runs that rebuild their derived tables.
+"""
+
+import time
+from functools import partial
+from pathlib import Path
+
+import dagster as dg
+import pandera.errors
+import polars as pl
+
+from assets.policies import PER_CHAIN_DAY, TRANSIENT_RETRY
+from chainlake.extract import (
+    RAW_TABLES,
+    BlockTimestamps,
+    DayRange,
+    ReorgDuringRead,
+    StagedExtract,
+    find_day_range,
+    stage_dir,
+    stage_range,
+)
+from chainlake.lake import DeltaStore
+from chainlake.metadata import preview, table_metadata
+from chainlake.partitions import chain_day_key, chain_day_partitions, partition_chain_day
+from chainlake.raw.transactions import ReceiptMismatch
+from chainlake.reorg import ReorgReport, check_and_repair
+from chainlake.schema import arrow_schema, validation_summary
+from chainlake.state import (
+    Checkpoint,
+    cached_day_range,
+    read_checkpoint,
+    remember_day_range,
+    write_checkpoint,
+)
+from resources.rpc import RpcResource
+
+BLOCKS = dg.AssetKey(["raw", "blocks"])
+TRANSACTIONS = dg.AssetKey(["raw", "transactions"])
+LOGS = dg.AssetKey(["raw", "logs"])
+KEYS = {"blocks": BLOCKS, "transactions": TRANSACTIONS, "logs": LOGS}
+READ_ATTEMPTS = 3
+
+_DOCS = {
+    "blocks": "One row per block of the chain-day.",
+    "transactions": "One row per transaction of the chain-day, with its receipt's fields.",
+    "logs": "One row per log emitted in the chain-day.",
+}
+
+
+def _spec(table: str) -> dg.AssetSpec:
+    return dg.AssetSpec(
+        KEYS[table],
+        description=_DOCS[table],
+        group_name="raw",
+        kinds={"delta", "polars"},
+        partitions_def=chain_day_partitions,
+        metadata={"dagster/column_schema": _column_schema(table)},
+    )
+
+
+def _column_schema(table: str) -> dg.TableSchema:
+    cols = RAW_TABLES[table].to_schema().columns
+    return dg.TableSchema(
+        columns=[
+            dg.TableColumn(name, str(c.dtype), description=c.description or "")
+            for name, c in cols.items()
+        ]
+    )
+
+
+CHECKS = [
+    *(
+        dg.AssetCheckSpec(
+            "schema", asset=key, blocking=True, description="Pandera model of the table"
+        )
+        for key in KEYS.values()
+    ),
+    dg.AssetCheckSpec(
+        "no_missing_blocks",
+        asset=BLOCKS,
+        blocking=True,
+        description="Every block of the day's range is present exactly once.",
+    ),
+    dg.AssetCheckSpec(
+        "transaction_counts_match",
+        asset=TRANSACTIONS,
+        blocking=True,
+        description="Each block's transaction_count equals its rows in raw/transactions.",
+    ),
+]
+
+
+def resolve_day_range(
+    context: dg.AssetExecutionContext, client, store: DeltaStore, chain, day
+) -> DayRange:
+    cached = cached_day_range(store, chain, day)
+    if cached is not None:
+        return cached
+    rng = find_day_range(
+        client, day, confirmations=chain.confirmations, timestamps=BlockTimestamps(client)
+    )
+    remember_day_range(store, chain, rng)
+    context.log.info(
+        f"{chain.name} {day}: blocks {rng.first_block}..{rng.last_block} "
+        f"({'closed' if rng.closed else 'open, up to confirmed head'} {rng.confirmed_head})"
+    )
+    return rng
+
+
+def _incremental_start(
+    client, store: DeltaStore, chain, rng: DayRange, cp: Checkpoint | None
+) -> int:
+    """Where to start reading: after the checkpoint when it lies inside this open day and the
+    chain still has that block with that hash; otherwise the whole day is read again."""
+    if rng.closed or cp is None or cp.day != rng.day or not store.exists(chain, "blocks"):
+        return rng.first_block
+    if not rng.first_block <= cp.block_number <= rng.last_block:
+        return rng.first_block
+    block = client.call("eth_getBlockByNumber", [hex(cp.block_number), False])
+    if block is None or block["hash"].lower() != cp.block_hash:
+        return rng.first_block
+    return cp.block_number + 1
+
+
+def check_day(store: DeltaStore, chain, rng: DayRange) -> list[dg.AssetCheckResult]:
+    """Completeness checks on what landed in Delta for the day."""
+    blocks = store.read_day(chain, "blocks", rng.day, ["block_number", "transaction_count"])
+    numbers = blocks["block_number"]
+    expected = rng.block_count
+    dupes = blocks.height - numbers.n_unique()
+    missing: list[int] = []
+    if not rng.empty:
+        present = set(numbers.to_list())
+        missing = [n for n in range(rng.first_block, rng.last_block + 1) if n not in present]
+    outside = numbers.filter((numbers < rng.first_block) | (numbers > rng.last_block)).to_list()
+    blocks_ok = not missing and not dupes and not outside and blocks.height == expected
+
+    tx = store.read_day(chain, "transactions", rng.day, ["block_number"])
+    per_block = tx.group_by("block_number").len("rows")
+    joined = blocks.join(per_block, on="block_number", how="full", coalesce=True).with_columns(
+        pl.col("transaction_count").fill_null(-1), pl.col("rows").fill_null(0)
+    )
+    bad = joined.filter(pl.col("transaction_count").cast(pl.Int64) != pl.col("rows").cast(pl.Int64))
+    return [
+        dg.AssetCheckResult(
+            asset_key=BLOCKS,
+            check_name="no_missing_blocks",
+            passed=blocks_ok,
+            metadata={
+                "expected_blocks": expected,
+                "rows": blocks.height,
+                "missing": str(missing[:20]),
+                "duplicates": dupes,
+                "outside_range": str(outside[:20]),
+            },
+        ),
+        dg.AssetCheckResult(
+            asset_key=TRANSACTIONS,
+            check_name="transaction_counts_match",
+            passed=bad.height == 0,
+            metadata={"mismatched_blocks": bad.height, "sample": preview(bad, 10)},
+        ),
+    ]
+
+
+@dg.multi_asset(
+    specs=[_spec(t) for t in RAW_TABLES],
+    check_specs=CHECKS,
+    partitions_def=chain_day_partitions,
+    pool="rpc",
+    can_subset=False,
+    op_tags={"chainlake/layer": "raw"},
+    backfill_policy=PER_CHAIN_DAY,
+    retry_policy=TRANSIENT_RETRY,
+)
+def raw_chain_tables(
+    context: dg.AssetExecutionContext, rpc: RpcResource, delta: dg.ResourceParam[DeltaStore]
+):
+    chain, day = partition_chain_day(context.partition_key)
+    client = rpc.client(chain)
+    started = time.monotonic()
+    last_logged = [0.0]
+    reorgs: list[ReorgReport] = []
+
+    def progress(done: int, total: int) -> None:
+        now = time.monotonic()
+        if now - last_logged[0] > 5 or done == total:
+            last_logged[0] = now
+            context.log.info(f"{chain.name} {day}: read {done}/{total} blocks")
+
+    for attempt in range(READ_ATTEMPTS):
+        # The checkpoint block must still be on the node's chain; if not, every table is
+        # repaired back to the common ancestor before this day is read.
+        report = check_and_repair(client, delta, chain)
+        if report is not None:
+            reorgs.append(report)
+            context.log.warning(report.summary())
+        rng = resolve_day_range(context, client, delta, chain, day)
+        cp = read_checkpoint(delta, chain)
+        start = _incremental_start(client, delta, chain, rng, cp)
+        incremental = start != rng.first_block
+        with stage_dir(f"{chain.name}-{day}") as tmp:
+            try:
+                staged = stage_range(
+                    client, chain.chain_id, start, rng.last_block, Path(tmp), progress=progress
+                )
+                if (
+                    incremental
+                    and cp is not None
+                    and staged.first_parent_hash
+                    not in (
+                        None,
+                        cp.block_hash,
+                    )
+                ):
+                    raise ReorgDuringRead(start)
+            except (ReorgDuringRead, ReceiptMismatch) as e:
+                if attempt + 1 == READ_ATTEMPTS:
+                    raise
+                context.log.warning(f"{chain.name} {day}: {e}; reading again")
+                time.sleep(1.0 + attempt)
+                continue
+            except (pandera.errors.SchemaError, pandera.errors.SchemaErrors) as e:
+                raise dg.Failure(
+                    description=f"{chain.name} {day}: data from the node fails its schema; nothing written",
+                    metadata={
+                        "failures": dg.MetadataValue.md(f"```\n{validation_summary(e)}\n```")
+                    },
+                ) from e
+            previews = {t: staged.head(t) for t in RAW_TABLES if staged.files[t]}
+            sizes = {t: sum(p.stat().st_size for p in staged.files[t]) for t in RAW_TABLES}
+            written = _commit(delta, chain, day, staged, start if incremental else None)
+        break
+    if staged.last_block is not None and (cp is None or staged.last_block > cp.block_number):
+        write_checkpoint(delta, chain, Checkpoint(staged.last_block, staged.last_hash or "", day))
+
+    for report in reorgs:
+        for other in report.days:
+            if other == day:
+                continue
+            for key in KEYS.values():
+                context.log_event(
+                    dg.AssetMaterialization(
+                        asset_key=key,
+                        partition=chain_day_key(chain.name, other),
+                        description=f"rewritten by a reorg repair after block {report.ancestor}",
+                    )
+                )
+
+    elapsed = time.monotonic() - started
+    for table, key in KEYS.items():
+        extra = {}
+        if reorgs:
+            extra["reorg"] = dg.MetadataValue.md(
+                "```\n" + "\n".join(r.summary() for r in reorgs) + "\n```"
+            )
+        yield dg.MaterializeResult(
+            asset_key=key,
+            metadata={
+                **table_metadata(
+                    rows_written=staged.rows[table],
+                    version=written[table],
+                    first_block=rng.first_block,
+                    last_block=rng.last_block,
+                    read_from=start,
+                    mode="append" if incremental else "replace day",
+                    closed_day=rng.closed,
+                    seconds=elapsed,
+                    preview_frame=previews.get(table),
+                    staged_bytes=sizes[table],
+                ),
+                **extra,
+            },
+        )
+        yield dg.AssetCheckResult(asset_key=key, check_name="schema", passed=True)
+    yield from check_day(delta, chain, rng)
+
+
+# raw/blocks last: a block row present means its transactions and logs are too.
+COMMIT_ORDER = ("transactions", "logs", "blocks")
+
+
+def _commit(
+    delta: DeltaStore, chain, day, staged: StagedExtract, incremental_from: int | None
+) -> dict[str, int | None]:
+    """One commit per table. A whole day's staged files become the table's files for the day
+    as they are; the open day's newest blocks replace whatever rows an earlier, interrupted
+    run left past the checkpoint, so running again never duplicates a row."""
+    versions: dict[str, int | None] = {}
+    for table in COMMIT_ORDER:
+        reader = partial(staged.reader, table)
+        if staged.days(table) not in ([], [day]):
+            raise ValueError(f"{table}: staged rows of days {staged.days(table)}, not only {day}")
+        if incremental_from is None:
+            versions[table] = delta.replace_day_files(
+                chain, table, day, staged.day_files(table, day), arrow_schema(RAW_TABLES[table])
+            )
+        elif staged.rows[table]:
+            where = f"block_number >= {int(incremental_from)}"
+            versions[table] = delta.replace_day(chain, table, day, reader, where=where)
+        else:
+            versions[table] = None
+    return versions

@@ -1,0 +1,1 @@
+"""serving/*: the DuckDB catalog and the views over the lake."""

@@ -1,0 +1,548 @@
+"""serving/catalog and serving/views: the DuckDB catalog (seeds 000, 002, 003) and the views
+over the Delta tables for ad-hoc SQL.
+
+serving/catalog loads `config/portfolios.yaml` and `config/chains.yaml` into the tables
+`wallets`, `nodes`, `tokens`, `portfolios`, `portfolio_wallets` and `alerts`, idempotently:
+ids are derived from each entry's natural key, rows are upserted (`updated_at` moves only when
+a row changes; an alert's `last_triggered_at` and `trigger_count` are kept), and entries gone
+from the files are deleted. An invalid entry fails the load with an error naming it, before
+anything is written.
+
+serving/views (re)creates `wallet_balances_view` (each tracked wallet's latest balance per
+token) and `recent_transactions_view` (native and token transfers touching tracked wallets in
+the last 7 days of data) over `delta_scan` of every chain's tables.
+
+Both write through `ServingDuckDB.writer()` (a private copy renamed over the published file)
+under the `duckdb` pool: readers never wait for the writer, and the writer never fails on a
+reader's lock.
+"""
+
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import dagster as dg
+import orjson
+import pandera.polars as pa
+import polars as pl
+from duckdb import DuckDBPyConnection
+
+from assets.core.balances import NATIVE_TOKEN, BalancesModel
+from assets.core.native_transfers import NativeTransfersModel
+from assets.core.token_transfers import TokenTransfersModel
+from chainlake.config import ChainConfig, load_chains
+from chainlake.lake import DeltaStore
+from chainlake.metadata import table_metadata
+from chainlake.portfolios import PortfolioBook, load_portfolios, stable_id
+from chainlake.schema import conform, polars_schema, validate_or_fail
+from resources.duckdb import ServingDuckDB, duckdb_type, quote
+
+CATALOG = dg.AssetKey(["serving", "catalog"])
+VIEWS = dg.AssetKey(["serving", "views"])
+ADDRESS = r"^0x[0-9a-f]{40}$"
+UUID_RE = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+RECENT_DAYS = 7
+
+
+class WalletsModel(pa.DataFrameModel):
+    """One row per tracked wallet (seed 000 `wallets`)."""
+
+    id: pl.String = pa.Field(str_matches=UUID_RE, unique=True)
+    name: pl.String = pa.Field(unique=True)
+    address: pl.String = pa.Field(str_matches=ADDRESS)
+    network: pl.String
+    subnet: pl.String
+    chain: pl.String
+    chain_id: pl.Int64
+    kind: pl.String = pa.Field(isin=["eoa", "contract"])
+    is_active: pl.Boolean
+
+    class Config:
+        strict = True
+        unique = ["chain", "address"]
+
+
+class NodesModel(pa.DataFrameModel):
+    """One row per RPC endpoint of a chain (seed 000 `nodes`), in failover order."""
+
+    id: pl.String = pa.Field(str_matches=UUID_RE, unique=True)
+    name: pl.String
+    chain: pl.String
+    chain_id: pl.Int64
+    network: pl.String
+    subnet: pl.String
+    vmtype: pl.String
+    rpc_url: pl.String = pa.Field(description="credentials in the URL are masked")
+    priority: pl.Int32 = pa.Field(ge=0, description="0 is tried first")
+    is_active: pl.Boolean
+
+    class Config:
+        strict = True
+        unique = ["chain", "rpc_url"]
+
+
+class TokensModel(pa.DataFrameModel):
+    """One row per token of a chain, the native coin included (seed 002 `assets`)."""
+
+    id: pl.String = pa.Field(str_matches=UUID_RE, unique=True)
+    symbol: pl.String
+    name: pl.String
+    asset_type: pl.String = pa.Field(isin=["native", "erc20"])
+    contract_address: pl.String = pa.Field(
+        str_matches=ADDRESS, description="0xeeee…eeee for the native coin"
+    )
+    chain: pl.String
+    chain_id: pl.Int64
+    decimals: pl.Int32 = pa.Field(ge=0, le=77)
+    price_feed: pl.String = pa.Field(str_matches=ADDRESS, nullable=True)
+    price_feed_decimals: pl.Int32 = pa.Field(nullable=True)
+    is_active: pl.Boolean
+
+    class Config:
+        strict = True
+        unique = ["chain_id", "symbol"]
+
+
+class PortfoliosModel(pa.DataFrameModel):
+    """One row per portfolio (seeds 002, 003 `portfolios`)."""
+
+    portfolio_id: pl.String = pa.Field(unique=True)
+    name: pl.String
+    description: pl.String = pa.Field(nullable=True)
+    chain: pl.String
+    chain_id: pl.Int64
+    risk_profile: pl.String = pa.Field(isin=["conservative", "moderate", "aggressive", "custom"])
+    target_allocation: pl.List(pl.Struct({"key": pl.String, "value": pl.Float64}))  # type: ignore[valid-type]
+    is_active: pl.Boolean
+
+    class Config:
+        strict = True
+
+
+class PortfolioWalletsModel(pa.DataFrameModel):
+    """One row per wallet of a portfolio."""
+
+    portfolio_id: pl.String
+    wallet_id: pl.String = pa.Field(str_matches=UUID_RE)
+    address: pl.String = pa.Field(str_matches=ADDRESS)
+    chain: pl.String
+
+    class Config:
+        strict = True
+        unique = ["portfolio_id", "wallet_id"]
+
+
+class AlertsModel(pa.DataFrameModel):
+    """One row per alert (seed 000 `alerts`)."""
+
+    id: pl.String = pa.Field(str_matches=UUID_RE, unique=True)
+    name: pl.String = pa.Field(unique=True)
+    description: pl.String = pa.Field(nullable=True)
+    natural_language_query: pl.String
+    expression: pl.String = pa.Field(
+        nullable=True, description="the alert's condition (seed 000 `polars_dsl`)"
+    )
+    parameters: pl.String = pa.Field(description="JSON object")
+    is_active: pl.Boolean
+
+    class Config:
+        strict = True
+
+
+class CatalogTable:
+    """A catalog table: its model, key, DuckDB-only column types and columns the pipeline
+    does not own (kept across loads)."""
+
+    def __init__(
+        self,
+        name: str,
+        model: type[pa.DataFrameModel],
+        key: Sequence[str],
+        *,
+        types: Mapping[str, str] | None = None,
+        runtime: Mapping[str, str] | None = None,
+    ) -> None:
+        self.name, self.model, self.key = name, model, tuple(key)
+        self.types = dict(types or {})
+        self.runtime = dict(runtime or {})
+
+    def columns(self) -> dict[str, str]:
+        cols = model_columns(self.model)
+        return {
+            name: self.types.get(name, duckdb_type(t)) + ("" if nullable else " NOT NULL")
+            for name, (t, nullable) in cols.items()
+        }
+
+    def create_sql(self) -> str:
+        cols = [f"{quote(n)} {t}" for n, t in self.columns().items()]
+        cols += [f"{quote(n)} {t}" for n, t in self.runtime.items()]
+        cols += ["created_at TIMESTAMPTZ NOT NULL DEFAULT now()",
+                 "updated_at TIMESTAMPTZ NOT NULL DEFAULT now()",
+                 f"PRIMARY KEY ({', '.join(quote(k) for k in self.key)})"]  # fmt: skip
+        body = ",\n    ".join(cols)
+        return f"CREATE TABLE IF NOT EXISTS {quote(self.name)} (\n    {body}\n)"
+
+    def expected_columns(self) -> list[str]:
+        return [*self.columns(), *self.runtime, "created_at", "updated_at"]
+
+
+def model_columns(model: type[pa.DataFrameModel]) -> dict[str, tuple[pl.DataType, bool]]:
+    return {n: (c.dtype.type, bool(c.nullable)) for n, c in model.to_schema().columns.items()}
+
+
+TABLES = (
+    CatalogTable("wallets", WalletsModel, ["id"], types={"id": "UUID"}),
+    CatalogTable("nodes", NodesModel, ["id"], types={"id": "UUID"}),
+    CatalogTable("tokens", TokensModel, ["id"], types={"id": "UUID"}),
+    CatalogTable("portfolios", PortfoliosModel, ["portfolio_id"]),
+    CatalogTable(
+        "portfolio_wallets", PortfolioWalletsModel, ["portfolio_id", "wallet_id"],
+        types={"wallet_id": "UUID"},
+    ),
+    CatalogTable(
+        "alerts", AlertsModel, ["id"], types={"id": "UUID", "parameters": "JSON NOT NULL"},
+        runtime={"last_triggered_at": "TIMESTAMPTZ", "trigger_count": "INTEGER NOT NULL DEFAULT 0"},
+    ),
+)  # fmt: skip
+
+
+# -- pure transforms ------------------------------------------------------------------------
+
+
+def _uuid(kind: str, key: str) -> str:
+    return str(stable_id(kind, key))
+
+
+def _mask(url: str) -> str:
+    """An RPC URL without its password or query string (API keys live there)."""
+    u = urlsplit(url)
+    host = u.hostname or ""
+    if u.port:
+        host = f"{host}:{u.port}"
+    if u.username:
+        host = f"{u.username}:***@{host}" if u.password else f"{u.username}@{host}"
+    return urlunsplit((u.scheme, host, u.path, "***" if u.query else "", ""))
+
+
+def catalog_frames(
+    book: PortfolioBook, chains: Mapping[str, ChainConfig]
+) -> dict[str, pl.DataFrame]:
+    """Pure transform: the validated config files → one frame per catalog table."""
+    wallets = [
+        {
+            "id": str(w.id), "name": w.name, "address": w.address,
+            "network": chains[w.chain].network, "subnet": chains[w.chain].subnet,
+            "chain": w.chain, "chain_id": chains[w.chain].chain_id, "kind": w.kind,
+            "is_active": w.active,
+        }
+        for w in book.wallets
+    ]  # fmt: skip
+    nodes = [
+        {
+            "id": _uuid("node", f"{c.name}:{i}:{url}"), "name": f"{c.name} #{i}",
+            "chain": c.name, "chain_id": c.chain_id, "network": c.network, "subnet": c.subnet,
+            "vmtype": "evm", "rpc_url": _mask(url), "priority": i, "is_active": True,
+        }
+        for c in chains.values()
+        for i, url in enumerate(c.rpc_urls)
+    ]  # fmt: skip
+    tokens = []
+    for c in chains.values():
+        native_feed = next((t for t in c.tokens if t.address == NATIVE_TOKEN), None)
+        tokens.append(
+            {
+                "id": _uuid("token", f"{c.name}:{NATIVE_TOKEN}"), "symbol": c.native_symbol,
+                "name": c.native_symbol, "asset_type": "native", "contract_address": NATIVE_TOKEN,
+                "chain": c.name, "chain_id": c.chain_id, "decimals": c.native_decimals,
+                "price_feed": native_feed.price_feed if native_feed else None,
+                "price_feed_decimals": native_feed.price_feed_decimals if native_feed else None,
+                "is_active": True,
+            }
+        )  # fmt: skip
+        tokens += [
+            {
+                "id": _uuid("token", f"{c.name}:{t.address}"), "symbol": t.symbol,
+                "name": t.symbol, "asset_type": "erc20", "contract_address": t.address,
+                "chain": c.name, "chain_id": c.chain_id, "decimals": t.decimals,
+                "price_feed": t.price_feed,
+                "price_feed_decimals": t.price_feed_decimals if t.price_feed else None,
+                "is_active": True,
+            }
+            for t in c.tokens
+            if t.address != NATIVE_TOKEN
+        ]  # fmt: skip
+    portfolios = [
+        {
+            "portfolio_id": p.id, "name": p.name, "description": p.description,
+            "chain": p.chain, "chain_id": chains[p.chain].chain_id if p.chain else None,
+            "risk_profile": p.risk_profile,
+            "target_allocation": [{"key": k, "value": v}
+                                  for k, v in sorted(p.target_allocation.items())],
+            "is_active": p.active,
+        }
+        for p in book.portfolios
+    ]  # fmt: skip
+    wallet_ids = {(w.chain, w.address): str(w.id) for w in book.wallets}
+    # After validation every portfolio has its chain.
+    chain_of = {p.id: p.chain or "" for p in book.portfolios}
+    members = [
+        {"portfolio_id": p.id, "wallet_id": wallet_ids[(chain_of[p.id], a)], "address": a,
+         "chain": p.chain}
+        for p in book.portfolios
+        for a in p.wallets
+    ]  # fmt: skip
+    alerts = [
+        {
+            "id": str(a.id), "name": a.name, "description": a.description,
+            "natural_language_query": a.query, "expression": a.expression,
+            "parameters": orjson.dumps(a.parameters, option=orjson.OPT_SORT_KEYS).decode(),
+            "is_active": a.active,
+        }
+        for a in book.alerts
+    ]  # fmt: skip
+    rows: dict[str, list[dict[str, Any]]] = {
+        "wallets": wallets, "nodes": nodes, "tokens": tokens, "portfolios": portfolios,
+        "portfolio_wallets": members, "alerts": alerts,
+    }  # fmt: skip
+    return {
+        t.name: conform(pl.DataFrame(rows[t.name], schema=polars_schema(t.model)), t.model)
+        for t in TABLES
+    }
+
+
+# -- writing the catalog --------------------------------------------------------------------
+
+
+class CatalogSchemaMismatch(RuntimeError):
+    """A catalog table's columns differ from its model."""
+
+
+def _insert_expr(name: str, sql_type: str) -> str:
+    if sql_type.startswith("MAP("):
+        return f"map_from_entries({quote(name)})"
+    return quote(name)
+
+
+def sync_table(
+    conn: DuckDBPyConnection, table: CatalogTable, frame: pl.DataFrame
+) -> dict[str, int]:
+    """Make the table hold exactly `frame`'s rows (by key), keeping runtime columns and
+    `created_at`; `updated_at` changes only for rows whose values changed."""
+    conn.execute(table.create_sql())
+    have = [r[0] for r in conn.execute(
+        "SELECT column_name FROM information_schema.columns WHERE table_name = ? "
+        "ORDER BY ordinal_position", [table.name]).fetchall()]  # fmt: skip
+    if have != table.expected_columns():
+        raise CatalogSchemaMismatch(
+            f"DuckDB table {table.name!r} has columns {have}, its model wants "
+            f"{table.expected_columns()}; drop the table (serving/catalog rebuilds it)"
+        )
+    cols = table.columns()
+    incoming = f"incoming_{table.name}"
+    conn.register(incoming, frame.to_arrow())
+    try:
+        key = ", ".join(quote(k) for k in table.key)
+        deleted = conn.execute(
+            f"DELETE FROM {quote(table.name)} WHERE ({key}) NOT IN "  # noqa: S608 (quoted identifiers)
+            f"(SELECT ({', '.join(f'CAST({quote(k)} AS {cols[k].split()[0]})' for k in table.key)}) "
+            f"FROM {quote(incoming)})"
+        ).fetchone()
+        names = ", ".join(quote(n) for n in cols)
+        values = ", ".join(_insert_expr(n, t) for n, t in cols.items())
+        others = [n for n in cols if n not in table.key]
+        if others:
+            sets = ", ".join(f"{quote(n)} = excluded.{quote(n)}" for n in others)
+            old = ", ".join(f"CAST(t.{quote(n)} AS VARCHAR)" for n in others)
+            new = ", ".join(f"CAST(excluded.{quote(n)} AS VARCHAR)" for n in others)
+            conflict = (
+                f"DO UPDATE SET {sets}, updated_at = CASE WHEN ({old}) IS DISTINCT FROM ({new}) "
+                "THEN now() ELSE t.updated_at END"
+            )
+        else:
+            conflict = "DO NOTHING"
+        conn.execute(
+            f"INSERT INTO {quote(table.name)} AS t ({names}) "  # noqa: S608 (quoted identifiers)
+            f"SELECT {values} FROM {quote(incoming)} ON CONFLICT ({key}) {conflict}"
+        )
+    finally:
+        conn.unregister(incoming)
+    return {"rows": frame.height, "deleted": int(deleted[0]) if deleted else 0}
+
+
+# Exact token amounts: raw integer units → DECIMAL(38,18) without a detour through floats.
+UNITS_MACRO = (
+    "CREATE OR REPLACE MACRO token_units(raw, scale) AS "
+    "CAST(CAST(raw AS HUGEINT) // CAST(10 ** scale AS HUGEINT) AS DECIMAL(38,18)) + "
+    "CAST((CAST(raw AS HUGEINT) % CAST(10 ** scale AS HUGEINT)) * CAST(10 ** (18 - scale) AS "
+    "HUGEINT) AS DECIMAL(38,0)) * CAST('0.000000000000000001' AS DECIMAL(38,18))"
+)
+
+
+def write_catalog(
+    conn: DuckDBPyConnection, frames: Mapping[str, pl.DataFrame]
+) -> dict[str, dict[str, int]]:
+    """All tables in one transaction: a reader sees the old catalog or the new one."""
+    conn.execute("BEGIN TRANSACTION")
+    try:
+        counts = {t.name: sync_table(conn, t, frames[t.name]) for t in TABLES}
+        conn.execute(UNITS_MACRO)
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return counts
+
+
+# -- views over Delta -----------------------------------------------------------------------
+
+
+def _literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def delta_union(uris: Sequence[str], model: type[pa.DataFrameModel]) -> str:
+    """SQL reading a table across chains; a typed empty relation when no chain has it yet.
+    A view's definition cannot take bound parameters: the locations (from the Delta store's
+    configuration) are quoted as string literals."""
+    if uris:
+        scans = (f"SELECT * FROM delta_scan({_literal(u)})" for u in uris)  # noqa: S608
+        return " UNION ALL BY NAME ".join(scans)
+    cols = ", ".join(
+        f"CAST(NULL AS {duckdb_type(t)}) AS {quote(n)}"
+        for n, (t, _) in model_columns(model).items()
+    )
+    return f"SELECT {cols} WHERE false"
+
+
+def views_sql(
+    balances: Sequence[str], native: Sequence[str], token_transfers: Sequence[str]
+) -> dict[str, str]:
+    # Sources are quoted by delta_union; the rest is constant SQL.
+    wallet_balances = f"""
+CREATE OR REPLACE VIEW wallet_balances_view AS
+WITH balances AS ({delta_union(balances, BalancesModel)}),
+latest AS (
+    SELECT * FROM balances
+    QUALIFY row_number() OVER (PARTITION BY chain_id, address, token_address ORDER BY date DESC) = 1
+)
+SELECT w.id AS wallet_id, w.name AS wallet_name, w.address, w.network, w.subnet, w.chain,
+       l.token_symbol, l.token_address, token_units(l.balance, l.decimals) AS balance,
+       l.balance AS balance_raw, l.decimals, l.date AS balance_date, l.block_number,
+       w.kind, l.source
+FROM wallets AS w JOIN latest AS l ON l.chain_id = w.chain_id AND l.address = w.address
+WHERE w.is_active
+"""  # noqa: S608
+    recent = f"""
+CREATE OR REPLACE VIEW recent_transactions_view AS
+WITH moves AS (
+    SELECT chain_id, date, block_number, block_timestamp, transaction_hash, from_address,
+           to_address, '{NATIVE_TOKEN}' AS token_address, value, -1 AS log_index, status
+    FROM ({delta_union(native, NativeTransfersModel)})
+    WHERE value > 0
+    UNION ALL
+    SELECT chain_id, date, block_number, block_timestamp, transaction_hash, from_address,
+           to_address, token_address, value, log_index, 1 AS status
+    FROM ({delta_union(token_transfers, TokenTransfersModel)})
+),
+recent AS (
+    SELECT * FROM moves WHERE date >= (SELECT max(date) FROM moves) - INTERVAL {RECENT_DAYS} DAY
+)
+SELECT w.id AS wallet_id, w.name AS wallet_name,
+       CASE WHEN r.from_address = r.to_address THEN 'self'
+            WHEN r.to_address = w.address THEN 'in' ELSE 'out' END AS direction,
+       r.transaction_hash AS hash, r.log_index, r.from_address, r.to_address,
+       token_units(r.value, coalesce(t.decimals, 0)) AS value, r.value AS value_raw,
+       coalesce(t.symbol, r.token_address) AS token_symbol, r.token_address,
+       w.network, w.subnet, w.chain, r.block_number, r.block_timestamp AS timestamp
+FROM recent AS r
+JOIN wallets AS w ON w.chain_id = r.chain_id AND w.address IN (r.from_address, r.to_address)
+LEFT JOIN tokens AS t ON t.chain_id = r.chain_id AND t.contract_address = r.token_address
+ORDER BY r.block_timestamp DESC, r.log_index
+"""  # noqa: S608
+    return {"wallet_balances_view": wallet_balances, "recent_transactions_view": recent}
+
+
+def existing_uris(delta: DeltaStore, chains: Mapping[str, ChainConfig], table: str) -> list[str]:
+    """The table's location on every chain that has it, absolute (views outlive the cwd)."""
+    from pathlib import Path
+
+    out = []
+    for chain in chains.values():
+        if delta.exists(chain, table):
+            uri = delta.table_uri(chain, table)
+            out.append(uri if delta.is_s3 else str(Path(uri).resolve()))
+    return out
+
+
+# -- the assets -----------------------------------------------------------------------------
+
+
+@dg.asset(
+    key=CATALOG,
+    group_name="serving",
+    kinds={"duckdb"},
+    pool="duckdb",
+    check_specs=[dg.AssetCheckSpec("schema", asset=CATALOG, blocking=True)],
+    description="Catalog tables in DuckDB from portfolios.yaml and chains.yaml: wallets, "
+    "nodes, tokens, portfolios, portfolio_wallets, alerts.",
+)
+def catalog(context: dg.AssetExecutionContext, duckdb: ServingDuckDB):
+    started = time.monotonic()
+    chains = load_chains()
+    book = load_portfolios(chains)  # raises ConfigError naming the entry
+    frames = catalog_frames(book, chains)
+    for table in TABLES:
+        validate_or_fail(table.model, frames[table.name], f"catalog table {table.name}")
+    with duckdb.writer() as conn:
+        counts = write_catalog(conn, frames)
+    per_table: dict[str, Any] = {f"{name}_rows": c["rows"] for name, c in counts.items()}
+    yield dg.MaterializeResult(
+        metadata=table_metadata(
+            rows_written=sum(c["rows"] for c in counts.values()),
+            seconds=time.monotonic() - started,
+            database=str(duckdb.path),
+            deleted=sum(c["deleted"] for c in counts.values()),
+            **per_table,
+        )
+    )
+    yield dg.AssetCheckResult(check_name="schema", passed=True)
+
+
+@dg.asset(
+    key=VIEWS,
+    deps=[
+        CATALOG,
+        dg.AssetKey(["core", "balances"]),
+        dg.AssetKey(["core", "native_transfers"]),
+        dg.AssetKey(["core", "token_transfers"]),
+    ],
+    group_name="serving",
+    kinds={"duckdb", "delta"},
+    pool="duckdb",
+    description="DuckDB views over the Delta tables: wallet_balances_view, "
+    "recent_transactions_view.",
+)
+def views(
+    context: dg.AssetExecutionContext, duckdb: ServingDuckDB, delta: dg.ResourceParam[DeltaStore]
+):
+    started = time.monotonic()
+    chains = load_chains()
+    sources = {t: existing_uris(delta, chains, t)
+               for t in ("balances", "native_transfers", "token_transfers")}  # fmt: skip
+    statements = views_sql(sources["balances"], sources["native_transfers"],
+                           sources["token_transfers"])  # fmt: skip
+    with duckdb.writer(delta.storage_options()) as conn:
+        for sql in statements.values():
+            conn.execute(sql)
+        counts = {}
+        for name in statements:
+            row = conn.execute(f"SELECT count(*) FROM {quote(name)}").fetchone()  # noqa: S608
+            counts[name] = row[0] if row else 0
+    return dg.MaterializeResult(
+        metadata={
+            "duration_s": round(time.monotonic() - started, 3),
+            **{f"{name}_rows": n for name, n in counts.items()},
+            "tables": dg.MetadataValue.json({t: len(u) for t, u in sources.items()}),
+        }
+    )

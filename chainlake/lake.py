@@ -1,0 +1,528 @@
+"""Delta Lake: the raw and core tables, in a local folder or S3-compatible object storage.
+
+Layout (seed 000): `<root>/<network>/<subnet>/<table>`, each table partitioned by a Date
+column `date`. A day is replaced with a predicate overwrite, one atomic commit, so a
+re-materialised day replaces exactly that day and a killed run leaves the previous version.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+import random
+import shutil
+import time
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from dataclasses import field as dataclass_field
+from functools import cached_property
+from pathlib import Path
+from typing import Any, TypeAlias
+from urllib.parse import urlparse
+
+import polars as pl
+import pyarrow as pa
+from deltalake import DeltaTable, write_deltalake
+from deltalake import Schema as DeltaSchema
+from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
+from deltalake.transaction import AddAction, create_table_with_add_actions
+
+from chainlake.config import ChainConfig
+
+PARTITION_COLUMN = "date"
+COMMIT_ATTEMPTS = 8
+
+log = logging.getLogger(__name__)
+
+
+class ObjectStoreError(RuntimeError):
+    """The bucket behind DELTA_ROOT is missing, unreachable, or refuses our credentials."""
+
+
+# What a write takes: a table or frame, a stream, or a callable that opens a fresh stream (so
+# a commit that lost a race can be written again).
+Data: TypeAlias = (
+    pa.Table | pa.RecordBatchReader | pl.DataFrame | Callable[[], pa.RecordBatchReader]
+)
+
+
+def day_predicate(day: dt.date) -> str:
+    # deltalake predicates take no bound parameters; a date's ISO form is the only value here.
+    return f"{PARTITION_COLUMN} = '{day.isoformat()}'"
+
+
+@dataclass(eq=False)
+class DeltaStore:
+    """Where the Delta tables live, and how a day of one is read and replaced.
+
+    A plain object: the library's functions take it, and `resources.delta.DeltaResource`
+    builds it from the code location's configuration.
+    """
+
+    root: str = "data/delta"  # local folder or s3://bucket/prefix
+    s3_endpoint_url: str | None = None  # an S3-compatible server, e.g. MinIO
+    s3_region: str | None = None  # unset: AWS_REGION, AWS_DEFAULT_REGION, else us-east-1
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: str | None = dataclass_field(default=None, repr=False)
+    s3_allow_http: bool = False  # a plain-http endpoint (local MinIO or test servers)
+    s3_create_bucket: bool = False  # create a missing bucket instead of failing
+    _bucket_checked: bool = dataclass_field(default=False, init=False, repr=False)
+
+    # -- object storage ---------------------------------------------------------------------
+
+    @property
+    def region(self) -> str:
+        return (
+            self.s3_region
+            or os.environ.get("AWS_REGION")
+            or os.environ.get("AWS_DEFAULT_REGION")
+            or "us-east-1"
+        )
+
+    @property
+    def bucket(self) -> str:
+        return urlparse(self.root).netloc
+
+    @property
+    def prefix(self) -> str:
+        return urlparse(self.root).path.strip("/")
+
+    def _s3(self) -> Any:
+        import boto3
+        from botocore.config import Config
+
+        return boto3.client(
+            "s3",
+            endpoint_url=self.s3_endpoint_url or None,
+            region_name=self.region,
+            aws_access_key_id=self.s3_access_key_id or None,
+            aws_secret_access_key=self.s3_secret_access_key or None,
+            config=Config(retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=5),
+        )
+
+    def check_bucket(self, *, create: bool | None = None) -> None:
+        """Make sure the bucket of DELTA_ROOT exists and takes our credentials, creating it
+        when allowed; raise ObjectStoreError saying which of those is wrong otherwise."""
+        if not self.is_s3 or self._bucket_checked:
+            return
+        from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+
+        if create is None:
+            # also settable without touching the code location: DELTA_S3_CREATE_BUCKET=true
+            flag = os.environ.get("DELTA_S3_CREATE_BUCKET", "").strip().lower()
+            create = self.s3_create_bucket or flag in ("1", "true", "yes")
+        where = (
+            f"bucket {self.bucket!r} at {self.s3_endpoint_url or 'AWS S3'} (DELTA_ROOT={self.root})"
+        )
+        s3 = self._s3()
+        try:
+            s3.head_bucket(Bucket=self.bucket)
+        except NoCredentialsError as e:
+            raise ObjectStoreError(
+                f"no S3 credentials for {where}: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+            ) from e
+        except ClientError as e:
+            code = str(e.response.get("Error", {}).get("Code", ""))
+            status = e.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if code in ("404", "NoSuchBucket", "NotFound"):
+                if not create:
+                    raise ObjectStoreError(
+                        f"{where} does not exist: create it, or set DELTA_S3_CREATE_BUCKET=true "
+                        "to let chainlake create it"
+                    ) from e
+                self._create_bucket(s3, where)
+            elif status in (401, 403) or code in _CREDENTIAL_ERRORS:
+                raise ObjectStoreError(
+                    f"S3 refused the credentials for {where} ({code or status}): check "
+                    "AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY and the bucket policy"
+                ) from e
+            else:
+                raise ObjectStoreError(f"S3 error on {where}: {e}") from e
+        except BotoCoreError as e:
+            raise ObjectStoreError(f"cannot reach {where}: {e}") from e
+        self._bucket_checked = True
+
+    def _create_bucket(self, s3: Any, where: str) -> None:
+        from botocore.exceptions import ClientError
+
+        kwargs: dict[str, Any] = {"Bucket": self.bucket}
+        if self.region != "us-east-1":
+            kwargs["CreateBucketConfiguration"] = {"LocationConstraint": self.region}
+        try:
+            s3.create_bucket(**kwargs)
+        except ClientError as e:
+            code = str(e.response.get("Error", {}).get("Code", ""))
+            if code not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+                raise ObjectStoreError(f"could not create {where}: {e}") from e
+        log.info("created %s", where)
+
+    @property
+    def is_s3(self) -> bool:
+        return self.root.startswith("s3://")
+
+    def storage_options(self) -> dict[str, str]:
+        if not self.is_s3:
+            return {}
+        opts = {"AWS_REGION": self.region}
+        if self.s3_endpoint_url:
+            opts["AWS_ENDPOINT_URL"] = self.s3_endpoint_url
+        if self.s3_access_key_id:
+            opts["AWS_ACCESS_KEY_ID"] = self.s3_access_key_id
+        if self.s3_secret_access_key:
+            opts["AWS_SECRET_ACCESS_KEY"] = self.s3_secret_access_key
+        if self.s3_allow_http or (self.s3_endpoint_url or "").startswith("http://"):
+            opts["AWS_ALLOW_HTTP"] = "true"
+        return opts
+
+    def table_uri(self, chain: ChainConfig, table: str) -> str:
+        return f"{self.root.rstrip('/')}/{chain.network}/{chain.subnet}/{table}"
+
+    def _table(self, uri: str) -> DeltaTable | None:
+        try:
+            return DeltaTable(uri, storage_options=self.storage_options() or None)
+        except TableNotFoundError:
+            return None
+
+    def exists(self, chain: ChainConfig, table: str) -> bool:
+        return self._table(self.table_uri(chain, table)) is not None
+
+    def columns(self, chain: ChainConfig, table: str) -> list[str]:
+        t = self._table(self.table_uri(chain, table))
+        return [] if t is None else [f.name for f in t.schema().fields]
+
+    def list_tables(self, chain: ChainConfig) -> list[str]:
+        """Every Delta table of the chain's network/subnet (names relative to it, like
+        `blocks` or `core/x`), found in storage: whatever wrote them. `_state` is left out."""
+        base = f"{self.root.rstrip('/')}/{chain.network}/{chain.subnet}"
+        found: list[str] = []
+        for name in self._children(base):
+            if name.startswith("_"):
+                continue
+            if self._is_table(f"{base}/{name}"):
+                found.append(name)
+                continue
+            for sub in self._children(f"{base}/{name}"):
+                if not sub.startswith("_") and self._is_table(f"{base}/{name}/{sub}"):
+                    found.append(f"{name}/{sub}")
+        return sorted(found)
+
+    def _children(self, uri: str) -> list[str]:
+        if not self.is_s3:
+            try:
+                return [e.name for e in os.scandir(uri) if e.is_dir()]
+            except FileNotFoundError:
+                return []
+        prefix = urlparse(uri).path.strip("/") + "/"
+        out: list[str] = []
+        for page in self._s3_client.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=prefix, Delimiter="/"
+        ):
+            for p in page.get("CommonPrefixes", ()):
+                out.append(p["Prefix"][len(prefix) :].rstrip("/"))
+        return out
+
+    def _is_table(self, uri: str) -> bool:
+        if not self.is_s3:
+            return os.path.isdir(os.path.join(uri, "_delta_log"))
+        prefix = urlparse(uri).path.strip("/") + "/_delta_log/"
+        page = self._s3_client.list_objects_v2(Bucket=self.bucket, Prefix=prefix, MaxKeys=1)
+        return bool(page.get("KeyCount"))
+
+    @cached_property
+    def _s3_client(self) -> Any:
+        return self._s3()
+
+    # -- writes ---------------------------------------------------------------------------
+
+    def replace_day(
+        self,
+        chain: ChainConfig,
+        table: str,
+        day: dt.date,
+        data: Data,
+        *,
+        where: str | None = None,
+    ) -> int:
+        """Replace exactly `day` of `table` with `data` in one commit; returns the new version.
+        Every row of `data` must belong to `day` (Delta enforces the predicate). With `where`
+        (a predicate built from trusted values only), only the day's rows matching it are
+        replaced, e.g. `block_number >= 1200` for the open day's newest blocks."""
+        return self._write(
+            self.table_uri(chain, table), data, mode="overwrite", day=day, predicate=where
+        )
+
+    def replace_day_files(
+        self,
+        chain: ChainConfig,
+        table: str,
+        day: dt.date,
+        files: Sequence[Path],
+        schema: pa.Schema,
+    ) -> int:
+        """Replace exactly `day` of `table` with Parquet files already written in the table's
+        format (columns of `schema` but the partition column `date`), in one commit.
+
+        The files become the table's data files as they are: moved into the table's folder
+        (or uploaded, streaming, to S3) under fresh names, then one commit removes the day's
+        old files and adds these. Nothing is encoded again and nothing is held in memory, so
+        a day of any size costs the same memory. Until the commit they are invisible to
+        readers, and a run killed before it leaves only unreferenced files (removed by
+        `vacuum`). Falls back to delta-rs' writer if the table's schema is not `schema`."""
+        uri = self.table_uri(chain, table)
+        existing = self._table(uri)
+        if existing is not None and not _same_schema(existing, schema):
+            log.warning("%s: schema differs from the files'; writing through delta-rs", uri)
+            return self.replace_day(chain, table, day, _files_reader(files, schema, day))
+        adds = [self._place(uri, day, f) for f in files]
+        for attempt in range(COMMIT_ATTEMPTS):
+            t = self._table(uri)
+            try:
+                if t is None:
+                    create_table_with_add_actions(
+                        uri,
+                        DeltaSchema.from_arrow(schema),
+                        adds,
+                        mode="append",
+                        partition_by=[PARTITION_COLUMN],
+                        storage_options=self.storage_options() or None,
+                    )
+                else:
+                    t.create_write_transaction(
+                        list(adds),  # type: ignore[arg-type]
+                        mode="overwrite",
+                        schema=t.schema(),
+                        partition_by=[PARTITION_COLUMN],
+                        partition_filters=[(PARTITION_COLUMN, "=", day.isoformat())],
+                    )
+                break
+            except (CommitFailedError, DeltaError) as e:
+                if not _is_commit_race(e):
+                    raise
+                _commit_backoff(uri, attempt, e)
+        t = self._table(uri)
+        assert t is not None
+        return t.version()
+
+    def _place(self, uri: str, day: dt.date, source: Path) -> AddAction:
+        """Move or upload one data file into the table; its add action."""
+        import pyarrow.parquet as pq
+
+        meta = pq.read_metadata(source)
+        rel = f"{PARTITION_COLUMN}={day.isoformat()}/part-{uuid.uuid4().hex}.zstd.parquet"
+        size = source.stat().st_size
+        if self.is_s3:
+            key = f"{urlparse(uri).path.strip('/')}/{rel}"
+            self._s3_client.upload_file(str(source), self.bucket, key)
+        else:
+            dest = Path(uri) / rel
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(str(source), dest)
+        return AddAction(
+            path=rel,
+            size=size,
+            partition_values={PARTITION_COLUMN: day.isoformat()},
+            modification_time=int(time.time() * 1000),
+            data_change=True,
+            stats=json.dumps(_file_stats(meta)),
+        )
+
+    def append(self, chain: ChainConfig, table: str, data: Data) -> int:
+        return self._write(self.table_uri(chain, table), data, mode="append", day=None)
+
+    def replace_where(
+        self,
+        chain: ChainConfig,
+        table: str,
+        predicate: str,
+        data: Data,
+    ) -> int:
+        """Replace the rows matching `predicate` (built by the caller from trusted values only)
+        with `data`, in one commit: every row of `data` must match it. Used to rewrite a block
+        range after a reorg, and to make the open day's appends idempotent."""
+        return self._write(
+            self.table_uri(chain, table), data, mode="overwrite", day=None, predicate=predicate
+        )
+
+    def delete(self, chain: ChainConfig, table: str, predicate: str) -> int:
+        """Delete rows matching a predicate built by the caller from trusted values only."""
+        uri = self.table_uri(chain, table)
+        for attempt in range(COMMIT_ATTEMPTS):
+            t = self._table(uri)
+            if t is None:
+                return 0
+            try:
+                metrics = t.delete(predicate)
+                return int(metrics.get("num_deleted_rows", 0))
+            except CommitFailedError as e:
+                _commit_backoff(uri, attempt, e)
+        raise AssertionError("unreachable")
+
+    def _write(
+        self,
+        uri: str,
+        data: Data,
+        *,
+        mode: str,
+        day: dt.date | None,
+        predicate: str | None = None,
+    ) -> int:
+        """One commit. Writers of other days of the same table may commit at the same time:
+        delta-rs resolves the races that do not conflict, and a commit that still loses one
+        (or two writers creating the table at once) is tried again, so none is lost. A
+        record-batch stream can be read once only; pass a callable that opens it to make the
+        write retryable."""
+        if isinstance(data, pl.DataFrame):
+            data = data.to_arrow()
+        kwargs: dict[str, Any] = {
+            "mode": mode,
+            "partition_by": [PARTITION_COLUMN],
+            "storage_options": self.storage_options() or None,
+        }
+        if day is not None:
+            kwargs["predicate"] = day_predicate(day)
+        if predicate is not None:
+            kwargs["predicate"] = (
+                predicate if day is None else f"({kwargs['predicate']}) AND ({predicate})"
+            )
+        for attempt in range(COMMIT_ATTEMPTS):
+            source = data() if callable(data) else data
+            try:
+                write_deltalake(uri, source, **kwargs)
+                break
+            except (CommitFailedError, DeltaError) as e:
+                if not _is_commit_race(e) or (
+                    isinstance(source, pa.RecordBatchReader) and not callable(data)
+                ):
+                    raise
+                _commit_backoff(uri, attempt, e)
+        t = self._table(uri)
+        assert t is not None
+        return t.version()
+
+    # -- reads ----------------------------------------------------------------------------
+
+    def scan(self, chain: ChainConfig, table: str) -> pl.LazyFrame | None:
+        uri = self.table_uri(chain, table)
+        if self._table(uri) is None:
+            return None
+        return pl.scan_delta(uri, storage_options=self.storage_options() or None)
+
+    def read_days(
+        self,
+        chain: ChainConfig,
+        table: str,
+        days: Iterable[dt.date],
+        columns: Sequence[str] | None = None,
+        schema: pl.Schema | None = None,
+    ) -> pl.DataFrame:
+        """The rows of `days` (an empty frame of `schema`, if given, when the table is absent)."""
+        days = list(days)
+        lf = self.scan(chain, table)
+        if lf is None:
+            if schema is None:
+                raise FileNotFoundError(
+                    f"Delta table {self.table_uri(chain, table)} does not exist"
+                )
+            df = pl.DataFrame(schema=schema)
+            return df.select(columns) if columns else df
+        lf = lf.filter(pl.col(PARTITION_COLUMN).is_in(days))
+        if columns:
+            lf = lf.select(columns)
+        return lf.collect()
+
+    def read_day(
+        self,
+        chain: ChainConfig,
+        table: str,
+        day: dt.date,
+        columns: Sequence[str] | None = None,
+        schema: pl.Schema | None = None,
+    ) -> pl.DataFrame:
+        return self.read_days(chain, table, [day], columns, schema)
+
+    def history(self, chain: ChainConfig, table: str, limit: int = 1) -> list[dict[str, Any]]:
+        t = self._table(self.table_uri(chain, table))
+        return [] if t is None else t.history(limit)
+
+
+_CREDENTIAL_ERRORS = {
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "AccessDenied",
+    "Forbidden",
+    "403",
+    "401",
+    "ExpiredToken",
+    "InvalidToken",
+}
+
+
+def _is_commit_race(e: Exception) -> bool:
+    if isinstance(e, CommitFailedError):
+        return True
+    msg = str(e).lower()
+    return "version" in msg and ("already exists" in msg or "conflict" in msg)
+
+
+def _commit_backoff(uri: str, attempt: int, e: Exception) -> None:
+    if attempt + 1 >= COMMIT_ATTEMPTS:
+        raise e
+    delay = min(2.0, 0.05 * 2**attempt) * (0.5 + random.random())
+    log.warning("Delta commit to %s lost a race (%s); retrying in %.2fs", uri, e, delay)
+    time.sleep(delay)
+
+
+def _same_schema(table: DeltaTable, schema: pa.Schema) -> bool:
+    return bool(table.schema().to_json() == DeltaSchema.from_arrow(schema).to_json())
+
+
+def _files_reader(files: Sequence[Path], schema: pa.Schema, day: dt.date) -> pa.RecordBatchReader:
+    import pyarrow.dataset as pads
+
+    data = pads.dataset([str(f) for f in files], format="parquet")
+    date = pa.scalar(day, pa.date32())
+
+    def batches() -> Iterable[pa.RecordBatch]:
+        for b in data.scanner(batch_size=16_384).to_batches():
+            cols = {
+                n: b.column(n) if n != PARTITION_COLUMN else pa.array([date] * b.num_rows)
+                for n in schema.names
+            }
+            yield pa.RecordBatch.from_pydict(cols, schema=schema)
+
+    return pa.RecordBatchReader.from_batches(schema, batches())
+
+
+def _file_stats(meta: Any) -> dict[str, Any]:
+    """Delta file statistics from the Parquet footer: row count, and min, max and null count
+    of the flat columns whose row groups all carry them (block_number above all, which
+    reorg repairs and block-range reads filter on)."""
+    stats: dict[str, Any] = {
+        "numRecords": meta.num_rows,
+        "minValues": {},
+        "maxValues": {},
+        "nullCount": {},
+    }
+    schema = meta.schema.to_arrow_schema()
+    for i, field in enumerate(schema):
+        if not (pa.types.is_integer(field.type) or pa.types.is_string(field.type)):
+            continue
+        lo = hi = None
+        nulls = 0
+        for g in range(meta.num_row_groups):
+            st = meta.row_group(g).column(i).statistics
+            if st is None or not st.has_min_max:
+                lo = hi = None
+                break
+            lo = st.min if lo is None else min(lo, st.min)
+            hi = st.max if hi is None else max(hi, st.max)
+            nulls += st.null_count or 0
+        else:
+            if lo is not None and (not isinstance(lo, str) or len(lo) <= 66):
+                stats["minValues"][field.name] = lo
+                stats["maxValues"][field.name] = hi
+                stats["nullCount"][field.name] = nulls
+    return stats

@@ -1,0 +1,147 @@
+"""The JSON-RPC shapes of blocks, transactions, receipts and logs, as Polars structs.
+
+Every value is a string, as the node sends it; fields of later forks are absent (null) in
+earlier blocks. The raw datasets (`chainlake.raw.blocks`, `.transactions`, `.logs`) parse
+these frames; extraction (`chainlake.extract`) builds them from the node's answers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import polars as pl
+
+S = pl.String
+
+# One log object of a receipt, as JSON-RPC returns it (every value a string).
+RPC_LOG = pl.Struct(
+    {
+        "address": S,
+        "topics": pl.List(S),
+        "data": S,
+        "blockNumber": S,
+        "blockHash": S,
+        "transactionHash": S,
+        "transactionIndex": S,
+        "logIndex": S,
+        "removed": pl.Boolean,
+    }
+)
+
+
+# A transaction object of `eth_getBlockByNumber(n, true)`, every value a string.
+RPC_TRANSACTION = pl.Struct(
+    {
+        "hash": S,
+        "nonce": S,
+        "blockHash": S,
+        "blockNumber": S,
+        "transactionIndex": S,
+        "from": S,
+        "to": S,
+        "value": S,
+        "gas": S,
+        "gasPrice": S,
+        "maxFeePerGas": S,
+        "maxPriorityFeePerGas": S,
+        "maxFeePerBlobGas": S,
+        "input": S,
+        "type": S,
+        "chainId": S,
+        "v": S,
+        "r": S,
+        "s": S,
+        "yParity": S,
+        "accessList": pl.List(pl.Struct({"address": S, "storageKeys": pl.List(S)})),
+        "blobVersionedHashes": pl.List(S),
+        "authorizationList": pl.List(
+            pl.Struct(
+                {
+                    "chainId": S,
+                    "address": S,
+                    "nonce": S,
+                    "yParity": S,
+                    "r": S,
+                    "s": S,
+                }
+            )
+        ),
+    }
+)
+
+# A receipt (`eth_getBlockReceipts` item or `eth_getTransactionReceipt`). `logsBloom` is left
+# out on purpose: it is not stored, and skipping it saves a quarter of the parsing.
+RPC_RECEIPT = pl.Struct(
+    {
+        "transactionHash": S,
+        "transactionIndex": S,
+        "blockHash": S,
+        "blockNumber": S,
+        "from": S,
+        "to": S,
+        "cumulativeGasUsed": S,
+        "gasUsed": S,
+        "contractAddress": S,
+        "logs": pl.List(RPC_LOG),
+        "status": S,
+        "root": S,
+        "type": S,
+        "effectiveGasPrice": S,
+        "blobGasUsed": S,
+        "blobGasPrice": S,
+    }
+)
+
+
+RPC_WITHDRAWAL = pl.Struct({"index": S, "validatorIndex": S, "address": S, "amount": S})
+
+# `eth_getBlockByNumber(n, true)` as JSON-RPC returns it, every value a string. Header fields
+# of later forks are simply absent (null) in earlier blocks.
+RPC_BLOCK = pl.Struct(
+    {
+        "number": S,
+        "hash": S,
+        "parentHash": S,
+        "nonce": S,
+        "sha3Uncles": S,
+        "logsBloom": S,
+        "transactionsRoot": S,
+        "stateRoot": S,
+        "receiptsRoot": S,
+        "miner": S,
+        "difficulty": S,
+        "totalDifficulty": S,
+        "size": S,
+        "extraData": S,
+        "mixHash": S,
+        "gasLimit": S,
+        "gasUsed": S,
+        "timestamp": S,
+        "baseFeePerGas": S,
+        "withdrawalsRoot": S,
+        "withdrawals": pl.List(RPC_WITHDRAWAL),
+        "blobGasUsed": S,
+        "excessBlobGas": S,
+        "parentBeaconBlockRoot": S,
+        "requestsHash": S,
+        "uncles": pl.List(S),
+        "transactions": pl.List(RPC_TRANSACTION),
+    }
+)
+
+
+def rpc_block_frame(blocks: Sequence[dict[str, Any]]) -> pl.DataFrame:
+    """Blocks already decoded into dicts → the raw frame the transforms take: one row per
+    block, one string column per JSON field, `_bi` the block's position."""
+    frame = pl.DataFrame(list(blocks), schema=dict(RPC_BLOCK.to_schema()), orient="row")
+    return frame.with_row_index("_bi")
+
+
+def rpc_receipt_frame(receipts: Sequence[Sequence[dict[str, Any]]]) -> pl.DataFrame:
+    """Receipts already decoded into dicts, one list per block → the flat raw frame that
+    `transactions_from_rpc` takes (`_bi`: position of the receipt's block)."""
+    flat = [rc for per_block in receipts for rc in per_block]
+    frame = pl.DataFrame(flat, schema=dict(RPC_RECEIPT.to_schema()), orient="row")
+    index = [i for i, per_block in enumerate(receipts) for _ in per_block]
+    return frame.with_columns(pl.Series("_bi", index, dtype=pl.UInt32))

@@ -1,0 +1,5 @@
+"""`python -m tools.devnet up|seed|status|down`."""
+
+from tools.devnet.cli import devnet
+
+devnet(prog_name="python -m tools.devnet")
