@@ -13,7 +13,6 @@ provider refuses as too large is split in halves instead.
 
 from __future__ import annotations
 
-import email.utils
 import io
 import itertools
 import logging
@@ -29,6 +28,8 @@ from typing import Any, TypeVar
 import httpx
 import orjson
 import polars as pl
+
+from chainlake.retry import backoff_delay, parse_retry_after
 
 log = logging.getLogger(__name__)
 
@@ -101,24 +102,6 @@ class RpcStats:
     def _leave(self) -> None:
         with self.lock:
             self.in_flight -= 1
-
-
-def retry_after_seconds(value: str | None, *, now: float | None = None) -> float | None:
-    """`Retry-After` as seconds: either delta-seconds or an HTTP date."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when is None:
-        return None
-    return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
 _RATE_LIMIT_RE = re.compile(
@@ -222,7 +205,7 @@ class RpcClient:
         with self._lock:
             ep.failures += 1
             if len(self._endpoints) > 1:
-                pause = min(self.cooldown * 2 ** (ep.failures - 1), 60.0)
+                pause = backoff_delay(ep.failures, base=self.cooldown, cap=60.0)
                 ep.down_until = self._clock() + max(pause, retry_after or 0.0)
 
     def _mark_ok(self, ep: _Endpoint) -> None:
@@ -245,8 +228,10 @@ class RpcClient:
             raise _Retryable(f"connection error from {ep.url}: {e!r}") from e
         status = resp.status_code
         if status == 429 or status == 408 or status >= 500:
+            # parse_retry_after measures an HTTP-date against the wall clock, never self._clock
+            # (monotonic, for cool-downs only)
             raise _Retryable(
-                f"HTTP {status} from {ep.url}", retry_after_seconds(resp.headers.get("retry-after"))
+                f"HTTP {status} from {ep.url}", parse_retry_after(resp.headers.get("retry-after"))
             )
         if status == 413:
             raise _TooLarge(f"HTTP 413 from {ep.url}")
@@ -288,8 +273,9 @@ class RpcClient:
                     continue
                 delay = e.retry_after
                 if delay is None:
-                    delay = min(self.backoff_max, self.backoff_base * 2 ** (attempt - 1))
-                    delay *= 0.5 + random.random() / 2
+                    delay = backoff_delay(
+                        attempt, base=self.backoff_base, cap=self.backoff_max, jitter=random.random
+                    )
                 self.stats.add(retries=1)
                 log.warning("RPC retry %d/%d in %.2fs: %s", attempt, self.max_retries, delay, e)
                 self._sleep(delay)

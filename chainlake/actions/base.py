@@ -4,14 +4,14 @@ and `${ENV}` references in action configs.
 
 from __future__ import annotations
 
-import email.utils
 import re
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import httpx
+
+from chainlake.retry import backoff_delay, parse_retry_after
 
 
 class ActionError(RuntimeError):
@@ -103,7 +103,9 @@ class RetryPolicy:
     def delay(self, attempt: int, retry_after: float | None = None) -> float:
         """Seconds to wait after failed attempt number `attempt` (1-based). A receiver's
         `retry_after` wins when it asks for longer than the backoff."""
-        backoff = min(self.max_delay, self.base_delay * self.multiplier ** max(0, attempt - 1))
+        backoff = backoff_delay(
+            attempt, base=self.base_delay, cap=self.max_delay, multiplier=self.multiplier
+        )
         if retry_after is not None and retry_after > backoff:
             return float(retry_after)
         return backoff
@@ -112,22 +114,6 @@ class RetryPolicy:
 # ---- HTTP ----------------------------------------------------------------------------------
 
 RETRYABLE_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
-
-
-def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
-    """`Retry-After` as seconds: either delta-seconds or an HTTP date."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
 def response_body(resp: httpx.Response) -> Any:

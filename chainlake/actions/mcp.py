@@ -10,14 +10,13 @@ tool is called.
 from __future__ import annotations
 
 import asyncio
-import base64
-import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from chainlake.actions.base import ActionError, ConfigError, SendContext, http_request, require
+from chainlake.actions.base import RETRYABLE_STATUS, ActionError, ConfigError, SendContext, require
 from chainlake.actions.templates import check_template, render, render_value
+from chainlake.uri import UriError, fetch_uri, redact_uri
 
 DEFAULT_ARGUMENTS = {
     "event_id": "{event_id}",
@@ -131,35 +130,32 @@ def _describe(e: BaseException) -> str:
     return f"{type(e).__name__}: {e}"
 
 
-def fetch_uri(uri: str, ctx: SendContext, *, timeout: float = 10.0) -> bytes:
-    """Content of an http(s) or data: URI."""
-    parsed = urllib.parse.urlparse(uri)
-    if parsed.scheme == "data":
-        meta, _, data = uri[5:].partition(",")
-        return (
-            base64.b64decode(data)
-            if meta.endswith(";base64")
-            else urllib.parse.unquote_to_bytes(data)
-        )
-    if parsed.scheme in ("http", "https"):
-        try:
-            resp = ctx.http.get(uri, timeout=timeout)
-        except Exception as e:
-            raise ActionError(f"fetch {uri}: {type(e).__name__}: {e}", retryable=True) from e
-        if resp.status_code >= 400:
-            http_request(ctx.http, "GET", uri, timeout=timeout, what=f"fetch {uri}")
-        return resp.content
-    raise ActionError(f"fetch {uri}: unsupported scheme {parsed.scheme!r}", retryable=False)
+def _fetch_error(e: UriError) -> ActionError:
+    """A failed fetch as a delivery attempt's error, classified like any HTTP action: by
+    RETRYABLE_STATUS when the server answered, with its Retry-After on 429 and 503 only."""
+    if e.status_code is None:
+        return ActionError(str(e), retryable=e.transient)
+    return ActionError(
+        str(e),
+        retryable=e.status_code in RETRYABLE_STATUS,
+        retry_after=e.retry_after if e.status_code in (429, 503) else None,
+        status_code=e.status_code,
+    )
 
 
-def verify_file_hash(ctx: SendContext) -> None:
+def verify_file_hash(ctx: SendContext, *, timeout: float = 10.0) -> None:
     from eth_utils import keccak
 
     uri, expected = ctx.context.get("file_uri"), ctx.context.get("file_hash")
     if not uri or not expected:
         raise ActionError("verify_file_hash: the event has no file_uri/file_hash", retryable=False)
-    got = "0x" + keccak(fetch_uri(str(uri), ctx)).hex()
+    try:
+        content = fetch_uri(str(uri), client=ctx.http, timeout=timeout)
+    except UriError as e:
+        raise _fetch_error(e) from e
+    got = "0x" + keccak(content).hex()
     if got.lower() != str(expected).lower():
         raise ActionError(
-            f"verify_file_hash: {uri} hashes to {got}, the event says {expected}", retryable=False
+            f"verify_file_hash: {redact_uri(str(uri))} hashes to {got}, the event says {expected}",
+            retryable=False,
         )

@@ -5,18 +5,16 @@ encrypted with Fernet under a key from the environment).
 
 from __future__ import annotations
 
-import base64
 import json
-import urllib.parse
 from collections.abc import Callable
 from typing import Any
 
-import httpx
 from cryptography.fernet import Fernet, InvalidToken
 
 from chainlake.actions.base import ActionError
 from chainlake.actions.mcp import AgentEndpoint
 from chainlake.events.db import Conn
+from chainlake.uri import UriError, fetch_uri, redact_uri
 
 
 def new_key() -> str:
@@ -69,27 +67,6 @@ def agent_token_uri(conn: Conn, agent_id: int, chain_id: int | None = None) -> s
     return None if row is None else row["token_uri"]
 
 
-def read_uri(uri: str, *, http: httpx.Client | None = None, timeout: float = 10.0) -> bytes:
-    parsed = urllib.parse.urlparse(uri)
-    if parsed.scheme == "data":
-        meta, _, data = uri[5:].partition(",")
-        return (
-            base64.b64decode(data)
-            if meta.endswith(";base64")
-            else urllib.parse.unquote_to_bytes(data)
-        )
-    if parsed.scheme in ("http", "https"):
-        client = http or httpx.Client(timeout=timeout)
-        try:
-            resp = client.get(uri, timeout=timeout)
-            resp.raise_for_status()
-            return resp.content
-        finally:
-            if http is None:
-                client.close()
-    raise ValueError(f"unsupported URI scheme {parsed.scheme!r} in {uri!r}")
-
-
 def mcp_endpoint_from_registration(doc: Any) -> str | None:
     """The MCP endpoint named in an 8004 registration file (`endpoints` or `services`)."""
     if not isinstance(doc, dict):
@@ -117,14 +94,16 @@ def agent_resolver(
                     retryable=False,
                 )
             try:
-                doc = json.loads(read_uri(uri))
-            except httpx.HTTPError as e:
-                raise ActionError(
-                    f"mcp: agent {agent_id}: fetching {uri}: {e}", retryable=True
-                ) from e
+                doc = json.loads(fetch_uri(uri))
+            except UriError as e:
+                # Every HTTP failure counts as retryable here, any status included, as the
+                # resolver has always treated it; a bad URI or an oversize file never is.
+                retryable = e.transient or e.status_code is not None
+                raise ActionError(f"mcp: agent {agent_id}: {e}", retryable=retryable) from e
             except ValueError as e:
                 raise ActionError(
-                    f"mcp: agent {agent_id}: registration file {uri}: {e}", retryable=False
+                    f"mcp: agent {agent_id}: registration file {redact_uri(uri)}: {e}",
+                    retryable=False,
                 ) from e
             url = mcp_endpoint_from_registration(doc)
             if url is None:

@@ -15,7 +15,7 @@ import orjson
 import polars as pl
 import pytest
 
-from chainlake.rpc import RpcClient, RpcError, RpcUnavailable, retry_after_seconds
+from chainlake.rpc import RpcClient, RpcError, RpcUnavailable
 
 
 def ok(request: httpx.Request, result: Callable[[str, list[Any]], Any]) -> httpx.Response:
@@ -107,14 +107,6 @@ def test_429_honours_retry_after_seconds_and_http_date() -> None:
     assert clock.sleeps[0] == 3.0
     assert 28 <= clock.sleeps[1] <= 30
     assert c.stats.retries == 2 and len(seen) == 3
-
-
-def test_retry_after_parsing() -> None:
-    assert retry_after_seconds("2.5") == 2.5
-    assert retry_after_seconds(None) is None
-    assert retry_after_seconds("soon") is None
-    assert retry_after_seconds("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412480 - 10) == 10.0
-    assert retry_after_seconds("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412480 + 10) == 0.0
 
 
 @pytest.mark.parametrize(
