@@ -26,11 +26,26 @@ from chainlake.raw.transactions import (
     transactions_from_rpc,
 )
 from chainlake.rpc import RpcClient, RpcError
-from chainlake.schema import arrow_schema
+from chainlake.schema import arrow_schema, failed_rules, schema_failures
 
 log = logging.getLogger(__name__)
 
 RAW_TABLES = {"blocks": BlocksModel, "transactions": TransactionsModel, "logs": LogsModel}
+
+
+class RawSchemaError(ValueError):
+    """Rows read from the node break their raw table's model: nothing is staged for Delta."""
+
+    def __init__(self, table: str, cases: pl.DataFrame, frame: pl.DataFrame) -> None:
+        rules = failed_rules(cases)
+        summary = "; ".join(
+            f"{r['column']}: {r['check']} ({r['failures']}x, e.g. {r['examples']})"
+            for r in rules.head(5).iter_rows(named=True)
+        )
+        super().__init__(f"raw/{table}: data from the node fails its schema: {summary}")
+        self.table = table
+        self.cases = cases
+        self.frame = frame
 
 
 def day_bounds(day: dt.date) -> tuple[int, int]:
@@ -359,7 +374,9 @@ def stage_range(
             if not df.height:
                 continue
             if validate:
-                RAW_TABLES[table].validate(df, lazy=True)
+                cases = schema_failures(RAW_TABLES[table], df)
+                if cases is not None:
+                    raise RawSchemaError(table, cases, df)
             for (day,), part in df.partition_by("date", as_dict=True, maintain_order=True).items():
                 folder = directory / table / f"date={day.isoformat()}"
                 folder.mkdir(parents=True, exist_ok=True)

@@ -12,15 +12,17 @@ import dagster as dg
 import polars as pl
 
 
-def preview(df: pl.DataFrame, rows: int = 5) -> dg.MetadataValue:
-    """A Markdown table of the first rows (wide hex strings shortened)."""
+def preview(df: pl.DataFrame, rows: int = 5, *, shorten: bool = True) -> dg.MetadataValue:
+    """A Markdown table of the first rows (wide hex strings shortened unless `shorten=False`)."""
     if df.height == 0:
         return dg.MetadataValue.md("_no rows_")
-    head = df.head(rows).with_columns(
-        pl.col(pl.String).map_elements(
-            lambda v: v if len(v) <= 20 else v[:10] + "…" + v[-6:], return_dtype=pl.String
+    head = df.head(rows)
+    if shorten:
+        head = head.with_columns(
+            pl.col(pl.String).map_elements(
+                lambda v: v if len(v) <= 20 else v[:10] + "…" + v[-6:], return_dtype=pl.String
+            )
         )
-    )
     cols = [c for c, t in head.schema.items() if not isinstance(t, pl.List | pl.Struct)]
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for row in head.select(cols).iter_rows():

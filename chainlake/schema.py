@@ -42,25 +42,40 @@ def validation_summary(err: pa.errors.SchemaErrors | pa.errors.SchemaError, limi
     return str(err)[:2000]
 
 
-def validate_or_fail(
-    model: type[pa.DataFrameModel],
-    df: pl.DataFrame,
-    subject: str,
-    *,
-    hint: str = "",
-    consequence: str = "nothing written",
-) -> None:
-    """Validate `df` against `model`, collecting every failure; on failure raise a Dagster
-    `Failure` that names `subject` (e.g. "devnet 2026-11-01: balances"), says what was not
-    done, carries the failure cases as metadata, and is not retried: bad data does not heal
-    on its own."""
-    import dagster as dg
-
+def schema_failures(model: type[pa.DataFrameModel], df: pl.DataFrame) -> pl.DataFrame | None:
+    """Every failure of `df` against `model` (lazy validation: all rules, all columns), as
+    Pandera's failure cases (`failure_case, schema_context, column, check, check_number,
+    index`); None when the frame passes."""
     try:
         model.validate(df, lazy=True)
     except pa.errors.SchemaErrors as e:
-        raise dg.Failure(
-            description=f"{subject} fail their schema{f' ({hint})' if hint else ''}; {consequence}",
-            metadata={"failures": dg.MetadataValue.md(f"```\n{validation_summary(e)}\n```")},
-            allow_retries=False,
-        ) from e
+        return failure_cases(e)
+    return None
+
+
+def failure_cases(err: pa.errors.SchemaErrors) -> pl.DataFrame:
+    """The failure cases of a lazy validation as a Polars frame, values as text."""
+    cases = err.failure_cases
+    if not isinstance(cases, pl.DataFrame):
+        cases = pl.from_pandas(cases)  # pandas-backed models report pandas frames
+    return cases.with_columns(pl.col("failure_case").cast(pl.String))
+
+
+def failed_rules(cases: pl.DataFrame, samples: int = 3) -> pl.DataFrame:
+    """One row per (column, rule) that failed: how many values failed it and a few of them."""
+    return (
+        cases.group_by("column", "check", maintain_order=True)
+        .agg(
+            pl.len().alias("failures"),
+            pl.col("failure_case").unique(maintain_order=True).head(samples).alias("examples"),
+        )
+        .with_columns(pl.col("examples").list.join(", "))
+    )
+
+
+def offending_rows(cases: pl.DataFrame, df: pl.DataFrame, limit: int = 10) -> pl.DataFrame:
+    """The rows of `df` that broke a rule (by Pandera's row index), the first `limit` of them."""
+    index = cases["index"].drop_nulls().unique().sort().head(limit)
+    if index.is_empty():
+        return df.clear()
+    return df.with_row_index("_row").filter(pl.col("_row").is_in(index.implode())).drop("_row")

@@ -26,6 +26,7 @@ import dagster as dg
 import pandera.polars as pa
 import polars as pl
 
+from assets.checks import require_schema
 from assets.core.balances import BalancesModel
 from assets.core.token_prices import TokenPricesModel
 from assets.policies import PER_CHAIN_DAY
@@ -40,7 +41,7 @@ from chainlake.partitions import (
     window,
 )
 from chainlake.portfolios import load_portfolios
-from chainlake.schema import conform, polars_schema, validate_or_fail
+from chainlake.schema import conform, polars_schema
 from resources.clickhouse import ClickHouseResource, ClickHouseSession, ClickHouseTable
 
 KEY = dg.AssetKey(["analytics", "portfolio_snapshots"])
@@ -300,7 +301,9 @@ def portfolio_snapshots(
             )
         except ValueError as e:
             raise dg.Failure(description=f"{chain.name} {day}: {e}", allow_retries=False) from e
-        validate_or_fail(PortfolioSnapshotsModel, df, f"{chain.name} {day}: snapshots")
+        schema = yield from require_schema(
+            PortfolioSnapshotsModel, df, f"{chain.name} {day}: snapshots"
+        )
         ch.replace_days(TABLE, df, chain_id=chain.chain_id, days=[day])
     unpriced = sorted({t for ts in df["unpriced_tokens"].to_list() for t in ts})
     yield dg.MaterializeResult(
@@ -315,4 +318,4 @@ def portfolio_snapshots(
             unpriced_tokens=", ".join(unpriced) or None,
         )
     )  # fmt: skip
-    yield dg.AssetCheckResult(check_name="schema", passed=True)
+    yield schema

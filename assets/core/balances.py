@@ -27,6 +27,7 @@ import numpy as np
 import pandera.polars as pa
 import polars as pl
 
+from assets.checks import require_schema
 from assets.core.native_transfers import NativeTransfersModel
 from assets.core.token_transfers import TokenTransfersModel
 from assets.policies import PER_CHAIN_DAY, TRANSIENT_RETRY
@@ -40,7 +41,7 @@ from chainlake.partitions import (
 )
 from chainlake.portfolios import WalletConfig, load_portfolios
 from chainlake.rpc import RpcClient, RpcError
-from chainlake.schema import conform, empty, polars_schema, validate_or_fail
+from chainlake.schema import conform, empty, polars_schema
 from resources.rpc import RpcResource
 
 KEY = dg.AssetKey(["core", "balances"])
@@ -388,17 +389,24 @@ def balances(
     wallet_frame = wallets_frame(wallets)
     blocks = day_blocks(delta, chain, day)
     if blocks is None or not wallets:
+        reason = "no tracked wallets" if not wallets else "no block on or before this day"
         version = delta.replace_day(chain, TABLE, day, empty(BalancesModel))
         yield dg.MaterializeResult(
             metadata=table_metadata(
                 rows_written=0,
                 seconds=time.monotonic() - started,
                 version=version,
-                note="no tracked wallets" if not wallets else "no block on or before this day",
+                note=reason,
             )
         )
-        yield dg.AssetCheckResult(check_name="schema", passed=True)
-        yield dg.AssetCheckResult(check_name="matches_chain", passed=True)
+        yield (yield from require_schema(BalancesModel, empty(BalancesModel), "balances"))
+        yield dg.AssetCheckResult(
+            check_name="matches_chain",
+            passed=False,
+            severity=dg.AssetCheckSeverity.WARN,
+            description="nothing compared",
+            metadata={"reason": reason, "compared": 0},
+        )
         return
     open_block, close_block = blocks
     client = rpc.client(chain)
@@ -460,7 +468,7 @@ def balances(
         chain_id=chain.chain_id,
         block_numbers=pl.DataFrame({"date": [day], "block_number": [close_block]}),
     )
-    validate_or_fail(BalancesModel, df, f"{chain.name} {day}: balances")
+    schema = yield from require_schema(BalancesModel, df, f"{chain.name} {day}: balances")
     version = delta.replace_day(chain, TABLE, day, df)
     yield dg.MaterializeResult(
         metadata=table_metadata(
@@ -475,7 +483,7 @@ def balances(
             closing_block=close_block,
         )
     )
-    yield dg.AssetCheckResult(check_name="schema", passed=True)
+    yield schema
     yield _chain_check(client, df, wallets, tokens, close_block)
 
 

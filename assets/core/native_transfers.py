@@ -14,12 +14,13 @@ import dagster as dg
 import pandera.polars as pa
 import polars as pl
 
+from assets.checks import require_schema
 from assets.policies import PER_CHAIN_DAY
 from chainlake.lake import DeltaStore
 from chainlake.metadata import table_metadata
 from chainlake.partitions import chain_day_partitions, partition_chain_day
 from chainlake.raw.transactions import TransactionsModel
-from chainlake.schema import conform, polars_schema, validate_or_fail
+from chainlake.schema import conform, polars_schema
 
 KEY = dg.AssetKey(["core", "native_transfers"])
 TABLE = "native_transfers"
@@ -109,7 +110,9 @@ def native_transfers(context: dg.AssetExecutionContext, delta: dg.ResourceParam[
         chain, "transactions", day, columns=columns, schema=polars_schema(TransactionsModel)
     )
     df = native_transfers_frame(txs)
-    validate_or_fail(NativeTransfersModel, df, f"{chain.name} {day}: native transfers")
+    schema = yield from require_schema(
+        NativeTransfersModel, df, f"{chain.name} {day}: native transfers"
+    )
     version = delta.replace_day(chain, TABLE, day, df)
     yield dg.MaterializeResult(
         metadata=table_metadata(
@@ -120,4 +123,4 @@ def native_transfers(context: dg.AssetExecutionContext, delta: dg.ResourceParam[
             reverted=df.filter(pl.col("status") == 0).height,
         )
     )
-    yield dg.AssetCheckResult(check_name="schema", passed=True)
+    yield schema

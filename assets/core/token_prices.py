@@ -16,6 +16,7 @@ import dagster as dg
 import pandera.polars as pa
 import polars as pl
 
+from assets.checks import require_schema
 from assets.core.balances import day_blocks
 from assets.policies import PER_CHAIN_DAY, TRANSIENT_RETRY
 from chainlake.config import ChainConfig
@@ -24,7 +25,7 @@ from chainlake.metadata import table_metadata
 from chainlake.partitions import chain_day_partitions, partition_chain_day
 from chainlake.raw.logs import LogsModel
 from chainlake.rpc import RpcClient, RpcError
-from chainlake.schema import conform, empty, polars_schema, validate_or_fail
+from chainlake.schema import conform, empty, polars_schema
 from resources.rpc import RpcResource
 
 KEY = dg.AssetKey(["core", "token_prices"])
@@ -198,7 +199,7 @@ def token_prices(
             rpc.client(chain), quiet, chain_id=chain.chain_id, day=day, block=blocks[1]
         )
         df = pl.concat([from_events, from_calls]).sort("token_symbol")
-    validate_or_fail(
+    schema = yield from require_schema(
         TokenPricesModel,
         df,
         f"{chain.name} {day}: token prices",
@@ -216,4 +217,4 @@ def token_prices(
             unpriced=", ".join(missing) or None,
         )
     )
-    yield dg.AssetCheckResult(check_name="schema", passed=True)
+    yield schema

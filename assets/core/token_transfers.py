@@ -7,12 +7,13 @@ import dagster as dg
 import pandera.polars as pa
 import polars as pl
 
+from assets.checks import require_schema
 from assets.policies import PER_CHAIN_DAY, TRANSIENT_RETRY
 from chainlake.lake import DeltaStore
 from chainlake.metadata import table_metadata
 from chainlake.partitions import chain_day_partitions, partition_chain_day
 from chainlake.raw.logs import LogsModel
-from chainlake.schema import conform, polars_schema, validate_or_fail
+from chainlake.schema import conform, polars_schema
 
 TRANSFER_TOPIC = "0xddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523b3ef"
 MAX_DECIMAL_38 = 10**38 - 1
@@ -90,7 +91,9 @@ def token_transfers(context: dg.AssetExecutionContext, delta: dg.ResourceParam[D
     started = time.monotonic()
     logs = delta.read_day(chain, "logs", day, schema=polars_schema(LogsModel))
     df = token_transfers_frame(logs)
-    validate_or_fail(TokenTransfersModel, df, f"{chain.name} {day}: token transfers")
+    schema = yield from require_schema(
+        TokenTransfersModel, df, f"{chain.name} {day}: token transfers"
+    )
     version = delta.replace_day(chain, "token_transfers", day, df)
     yield dg.MaterializeResult(
         metadata=table_metadata(
@@ -102,4 +105,4 @@ def token_transfers(context: dg.AssetExecutionContext, delta: dg.ResourceParam[D
             oversized_values=df["value"].null_count(),
         )
     )
-    yield dg.AssetCheckResult(check_name="schema", passed=True)
+    yield schema

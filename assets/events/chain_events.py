@@ -22,6 +22,7 @@ import dagster as dg
 import pandera.polars as pa
 import polars as pl
 
+from assets.checks import require_schema
 from assets.core.token_transfers import TokenTransfersModel
 from assets.policies import PER_CHAIN_DAY, TRANSIENT_RETRY
 from chainlake.config import ChainConfig
@@ -33,7 +34,7 @@ from chainlake.lake import DeltaStore
 from chainlake.metadata import table_metadata
 from chainlake.partitions import chain_day_partitions, partition_chain_day
 from chainlake.raw.logs import LogsModel
-from chainlake.schema import polars_schema, validate_or_fail
+from chainlake.schema import polars_schema
 from resources.clickhouse import ClickHouseResource
 from resources.postgres import PostgresResource
 
@@ -220,7 +221,7 @@ def chain_events(
     frame = chain_events_frame(
         logs, transfers, contracts=contracts, tracked=tracked, abis=load_registry_abis(BUILD_DIR)
     )
-    validate_or_fail(
+    schema = yield from require_schema(
         ChainEventsModel,
         frame,
         f"{chain.name} {day}: decoded events",
@@ -250,7 +251,7 @@ def chain_events(
             tracked_wallets=len(tracked),
         )
     )
-    yield dg.AssetCheckResult(check_name="schema", passed=True)
+    yield schema
     yield dg.AssetCheckResult(
         check_name="all_in_postgres",
         passed=present == len(ids),

@@ -17,14 +17,15 @@ from functools import partial
 from pathlib import Path
 
 import dagster as dg
-import pandera.errors
 import polars as pl
 
+from assets.checks import schema_failed, schema_failure
 from assets.policies import PER_CHAIN_DAY, TRANSIENT_RETRY
 from chainlake.extract import (
     RAW_TABLES,
     BlockTimestamps,
     DayRange,
+    RawSchemaError,
     ReorgDuringRead,
     StagedExtract,
     find_day_range,
@@ -36,7 +37,7 @@ from chainlake.metadata import preview, table_metadata
 from chainlake.partitions import chain_day_key, chain_day_partitions, partition_chain_day
 from chainlake.raw.transactions import ReceiptMismatch
 from chainlake.reorg import ReorgReport, check_and_repair
-from chainlake.schema import arrow_schema, validation_summary
+from chainlake.schema import arrow_schema
 from chainlake.state import (
     Checkpoint,
     cached_day_range,
@@ -232,12 +233,13 @@ def raw_chain_tables(
                 context.log.warning(f"{chain.name} {day}: {e}; reading again")
                 time.sleep(1.0 + attempt)
                 continue
-            except (pandera.errors.SchemaError, pandera.errors.SchemaErrors) as e:
-                raise dg.Failure(
-                    description=f"{chain.name} {day}: data from the node fails its schema; nothing written",
-                    metadata={
-                        "failures": dg.MetadataValue.md(f"```\n{validation_summary(e)}\n```")
-                    },
+            except RawSchemaError as e:
+                failed = schema_failed(e.cases, e.frame, asset_key=KEYS[e.table])
+                yield failed
+                raise schema_failure(
+                    f"{chain.name} {day}: raw/{e.table} rows from the node",
+                    failed,
+                    consequence="nothing written",
                 ) from e
             previews = {t: staged.head(t) for t in RAW_TABLES if staged.files[t]}
             sizes = {t: sum(p.stat().st_size for p in staged.files[t]) for t in RAW_TABLES}
@@ -284,7 +286,13 @@ def raw_chain_tables(
                 **extra,
             },
         )
-        yield dg.AssetCheckResult(asset_key=key, check_name="schema", passed=True)
+        # every flushed chunk passed its model in stage_range, or RawSchemaError stopped the run
+        yield dg.AssetCheckResult(
+            asset_key=key,
+            check_name="schema",
+            passed=True,
+            metadata={"rows_checked": staged.rows[table], "model": RAW_TABLES[table].__name__},
+        )
     yield from check_day(delta, chain, rng)
 
 
