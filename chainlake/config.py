@@ -2,6 +2,14 @@
 
 Every error names the file, the chain and the field, so a data engineer can fix the YAML
 without reading a traceback.
+
+A chain may list the contracts whose logs `events/chain_events` decodes, each with an ABI
+shipped in `chainlake/abis/`::
+
+    contracts:
+      - {name: identity, address: "0x…", abi: identity_registry, start_block: 0}
+
+A chain without `contracts:` decodes no registry events (its ERC-20 transfers still are).
 """
 
 from __future__ import annotations
@@ -15,6 +23,8 @@ from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from chainlake.abis import abi_names
 
 DEFAULT_CHAINS_CONFIG = "config/chains.yaml"
 ADDRESS_RE = re.compile(r"^0x[0-9a-fA-F]{40}$")
@@ -45,6 +55,28 @@ class TokenConfig(BaseModel):
     )
 
 
+class ContractConfig(BaseModel):
+    """A contract whose logs are decoded into events: its address, the ABI (a name from
+    `chainlake/abis/`) and the first block to decode (its deployment block, or later)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1, max_length=64)
+    address: str
+    abi: str
+    # strict: a quoted "123" or a `true` is a typo, not a block number
+    start_block: int = Field(ge=0, strict=True)
+
+    _addr = field_validator("address")(normalize_address)
+
+    @field_validator("abi")
+    @classmethod
+    def _abi(cls, v: str) -> str:
+        if v not in abi_names():
+            raise ValueError(f"unknown ABI {v!r}; known: {', '.join(abi_names())}")
+        return v
+
+
 class ChainConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -60,6 +92,7 @@ class ChainConfig(BaseModel):
     max_requests_in_flight: int = Field(default=4, ge=1, le=64)
     batch_size: int = Field(default=50, ge=1, le=1000)
     tokens: tuple[TokenConfig, ...] = ()
+    contracts: tuple[ContractConfig, ...] = ()
 
     @field_validator("name")
     @classmethod
@@ -76,6 +109,23 @@ class ChainConfig(BaseModel):
         for url in v or ():
             if not isinstance(url, str) or not url.startswith(("http://", "https://")):
                 raise ValueError(f"{url!r} is not an http(s) URL")
+        return v
+
+    @field_validator("contracts")
+    @classmethod
+    def _contracts(cls, v: tuple[ContractConfig, ...]) -> tuple[ContractConfig, ...]:
+        # one address, one ABI: two entries for an address would decode each log twice
+        seen: dict[str, int] = {}
+        names: dict[str, int] = {}
+        for i, c in enumerate(v):
+            if c.address in seen:
+                raise ValueError(
+                    f"duplicate address {c.address} (entries {seen[c.address]} and {i})"
+                )
+            if c.name in names:
+                raise ValueError(f"duplicate name {c.name!r} (entries {names[c.name]} and {i})")
+            seen[c.address] = i
+            names[c.name] = i
         return v
 
     def token(self, symbol_or_address: str) -> TokenConfig:

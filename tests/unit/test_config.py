@@ -77,3 +77,65 @@ def test_unknown_chain_in_partition_key(tmp_path: Path) -> None:
     chains = load_chains(write(tmp_path, GOOD))
     with pytest.raises(ConfigError, match="unknown chain 'polygon'.*configured chains: devnet"):
         get_chain(chains, "polygon", source="chains.yaml")
+
+
+# ---- contracts: ------------------------------------------------------------------------------
+
+IDENTITY = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
+REPUTATION = "0xe7f1725E7734CE288F8367e1Bb143E90bb3F0512"
+WITH_CONTRACTS = (
+    GOOD
+    + f"""    contracts:
+      - {{name: identity, address: "{IDENTITY}", abi: identity_registry, start_block: 0}}
+      - {{name: reputation, address: "{REPUTATION}", abi: reputation_registry, start_block: 7}}
+"""
+)
+
+
+def test_contracts_load_lowercased_with_their_abi_and_start_block(tmp_path: Path) -> None:
+    devnet = load_chains(write(tmp_path, WITH_CONTRACTS))["devnet"]
+    assert [(c.name, c.address, c.abi, c.start_block) for c in devnet.contracts] == [
+        ("identity", IDENTITY.lower(), "identity_registry", 0),
+        ("reputation", REPUTATION.lower(), "reputation_registry", 7),
+    ]
+    # no `contracts:`: none, not an error
+    assert load_chains(write(tmp_path, GOOD))["devnet"].contracts == ()
+
+
+@pytest.mark.parametrize(
+    ("edit", "field", "says"),
+    [
+        (lambda t: t.replace(IDENTITY, "0x5FbDB2315678afecb367f032d93F642f64180a"),
+         "contracts.0.address", "not a 20-byte hex address"),
+        (lambda t: t.replace(IDENTITY, "5FbDB2315678afecb367f032d93F642f64180aa3ab"),
+         "contracts.0.address", "not a 20-byte hex address"),
+        (lambda t: t.replace("abi: reputation_registry", "abi: erc721"),
+         "contracts.1.abi", "unknown ABI 'erc721'; known: identity_registry, reputation_registry"),
+        (lambda t: t.replace("start_block: 7", "start_block: -1"),
+         "contracts.1.start_block", "greater than or equal to 0"),
+        (lambda t: t.replace("start_block: 7", 'start_block: "7"'),
+         "contracts.1.start_block", "valid integer"),
+        (lambda t: t.replace(", start_block: 7", ""), "contracts.1.start_block", "Field required"),
+        (lambda t: t.replace(REPUTATION, IDENTITY.lower()),
+         "contracts", f"duplicate address {IDENTITY.lower()} (entries 0 and 1)"),
+        (lambda t: t.replace("name: reputation,", "name: identity,"),
+         "contracts", "duplicate name 'identity' (entries 0 and 1)"),
+        (lambda t: t.replace("start_block: 7}", "start_block: 7, colour: blue}"),
+         "contracts.1.colour", "Extra inputs are not permitted"),
+    ],
+)  # fmt: skip
+def test_bad_contract_names_file_chain_and_field(
+    tmp_path: Path, edit, field: str, says: str
+) -> None:
+    path = write(tmp_path, edit(WITH_CONTRACTS))
+    with pytest.raises(ConfigError) as err:
+        load_chains(path)
+    msg = str(err.value)
+    assert f"{path}: chain 'devnet': field '{field}': " in msg
+    assert says in msg
+
+
+def test_the_committed_chains_yaml_loads() -> None:
+    root = Path(__file__).resolve().parents[2]
+    chains = load_chains(root / "config" / "chains.yaml")
+    assert "devnet" in chains and chains["devnet"].contracts == ()
