@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
-import pandera.polars as pa
 import polars as pl
 
 from assets.checks import require_schema
@@ -27,6 +26,7 @@ from assets.core.token_transfers import TokenTransfersModel
 from assets.policies import PER_CHAIN_DAY, TRANSIENT_RETRY
 from chainlake.config import ChainConfig
 from chainlake.events import store
+from chainlake.events.columns import decoded_events_model
 from chainlake.events.db import scalar
 from chainlake.events.decode import load_registry_abis, registry_events, transfer_events
 from chainlake.extract import day_bounds
@@ -41,49 +41,11 @@ from resources.postgres import PostgresResource
 KEY = dg.AssetKey(["events", "chain_events"])
 BUILD_DIR = Path(__file__).resolve().parents[2] / "tools" / "devnet" / "contracts" / "build"
 DEFAULT_MANIFEST = "data/devnet/manifest.json"
-ADDRESS = r"^0x[0-9a-f]{40}$"
-HASH = r"^0x[0-9a-f]{64}$"
 
-
-class ChainEventsModel(pa.DataFrameModel):
-    """One row per event of interest: the columns of the PostgreSQL `events` table that the
-    decoder fills (the test suite checks them against the table). `data` is a JSON object."""
-
-    id: pl.String = pa.Field(unique=True, str_matches=r"^\d+-\d+-\d+$")
-    chain_id: pl.Int64 = pa.Field(gt=0)
-    block_number: pl.Int64 = pa.Field(ge=0)
-    block_hash: pl.String = pa.Field(str_matches=HASH)
-    transaction_hash: pl.String = pa.Field(str_matches=HASH)
-    log_index: pl.Int64 = pa.Field(ge=0)
-    registry: pl.String = pa.Field(isin=["identity", "reputation", "validation", "erc20"])
-    event_type: pl.String
-    timestamp: pl.Int64 = pa.Field(ge=0)
-    agent_id: pl.Int64 = pa.Field(nullable=True, ge=0)
-    owner: pl.String = pa.Field(nullable=True, str_matches=ADDRESS)
-    token_uri: pl.String = pa.Field(nullable=True)
-    metadata_key: pl.String = pa.Field(nullable=True)
-    metadata_value: pl.String = pa.Field(nullable=True)
-    client_address: pl.String = pa.Field(nullable=True, str_matches=ADDRESS)
-    feedback_index: pl.Int64 = pa.Field(nullable=True, ge=0)
-    score: pl.Int64 = pa.Field(nullable=True, ge=0, le=255)
-    tag1: pl.String = pa.Field(nullable=True)
-    tag2: pl.String = pa.Field(nullable=True)
-    file_uri: pl.String = pa.Field(nullable=True)
-    file_hash: pl.String = pa.Field(nullable=True, str_matches=HASH)
-    validator_address: pl.String = pa.Field(nullable=True, str_matches=ADDRESS)
-    request_hash: pl.String = pa.Field(nullable=True, str_matches=HASH)
-    response: pl.Int64 = pa.Field(nullable=True, ge=0)
-    response_uri: pl.String = pa.Field(nullable=True)
-    response_hash: pl.String = pa.Field(nullable=True, str_matches=HASH)
-    tag: pl.String = pa.Field(nullable=True)
-    token_address: pl.String = pa.Field(nullable=True, str_matches=ADDRESS)
-    from_address: pl.String = pa.Field(nullable=True, str_matches=ADDRESS)
-    to_address: pl.String = pa.Field(nullable=True, str_matches=ADDRESS)
-    amount: pl.String = pa.Field(nullable=True, str_matches=r"^[0-9]+$")
-    data: pl.String
-
-    class Config:
-        strict = True
+# One row per event of interest: the columns of the PostgreSQL `events` table that the decoder
+# fills, built from their single definition (chainlake.events.columns, which the test suite
+# checks against the migrated table).
+ChainEventsModel = decoded_events_model("ChainEventsModel")
 
 
 def chain_events_frame(

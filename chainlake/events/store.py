@@ -17,27 +17,16 @@ from typing import Any
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
+from chainlake.events.columns import (
+    ADDRESS_COLUMNS,
+    EVENT_COLUMNS,
+    GENERATED_COLUMNS,
+    ONCHAIN_REQUIRED,
+    REQUIRED,
+)
 from chainlake.events.conditions import RETRACTED, Action, Condition, Trigger
 from chainlake.events.db import Conn
 
-# column -> Postgres type, in table order (seq, retracted_at, created_at are the database's)
-EVENT_COLUMNS: dict[str, str] = {
-    "id": "text", "chain_id": "integer", "block_number": "bigint", "block_hash": "text",
-    "transaction_hash": "text", "log_index": "integer", "registry": "text",
-    "event_type": "text", "agent_id": "bigint", "timestamp": "bigint", "owner": "text",
-    "token_uri": "text", "metadata_key": "text", "metadata_value": "text",
-    "client_address": "text", "feedback_index": "bigint", "score": "integer", "tag1": "text",
-    "tag2": "text", "file_uri": "text", "file_hash": "text", "validator_address": "text",
-    "request_hash": "text", "response": "integer", "response_uri": "text",
-    "response_hash": "text", "tag": "text", "token_address": "text", "from_address": "text",
-    "to_address": "text", "amount": "numeric", "alert_id": "text", "data": "jsonb",
-    "retracts": "text",
-}  # fmt: skip
-ADDRESS_COLUMNS = (
-    "owner", "client_address", "validator_address", "token_address", "from_address", "to_address",
-)  # fmt: skip
-REQUIRED = ("chain_id", "registry", "event_type", "timestamp")
-ONCHAIN_REQUIRED = ("block_number", "block_hash", "transaction_hash", "log_index")
 INSERT_CHUNK = 2000
 
 
@@ -63,7 +52,7 @@ def normalize_event(raw: Mapping[str, Any]) -> dict[str, Any]:
     for k, v in raw.items():
         if k in EVENT_COLUMNS and k != "data":
             ev[k] = v
-        elif k not in ("data", "seq", "created_at", "retracted_at"):
+        elif k != "data" and k not in GENERATED_COLUMNS:
             data[k] = v
     for k in REQUIRED:
         if ev.get(k) is None:

@@ -5,6 +5,7 @@ encrypted MCP tokens."""
 from __future__ import annotations
 
 import datetime as dt
+import re
 import threading
 import time
 import uuid
@@ -223,6 +224,41 @@ def test_views_retention_and_tokens(url: str) -> None:
     assert r.exit_code == 0, r.output
     with db.connection(url) as c:
         assert get_agent_mcp_token(c, 8, key=key) == "t8"
+
+
+def test_the_events_table_matches_its_single_definition(url: str) -> None:
+    """The migrated `events` table has exactly the columns of chainlake.events.columns, in its
+    order, with its types and nullability: the migration's DDL against the one definition the
+    insert and the Pandera model come from, not a copy of either."""
+    from chainlake.events.columns import (
+        DECODED_REGISTRIES,
+        EVENT_COLUMNS,
+        EVENTS_TABLE,
+        ONCHAIN_REQUIRED,
+    )
+
+    with db.connection(url) as c:
+        rows = c.execute(
+            "SELECT a.attname AS name, format_type(a.atttypid, a.atttypmod) AS sql, "
+            "NOT a.attnotnull AS nullable FROM pg_attribute a "
+            "WHERE a.attrelid = 'events'::regclass AND a.attnum > 0 AND NOT a.attisdropped "
+            "ORDER BY a.attnum"
+        ).fetchall()
+        registries = {r["name"] for r in c.execute("SELECT name FROM registries").fetchall()}
+        onchain_check = c.execute(
+            "SELECT pg_get_constraintdef(oid) AS d FROM pg_constraint "
+            "WHERE conname = 'events_onchain_fields'"
+        ).fetchone()["d"]
+    table = [(r["name"], r["sql"], r["nullable"]) for r in rows]
+    assert table == [(col.name, col.sql, col.nullable) for col in EVENTS_TABLE]
+    # what an insert writes is the table minus what the database fills
+    assert list(EVENT_COLUMNS) == [
+        r["name"] for r in rows if r["name"] not in ("seq", "retracted_at", "created_at")
+    ]
+    # every registry the decoder can write is a row of the reference table (a foreign key)
+    assert set(DECODED_REGISTRIES) <= registries
+    # the columns an on-chain event must carry are those the CHECK requires
+    assert sorted(ONCHAIN_REQUIRED) == sorted(re.findall(r"\((\w+) IS NOT NULL\)", onchain_check))
 
 
 def test_decoded_frame_matches_the_events_table(url: str) -> None:
