@@ -89,7 +89,11 @@ class Anvil:
         shutil.rmtree(self.cache_dir, ignore_errors=True)
 
 
-def start_anvil(*, genesis_ts: int | None = None, extra: Sequence[str] = ()) -> Anvil:
+def start_anvil(
+    *, genesis_ts: int | None = None, extra: Sequence[str] = (), keep_states: int | None = None
+) -> Anvil:
+    """anvil on a free port; `keep_states` keeps that many historical states in memory (for
+    balances at past blocks), else none are kept."""
     port = free_port()
     cache = tempfile.mkdtemp(prefix="anvil-cache-")
     args = [
@@ -99,6 +103,7 @@ def start_anvil(*, genesis_ts: int | None = None, extra: Sequence[str] = ()) -> 
         "--port",
         str(port),
         "--prune-history",
+        *([str(keep_states)] if keep_states else []),
         "--cache-path",
         cache,
         "--no-mining",
