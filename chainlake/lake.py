@@ -31,6 +31,7 @@ from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundErr
 from deltalake.transaction import AddAction, create_table_with_add_actions
 
 from chainlake.config import ChainConfig
+from chainlake.retry import backoff_delay
 
 PARTITION_COLUMN = "date"
 COMMIT_ATTEMPTS = 8
@@ -470,7 +471,7 @@ def _is_commit_race(e: Exception) -> bool:
 def _commit_backoff(uri: str, attempt: int, e: Exception) -> None:
     if attempt + 1 >= COMMIT_ATTEMPTS:
         raise e
-    delay = min(2.0, 0.05 * 2**attempt) * (0.5 + random.random())
+    delay = backoff_delay(attempt + 1, base=0.05, cap=2.0, jitter=random.random)
     log.warning("Delta commit to %s lost a race (%s); retrying in %.2fs", uri, e, delay)
     time.sleep(delay)
 

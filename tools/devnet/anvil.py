@@ -10,8 +10,8 @@ Two ways to run it:
 
 Anvil always gets ``--cache-path <dir>`` inside a directory we own (a temporary one, removed
 on ``stop()``, or the detached node's ``state_dir/cache``, removed on ``stop_detached``):
-by default it writes state snapshots under ``~/.foundry`` and never deletes them
-(shared/STACK.md). With ``keep_states=n`` (the default) it also gets ``--prune-history n``:
+by default it writes state snapshots under ``~/.foundry`` and never deletes them (11 GB
+after about 22,000 blocks, and mining slowed down). With ``keep_states=n`` (the default) it also gets ``--prune-history n``:
 the states of the last ``n`` blocks stay in memory and nothing goes to disk, so historical
 state queries (``eth_getBalance`` at an old block, as ``core/balances`` does for a day's last
 block) work for the last ``n`` blocks only and fail with ``BlockOutOfRangeError`` before.
