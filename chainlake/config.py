@@ -77,6 +77,9 @@ class ContractConfig(BaseModel):
         return v
 
 
+PATH_SEGMENT_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+
+
 class ChainConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -99,6 +102,16 @@ class ChainConfig(BaseModel):
     def _name(cls, v: str) -> str:
         if not PARTITION_NAME_RE.match(v):
             raise ValueError(f"{v!r} must be lowercase letters, digits and dashes")
+        return v
+
+    @field_validator("network", "subnet")
+    @classmethod
+    def _path_segment(cls, v: str) -> str:
+        # both name a folder under DELTA_ROOT: anything else could write outside it
+        if not PATH_SEGMENT_RE.match(v):
+            raise ValueError(
+                f"{v!r} must be lowercase letters, digits, '-' or '_' (it is a folder name)"
+            )
         return v
 
     @field_validator("rpc_urls", mode="before")
@@ -171,6 +184,18 @@ def load_chains(path: str | Path | None = None) -> dict[str, ChainConfig]:
             raise ConfigError(_format_validation_error(p, str(label), e)) from None
         if chain.name in chains:
             raise ConfigError(f"{p}: chain {chain.name!r}: field 'name': duplicate chain name")
+        for other in chains.values():
+            # two chains in one set of tables would overwrite each other's days
+            if (other.network, other.subnet) == (chain.network, chain.subnet):
+                raise ConfigError(
+                    f"{p}: chain {chain.name!r}: fields 'network'/'subnet': "
+                    f"{chain.network}/{chain.subnet} is already chain {other.name!r}'s"
+                )
+            if other.chain_id == chain.chain_id:
+                raise ConfigError(
+                    f"{p}: chain {chain.name!r}: field 'chain_id': {chain.chain_id} is already "
+                    f"chain {other.name!r}'s"
+                )
         chains[chain.name] = chain
     return chains
 

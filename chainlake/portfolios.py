@@ -330,12 +330,21 @@ def load_portfolios(
     chains: Mapping[str, ChainConfig], path: str | Path | None = None
 ) -> PortfolioBook:
     """Read and validate portfolios.yaml (PORTFOLIOS_CONFIG, else config/portfolios.yaml).
-    A missing file is an empty book: nothing is tracked yet."""
+
+    A missing file is an error naming the path, never an empty book: a typo in
+    PORTFOLIOS_CONFIG would otherwise empty the catalog and write empty balances. Tracking
+    nothing is said explicitly, with a file whose `wallets:` list is empty."""
     p = Path(path) if path is not None else portfolios_config_path()
     try:
         text = p.read_text()
     except FileNotFoundError:
-        return PortfolioBook()
+        source = "PORTFOLIOS_CONFIG" if os.environ.get("PORTFOLIOS_CONFIG") else "the default"
+        raise ConfigError(
+            f"{p}: no such file ({source}); to track no wallets, give a file with "
+            "'wallets: []'"
+        ) from None
+    except IsADirectoryError:
+        raise ConfigError(f"{p}: is a directory, not a portfolios.yaml file") from None
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as e:

@@ -169,7 +169,13 @@ def chains_yaml(path: Path, chains: Sequence[Chain], start_date: dt.date) -> Pat
 
 
 def stack_env(tmp: Path, dagster_home: Path, postgres_url: str, chains_config: Path) -> dict:
-    """The environment of the daemon, the webserver and the runs: every store under `tmp`."""
+    """The environment of the daemon, the webserver and the runs: every store under `tmp`.
+
+    A test that tracks no wallet says so with an empty portfolios.yaml (a missing one is an
+    error)."""
+    portfolios = tmp / "portfolios.yaml"
+    if not portfolios.exists():
+        portfolios.write_text("# nothing tracked in this test\nwallets: []\nportfolios: []\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DAGSTER_", "CLICKHOUSE_"))}
     env.update(
         DAGSTER_HOME=str(dagster_home),
