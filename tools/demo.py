@@ -197,7 +197,6 @@ def main() -> int:
         chains, portfolios = write_configs(manifest, node.rpc_url)
         os.environ["CHAINS_CONFIG"] = str(chains)
         os.environ["PORTFOLIOS_CONFIG"] = str(portfolios)
-        os.environ.setdefault("DEVNET_MANIFEST", str(DEVNET_DIR / "manifest.json"))
         log.info("generated %d blocks in %.1fs", manifest.head_block + 1, time.monotonic() - t0)
         materialise(days)
         print()

@@ -1,7 +1,8 @@
 """The PostgreSQL `events` table that feeds the trigger engine, from two sources:
 
 - events/chain_events: events of interest of a chain-day decoded from the Delta tables: the
-  8004 registries' events (identity, reputation, validation; by the contracts' ABI) and ERC-20
+  logs of the contracts the chain lists in chains.yaml (`contracts:`, e.g. the 8004 identity,
+  reputation and validation registries, each by its ABI from `chainlake/abis/`) and ERC-20
   transfers from or to a tracked wallet (portfolios.yaml).
 - events/analytics_alerts: the alerts of portfolios.yaml (seed 000: an expression over
   `wallet_balances` or `risk_metrics`, checked by the safe grammar) evaluated when the day's
@@ -14,8 +15,7 @@ again as blocks arrive, and only new events reach the triggers.
 import datetime as dt
 import json
 import time
-from collections.abc import Mapping
-from pathlib import Path
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import dagster as dg
@@ -24,11 +24,11 @@ import polars as pl
 from assets.checks import require_schema
 from assets.core.token_transfers import TokenTransfersModel
 from assets.policies import PER_CHAIN_DAY, TRANSIENT_RETRY
-from chainlake.config import ChainConfig
+from chainlake.config import ChainConfig, ContractConfig
 from chainlake.events import store
 from chainlake.events.columns import decoded_events_model
 from chainlake.events.db import scalar
-from chainlake.events.decode import load_registry_abis, registry_events, transfer_events
+from chainlake.events.decode import EventAbi, registry_events, transfer_events
 from chainlake.extract import day_bounds
 from chainlake.lake import DeltaStore
 from chainlake.metadata import table_metadata
@@ -39,8 +39,7 @@ from resources.clickhouse import ClickHouseResource
 from resources.postgres import PostgresResource
 
 KEY = dg.AssetKey(["events", "chain_events"])
-BUILD_DIR = Path(__file__).resolve().parents[2] / "tools" / "devnet" / "contracts" / "build"
-DEFAULT_MANIFEST = "data/devnet/manifest.json"
+NO_CONTRACTS = "(none configured in chains.yaml)"
 
 # One row per event of interest: the columns of the PostgreSQL `events` table that the decoder
 # fills, built from their single definition (chainlake.events.columns, which the test suite
@@ -52,11 +51,19 @@ def chain_events_frame(
     logs: pl.DataFrame,
     transfers: pl.DataFrame,
     *,
-    contracts: Mapping[str, str],
+    contracts: Sequence[ContractConfig],
     tracked: list[str],
-    abis: Mapping[str, Any],
+    abis: Mapping[str, list[EventAbi]] | None = None,
 ) -> pl.DataFrame:
-    """Pure transform: a chain-day's logs and transfers -> events of interest, in chain order."""
+    """Pure transform: a chain-day's logs and transfers -> events of interest, in chain order.
+
+    Args:
+        logs: the day's raw/logs rows.
+        transfers: the day's core/token_transfers rows.
+        contracts: the chain's `contracts:` (chains.yaml); their logs are decoded.
+        tracked: tracked wallet addresses; transfers touching them become `erc20` events.
+        abis: ABI name -> events, to decode with; default: the ABIs in `chainlake/abis/`.
+    """
     rows = registry_events(logs, contracts, abis) + transfer_events(transfers, tracked)
     schema = polars_schema(ChainEventsModel)
     records = []
@@ -87,34 +94,13 @@ def frame_events(frame: pl.DataFrame) -> list[dict[str, Any]]:
     return out
 
 
-def registry_contracts(chain: ChainConfig, manifest_path: str | None) -> dict[str, str]:
-    """address -> registry for the chain: from the devnet manifest when present.
-
-    The manifest (written by `tools.devnet`) names the registry contracts by registry
-    (`identity`, `reputation`, `validation`) or by contract name, at the top level or under
-    `contracts`/`registries`; anything else in it is ignored.
-    """
-    if not manifest_path or not Path(manifest_path).exists():
-        return {}
-    doc = json.loads(Path(manifest_path).read_text())
-    if doc.get("chain_id") not in (None, chain.chain_id):
-        return {}
-    names = {
-        "identity": "identity", "identityregistry": "identity", "identity_registry": "identity",
-        "reputation": "reputation", "reputationregistry": "reputation",
-        "reputation_registry": "reputation", "validation": "validation",
-        "validationregistry": "validation", "validation_registry": "validation",
-    }  # fmt: skip
-    out: dict[str, str] = {}
-    for section in (doc, doc.get("contracts") or {}, doc.get("registries") or {}):
-        if not isinstance(section, Mapping):
-            continue
-        for k, v in section.items():
-            reg = names.get(str(k).lower())
-            addr = v.get("address") if isinstance(v, Mapping) else v
-            if reg and isinstance(addr, str) and addr.startswith("0x"):
-                out[addr.lower()] = reg
-    return out
+def contracts_summary(contracts: Sequence[ContractConfig]) -> str:
+    """What the materialisation's metadata says about the decoded contracts: one
+    `name (abi) address from block N` per contract, or that chains.yaml configures none."""
+    return (
+        "; ".join(f"{c.name} ({c.abi}) {c.address} from block {c.start_block}" for c in contracts)
+        or NO_CONTRACTS
+    )
 
 
 def _canonical_blocks(delta: DeltaStore, chain: ChainConfig, day: dt.date) -> dict[int, str]:
@@ -137,10 +123,6 @@ def _last_block(delta: DeltaStore, chain: ChainConfig, day: dt.date) -> tuple[in
     return int(row[0]), str(row[1])
 
 
-class ChainEventsConfig(dg.Config):
-    manifest_path: str | None = None  # default: $DEVNET_MANIFEST, else data/devnet/manifest.json
-
-
 @dg.asset(
     key=KEY,
     deps=[dg.AssetKey(["raw", "logs"]), dg.AssetKey(["core", "token_transfers"])],
@@ -155,8 +137,9 @@ class ChainEventsConfig(dg.Config):
             description="Every decoded event of the day is in the events table.",
         ),
     ],
-    description="One row per event of interest of the chain-day (8004 registry events, ERC-20 "
-    "transfers touching tracked wallets), inserted into PostgreSQL `events`.",
+    description="One row per event of interest of the chain-day (events of the contracts "
+    "listed under the chain's `contracts:` in chains.yaml, ERC-20 transfers touching tracked "
+    "wallets), inserted into PostgreSQL `events`.",
     backfill_policy=PER_CHAIN_DAY,
     retry_policy=TRANSIENT_RETRY,
     # follows its sources: today's partition is decoded again whenever they update
@@ -164,7 +147,6 @@ class ChainEventsConfig(dg.Config):
 )
 def chain_events(
     context: dg.AssetExecutionContext,
-    config: ChainEventsConfig,
     delta: dg.ResourceParam[DeltaStore],
     postgres: PostgresResource,
 ):
@@ -178,11 +160,9 @@ def chain_events(
         chain, "token_transfers", day, schema=polars_schema(TokenTransfersModel)
     )
     tracked = [w.address for w in load_portfolios(load_chains()).tracked_wallets(chain.name)]
-    manifest = config.manifest_path or dg.EnvVar("DEVNET_MANIFEST").get_value(DEFAULT_MANIFEST)
-    contracts = registry_contracts(chain, manifest)
-    frame = chain_events_frame(
-        logs, transfers, contracts=contracts, tracked=tracked, abis=load_registry_abis(BUILD_DIR)
-    )
+    if not chain.contracts:
+        context.log.info(f"{chain.name}: no contracts in chains.yaml, no registry events decoded")
+    frame = chain_events_frame(logs, transfers, contracts=chain.contracts, tracked=tracked)
     schema = yield from require_schema(
         ChainEventsModel,
         frame,
@@ -209,7 +189,7 @@ def chain_events(
             decoded=frame.height,
             already_present=frame.height - len(added),
             retracted=len(retracted),
-            registries=", ".join(sorted(set(contracts.values()))) or "(none configured)",
+            registries=contracts_summary(chain.contracts),
             tracked_wallets=len(tracked),
         )
     )

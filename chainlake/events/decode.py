@@ -1,6 +1,7 @@
-"""Decoding events of interest from the chain tables: the 8004 registries' logs by their ABI,
-and ERC-20 transfers touching tracked wallets. Pure functions over Polars frames with the
-columns of raw/logs and core/token_transfers; `assets/events/chain_events.py` feeds them a chain-day.
+"""Decoding events of interest from the chain tables: the logs of the contracts a chain lists
+in chains.yaml (`contracts:`), by their ABI from `chainlake/abis/`, and ERC-20 transfers
+touching tracked wallets. Pure functions over Polars frames with the columns of raw/logs and
+core/token_transfers; `assets/events/chain_events.py` feeds them a chain-day.
 
 ABI arguments map to the `events` columns by name (agentId -> agent_id, fileuri -> file_uri,
 ...); an argument without a column of its own is kept in `data`, so a registry contract that
@@ -9,22 +10,18 @@ grows an event argument loses nothing.
 
 from __future__ import annotations
 
-import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import polars as pl
 
-from chainlake.events.store import EVENT_COLUMNS, event_id
+from chainlake.abis import load_abi, registry_of
+from chainlake.config import ContractConfig
+from chainlake.events.columns import DECODED_COLUMNS
+from chainlake.events.store import event_id
 
-REGISTRY_CONTRACTS = {
-    "IdentityRegistry": "identity",
-    "ReputationRegistry": "reputation",
-    "ValidationRegistry": "validation",
-}
 # ABI argument names that do not simply snake-case into a column
 ARG_ALIASES = {
     "tokenuri": "token_uri", "agenturi": "token_uri", "newuri": "token_uri", "uri": "token_uri",
@@ -34,6 +31,13 @@ ARG_ALIASES = {
 }  # fmt: skip
 # bytes32 arguments that are digests (kept as hex), as opposed to short labels (tags)
 HASH_COLUMNS = {"file_hash", "request_hash", "response_hash"}
+# set from the log itself: an ABI argument of the same name goes to `data` instead
+LOG_COLUMNS = frozenset(
+    {"id", "chain_id", "block_number", "block_hash", "transaction_hash", "log_index",
+     "registry", "event_type", "timestamp", "data"}
+)  # fmt: skip
+# columns an ABI argument may fill
+ARG_COLUMNS = frozenset(c.name for c in DECODED_COLUMNS) - LOG_COLUMNS
 BIGINT_MAX = 2**63 - 1
 INT_MAX = 2**31 - 1
 
@@ -56,7 +60,7 @@ def column_for(arg: str) -> str | None:
     if key in ARG_ALIASES:
         return ARG_ALIASES[key]
     snake = _snake(arg)
-    return snake if snake in EVENT_COLUMNS and snake not in ("id", "data") else None
+    return snake if snake in ARG_COLUMNS else None
 
 
 def event_abis(registry: str, abi: Iterable[Mapping[str, Any]]) -> list[EventAbi]:
@@ -82,14 +86,16 @@ def event_abis(registry: str, abi: Iterable[Mapping[str, Any]]) -> list[EventAbi
     return out
 
 
-def load_registry_abis(build_dir: str | Path) -> dict[str, list[EventAbi]]:
-    """Registry name -> its events, from the devnet contracts' build artifacts."""
-    out: dict[str, list[EventAbi]] = {}
-    for contract, registry in REGISTRY_CONTRACTS.items():
-        path = Path(build_dir) / f"{contract}.json"
-        if path.exists():
-            out[registry] = event_abis(registry, json.loads(path.read_text())["abi"])
-    return out
+def abi_events(names: Iterable[str]) -> dict[str, list[EventAbi]]:
+    """ABI name -> its events, from the ABIs shipped in `chainlake/abis/`.
+
+    Args:
+        names: ABI names (`contracts[].abi` of chains.yaml).
+
+    Raises:
+        KeyError: a name is not a shipped ABI.
+    """
+    return {n: event_abis(registry_of(n), load_abi(n)) for n in sorted(set(names))}
 
 
 def _text_or_hex(raw: bytes) -> str:
@@ -168,19 +174,37 @@ def decode_log(ev: EventAbi, topics: list[str | None], data_hex: str) -> dict[st
 
 def registry_events(
     logs: pl.DataFrame,
-    contracts: Mapping[str, str],
-    abis: Mapping[str, list[EventAbi]],
+    contracts: Sequence[ContractConfig],
+    abis: Mapping[str, list[EventAbi]] | None = None,
 ) -> list[dict[str, Any]]:
-    """Events of the registry contracts at `contracts` (address -> registry) in a logs frame."""
+    """Events of the configured contracts in a logs frame.
+
+    A log is decoded when its address is one of `contracts`, its block is at or after that
+    contract's `start_block` and its topic0 is an event of that contract's ABI; other logs are
+    skipped.
+
+    Args:
+        logs: rows of raw/logs.
+        contracts: the chain's `contracts:` of chains.yaml.
+        abis: ABI name -> its events; default: the ABIs shipped in `chainlake/abis/`.
+
+    Returns:
+        One event row per decoded log (`events` columns, the rest in `data`).
+    """
     if logs.height == 0 or not contracts:
         return []
-    by_topic = {(ev.registry, ev.topic0): ev for evs in abis.values() for ev in evs}
-    addresses = {a.lower(): r for a, r in contracts.items()}
-    wanted = logs.filter(pl.col("address").is_in(list(addresses)))
+    if abis is None:
+        abis = abi_events(c.abi for c in contracts)
+    by_address = {c.address.lower(): c for c in contracts}
+    by_topic = {(c.address.lower(), ev.topic0): ev for c in contracts for ev in abis.get(c.abi, ())}
+    wanted = logs.filter(pl.col("address").is_in(list(by_address)))
     out = []
     for row in wanted.iter_rows(named=True):
-        registry = addresses[row["address"]]
-        ev = by_topic.get((registry, row["topic0"]))
+        contract = by_address[row["address"]]
+        # before its start block the address was not (yet) this contract
+        if row["block_number"] < contract.start_block:
+            continue
+        ev = by_topic.get((row["address"], row["topic0"]))
         if ev is None:
             continue
         fields = decode_log(
@@ -194,7 +218,7 @@ def registry_events(
                 "block_hash": row["block_hash"],
                 "transaction_hash": row["transaction_hash"],
                 "log_index": row["log_index"],
-                "registry": registry,
+                "registry": ev.registry,
                 "event_type": ev.name,
                 "timestamp": int(row["block_timestamp"].timestamp()),
                 **fields,

@@ -392,6 +392,11 @@ def test_manifest_and_config_files_load_with_the_project_loaders(
     assert chain.token("USDC").decimals == 6 and chain.token("LINK").decimals == 18
     assert chain.token("ETH").price_feed == m.native_price_feed
     assert chain.token("USDC").price_feed == m.price_feeds["USDC"]
+    # the deployed registries are the chain's contracts, from the first generated block
+    assert {c.name: (c.address, c.abi) for c in chain.contracts} == {
+        r: (a, f"{r}_registry") for r, a in m.registries.items()
+    }
+    assert {c.start_block for c in chain.contracts} == {m.day_blocks[0].first_block}
 
     portfolios_path = write_portfolios_yaml(tmp_path / "portfolios.yaml", m)
     book = load_portfolios(chains, portfolios_path)

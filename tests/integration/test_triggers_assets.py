@@ -1,10 +1,10 @@
 """events/chain_events and events/analytics_alerts materialised from Delta tables into a real
-PostgreSQL: decoded by the devnet contracts' ABI, idempotent on a second run, checkpoint moved."""
+PostgreSQL: the contracts of chains.yaml decoded by their shipped ABI (only at their address,
+from their start block), idempotent on a second run, checkpoint moved."""
 
 from __future__ import annotations
 
 import datetime as dt
-import json
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -18,10 +18,10 @@ from triggers_helpers import database
 
 from assets.core.balances import BalancesModel
 from assets.core.token_transfers import TokenTransfersModel
-from assets.events.chain_events import BUILD_DIR, analytics_alerts, chain_events
+from assets.events.chain_events import analytics_alerts, chain_events
 from chainlake.config import load_chains
 from chainlake.events import db, store
-from chainlake.events.decode import load_registry_abis
+from chainlake.events.decode import abi_events
 from chainlake.lake import DeltaStore
 from chainlake.raw.blocks import BlocksModel
 from chainlake.raw.logs import LogsModel
@@ -36,17 +36,18 @@ TS = dt.datetime(2026, 11, 2, 8, 0, tzinfo=dt.UTC)
 TREASURY = "0xf39fd6e51aad88f6f4ce6ab8827279cfffb92266"
 HOT = "0x70997970c51812dc3a010c7d01b50e0d17dc79c8"
 REPUTATION = "0x" + "5e" * 20
+START_BLOCK = 5
 TOKEN = "0x" + "aa" * 20
 
 
 @pytest.fixture
 def setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict]:
-    if not (BUILD_DIR / "ReputationRegistry.json").exists():
-        pytest.skip("devnet contract artifacts not built")
     chains = tmp_path / "chains.yaml"
     chains.write_text(yaml.safe_dump({"chains": [{
         "name": "devnet", "network": "devnet", "subnet": "local", "chain_id": 31337,
         "rpc_urls": ["http://127.0.0.1:9"], "confirmations": 0, "start_date": "2026-11-01",
+        "contracts": [{"name": "reputation", "address": REPUTATION.upper().replace("0X", "0x"),
+                       "abi": "reputation_registry", "start_block": START_BLOCK}],
     }]}))  # fmt: skip
     portfolios = tmp_path / "portfolios.yaml"
     portfolios.write_text(yaml.safe_dump({
@@ -59,11 +60,8 @@ def setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict]:
             # portfolios.yaml refuses it (tests/unit/test_portfolios.py)
         ],
     }))  # fmt: skip
-    manifest = tmp_path / "manifest.json"
-    manifest.write_text(json.dumps({"chain_id": 31337, "registries": {"reputation": REPUTATION}}))
     monkeypatch.setenv("CHAINS_CONFIG", str(chains))
     monkeypatch.setenv("PORTFOLIOS_CONFIG", str(portfolios))
-    monkeypatch.setenv("DEVNET_MANIFEST", str(manifest))
     chain = load_chains()["devnet"]
     delta = DeltaStore(root=str(tmp_path / "delta"))
     write_day(delta, chain)
@@ -79,15 +77,24 @@ def setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict]:
 
 
 def write_day(delta: DeltaStore, chain) -> None:
-    abi = {e.name: e for e in load_registry_abis(BUILD_DIR)["reputation"]}
+    abi = {e.name: e for e in abi_events(["reputation_registry"])["reputation_registry"]}
     fb = abi["NewFeedback"]
     base = {"chain_id": 31337, "date": DAY, "block_hash": "0x" + "ab" * 32, "block_timestamp": TS,
             "transaction_index": 0}  # fmt: skip
+    feedback = {
+        "topic0": fb.topic0, "topic1": "0x" + encode(["uint256"], [3]).hex(),
+        "topic2": "0x" + encode(["address"], [HOT]).hex(), "topic3": "0x" + b"quality".ljust(32, b"\0").hex(),
+        "data": "0x" + encode(["uint8", "bytes32", "string", "bytes32"], [12, b"\0" * 32, "", b"\0" * 32]).hex(),
+    }  # fmt: skip
     logs = [
-        {**base, "block_number": 5, "transaction_hash": "0x" + "01" * 32, "log_index": 0, "address": REPUTATION,
-         "topic0": fb.topic0, "topic1": "0x" + encode(["uint256"], [3]).hex(),
-         "topic2": "0x" + encode(["address"], [HOT]).hex(), "topic3": "0x" + b"quality".ljust(32, b"\0").hex(),
-         "data": "0x" + encode(["uint8", "bytes32", "string", "bytes32"], [12, b"\0" * 32, "", b"\0" * 32]).hex()},
+        # before the contract's start_block: not decoded
+        {**base, **feedback, "block_number": START_BLOCK - 1, "transaction_hash": "0x" + "04" * 32,
+         "log_index": 0, "address": REPUTATION},
+        {**base, **feedback, "block_number": START_BLOCK, "transaction_hash": "0x" + "01" * 32,
+         "log_index": 0, "address": REPUTATION},
+        # the same event from an address chains.yaml does not list: not decoded
+        {**base, **feedback, "block_number": START_BLOCK, "transaction_hash": "0x" + "05" * 32,
+         "log_index": 1, "address": "0x" + "5f" * 20},
     ]  # fmt: skip
     delta.replace_day(chain, "logs", DAY, conform(pl.DataFrame(logs), LogsModel))
     transfers = [
@@ -101,10 +108,17 @@ def write_day(delta: DeltaStore, chain) -> None:
         conform(pl.DataFrame(transfers, schema_overrides={"value": pl.Decimal(38, 0)}), TokenTransfersModel),
     )  # fmt: skip
     blocks = empty(BlocksModel)
-    row = {c: None for c in blocks.columns} | {
-        "chain_id": 31337, "date": DAY, "block_number": 7, "block_hash": "0x" + "77" * 32, "timestamp": TS,
-    }  # fmt: skip
-    blocks = pl.DataFrame([row], schema=blocks.schema)
+    # raw/blocks holds the blocks the logs and transfers are in (with their hash): events of a
+    # block missing from it are off-chain, and the second run would retract and re-add them
+    hashes = {n: base["block_hash"] for n in (START_BLOCK - 1, START_BLOCK, 6)} | {
+        7: "0x" + "77" * 32
+    }
+    rows = [
+        {c: None for c in blocks.columns}
+        | {"chain_id": 31337, "date": DAY, "block_number": n, "block_hash": h, "timestamp": TS}
+        for n, h in hashes.items()
+    ]
+    blocks = pl.DataFrame(rows, schema=blocks.schema)
     delta.replace_day(chain, "blocks", DAY, blocks)
     balances = [
         {"chain_id": 31337, "date": DAY, "address": TREASURY, "token_address": "0x" + "e" * 40, "token_symbol": "ETH",
@@ -157,5 +171,13 @@ def test_chain_events_and_alerts_into_postgres(setup: dict) -> None:
         for e in again.get_asset_materialization_events()
     }
     assert mats == {"events/chain_events": 0, "events/analytics_alerts": 0}
+    meta = next(
+        e.materialization.metadata
+        for e in again.get_asset_materialization_events()
+        if e.asset_key == dg.AssetKey(["events", "chain_events"])
+    )
+    assert meta["registries"].value == (
+        f"reputation (reputation_registry) {REPUTATION} from block {START_BLOCK}"
+    )
     with db.connection(url) as c:
         assert c.execute("SELECT count(*) AS n FROM events").fetchone()["n"] == len(rows)

@@ -15,11 +15,11 @@ import pytest
 from triggers_helpers import database, receiver
 
 from chainlake.events import db
-from chainlake.events.decode import load_registry_abis
+from chainlake.events.decode import abi_events
 from chainlake.events.evaluate import evaluate_batch
 from chainlake.events.spec import apply_spec, default_resolver, load_spec
 from tools.devnet.anvil import Anvil
-from tools.devnet.configs import write_chains_yaml, write_manifest, write_portfolios_yaml
+from tools.devnet.configs import REGISTRY_ABIS, write_chains_yaml, write_portfolios_yaml
 from tools.devnet.generator import generate
 
 pytestmark = pytest.mark.integration
@@ -40,7 +40,6 @@ def chain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
             "manifest": manifest,
             "chains": write_chains_yaml(cfg / "chains.yaml", manifest, rpc_urls=[node.rpc_url]),
             "portfolios": write_portfolios_yaml(cfg / "portfolios.yaml", manifest),
-            "manifest_path": write_manifest(cfg / "manifest.json", manifest),
         }
 
 
@@ -48,7 +47,6 @@ def chain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
 def env(chain: dict, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     monkeypatch.setenv("CHAINS_CONFIG", str(chain["chains"]))
     monkeypatch.setenv("PORTFOLIOS_CONFIG", str(chain["portfolios"]))
-    monkeypatch.setenv("DEVNET_MANIFEST", str(chain["manifest_path"]))
     return tmp_path / "delta"
 
 
@@ -56,7 +54,7 @@ def test_local_chain_events_fire_the_example_triggers(
     chain: dict, env: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from assets.core.token_transfers import token_transfers
-    from assets.events.chain_events import BUILD_DIR, chain_events
+    from assets.events.chain_events import chain_events
     from assets.raw.chain_tables import raw_chain_tables
     from chainlake.actions.base import Secrets
     from chainlake.actions.deliver import Deliverer, default_senders
@@ -81,7 +79,7 @@ def test_local_chain_events_fire_the_example_triggers(
         # every log of a registry contract whose topic the ABI knows became an event
         logs = pl.read_delta(str(env / "devnet" / "local" / "logs"))
         registries = {a.lower(): r for r, a in manifest.registries.items()}
-        topics = {e.topic0 for evs in load_registry_abis(BUILD_DIR).values() for e in evs}
+        topics = {e.topic0 for evs in abi_events(REGISTRY_ABIS.values()).values() for e in evs}
         expected = logs.filter(
             pl.col("address").is_in(list(registries)) & pl.col("topic0").is_in(list(topics))
         )

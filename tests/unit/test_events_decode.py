@@ -3,21 +3,21 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 
 import polars as pl
 from eth_abi import encode
 from eth_utils import keccak
 
 from assets.events.chain_events import (
+    NO_CONTRACTS,
     ChainEventsModel,
     chain_events_frame,
+    contracts_summary,
     frame_events,
-    registry_contracts,
 )
-from chainlake.config import ChainConfig
+from chainlake.config import ContractConfig
 from chainlake.events.alerts import Alert, dataset_of, fire_alerts
-from chainlake.events.decode import event_abis
+from chainlake.events.decode import abi_events, event_abis, registry_events
 
 TS = dt.datetime(2026, 11, 2, 12, 0, tzinfo=dt.UTC)
 IDENTITY = "0x5fbdb2315678afecb367f032d93f642f64180aa3"
@@ -32,18 +32,19 @@ def ev(name: str, inputs: list[tuple[str, str, bool]]) -> dict:
             "inputs": [{"name": n, "type": t, "indexed": i} for n, t, i in inputs]}  # fmt: skip
 
 
-# The devnet contracts' events (tools/devnet/contracts/*.sol), as their ABI says them.
+# The devnet contracts' events (tools/devnet/contracts/*.sol), as their ABI says them, by the
+# name of their ABI in chainlake/abis/.
 ABIS = {
-    "identity": event_abis("identity", [
+    "identity_registry": event_abis("identity", [
         ev("Registered", [("agentId", "uint256", True), ("tokenURI", "string", False), ("owner", "address", True)]),
         ev("MetadataSet", [("agentId", "uint256", True), ("indexedKey", "string", True), ("key", "string", False), ("value", "bytes", False)]),
     ]),
-    "reputation": event_abis("reputation", [
+    "reputation_registry": event_abis("reputation", [
         ev("NewFeedback", [("agentId", "uint256", True), ("clientAddress", "address", True), ("score", "uint8", False),
                            ("tag1", "bytes32", True), ("tag2", "bytes32", False), ("fileuri", "string", False), ("filehash", "bytes32", False)]),
         ev("FeedbackRevoked", [("agentId", "uint256", True), ("clientAddress", "address", True), ("feedbackIndex", "uint64", True)]),
     ]),
-    "validation": event_abis("validation", [
+    "validation_registry": event_abis("validation", [
         ev("ValidationResponse", [("validatorAddress", "address", True), ("agentId", "uint256", True), ("requestHash", "bytes32", True),
                                   ("response", "uint8", False), ("responseUri", "string", False), ("responseHash", "bytes32", False), ("tag", "bytes32", False)]),
     ]),
@@ -65,7 +66,7 @@ def log(
     block: int,
     index: int,
 ) -> dict:
-    sig = next(e for e in ABIS[registry] if e.name == name)
+    sig = next(e for e in ABIS[f"{registry}_registry"] if e.name == name)
     topics = [sig.topic0] + [topic(t, v) for t, v in indexed]
     topics += [None] * (4 - len(topics))
     return {
@@ -105,8 +106,21 @@ def transfers_frame() -> pl.DataFrame:
     return pl.DataFrame(rows)
 
 
+def contract(name: str, address: str, start_block: int = 0) -> ContractConfig:
+    return ContractConfig(
+        name=name, address=address, abi=f"{name}_registry", start_block=start_block
+    )
+
+
+CONTRACTS = [
+    contract("identity", IDENTITY),
+    contract("reputation", REPUTATION),
+    contract("validation", VALIDATION),
+]
+
+
 def test_registry_and_transfer_events() -> None:
-    contracts = {IDENTITY: "identity", REPUTATION: "reputation", VALIDATION: "validation"}
+    contracts = CONTRACTS
     frame = chain_events_frame(
         logs_frame(), transfers_frame(), contracts=contracts, tracked=[CLIENT], abis=ABIS
     )
@@ -154,14 +168,43 @@ def test_registry_and_transfer_events() -> None:
     )
 
 
-def test_manifest_addresses(tmp_path) -> None:
-    chain = ChainConfig(name="devnet", network="devnet", subnet="local", chain_id=31337,
-                        rpc_urls=("http://127.0.0.1:8545",), start_date=dt.date(2026, 11, 1))  # fmt: skip
-    p = tmp_path / "manifest.json"
-    p.write_text(json.dumps({"chain_id": 31337, "contracts": {"IdentityRegistry": IDENTITY.upper().replace("0X", "0x"),
-                             "reputation_registry": {"address": REPUTATION}, "token": "0x" + "aa" * 20}}))  # fmt: skip
-    assert registry_contracts(chain, str(p)) == {IDENTITY: "identity", REPUTATION: "reputation"}
-    assert registry_contracts(chain, str(tmp_path / "missing.json")) == {}
+def test_only_configured_contracts_from_their_start_block_are_decoded() -> None:
+    logs = logs_frame()
+    # the identity registry alone, from block 10: both of its logs (blocks 10) are decoded
+    only_identity = registry_events(logs, [contract("identity", IDENTITY, 10)], ABIS)
+    assert [(e["id"], e["registry"]) for e in only_identity] == [
+        ("31337-10-0", "identity"),
+        ("31337-10-1", "identity"),
+    ]
+    # from block 11: its logs at block 10 are before the contract, not decoded
+    assert registry_events(logs, [contract("identity", IDENTITY, 11)], ABIS) == []
+    # reputation from block 12: the feedback of block 11 is skipped, the revocation is not
+    late = registry_events(logs, [contract("reputation", REPUTATION, 12)], ABIS)
+    assert [(e["id"], e["event_type"]) for e in late] == [("31337-12-3", "FeedbackRevoked")]
+    # the same Registered log at 0x9999… (block 13) is decoded once that address is configured
+    other = "0x" + "99" * 20
+    assert [e["id"] for e in registry_events(logs, [contract("identity", other)], ABIS)] == [
+        "31337-13-0"
+    ]
+    # no contracts: no registry events, only the tracked-wallet transfer
+    frame = chain_events_frame(logs, transfers_frame(), contracts=[], tracked=[CLIENT], abis=ABIS)
+    assert frame["registry"].to_list() == ["erc20"]
+
+
+def test_an_address_is_decoded_with_its_own_abi() -> None:
+    """The identity registry's log read as if the address were a reputation registry: no
+    event (topic0 is not one of that ABI's), rather than a wrong one."""
+    wrong = ContractConfig(
+        name="mislabelled", address=IDENTITY, abi="reputation_registry", start_block=0
+    )
+    assert registry_events(logs_frame(), [wrong], ABIS) == []
+
+
+def test_metadata_says_when_no_contracts_are_configured() -> None:
+    assert contracts_summary([]) == NO_CONTRACTS == "(none configured in chains.yaml)"
+    assert contracts_summary([contract("identity", IDENTITY, 5)]) == (
+        f"identity (identity_registry) {IDENTITY} from block 5"
+    )
 
 
 def test_alerts_fire_once_per_subject_and_day() -> None:
@@ -194,18 +237,16 @@ def test_alerts_fire_once_per_subject_and_day() -> None:
     assert dataset_of(alerts[2].expression) == "risk_metrics" and dataset_of("balance < 1") is None
 
 
-def test_the_devnet_artifacts_decode_like_the_sources_say() -> None:
-    """The ABIs in tools/devnet/contracts/build give the topics the hand-written ABIs give."""
-    import pytest
-
-    from assets.events.chain_events import BUILD_DIR
-    from chainlake.events.decode import load_registry_abis
-
-    built = load_registry_abis(BUILD_DIR)
-    if not built:
-        pytest.skip("devnet contract artifacts not built")
-    for registry, events in ABIS.items():
-        by_name = {e.name: e for e in built[registry]}
+def test_the_shipped_abis_decode_like_the_sources_say() -> None:
+    """The ABIs in chainlake/abis give the topics and arguments the hand-written ABIs give, and
+    decoding with them (the default) finds every registry event of the fixture."""
+    shipped = abi_events(ABIS)
+    for name, events in ABIS.items():
+        by_name = {e.name: e for e in shipped[name]}
         for e in events:
-            assert by_name[e.name].topic0 == e.topic0, (registry, e.name)
+            assert by_name[e.name].topic0 == e.topic0, (name, e.name)
             assert by_name[e.name].inputs == e.inputs
+            assert by_name[e.name].registry == e.registry
+    assert registry_events(logs_frame(), CONTRACTS) == registry_events(
+        logs_frame(), CONTRACTS, ABIS
+    )

@@ -2,7 +2,11 @@
 
 chains.yaml follows ``chainlake.config`` (one ``chains:`` entry, network ``devnet``, subnet
 ``local``). The native coin is listed among the tokens under ``0xeeee…eeee`` so it carries the
-ETH/USD feed; ``core/balances`` treats that address as the native coin, not an ERC-20.
+ETH/USD feed; ``core/balances`` treats that address as the native coin, not an ERC-20. The
+deployed 8004 registries are the entry's ``contracts:`` (what ``events/chain_events`` decodes)::
+
+    contracts:
+      - {name: identity, address: "0x…", abi: identity_registry, start_block: 0}
 
 portfolios.yaml follows ``chainlake.portfolios`` (issue 4)::
 
@@ -38,6 +42,12 @@ import yaml
 from tools.devnet.manifest import DevnetManifest
 
 NATIVE_TOKEN_ADDRESS = "0x" + "e" * 40
+# the ABI (chainlake/abis/) of each registry the generator deploys
+REGISTRY_ABIS = {
+    "identity": "identity_registry",
+    "reputation": "reputation_registry",
+    "validation": "validation_registry",
+}
 DEFAULT_MANIFEST_PATH = Path("data/devnet/manifest.json")
 RISK_PROFILES = {"treasury": "conservative", "trading": "aggressive", "operations": "moderate"}
 HEADER = "# Written by tools.devnet for the local chain (seed {seed}); regenerate, do not edit.\n"
@@ -81,9 +91,23 @@ def chain_entry(
             }
             for t in manifest.tokens
         ],
+        "contracts": registry_contracts(manifest),
     }
     ChainConfig.model_validate(entry)
     return entry
+
+
+def registry_contracts(manifest: DevnetManifest) -> list[dict[str, Any]]:
+    """The ``contracts:`` of the devnet entry: the deployed registries with their ABIs.
+
+    They are deployed in the setup blocks of the first generated day, so decoding starts at its
+    first block.
+    """
+    start = manifest.day_blocks[0].first_block if manifest.day_blocks else 0
+    return [
+        {"name": registry, "address": address, "abi": REGISTRY_ABIS[registry], "start_block": start}
+        for registry, address in sorted(manifest.registries.items())
+    ]
 
 
 def write_chains_yaml(
@@ -186,7 +210,7 @@ def write_registry_addresses(path: str | Path, manifest: DevnetManifest) -> Path
     """Set ``chain_id`` and ``registries`` in the manifest JSON at ``path``, keeping the rest.
 
     ``write_manifest`` already writes them; this is for a file that holds only the registries
-    (the trigger engine reads nothing else) or one written by hand.
+    or one written by hand. The pipelines read the registries from chains.yaml, not from here.
     """
     p = Path(path)
     doc: dict[str, Any] = json.loads(p.read_text()) if p.exists() else {}

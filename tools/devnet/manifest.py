@@ -1,8 +1,9 @@
 """What the devnet generator produced: a frozen, JSON-serialisable description of the chain.
 
-Addresses are lowercase hex. ``data/devnet/manifest.json`` holds ``DevnetManifest.to_json()``;
-its ``registries`` section (identity / reputation / validation -> address) is what the trigger
-engine reads.
+Addresses are lowercase hex. ``data/devnet/manifest.json`` holds ``DevnetManifest.to_json()``,
+the devnet's own record; the pipelines do not read it. Its ``registries`` section (identity /
+reputation / validation -> address) goes into the generated chains.yaml as the chain's
+``contracts:`` (``tools.devnet.configs.chain_entry``), which is what ``events/chain_events`` reads.
 """
 
 from __future__ import annotations
