@@ -36,12 +36,15 @@ class ConfigError(ValueError):
 
 
 def normalize_address(value: str) -> str:
+    """`value` as a lowercase address; ValueError unless it is `0x` and 40 hex digits."""
     if not isinstance(value, str) or not ADDRESS_RE.match(value):
         raise ValueError(f"not a 20-byte hex address: {value!r}")
     return value.lower()
 
 
 class TokenConfig(BaseModel):
+    """An ERC-20 token tracked on a chain, with its optional Chainlink-style price feed."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     symbol: str = Field(min_length=1, max_length=32)
@@ -81,6 +84,8 @@ PATH_SEGMENT_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 
 
 class ChainConfig(BaseModel):
+    """One chain of chains.yaml: where its node is, how to read it, and what is tracked on it."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str
@@ -142,6 +147,7 @@ class ChainConfig(BaseModel):
         return v
 
     def token(self, symbol_or_address: str) -> TokenConfig:
+        """The chain's token with this symbol or address (case-insensitive); KeyError if none."""
         key = symbol_or_address.lower()
         for t in self.tokens:
             if t.symbol.lower() == key or t.address == key:
@@ -158,6 +164,7 @@ def _format_validation_error(path: Path, chain: str, err: ValidationError) -> st
 
 
 def chains_config_path() -> Path:
+    """The chains file: `$CHAINS_CONFIG`, else config/chains.yaml."""
     return Path(os.environ.get("CHAINS_CONFIG") or DEFAULT_CHAINS_CONFIG)
 
 
@@ -201,6 +208,7 @@ def load_chains(path: str | Path | None = None) -> dict[str, ChainConfig]:
 
 
 def get_chain(chains: Mapping[str, ChainConfig], name: str, *, source: str = "") -> ChainConfig:
+    """The chain named `name`; a ConfigError listing the configured chains if there is none."""
     try:
         return chains[name]
     except KeyError:

@@ -113,6 +113,8 @@ def project_tables(conn: Conn) -> list[str]:
 
 @dataclass(frozen=True)
 class Column:
+    """A stored column of a table and how it is written to Arrow in backups."""
+
     name: str
     pg_type: str
     arrow: str  # "native" or "text"
@@ -148,6 +150,8 @@ def _arrow_schema(columns: Sequence[Column]) -> pa.Schema:
 
 @dataclass
 class MigrationStatus:
+    """How the events database stands against the code's migrations."""
+
     database_exists: bool
     current: str | None
     head: str
@@ -156,6 +160,8 @@ class MigrationStatus:
 
     @property
     def up_to_date(self) -> bool:
+        """Whether the database exists, has no pending revision and no table outside the
+        migrations."""
         return self.database_exists and not self.pending and not self.untracked_tables
 
 
@@ -166,12 +172,14 @@ def _script(url: str):
 
 
 def database_exists(url: str) -> bool:
+    """Whether the database of `url` exists on its server."""
     admin, name = events_db._maintenance_url(url)
     with psycopg.connect(admin, autocommit=True, connect_timeout=10) as conn:
         return bool(_one(conn, "SELECT 1 FROM pg_database WHERE datname = %s", (name,)))
 
 
 def migration_status(url: str, target: str = "head") -> MigrationStatus:
+    """The database's revision, the revisions still to apply up to `target`, and stray tables."""
     script = _script(url)
     head = script.get_revision(target)
     if head is None:
@@ -194,6 +202,7 @@ def migration_status(url: str, target: str = "head") -> MigrationStatus:
 
 
 def database_has_rows(url: str) -> bool:
+    """Whether any of the project's tables holds a row."""
     with events_db.connection(url) as conn:
         for table in project_tables(conn):
             q = sql.SQL("SELECT EXISTS (SELECT 1 FROM {}) AS x").format(sql.Identifier(table))
@@ -228,6 +237,8 @@ def drop_project_schema(url: str) -> list[str]:
 
 @dataclass
 class TableBackup:
+    """One table's file in a backup: its row count and columns."""
+
     name: str
     file: str
     rows: int
@@ -236,6 +247,8 @@ class TableBackup:
 
 @dataclass
 class Manifest:
+    """The manifest.json of a backup directory: where it came from and what tables it holds."""
+
     format: str
     created_at: str
     database: str
@@ -245,6 +258,7 @@ class Manifest:
 
     @classmethod
     def read(cls, directory: Path) -> Manifest:
+        """Read and check the manifest of the backup in `directory`."""
         path = directory / "manifest.json"
         try:
             raw = json.loads(path.read_text())
@@ -258,6 +272,7 @@ class Manifest:
         return cls(**raw)
 
     def write(self, directory: Path) -> None:
+        """Write the manifest into `directory`."""
         (directory / "manifest.json").write_text(json.dumps(asdict(self), indent=2) + "\n")
 
 
@@ -453,6 +468,8 @@ def _reset_sequences(conn: Conn, table: str, columns: Sequence[str]) -> None:
 
 @dataclass
 class Health:
+    """The outcome of `health`: ok, the problems found and every check's measurements."""
+
     ok: bool
     problems: list[str]
     checks: dict[str, Any]

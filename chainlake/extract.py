@@ -67,10 +67,12 @@ class DayRange:
 
     @property
     def empty(self) -> bool:
+        """Whether the range holds no block (the chain has not reached the day)."""
         return self.last_block < self.first_block
 
     @property
     def block_count(self) -> int:
+        """The number of blocks in the range."""
         return max(0, self.last_block - self.first_block + 1)
 
 
@@ -82,6 +84,7 @@ class BlockTimestamps:
         self._cache: dict[int, int] = {}
 
     def __call__(self, number: int) -> int:
+        """The timestamp of block `number`."""
         return self.many([number])[0]
 
     def many(self, numbers: Sequence[int]) -> list[int]:
@@ -133,6 +136,7 @@ def first_block_at_or_after(
 
 
 def confirmed_head(client: RpcClient, confirmations: int) -> int:
+    """The highest block with `confirmations` blocks on top of it (-1 before there is one)."""
     return max(-1, int(client.call("eth_blockNumber"), 16) - confirmations)
 
 
@@ -144,6 +148,7 @@ def find_day_range(
     timestamps: BlockTimestamps | None = None,
     head: int | None = None,
 ) -> DayRange:
+    """The blocks of `day` (UTC) up to the confirmed head, found by binary search on timestamps."""
     ts_of = timestamps or BlockTimestamps(client)
     head = confirmed_head(client, confirmations) if head is None else head
     start, end = day_bounds(day)
@@ -178,10 +183,12 @@ class Chunk:
 
     @property
     def numbers(self) -> list[int]:
+        """The block numbers of the chunk, in order."""
         return [int(n, 16) for n in self.blocks["number"].to_list()]
 
     @property
     def tx_count(self) -> int:
+        """The number of transactions in the chunk."""
         return self.receipts.height
 
 
@@ -211,6 +218,7 @@ class BlockReader:
         self.block_receipts = True  # False once the node turns out to lack eth_getBlockReceipts
 
     def read(self, numbers: Sequence[int]) -> Chunk:
+        """Read blocks `numbers` with their transactions and receipts."""
         raw = self.client.batch_frame(
             [("eth_getBlockByNumber", [hex(n), True]) for n in numbers], RPC_BLOCK
         )
@@ -304,12 +312,15 @@ class StagedExtract:
     hashes: dict[int, str] = field(default_factory=dict)
 
     def days(self, table: str) -> list[dt.date]:
+        """The days staged for `table`, in order."""
         return sorted({dt.date.fromisoformat(p.parent.name[5:]) for p in self.files[table]})
 
     def day_files(self, table: str, day: dt.date) -> list[Path]:
+        """The staged files of `table` for `day`."""
         return [p for p in self.files[table] if p.parent.name == f"date={day.isoformat()}"]
 
     def reader(self, table: str) -> pa.RecordBatchReader:
+        """Stream the staged rows of `table`, with their `date` column."""
         schema = arrow_schema(RAW_TABLES[table])
         if not self.files[table]:
             return pa.RecordBatchReader.from_batches(schema, iter(()))
@@ -333,6 +344,7 @@ class StagedExtract:
         return pl.from_arrow(reader.schema.empty_table())  # type: ignore[return-value]
 
     def frame(self, table: str, columns: list[str] | None = None) -> pl.DataFrame:
+        """All staged rows of `table` in memory (only `columns`, if given)."""
         return pl.from_arrow(self.reader(table).read_all()).select(columns or pl.all())  # type: ignore[union-attr]
 
 
@@ -422,6 +434,8 @@ def stage_range(
 
 
 class ReorgDuringRead(RuntimeError):
+    """A block read does not have the previous block as parent: the chain changed under the read."""
+
     def __init__(self, number: int) -> None:
         super().__init__(
             f"block {number} does not extend the block read before it: reorg during read"
@@ -430,4 +444,5 @@ class ReorgDuringRead(RuntimeError):
 
 
 def stage_dir(prefix: str) -> tempfile.TemporaryDirectory[str]:
+    """A temporary staging directory named after `prefix`, removed on cleanup."""
     return tempfile.TemporaryDirectory(prefix=f"chainlake-{prefix}-")

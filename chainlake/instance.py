@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+import click
 import psycopg
 from psycopg import sql
 
@@ -51,6 +52,7 @@ def ensure_database(url: str) -> bool:
 
 
 def link_config(dagster_home: Path) -> Path:
+    """Point `$DAGSTER_HOME/dagster.yaml` at the project's dagster.yaml (a symlink)."""
     dagster_home.mkdir(parents=True, exist_ok=True)
     target = dagster_home / "dagster.yaml"
     if target.is_symlink() or target.exists():
@@ -71,6 +73,7 @@ def set_pool_limits(limits: dict[str, int] | None = None) -> None:
 
 
 def ensure_instance(dagster_home: Path, postgres_url: str) -> None:
+    """Make the Dagster instance usable: its database, its dagster.yaml and its pool limits."""
     os.environ["DAGSTER_HOME"] = str(dagster_home)
     os.environ["DAGSTER_POSTGRES_URL"] = postgres_url
     ensure_database(postgres_url)
@@ -79,19 +82,20 @@ def ensure_instance(dagster_home: Path, postgres_url: str) -> None:
 
 
 def main() -> int:
+    """Set up the instance of `$DAGSTER_HOME` (`python -m chainlake.instance`); the exit status."""
     home = os.environ.get("DAGSTER_HOME")
     if not home:
-        print("chainlake.instance: DAGSTER_HOME is not set", file=sys.stderr)
+        click.echo("chainlake.instance: DAGSTER_HOME is not set", err=True)
         return 2
     url = os.environ.get("DAGSTER_POSTGRES_URL") or DEFAULT_DAGSTER_POSTGRES_URL
     try:
         ensure_instance(Path(home).resolve(), url)
     except (psycopg.Error, ValueError, OSError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        print(f"chainlake.instance: {first}", file=sys.stderr)
+        click.echo(f"chainlake.instance: {first}", err=True)
         return 1
     limits = ", ".join(f"{k}={v}" for k, v in POOL_LIMITS.items())
-    print(
+    click.echo(
         f"Dagster instance at {home} (PostgreSQL {urlsplit(url).path.lstrip('/')}); pools {limits}"
     )
     return 0

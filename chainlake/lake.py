@@ -51,6 +51,7 @@ Data: TypeAlias = (
 
 
 def day_predicate(day: dt.date) -> str:
+    """The Delta predicate selecting one day's partition."""
     # deltalake predicates take no bound parameters; a date's ISO form is the only value here.
     return f"{PARTITION_COLUMN} = '{day.isoformat()}'"
 
@@ -76,6 +77,7 @@ class DeltaStore:
 
     @property
     def region(self) -> str:
+        """The S3 region: configured, else from the environment, else us-east-1."""
         return (
             self.s3_region
             or os.environ.get("AWS_REGION")
@@ -85,10 +87,12 @@ class DeltaStore:
 
     @property
     def bucket(self) -> str:
+        """The S3 bucket of an `s3://` root."""
         return urlparse(self.root).netloc
 
     @property
     def prefix(self) -> str:
+        """The key prefix under the bucket of an `s3://` root."""
         return urlparse(self.root).path.strip("/")
 
     def _s3(self) -> Any:
@@ -162,9 +166,11 @@ class DeltaStore:
 
     @property
     def is_s3(self) -> bool:
+        """Whether the tables live in S3 (or an S3-compatible server)."""
         return self.root.startswith("s3://")
 
     def storage_options(self) -> dict[str, str]:
+        """The delta-rs storage options for S3 (region, endpoint, credentials); empty when local."""
         if not self.is_s3:
             return {}
         opts = {"AWS_REGION": self.region}
@@ -179,6 +185,7 @@ class DeltaStore:
         return opts
 
     def table_uri(self, chain: ChainConfig, table: str) -> str:
+        """Where the chain's `table` lives: `<root>/<network>/<subnet>/<table>`."""
         return f"{self.root.rstrip('/')}/{chain.network}/{chain.subnet}/{table}"
 
     def _table(self, uri: str) -> DeltaTable | None:
@@ -188,9 +195,11 @@ class DeltaStore:
             return None
 
     def exists(self, chain: ChainConfig, table: str) -> bool:
+        """Whether the chain's `table` exists."""
         return self._table(self.table_uri(chain, table)) is not None
 
     def columns(self, chain: ChainConfig, table: str) -> list[str]:
+        """The column names of the chain's `table` (none if it does not exist)."""
         t = self._table(self.table_uri(chain, table))
         return [] if t is None else [f.name for f in t.schema().fields]
 
@@ -331,6 +340,7 @@ class DeltaStore:
         )
 
     def append(self, chain: ChainConfig, table: str, data: Data) -> int:
+        """Append rows to the chain's `table`; returns the number written."""
         return self._write(self.table_uri(chain, table), data, mode="append", day=None)
 
     def replace_where(
@@ -406,6 +416,7 @@ class DeltaStore:
     # -- reads ----------------------------------------------------------------------------
 
     def scan(self, chain: ChainConfig, table: str) -> pl.LazyFrame | None:
+        """A lazy scan of the chain's `table`, or None when it does not exist."""
         uri = self.table_uri(chain, table)
         if self._table(uri) is None:
             return None
@@ -442,9 +453,11 @@ class DeltaStore:
         columns: Sequence[str] | None = None,
         schema: pl.Schema | None = None,
     ) -> pl.DataFrame:
+        """The rows of one day (see `read_days`)."""
         return self.read_days(chain, table, [day], columns, schema)
 
     def history(self, chain: ChainConfig, table: str, limit: int = 1) -> list[dict[str, Any]]:
+        """The table's latest `limit` commits, newest first (none if it does not exist)."""
         t = self._table(self.table_uri(chain, table))
         return [] if t is None else t.history(limit)
 

@@ -37,6 +37,17 @@ def table_metadata(
     preview_frame: pl.DataFrame | None = None,
     **extra: Any,
 ) -> dict[str, Any]:
+    """The materialization metadata every table write reports.
+
+    Args:
+        rows_written: Rows written (also Dagster's `dagster/row_count`).
+        seconds: How long the write took.
+        preview_frame: Rows to show as a Markdown preview.
+        **extra: More entries; those that are None are left out.
+
+    Returns:
+        The metadata, with the write rate in rows per second.
+    """
     md: dict[str, Any] = {
         "dagster/row_count": rows_written,
         "rows_written": rows_written,
@@ -88,7 +99,9 @@ def line_chart(
     height: int = 180,
 ) -> dg.MetadataValue:
     """A small line chart as Markdown metadata: one line per series of (x, y) points, x in
-    order (dates or labels), None or NaN leaving a gap. For example, in an asset:
+    order (dates or labels), None or NaN leaving a gap.
+
+    For example, in an asset:
 
         metadata["value_chart"] = line_chart(
             {"total_value": list(zip(days, values))}, title="Portfolio value (USD)"

@@ -56,6 +56,7 @@ def _parse(partition_key: str) -> dict[str, str]:
 
 
 def chain_day_key(chain: str, day: dt.date) -> dg.MultiPartitionKey:
+    """The partition key of `chain` on `day`."""
     return dg.MultiPartitionKey({CHAIN_DIM: chain, DATE_DIM: day.isoformat()})
 
 

@@ -56,6 +56,8 @@ def stable_id(kind: str, key: str) -> uuid.UUID:
 
 
 class WalletConfig(BaseModel):
+    """A tracked wallet: its address on one chain."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str = Field(min_length=1, max_length=128)
@@ -68,10 +70,13 @@ class WalletConfig(BaseModel):
 
     @property
     def id(self) -> uuid.UUID:
+        """The wallet's stable id, derived from its chain and address."""
         return stable_id("wallet", f"{self.chain}:{self.address}")
 
 
 class PortfolioConfig(BaseModel):
+    """A portfolio of wallets on one chain, with its risk profile and target allocation."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     id: str
@@ -104,6 +109,8 @@ class PortfolioConfig(BaseModel):
 
 
 class AlertConfig(BaseModel):
+    """An alert of portfolios.yaml: a question in natural language and its expression."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str = Field(min_length=1, max_length=255)
@@ -126,6 +133,7 @@ class AlertConfig(BaseModel):
 
     @property
     def id(self) -> uuid.UUID:
+        """The alert's stable id, derived from its name."""
         return stable_id("alert", self.name)
 
 
@@ -144,6 +152,7 @@ class PortfolioBook(BaseModel):
         return [w for w in self.wallets if w.chain == chain and w.active]
 
     def portfolios_on(self, chain: str) -> list[PortfolioConfig]:
+        """The active portfolios of `chain`."""
         return [p for p in self.portfolios if p.chain == chain and p.active]
 
     def portfolio_wallets(self, chain: str) -> pl.DataFrame:
@@ -155,6 +164,7 @@ class PortfolioBook(BaseModel):
 
 
 def portfolios_config_path() -> Path:
+    """The portfolios file: `$PORTFOLIOS_CONFIG`, else config/portfolios.yaml."""
     return Path(os.environ.get("PORTFOLIOS_CONFIG") or DEFAULT_PORTFOLIOS_CONFIG)
 
 
@@ -340,8 +350,7 @@ def load_portfolios(
     except FileNotFoundError:
         source = "PORTFOLIOS_CONFIG" if os.environ.get("PORTFOLIOS_CONFIG") else "the default"
         raise ConfigError(
-            f"{p}: no such file ({source}); to track no wallets, give a file with "
-            "'wallets: []'"
+            f"{p}: no such file ({source}); to track no wallets, give a file with 'wallets: []'"
         ) from None
     except IsADirectoryError:
         raise ConfigError(f"{p}: is a directory, not a portfolios.yaml file") from None

@@ -82,6 +82,8 @@ _AUDIT_SCHEMA = pl.Schema(
 
 @dataclass(frozen=True)
 class ReplacedBlock:
+    """A stored block that the reorg replaced."""
+
     number: int
     old_hash: str
     new_hash: str | None  # None: the node's chain does not reach this height (yet)
@@ -89,6 +91,8 @@ class ReplacedBlock:
 
 @dataclass
 class ReorgReport:
+    """What a reorg repair found and rewrote, for the run's log and metadata."""
+
     chain: str
     ancestor: int
     old_tip: int
@@ -99,6 +103,7 @@ class ReorgReport:
     new_tip: int | None = None
 
     def summary(self) -> str:
+        """The report as text: the ancestor, the days rewritten and (up to 50) replaced blocks."""
         lines = [
             f"{self.chain}: reorg after block {self.ancestor} (checkpoint was {self.old_tip}); "
             f"{len(self.replaced)} block(s) replaced, days "
@@ -133,10 +138,12 @@ def node_headers(
 
 
 def node_hashes(client: RpcClient, numbers: Iterable[int]) -> dict[int, str | None]:
+    """The node's hash of each block number (None where the node has no such block)."""
     return {n: h for n, (h, _) in node_headers(client, numbers).items()}
 
 
 def stored_hashes(store: DeltaStore, chain: ChainConfig, lo: int, hi: int) -> pl.DataFrame:
+    """The stored blocks between `lo` and `hi` (inclusive): number, hash and day."""
     lf = store.scan(chain, "blocks")
     if lf is None:
         return pl.DataFrame(
@@ -150,6 +157,7 @@ def stored_hashes(store: DeltaStore, chain: ChainConfig, lo: int, hi: int) -> pl
 
 
 def diverged(client: RpcClient, cp: Checkpoint) -> bool:
+    """Whether the node's block at the checkpoint's height has another hash (or is gone)."""
     block = client.call("eth_getBlockByNumber", [hex(cp.block_number), False])
     return block is None or str(block["hash"]).lower() != cp.block_hash.lower()
 
@@ -217,6 +225,11 @@ def repair(
     confirmations: int,
     now: Callable[[], dt.datetime],
 ) -> ReorgReport:
+    """Replace every stored block after `ancestor` with the node's, in the steps of this module.
+
+    Returns:
+        The blocks replaced, the days rewritten and the rows written and deleted per table.
+    """
     orphans = (
         store.scan(chain, "blocks")
         .filter(pl.col("block_number") > ancestor)  # type: ignore[union-attr]

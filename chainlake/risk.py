@@ -64,7 +64,7 @@ def window_figures(
 
     `returns`: (portfolios, days), NaN where there is no return. Each result has the same
     shape; undefined figures are NaN."""
-    p, d = returns.shape
+    p = returns.shape[0]
     padded = np.concatenate([np.full((p, window - 1), np.nan), returns], axis=1)
     win = sliding_window_view(padded, window, axis=1)  # (p, d, window), a view
     valid = ~np.isnan(win)
@@ -161,8 +161,9 @@ def window_risk(
         np.concatenate([np.zeros((len(keys), 1), dtype=np.int64), present], axis=1), axis=1
     )
     cols = np.array([(d - first).days for d in as_of])
-    has_row = (rows_in_window[:, cols + 1]
-               - rows_in_window[:, np.maximum(cols + 1 - window_days, 0)]) > 0  # fmt: skip
+    has_row = (
+        rows_in_window[:, cols + 1] - rows_in_window[:, np.maximum(cols + 1 - window_days, 0)]
+    ) > 0
     parts = {c: np.empty((len(keys), len(cols))) for c in RISK_COLUMNS}
     for start in range(0, len(keys), BLOCK):
         block = window_figures(values[start : start + BLOCK], window_days)
@@ -184,11 +185,13 @@ def series_risk(returns: Sequence[float | None]) -> dict[str, float | None]:
     n = max(len(returns), 1)
     start = dt.date(2000, 1, 1)
     df = pl.DataFrame(
-        {"portfolio_id": ["s"] * len(returns),
-         "date": [start + dt.timedelta(days=i) for i in range(len(returns))],
-         "daily_return": list(returns)},
+        {
+            "portfolio_id": ["s"] * len(returns),
+            "date": [start + dt.timedelta(days=i) for i in range(len(returns))],
+            "daily_return": list(returns),
+        },
         schema={"portfolio_id": pl.String, "date": pl.Date, "daily_return": pl.Float64},
-    )  # fmt: skip
+    )
     out = window_risk(df, as_of=[start + dt.timedelta(days=n - 1)], window_days=n)
     if out.height == 0:
         return {"observations": 0} | {c: None for c in RISK_COLUMNS[1:]}
@@ -298,15 +301,18 @@ def mean_pairwise_correlation(
     assets = sorted(asset_returns[asset_col].unique().drop_nulls().to_list())
     first = as_of[0] - dt.timedelta(days=window_days - 1)
     span = (as_of[-1] - first).days + 1
-    asset_idx = pl.DataFrame({asset_col: assets, "_a": np.arange(len(assets), dtype=np.int64)},
-                             schema={asset_col: pl.String, "_a": pl.Int64})  # fmt: skip
+    asset_idx = pl.DataFrame(
+        {asset_col: assets, "_a": np.arange(len(assets), dtype=np.int64)},
+        schema={asset_col: pl.String, "_a": pl.Int64},
+    )
     # Returns as a dense (day x asset) matrix over every window's days.
     moves = (
-        asset_returns.filter(pl.col(date_col).is_between(first, as_of[-1])
-                             & pl.col(returns_col).is_not_null())
+        asset_returns.filter(
+            pl.col(date_col).is_between(first, as_of[-1]) & pl.col(returns_col).is_not_null()
+        )
         .join(asset_idx, on=asset_col)
         .with_columns((pl.col(date_col) - pl.lit(first)).dt.total_days().alias("_d"))
-    )  # fmt: skip
+    )
     matrix = np.full((span, len(assets)), np.nan)
     matrix[moves["_d"].to_numpy(), moves["_a"].to_numpy()] = moves[returns_col].to_numpy()
     # Holdings as integer coordinates, grouped by day.
@@ -342,10 +348,13 @@ def mean_pairwise_correlation(
     if not out_keys:
         return pl.DataFrame(schema=out_schema)
     return pl.DataFrame(
-        {by: np.concatenate(out_keys), date_col: out_days,
-         "correlation_score": np.concatenate(out_scores)},
+        {
+            by: np.concatenate(out_keys),
+            date_col: out_days,
+            "correlation_score": np.concatenate(out_scores),
+        },
         schema=out_schema,
-    ).with_columns(pl.col("correlation_score").fill_nan(None))  # fmt: skip
+    ).with_columns(pl.col("correlation_score").fill_nan(None))
 
 
 def _pairwise_correlation(

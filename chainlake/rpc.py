@@ -51,6 +51,7 @@ class RpcError(RuntimeError):
 
     @property
     def message(self) -> str:
+        """The node's error message."""
         return str(self.error.get("message", ""))
 
 
@@ -77,6 +78,8 @@ class _Endpoint:
 
 @dataclass
 class RpcStats:
+    """Counters of a client's traffic (requests, retries, failovers, ...), safe across threads."""
+
     requests: int = 0
     calls: int = 0
     retries: int = 0
@@ -88,6 +91,7 @@ class RpcStats:
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def add(self, **counts: int) -> None:
+        """Add to several counters at once."""
         with self.lock:
             for k, v in counts.items():
                 setattr(self, k, getattr(self, k) + v)
@@ -178,9 +182,11 @@ class RpcClient:
 
     @property
     def urls(self) -> list[str]:
+        """The node URLs this client uses."""
         return [e.url for e in self._endpoints]
 
     def close(self) -> None:
+        """Close the HTTP connections."""
         self._http.close()
 
     def __enter__(self) -> RpcClient:
@@ -283,6 +289,8 @@ class RpcClient:
     # -- public API -----------------------------------------------------------------------
 
     def call(self, method: str, params: Sequence[Any] = ()) -> Any:
+        """One JSON-RPC call; returns its result or raises RpcError (retried on transient
+        errors)."""
         req_id = next(self._ids)
         payload = orjson.dumps(
             {"jsonrpc": "2.0", "id": req_id, "method": method, "params": list(params)}
@@ -335,7 +343,7 @@ class RpcClient:
         def check(raw: bytes) -> pl.Series:
             try:
                 df = pl.read_json(io.BytesIO(raw), schema=schema)
-            except Exception:  # noqa: BLE001 - any parse failure goes to the slow path
+            except Exception:  # any parse failure goes to the slow path
                 df = None
             if (
                 df is not None
@@ -349,7 +357,7 @@ class RpcClient:
             results = _check_batch(_loads(raw), ids, calls)
             try:
                 return pl.Series("result", results, dtype=result_dtype)
-            except Exception as e:  # noqa: BLE001
+            except Exception as e:
                 raise RpcError(
                     calls[0][0], calls[0][1], {"message": f"unexpected result shape: {e}"}
                 ) from e
@@ -501,6 +509,7 @@ def _chunked(items: Iterable[Call], size: int) -> Iterator[list[Call]]:
 
 
 def hex_to_int(value: str | None) -> int | None:
+    """A 0x-quantity as an int (None stays None)."""
     return None if value is None else int(value, 16)
 
 
@@ -529,5 +538,6 @@ def wei(field: str | pl.Expr) -> pl.Expr:
 
 
 def lower(field: str | pl.Expr) -> pl.Expr:
+    """A string column (or expression) in lowercase."""
     col = pl.col(field) if isinstance(field, str) else field
     return col.str.to_lowercase()

@@ -55,6 +55,7 @@ class ChainQueuedRunCoordinator(QueuedRunCoordinator):
     """`QueuedRunCoordinator` that tags each submitted run with the chain it works on."""
 
     def submit_run(self, context: SubmitRunContext) -> DagsterRun:
+        """Tag the run with its chain (from its partition tags), then queue it."""
         run = context.dagster_run
         chain = chain_of_run_tags(run.tags)
         if chain is not None and run.tags.get(CHAIN_TAG) != chain:

@@ -25,6 +25,7 @@ class HeadState:
 
 
 def read_confirmed_head(client: RpcClient, confirmations: int) -> HeadState | None:
+    """The confirmed head's number and time, or None before there is one."""
     number = confirmed_head(client, confirmations)
     if number < 0:
         return None

@@ -16,6 +16,7 @@ def polars_schema(model: type[pa.DataFrameModel]) -> pl.Schema:
 
 
 def arrow_schema(model: type[pa.DataFrameModel]) -> pa_arrow.Schema:
+    """The Arrow schema of a Pandera model's table."""
     return pl.DataFrame(schema=polars_schema(model)).to_arrow().schema
 
 
@@ -30,6 +31,7 @@ def conform(df: pl.DataFrame, model: type[pa.DataFrameModel]) -> pl.DataFrame:
 
 
 def empty(model: type[pa.DataFrameModel]) -> pl.DataFrame:
+    """An empty frame with the model's columns and types."""
     return pl.DataFrame(schema=polars_schema(model))
 
 

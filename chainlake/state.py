@@ -25,12 +25,15 @@ _DAY_RANGE_SCHEMA = pl.Schema(
 
 @dataclass(frozen=True)
 class Checkpoint:
+    """The last block written to the lake, with its hash and day."""
+
     block_number: int
     block_hash: str
     day: dt.date
 
 
 def read_checkpoint(store: DeltaStore, chain: ChainConfig) -> Checkpoint | None:
+    """The chain's checkpoint, or None before the first write."""
     lf = store.scan(chain, CHECKPOINT_TABLE)
     if lf is None:
         return None
@@ -42,6 +45,7 @@ def read_checkpoint(store: DeltaStore, chain: ChainConfig) -> Checkpoint | None:
 
 
 def write_checkpoint(store: DeltaStore, chain: ChainConfig, cp: Checkpoint) -> None:
+    """Record `cp` as the chain's checkpoint."""
     df = pl.DataFrame(
         [
             {
@@ -63,6 +67,7 @@ def write_checkpoint(store: DeltaStore, chain: ChainConfig, cp: Checkpoint) -> N
 
 
 def cached_day_range(store: DeltaStore, chain: ChainConfig, day: dt.date) -> DayRange | None:
+    """The remembered block range of a closed `day`, or None."""
     lf = store.scan(chain, DAY_RANGE_TABLE)
     if lf is None:
         return None
@@ -74,6 +79,7 @@ def cached_day_range(store: DeltaStore, chain: ChainConfig, day: dt.date) -> Day
 
 
 def remember_day_range(store: DeltaStore, chain: ChainConfig, rng: DayRange) -> None:
+    """Remember the block range of a closed day (an open one may still grow: not kept)."""
     if not rng.closed:
         return
     df = pl.DataFrame(

@@ -50,6 +50,9 @@ class Secrets:
     getenv: Callable[[str], str | None] = field(default=lambda name: None)
 
     def resolve(self, value: Any, *, path: str = "") -> Any:
+        """Replace every `${NAME}` in `value` (recursing into mappings and lists) with the environment
+        variable; an unset one is a non-retryable ActionError naming `path`.
+        """
         if isinstance(value, str):
 
             def sub(m: re.Match[str]) -> str:
@@ -83,6 +86,8 @@ class SendContext:
 
 
 class Sender(Protocol):
+    """What each action type (rest, telegram, discord, email, mcp) implements."""
+
     action_type: str
 
     def validate(self, config: Mapping[str, Any]) -> None:
@@ -117,6 +122,7 @@ RETRYABLE_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 
 
 def response_body(resp: httpx.Response) -> Any:
+    """The response's JSON body, else its first 2000 characters of text, else None."""
     try:
         return resp.json()
     except ValueError:
@@ -172,6 +178,7 @@ def http_request(
 
 
 def require(config: Mapping[str, Any], name: str, kind: type | tuple[type, ...] = str) -> Any:
+    """Return `config[name]`, raising ConfigError if it is missing, empty or not of type `kind`."""
     if name not in config or config[name] in (None, ""):
         raise ConfigError(name, "missing")
     if not isinstance(config[name], kind):

@@ -39,6 +39,7 @@ SERVE_CLAIM = 8
 
 
 def default_senders(**overrides: Sender) -> dict[str, Sender]:
+    """The sender of every action type, keyed by `action_type`; `overrides` replace some (tests)."""
     senders: dict[str, Sender] = {
         "rest": RestWebhook(),
         "telegram": Telegram(),
@@ -52,6 +53,8 @@ def default_senders(**overrides: Sender) -> dict[str, Sender]:
 
 @dataclass
 class DeliveryReport:
+    """Counts of one delivery pass, plus the first 20 error messages."""
+
     claimed: int = 0
     succeeded: int = 0
     failed: int = 0
@@ -60,6 +63,7 @@ class DeliveryReport:
     errors: list[str] = field(default_factory=list)
 
     def add(self, other: DeliveryReport) -> None:
+        """Add another pass's counts to these, keeping at most 20 errors."""
         self.claimed += other.claimed
         self.succeeded += other.succeeded
         self.failed += other.failed
@@ -78,11 +82,13 @@ class Wakeup:
         self.generation = 0
 
     def notify(self) -> None:
+        """Wake every waiting worker."""
         with self._cond:
             self.generation += 1
             self._cond.notify_all()
 
     def wait(self, seen: int, timeout: float) -> None:
+        """Wait up to `timeout` seconds unless a wake-up came since generation `seen`."""
         with self._cond:
             if self.generation == seen:
                 self._cond.wait(timeout)
@@ -191,9 +197,13 @@ class Deliverer:
     ) -> DeliveryReport | None:
         """Claim one batch and deliver it; None when nothing was due."""
         claimed = store.claim_deliveries(
-            conn, worker=name, limit=limit or self.batch_size,
-            lease_seconds=self.lease_seconds, ids=ids, owner=owner,
-        )  # fmt: skip
+            conn,
+            worker=name,
+            limit=limit or self.batch_size,
+            lease_seconds=self.lease_seconds,
+            ids=ids,
+            owner=owner,
+        )
         if not claimed:
             return None
         part = DeliveryReport(claimed=len(claimed))
@@ -242,9 +252,15 @@ class Deliverer:
                 if final:
                     with conn.transaction():
                         store.record_attempt(
-                            conn, d, job_id=self.job_id, status="failed", attempt=attempt,
-                            duration_ms=ms, error=str(e), response=e.response,
-                        )  # fmt: skip
+                            conn,
+                            d,
+                            job_id=self.job_id,
+                            status="failed",
+                            attempt=attempt,
+                            duration_ms=ms,
+                            error=str(e),
+                            response=e.response,
+                        )
                     report.failed += 1
                     report.errors.append(f"{d['id']}: {e}")
                     log.warning(
@@ -255,10 +271,17 @@ class Deliverer:
                 inline = delay <= self.max_inline_wait
                 with conn.transaction():
                     store.record_attempt(
-                        conn, d, job_id=self.job_id, status="retrying", attempt=attempt,
-                        duration_ms=ms, error=str(e), response=e.response, retry_in=delay,
+                        conn,
+                        d,
+                        job_id=self.job_id,
+                        status="retrying",
+                        attempt=attempt,
+                        duration_ms=ms,
+                        error=str(e),
+                        response=e.response,
+                        retry_in=delay,
                         worker=worker if inline else None,
-                    )  # fmt: skip
+                    )
                 if not inline:
                     report.requeued += 1
                     return
@@ -268,9 +291,14 @@ class Deliverer:
                 ms = int((time.perf_counter() - t0) * 1000)
                 with conn.transaction():
                     store.record_attempt(
-                        conn, d, job_id=self.job_id, status="failed", attempt=attempt,
-                        duration_ms=ms, error=f"{type(e).__name__}: {e}",
-                    )  # fmt: skip
+                        conn,
+                        d,
+                        job_id=self.job_id,
+                        status="failed",
+                        attempt=attempt,
+                        duration_ms=ms,
+                        error=f"{type(e).__name__}: {e}",
+                    )
                 report.failed += 1
                 report.errors.append(f"{d['id']}: {type(e).__name__}: {e}")
                 log.exception("delivery %s raised", d["id"])
@@ -278,8 +306,13 @@ class Deliverer:
             ms = int((time.perf_counter() - t0) * 1000)
             with conn.transaction():
                 store.record_attempt(
-                    conn, d, job_id=self.job_id, status="success", attempt=attempt,
-                    duration_ms=ms, response=response,
-                )  # fmt: skip
+                    conn,
+                    d,
+                    job_id=self.job_id,
+                    status="success",
+                    attempt=attempt,
+                    duration_ms=ms,
+                    response=response,
+                )
             report.succeeded += 1
             return

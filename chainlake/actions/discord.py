@@ -15,9 +15,12 @@ DEFAULT_CONTENT = (
 
 
 class Discord:
+    """Posts a message to a Discord webhook."""
+
     action_type = "discord"
 
     def validate(self, config: Mapping[str, Any]) -> None:
+        """Check the webhook URL, the content template and the optional username."""
         require(config, "webhook_url")
         content = config.get("content_template", DEFAULT_CONTENT)
         check_template(content, path="content_template")
@@ -25,6 +28,7 @@ class Discord:
             raise ConfigError("username", "expected text")
 
     def send(self, config: Mapping[str, Any], ctx: SendContext) -> Any:
+        """Post the rendered content (at most 2000 characters); return the status and message id."""
         cfg = ctx.secrets.resolve(dict(config))
         payload: dict[str, Any] = {
             "content": render(cfg.get("content_template", DEFAULT_CONTENT), ctx.context)[:2000]
@@ -34,7 +38,11 @@ class Discord:
         url = cfg["webhook_url"]
         url += ("&" if "?" in url else "?") + "wait=true"
         status, body = http_request(
-            ctx.http, "POST", url, json=payload, timeout=float(cfg.get("timeout_s", 30)),
+            ctx.http,
+            "POST",
+            url,
+            json=payload,
+            timeout=float(cfg.get("timeout_s", 30)),
             what="discord webhook",
-        )  # fmt: skip
+        )
         return {"status_code": status, "id": body.get("id") if isinstance(body, Mapping) else None}

@@ -32,6 +32,8 @@ DEFAULT_ARGUMENTS = {
 
 @dataclass(frozen=True)
 class AgentEndpoint:
+    """An agent's MCP server: its URL and optional bearer token."""
+
     url: str
     token: str | None = None
 
@@ -40,12 +42,16 @@ AgentResolver = Callable[[int], AgentEndpoint]
 
 
 class McpToolCall:
+    """Calls a tool on an MCP server, given in the config or resolved from the event's agent."""
+
     action_type = "mcp"
 
     def __init__(self, resolve_agent: AgentResolver | None = None) -> None:
         self.resolve_agent = resolve_agent
 
     def validate(self, config: Mapping[str, Any]) -> None:
+        """Check the tool name, the endpoint (or resolve_endpoint), the argument templates and
+        timeout."""
         require(config, "tool_name")
         if not config.get("endpoint") and not config.get("resolve_endpoint"):
             raise ConfigError("endpoint", "missing (or set resolve_endpoint: true)")
@@ -60,6 +66,7 @@ class McpToolCall:
             raise ConfigError("timeout_ms", f"{timeout!r} is not a number of milliseconds")
 
     def endpoint(self, cfg: Mapping[str, Any], ctx: SendContext) -> AgentEndpoint:
+        """The MCP server to call: the rendered `endpoint` of the config, else the event's agent's."""
         if cfg.get("endpoint"):
             return AgentEndpoint(render(cfg["endpoint"], ctx.context), cfg.get("token"))
         agent_id = ctx.context.get("agent_id")
@@ -72,6 +79,7 @@ class McpToolCall:
         return self.resolve_agent(int(agent_id))
 
     def send(self, config: Mapping[str, Any], ctx: SendContext) -> Any:
+        """Call the tool with the rendered arguments, after checking the event's file hash if asked."""
         cfg = ctx.secrets.resolve(dict(config))
         if cfg.get("verify_file_hash"):
             verify_file_hash(ctx)
@@ -91,6 +99,15 @@ async def call_tool(
     timeout: float,
     key: str,
 ) -> dict[str, Any]:
+    """Call `tool` on the MCP server at `target` and return its content.
+
+    Returns:
+        The tool's result: `is_error`, its `text` contents and its `structured` content.
+
+    Raises:
+        ActionError: the call failed or the tool reported an error; retryable when the server had
+            an internal error, timed out or could not be reached.
+    """
     # Imported here: the SDK is heavy and only delivery runs need it.
     import httpx2
     from mcp import Client, MCPError
@@ -144,6 +161,7 @@ def _fetch_error(e: UriError) -> ActionError:
 
 
 def verify_file_hash(ctx: SendContext, *, timeout: float = 10.0) -> None:
+    """Check that the event's `file_uri` content hashes (keccak-256) to its `file_hash`."""
     from eth_utils import keccak
 
     uri, expected = ctx.context.get("file_uri"), ctx.context.get("file_hash")

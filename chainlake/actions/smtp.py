@@ -26,6 +26,8 @@ DEFAULT_BODY = (
 
 @dataclass(frozen=True)
 class SmtpSettings:
+    """How to reach the SMTP server that sends the e-mail actions."""
+
     host: str = "127.0.0.1"
     port: int = 25
     username: str | None = None
@@ -37,12 +39,15 @@ class SmtpSettings:
 
 
 class Email:
+    """Sends an e-mail through the configured SMTP server."""
+
     action_type = "email"
 
     def __init__(self, settings: SmtpSettings | None = None) -> None:
         self.settings = settings or SmtpSettings()
 
     def validate(self, config: Mapping[str, Any]) -> None:
+        """Check the recipients and the subject and body templates."""
         to = config.get("to")
         if isinstance(to, str):
             to = [to]
@@ -58,6 +63,7 @@ class Email:
         check_template(config.get("body_template", DEFAULT_BODY), path="body_template")
 
     def send(self, config: Mapping[str, Any], ctx: SendContext) -> Any:
+        """Send the rendered e-mail, tagged with the delivery's idempotency key."""
         cfg = ctx.secrets.resolve(dict(config))
         s = self.settings
         to = [cfg["to"]] if isinstance(cfg["to"], str) else list(cfg["to"])

@@ -15,9 +15,12 @@ DEFAULT_MESSAGE = "{trigger_name}: {registry} {event_type} on chain {chain_id} (
 
 
 class Telegram:
+    """Sends a message to a Telegram chat through the Bot API."""
+
     action_type = "telegram"
 
     def validate(self, config: Mapping[str, Any]) -> None:
+        """Check the chat id, the parse mode and the message template."""
         require(config, "chat_id", (str, int))
         if config.get("parse_mode") not in (None, "Markdown", "MarkdownV2", "HTML"):
             raise ConfigError(
@@ -26,6 +29,7 @@ class Telegram:
         check_template(config.get("message_template", DEFAULT_MESSAGE), path="message_template")
 
     def send(self, config: Mapping[str, Any], ctx: SendContext) -> Any:
+        """Send the rendered message with the bot token (default `${TELEGRAM_BOT_TOKEN}`)."""
         cfg = ctx.secrets.resolve(
             {"bot_token": "${TELEGRAM_BOT_TOKEN}", "api_base": DEFAULT_API_BASE, **config}
         )
@@ -37,9 +41,13 @@ class Telegram:
             payload["parse_mode"] = cfg["parse_mode"]
         url = f"{str(cfg['api_base']).rstrip('/')}/bot{cfg['bot_token']}/sendMessage"
         _, body = http_request(
-            ctx.http, "POST", url, json=payload, timeout=float(cfg.get("timeout_s", 30)),
+            ctx.http,
+            "POST",
+            url,
+            json=payload,
+            timeout=float(cfg.get("timeout_s", 30)),
             what="telegram sendMessage",
-        )  # fmt: skip
+        )
         if isinstance(body, Mapping) and body.get("ok") is False:
             raise ActionError(
                 f"telegram sendMessage: {body.get('description', 'not ok')}",

@@ -19,13 +19,22 @@ from typing import Any
 from chainlake.events.conditions import EVENT_FIELDS
 
 # What a delivery's context carries besides the event's columns (see evaluate.delivery_context).
-CONTEXT_FIELDS = frozenset(
-    {
-        "event_id", "trigger_id", "trigger_name", "action_name", "idempotency_key",
-        "amount_units", "ema", "ema_count", "rate_count", "fired_count", "chain_name",
-        "block_time", "alert_name", "alert_value",
-    }
-) | EVENT_FIELDS  # fmt: skip
+CONTEXT_FIELDS: frozenset[str] = EVENT_FIELDS | {
+    "event_id",
+    "trigger_id",
+    "trigger_name",
+    "action_name",
+    "idempotency_key",
+    "amount_units",
+    "ema",
+    "ema_count",
+    "rate_count",
+    "fired_count",
+    "chain_name",
+    "block_time",
+    "alert_name",
+    "alert_value",
+}
 
 _PLACEHOLDER = re.compile(r"\{\{|\}\}|(?<!\$)\{([^{}]*)\}")
 # `${VAR}` is an environment reference (resolved by actions.base.Secrets), not a placeholder.
@@ -34,6 +43,8 @@ _NAME = re.compile(r"^[a-z_][a-z0-9_]*(\.[A-Za-z0-9_]+)?$")
 
 
 class TemplateError(ValueError):
+    """A malformed template or an unknown placeholder; `path` says where in the config."""
+
     def __init__(self, path: str, message: str) -> None:
         self.path = path
         super().__init__(f"{path}: {message}" if path else message)
@@ -86,6 +97,8 @@ def _lookup(context: Mapping[str, Any], name: str) -> Any:
 
 
 def render(template: str, context: Mapping[str, Any]) -> str:
+    """Fill the `{field}` placeholders of `template` from `context` (a missing value is empty)."""
+
     def sub(m: re.Match[str]) -> str:
         if m.group(0) == "{{":
             return "{"

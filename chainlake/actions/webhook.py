@@ -27,9 +27,12 @@ DEFAULT_BODY = {
 
 
 class RestWebhook:
+    """Calls a REST endpoint with a rendered JSON body."""
+
     action_type = "rest"
 
     def validate(self, config: Mapping[str, Any]) -> None:
+        """Check the URL, method, headers, timeout and body template."""
         require(config, "url")
         method = str(config.get("method", "POST")).upper()
         if method not in METHODS:
@@ -48,6 +51,7 @@ class RestWebhook:
             check_template(config["body_template"], path="body_template")
 
     def send(self, config: Mapping[str, Any], ctx: SendContext) -> Any:
+        """Make the request, with the delivery's idempotency key as `Idempotency-Key` header."""
         cfg = ctx.secrets.resolve(dict(config))
         url = render(cfg["url"], ctx.context)
         headers = {k: render(str(v), ctx.context) for k, v in (cfg.get("headers") or {}).items()}

@@ -36,6 +36,7 @@ def _fernet(key: str) -> Fernet:
 
 
 def set_agent_mcp_token(conn: Conn, agent_id: int, token: str, *, key: str) -> None:
+    """Store (or replace) an agent's MCP bearer token, encrypted with the Fernet `key`."""
     ciphertext = _fernet(key).encrypt(token.encode())
     conn.execute(
         "INSERT INTO agent_mcp_tokens (agent_id, token_encrypted) VALUES (%s, %s) "
@@ -45,6 +46,7 @@ def set_agent_mcp_token(conn: Conn, agent_id: int, token: str, *, key: str) -> N
 
 
 def get_agent_mcp_token(conn: Conn, agent_id: int, *, key: str) -> str | None:
+    """An agent's MCP bearer token decrypted with `key`, or None when it has none."""
     row = conn.execute(
         "SELECT token_encrypted FROM agent_mcp_tokens WHERE agent_id = %s", (agent_id,)
     ).fetchone()

@@ -30,14 +30,24 @@ DATASETS = {
     "portfolio_snapshots": "analytics/portfolio_snapshots",
 }
 SUBJECT_COLUMNS = (
-    "portfolio_id", "wallet_name", "wallet_id", "address", "wallet_address", "token_symbol",
-    "token_address", "symbol", "window_days", "metric",
-)  # fmt: skip
+    "portfolio_id",
+    "wallet_name",
+    "wallet_id",
+    "address",
+    "wallet_address",
+    "token_symbol",
+    "token_address",
+    "symbol",
+    "window_days",
+    "metric",
+)
 TIME_COLUMNS = ("block_timestamp", "timestamp", "as_of", "snapshot_time")
 
 
 @dataclass(frozen=True)
 class Alert:
+    """A user's alert: a named expression over one of the lake's datasets (DATASETS)."""
+
     id: str
     name: str
     expression: str
@@ -147,7 +157,13 @@ def save_alert(
         "chain_id = EXCLUDED.chain_id, expression = EXCLUDED.expression, "
         "parameters = EXCLUDED.parameters",
         (
-            alert_id, user_id, name, description, DATASETS[target] if target else "any",
-            chain_id, expression, Jsonb(dict(parameters or {})),
+            alert_id,
+            user_id,
+            name,
+            description,
+            DATASETS[target] if target else "any",
+            chain_id,
+            expression,
+            Jsonb(dict(parameters or {})),
         ),
-    )  # fmt: skip
+    )

@@ -35,8 +35,13 @@ OPERATOR_ALIASES = {
 }  # fmt: skip
 
 ADDRESS_FIELDS = (
-    "owner", "client_address", "validator_address", "token_address", "from_address", "to_address",
-)  # fmt: skip
+    "owner",
+    "client_address",
+    "validator_address",
+    "token_address",
+    "from_address",
+    "to_address",
+)
 
 
 class ConditionError(ValueError):
@@ -49,6 +54,8 @@ class ConditionError(ValueError):
 
 @dataclass(frozen=True)
 class Condition:
+    """One condition of a trigger: its type, the event field it reads, operator and value."""
+
     condition_type: str
     field: str
     operator: str
@@ -58,6 +65,8 @@ class Condition:
 
 @dataclass(frozen=True)
 class Action:
+    """An action a trigger runs when it fires; `config` depends on its `action_type`."""
+
     id: int
     name: str
     action_type: str
@@ -67,6 +76,8 @@ class Action:
 
 @dataclass(frozen=True)
 class Trigger:
+    """A user's trigger: on one chain and registry, fires its actions when all conditions hold."""
+
     id: str
     name: str
     chain_id: int
@@ -79,11 +90,14 @@ class Trigger:
 
     @property
     def is_stateful(self) -> bool:
+        """Whether any condition keeps state between events (so evaluation order matters)."""
         return any(CONDITION_TYPES[c.condition_type].stateful for c in self.conditions)
 
 
 @dataclass(frozen=True)
 class Outcome:
+    """The result of evaluating a trigger on one event, with the trigger's new state."""
+
     fired: bool
     state: dict[str, Any]
     # why it did not fire ("condition agent_id_equals", "cooldown") or what it computed
@@ -95,6 +109,7 @@ class Outcome:
 
 
 def normalize_operator(op: str, *, field_name: str = "operator") -> str:
+    """The canonical name of a comparison operator (aliases such as `>=` or `equals` accepted)."""
     key = (op or "").strip().lower()
     key = OPERATOR_ALIASES.get(key, key)
     if key not in COMPARISONS and key not in ("in", "exists"):
@@ -118,6 +133,7 @@ def parse_list(value: Any) -> list[str]:
 
 
 def to_decimal(value: Any, *, field_name: str = "value") -> Decimal:
+    """`value` as a finite Decimal, or a ConditionError naming `field_name`."""
     try:
         d = Decimal(str(value))
     except (InvalidOperation, ValueError):
@@ -169,6 +185,9 @@ def _text(event: Mapping[str, Any], name: str) -> str | None:
 
 @dataclass(frozen=True)
 class ConditionType:
+    """A kind of condition: its defaults, how it is validated and how it is evaluated on an
+    event."""
+
     name: str
     default_field: str
     default_operator: str
@@ -340,9 +359,12 @@ def _v_rate(c: Condition) -> Condition:
     if not isinstance(reset, bool):
         raise ConditionError("config.reset_on_trigger", f"{reset!r} is not true or false")
     return Condition(
-        c.condition_type, c.field or "*", op, str(n),
+        c.condition_type,
+        c.field or "*",
+        op,
+        str(n),
         {"time_window": window, "reset_on_trigger": reset},
-    )  # fmt: skip
+    )
 
 
 def _e_rate(c: Condition, ev: Mapping[str, Any], st: dict) -> tuple[bool, dict, dict]:

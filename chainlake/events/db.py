@@ -27,7 +27,7 @@ MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 NOTIFY_CHANNEL = "new_event"
 # The newest revision in migrations/versions (a unit test keeps the two in step), so checking
 # that a database is current needs one query, not alembic.
-HEAD_REVISION = "0003"
+HEAD_REVISION = "0004"
 
 _SCHEME_RE = re.compile(r"^postgres(?:ql)?(?:\+[a-z0-9]+)?://")
 
@@ -80,6 +80,7 @@ def create_database(url: str, *, exist_ok: bool = True) -> bool:
 
 
 def drop_database(url: str) -> None:
+    """Drop the database of `url`, disconnecting its sessions."""
     admin, name = _maintenance_url(url)
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(
@@ -88,6 +89,7 @@ def drop_database(url: str) -> None:
 
 
 def alembic_config(url: str):  # -> alembic.config.Config, imported lazily (alembic is slow)
+    """The Alembic configuration of the events schema's migrations, for the database at `url`."""
     from alembic.config import Config
 
     cfg = Config()
@@ -108,12 +110,14 @@ def migrate(url: str, revision: str = "head", *, create: bool = True) -> None:
 
 
 def downgrade(url: str, revision: str = "-1") -> None:
+    """Migrate the database at `url` down to `revision` (default: one step)."""
     from alembic import command
 
     command.downgrade(alembic_config(url), revision)
 
 
 def current_revision(url: str) -> str | None:
+    """The Alembic revision the database at `url` is at, or None if it was never migrated."""
     with connection(url) as conn:
         exists = conn.execute("SELECT to_regclass(%s) AS t", (VERSION_TABLE,)).fetchone()
         if not exists or exists["t"] is None:

@@ -23,6 +23,8 @@ DEFAULT_MAX_ATTEMPTS = 5
 
 @dataclass(frozen=True)
 class Report:
+    """What one evaluation of a batch of events did."""
+
     events: int = 0
     first_seq: int | None = None
     last_seq: int | None = None

@@ -35,8 +35,14 @@ from dataclasses import dataclass
 import polars as pl
 
 FUNCTIONS: dict[str, int] = {
-    "abs": 1, "round": 2, "lower": 1, "upper": 1, "min": 2, "max": 2, "coalesce": 2,
-}  # fmt: skip
+    "abs": 1,
+    "round": 2,
+    "lower": 1,
+    "upper": 1,
+    "min": 2,
+    "max": 2,
+    "coalesce": 2,
+}
 KEYWORDS = {"and", "or", "not", "in", "is", "null", "true", "false"}
 MAX_LENGTH = 2000
 MAX_DEPTH = 50
@@ -55,6 +61,8 @@ class ExpressionError(ValueError):
 
 @dataclass(frozen=True)
 class Token:
+    """One lexical token of an expression, with its position for error messages."""
+
     kind: str  # number, string, name, op, end
     text: str
     pos: int
@@ -73,6 +81,7 @@ _TOKEN_RE = re.compile(
 
 
 def tokenize(source: str) -> list[Token]:
+    """Split an expression into tokens (ending with an `end` token)."""
     tokens: list[Token] = []
     pos = 0
     while pos < len(source):
@@ -94,6 +103,8 @@ def _unquote(text: str) -> str:
 
 @dataclass(frozen=True)
 class Compiled:
+    """A parsed expression: its Polars expression and the columns it reads."""
+
     source: str
     expr: pl.Expr
     columns: frozenset[str]

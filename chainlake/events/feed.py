@@ -22,12 +22,15 @@ DELIVERY_CHANNEL = "new_delivery"
 
 @dataclass(frozen=True)
 class Batch:
+    """A range of event sequence numbers evaluated by one run."""
+
     after_seq: int  # exclusive
     up_to_seq: int  # inclusive
     count: int
 
     @property
     def run_key(self) -> str:
+        """The run key of the batch's evaluation run, so a batch is never evaluated twice."""
         return f"events-{self.after_seq + 1}-{self.up_to_seq}"
 
 
@@ -56,6 +59,7 @@ def evaluated_up_to(conn: Conn) -> int:
 
 
 def has_events_after(conn: Conn, after_seq: int) -> bool:
+    """Whether there is any event past sequence number `after_seq`."""
     return bool(scalar(conn, "SELECT EXISTS (SELECT 1 FROM events WHERE seq > %s)", (after_seq,)))
 
 
@@ -86,6 +90,8 @@ def next_event_batches(
 
 @dataclass(frozen=True)
 class DeliveryRun:
+    """A run to request that delivers the given deliveries."""
+
     run_key: str
     delivery_ids: tuple[str, ...]
     reason: str  # "new" | "due"
@@ -133,6 +139,7 @@ def plan_delivery_runs(
 def due_deliveries(
     conn: Conn, *, limit: int = 5000, wait_seconds: float = 0.0
 ) -> list[dict[str, Any]]:
+    """The deliveries due now; if none, wait up to `wait_seconds` for a notification of new ones."""
     rows = store.due_deliveries(conn, limit=limit)
     if rows or wait_seconds <= 0:
         return rows

@@ -62,6 +62,7 @@ class ResidentReport:
     seconds: float = 0.0
 
     def summary(self) -> dict[str, int | float]:
+        """The report as flat metadata (counts and seconds) for logs and run tags."""
         d = self.delivered or DeliveryReport()
         return {
             "events": self.events,

@@ -52,9 +52,17 @@ DEFAULT_TRIGGERS_CONFIG = "config/triggers.yaml"
 REGISTRIES = ("identity", "reputation", "validation", "erc20", "analytics")
 ID_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
 TRIGGER_KEYS = {
-    "id", "name", "description", "chain", "chain_id", "registry", "enabled", "cooldown",
-    "conditions", "actions",
-}  # fmt: skip
+    "id",
+    "name",
+    "description",
+    "chain",
+    "chain_id",
+    "registry",
+    "enabled",
+    "cooldown",
+    "conditions",
+    "actions",
+}
 CONDITION_KEYS = {"type", "field", "operator", "value", "config"}
 
 
@@ -68,12 +76,16 @@ class SpecError(ValueError):
 
 @dataclass(frozen=True)
 class TriggerSpec:
+    """A trigger as declared in a triggers file, with its description."""
+
     trigger: Trigger
     description: str | None = None
 
 
 @dataclass(frozen=True)
 class Spec:
+    """A parsed triggers file: the user it belongs to and their triggers."""
+
     user: str
     email: str | None
     triggers: tuple[TriggerSpec, ...] = ()
@@ -238,14 +250,16 @@ def _parse_trigger(
             conditions.append(
                 validate_condition(
                     Condition(
-                        str(rc["type"]), str(rc.get("field") or ""), str(rc.get("operator") or ""),
+                        str(rc["type"]),
+                        str(rc.get("field") or ""),
+                        str(rc.get("operator") or ""),
                         json.dumps(list(value))
                         if isinstance(value, (list, tuple))
                         else ("" if value is None else str(value)),
                         dict(cfg),
                     )
                 )
-            )  # fmt: skip
+            )
         except ConditionError as ce:
             e(f"{where}.{ce.field_name}", str(ce).split(": ", 1)[1])
         except (ValueError, TypeError) as ve:
@@ -301,10 +315,16 @@ def _parse_trigger(
     if n_errors[0]:
         return None
     trigger = Trigger(
-        id=str(tid), name=str(name), chain_id=int(chain_id), registry=str(registry),
-        conditions=tuple(conditions), actions=tuple(actions), user_id=user,
-        enabled=bool(enabled), cooldown_seconds=cooldown,
-    )  # fmt: skip
+        id=str(tid),
+        name=str(name),
+        chain_id=int(chain_id),
+        registry=str(registry),
+        conditions=tuple(conditions),
+        actions=tuple(actions),
+        user_id=user,
+        enabled=bool(enabled),
+        cooldown_seconds=cooldown,
+    )
     return TriggerSpec(trigger, entry.get("description"))
 
 
@@ -314,6 +334,7 @@ def load_spec(
     resolver: Resolver | None = None,
     senders: Mapping[str, Sender] | None = None,
 ) -> Spec:
+    """Read and validate the triggers file at `path`; a SpecError lists every problem."""
     p = Path(path)
     try:
         raw = yaml.safe_load(p.read_text())
@@ -326,6 +347,8 @@ def load_spec(
 
 @dataclass(frozen=True)
 class ApplyResult:
+    """What applying a spec did: the user's id and the triggers saved and removed."""
+
     user_id: str
     saved: tuple[str, ...]
     removed: tuple[str, ...]
@@ -341,12 +364,18 @@ def apply_spec(conn: Conn, spec: Spec, *, prune: bool = False) -> ApplyResult:
         store.save_trigger(
             conn,
             Trigger(
-                id=t.id, name=t.name, chain_id=t.chain_id, registry=t.registry,
-                conditions=t.conditions, actions=t.actions, user_id=user_id,
-                enabled=t.enabled, cooldown_seconds=t.cooldown_seconds,
+                id=t.id,
+                name=t.name,
+                chain_id=t.chain_id,
+                registry=t.registry,
+                conditions=t.conditions,
+                actions=t.actions,
+                user_id=user_id,
+                enabled=t.enabled,
+                cooldown_seconds=t.cooldown_seconds,
             ),
             description=ts.description,
-        )  # fmt: skip
+        )
         saved.append(t.id)
     removed: list[str] = []
     if prune:

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
+from psycopg import errors as pg_errors
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
@@ -31,6 +32,7 @@ INSERT_CHUNK = 2000
 
 
 def event_id(chain_id: int, block_number: int, log_index: int) -> str:
+    """The id of the event of a log: `{chain_id}-{block_number}-{log_index}`."""
     return f"{int(chain_id)}-{int(block_number)}-{int(log_index)}"
 
 
@@ -122,6 +124,7 @@ def event_seq_range(conn: Conn, after_seq: int, *, limit: int) -> tuple[int, int
 
 
 def get_event(conn: Conn, id_: str) -> dict[str, Any] | None:
+    """The event with id `id_`, or None."""
     return conn.execute("SELECT * FROM events WHERE id = %s", (id_,)).fetchone()
 
 
@@ -191,6 +194,7 @@ def _retract(conn: Conn, victims: Sequence[Mapping[str, Any]]) -> list[str]:
 
 
 def get_checkpoint(conn: Conn, chain_id: int) -> dict[str, Any] | None:
+    """The chain's checkpoint (last block whose events are stored), or None."""
     return conn.execute("SELECT * FROM checkpoints WHERE chain_id = %s", (chain_id,)).fetchone()
 
 
@@ -218,8 +222,25 @@ def advance_checkpoint(conn: Conn, chain_id: int, block_number: int, block_hash:
 # ---- users and triggers --------------------------------------------------------------------
 
 
+class TriggerOwnershipError(ValueError):
+    """A trigger id that another user owns was saved: refused, nothing changed."""
+
+    def __init__(self, trigger_id: str) -> None:
+        self.trigger_id = trigger_id
+        super().__init__(
+            f"trigger id {trigger_id!r} belongs to another user; trigger ids are their owner's, "
+            "pick another id"
+        )
+
+
 def ensure_user(conn: Conn, username: str, email: str | None = None) -> str:
-    """The id of `username`, created (without a usable password) when missing."""
+    """The id of `username`, created (without a usable password) when missing.
+
+    A user's own session finds its own row; creating one is the engine's (a user's role has
+    no INSERT on `users`, so naming another user fails with permission denied)."""
+    row = conn.execute("SELECT id FROM users WHERE username = %s", (username,)).fetchone()
+    if row is not None:
+        return row["id"]
     row = conn.execute(
         "INSERT INTO users (username, email, password_hash) VALUES (%s, %s, '!') "
         "ON CONFLICT (username) DO UPDATE SET username = EXCLUDED.username RETURNING id",
@@ -235,19 +256,39 @@ def save_trigger(conn: Conn, trigger: Trigger, *, description: str | None = None
     Actions are matched by name so their ids (and the idempotency keys built on them) survive
     a re-apply; conditions are replaced. The trigger's state is kept when its conditions are
     unchanged and reset otherwise (an EMA over other conditions means something else).
+
+    A trigger id belongs to the user who created it: saving an id another user owns raises
+    TriggerOwnershipError and changes nothing (the caller's transaction is to be rolled back).
     """
-    conn.execute(
+    upsert = (
         "INSERT INTO triggers (id, user_id, name, description, chain_id, registry, enabled, "
         "is_stateful, cooldown_seconds) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) "
-        "ON CONFLICT (id) DO UPDATE SET user_id = EXCLUDED.user_id, name = EXCLUDED.name, "
+        "ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, "
         "description = EXCLUDED.description, chain_id = EXCLUDED.chain_id, "
         "registry = EXCLUDED.registry, enabled = EXCLUDED.enabled, "
-        "is_stateful = EXCLUDED.is_stateful, cooldown_seconds = EXCLUDED.cooldown_seconds",
-        (
-            trigger.id, trigger.user_id, trigger.name, description, trigger.chain_id,
-            trigger.registry, trigger.enabled, trigger.is_stateful, trigger.cooldown_seconds,
-        ),
-    )  # fmt: skip
+        "is_stateful = EXCLUDED.is_stateful, cooldown_seconds = EXCLUDED.cooldown_seconds "
+        "WHERE triggers.user_id = EXCLUDED.user_id RETURNING id"
+    )
+    try:
+        saved = conn.execute(
+            upsert,
+            (
+                trigger.id,
+                trigger.user_id,
+                trigger.name,
+                description,
+                trigger.chain_id,
+                trigger.registry,
+                trigger.enabled,
+                trigger.is_stateful,
+                trigger.cooldown_seconds,
+            ),
+        ).fetchone()
+    except pg_errors.InsufficientPrivilege as e:
+        # a user's own session: row security hides the other user's row and refuses the update
+        raise TriggerOwnershipError(trigger.id) from e
+    if saved is None:
+        raise TriggerOwnershipError(trigger.id)
     old = [
         (r["condition_type"], r["field"], r["operator"], r["value"], r["config"] or {})
         for r in conn.execute(
@@ -289,6 +330,7 @@ def save_trigger(conn: Conn, trigger: Trigger, *, description: str | None = None
 
 
 def delete_trigger(conn: Conn, trigger_id: str) -> bool:
+    """Delete a trigger; return whether it existed."""
     return conn.execute("DELETE FROM triggers WHERE id = %s", (trigger_id,)).rowcount > 0
 
 
@@ -333,7 +375,7 @@ def load_triggers(
             user_id=r["user_id"],
             enabled=r["enabled"],
             cooldown_seconds=r["cooldown_seconds"],
-        )  # fmt: skip
+        )
         for r in rows
     ]
 
@@ -350,6 +392,7 @@ def lock_watermark(conn: Conn) -> int:
 
 
 def set_watermark(conn: Conn, seq: int) -> None:
+    """Move the evaluation watermark forward to `seq` (never back)."""
     conn.execute(
         "UPDATE evaluation_watermark SET seq = greatest(seq, %s), updated_at = now()", (seq,)
     )
@@ -378,6 +421,7 @@ def lock_trigger_states(conn: Conn, trigger_ids: Sequence[str]) -> dict[str, dic
 
 
 def save_trigger_states(conn: Conn, states: Mapping[str, Mapping[str, Any]]) -> None:
+    """Write the triggers' new states (their rows locked by lock_trigger_states)."""
     with conn.cursor() as cur:
         cur.executemany(
             "UPDATE trigger_state SET state_data = %s, last_updated = now() WHERE trigger_id = %s",
@@ -386,6 +430,7 @@ def save_trigger_states(conn: Conn, states: Mapping[str, Mapping[str, Any]]) -> 
 
 
 def get_trigger_state(conn: Conn, trigger_id: str) -> dict[str, Any] | None:
+    """The stored state of a trigger, or None when it has none."""
     row = conn.execute(
         "SELECT state_data FROM trigger_state WHERE trigger_id = %s", (trigger_id,)
     ).fetchone()
@@ -418,14 +463,18 @@ def enqueue_deliveries(
     payload = json.dumps(
         [
             {
-                "id": r["id"], "trigger_id": r["trigger_id"], "event_id": r["event_id"],
-                "action_id": r["action_id"], "action_type": r["action_type"],
-                "max_attempts": r["max_attempts"], "context": r["context"],
+                "id": r["id"],
+                "trigger_id": r["trigger_id"],
+                "event_id": r["event_id"],
+                "action_id": r["action_id"],
+                "action_type": r["action_type"],
+                "max_attempts": r["max_attempts"],
+                "context": r["context"],
             }
             for r in rows
         ],
         default=_json_default,
-    )  # fmt: skip
+    )
     rows_added = conn.execute(
         "INSERT INTO deliveries (id, trigger_id, event_id, action_id, action_type, max_attempts, "
         "context, status, locked_by, locked_until) "
@@ -465,6 +514,7 @@ def claim_deliveries(
 
 
 def extend_lease(conn: Conn, delivery: str, worker: str, seconds: float) -> None:
+    """Keep a claimed delivery locked for another `seconds`, if `worker` still holds it."""
     conn.execute(
         "UPDATE deliveries SET locked_until = now() + make_interval(secs => %s) "
         "WHERE id = %s AND locked_by = %s",
@@ -495,12 +545,20 @@ def record_attempt(
         "status, duration_ms, error_message, response_data, retry_count) "
         "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
         (
-            job_id, delivery["id"], delivery["trigger_id"], delivery["event_id"],
-            delivery["action_type"], status, duration_ms, error,
-            None if response is None else Jsonb(json.loads(json.dumps(response, default=_json_default))),
+            job_id,
+            delivery["id"],
+            delivery["trigger_id"],
+            delivery["event_id"],
+            delivery["action_type"],
+            status,
+            duration_ms,
+            error,
+            None
+            if response is None
+            else Jsonb(json.loads(json.dumps(response, default=_json_default))),
             attempt - 1,
         ),
-    )  # fmt: skip
+    )
     if status == "success":
         conn.execute(
             "UPDATE deliveries SET status = 'succeeded', attempts = %s, delivered_at = now(), "
@@ -534,6 +592,7 @@ def release_delivery(conn: Conn, delivery_id_: str, worker: str) -> None:
 
 
 def cancel_delivery(conn: Conn, delivery_id_: str, reason: str) -> None:
+    """Cancel a delivery, recording `reason` as its last error."""
     conn.execute(
         "UPDATE deliveries SET status = 'cancelled', last_error = %s, locked_until = NULL, "
         "locked_by = NULL WHERE id = %s",
@@ -586,6 +645,7 @@ def list_deliveries(
     trigger_id: str | None = None,
     limit: int = 100,
 ) -> list[dict[str, Any]]:
+    """The most recent deliveries, optionally of one status or trigger."""
     return conn.execute(
         "SELECT id, trigger_id, event_id, action_type, status, attempts, max_attempts, "
         "last_error, created_at, delivered_at FROM deliveries "
@@ -596,6 +656,7 @@ def list_deliveries(
 
 
 def action_results_for(conn: Conn, delivery_id_: str) -> list[dict[str, Any]]:
+    """The recorded attempts of a delivery, oldest first."""
     return conn.execute(
         "SELECT * FROM action_results WHERE delivery_id = %s ORDER BY executed_at, retry_count",
         (delivery_id_,),

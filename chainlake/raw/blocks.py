@@ -63,6 +63,7 @@ class BlocksModel(pa.DataFrameModel):
 
     @pa.dataframe_check
     def gas_used_within_limit(cls, data: PolarsData) -> pl.LazyFrame:  # type: ignore[misc]
+        """A block uses no more gas than its limit."""
         return data.lazyframe.select(pl.col("gas_used") <= pl.col("gas_limit"))
 
 

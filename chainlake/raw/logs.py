@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, ClassVar
 
 import pandera.polars as pa
 import polars as pl
@@ -34,7 +34,7 @@ class LogsModel(pa.DataFrameModel):
 
     class Config:
         strict = True
-        unique = ["block_number", "log_index"]
+        unique: ClassVar[list[str]] = ["block_number", "log_index"]
 
 
 def logs_from_rpc(blocks: pl.DataFrame, receipts: pl.DataFrame, chain_id: int) -> pl.DataFrame:

@@ -62,6 +62,7 @@ class TransactionsModel(pa.DataFrameModel):
 
     @pa.dataframe_check
     def gas_used_within_gas(cls, data: PolarsData) -> pl.LazyFrame:  # type: ignore[misc]
+        """A transaction uses no more gas than it was given."""
         return data.lazyframe.select(pl.col("gas_used") <= pl.col("gas"))
 
 

@@ -343,8 +343,10 @@ DROP FUNCTION IF EXISTS update_updated_at_column();
 
 
 def upgrade() -> None:
+    """Create the events schema."""
     op.execute(UPGRADE)
 
 
 def downgrade() -> None:
+    """Drop the events schema."""
     op.execute(DOWNGRADE)

@@ -55,8 +55,10 @@ DROP MATERIALIZED VIEW IF EXISTS events_hourly;
 
 
 def upgrade() -> None:
+    """Create the hourly views."""
     op.execute(UPGRADE)
 
 
 def downgrade() -> None:
+    """Drop the hourly views."""
     op.execute(DOWNGRADE)

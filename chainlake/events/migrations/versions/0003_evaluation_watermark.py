@@ -20,6 +20,7 @@ depends_on = None
 
 
 def upgrade() -> None:
+    """Create the evaluation watermark, starting where the triggers' cursors got to."""
     op.execute(
         r"""
 CREATE TABLE evaluation_watermark (
@@ -35,4 +36,5 @@ SELECT coalesce(min((state_data->>'last_seq')::bigint), 0) FROM trigger_state;
 
 
 def downgrade() -> None:
+    """Drop the evaluation watermark."""
     op.execute("DROP TABLE IF EXISTS evaluation_watermark;")
