@@ -16,10 +16,15 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from dataclasses import field as dc_field
-from decimal import Decimal, InvalidOperation
+from decimal import Context, Decimal, Inexact, InvalidOperation, Overflow
 from typing import Any
 
 RETRACTED = "retracted"
+
+# Every arithmetic on an amount goes through this context: 80 digits hold any uint256 (78), and
+# a result that would lose a digit raises instead (Python's default context keeps 28 digits, and
+# 10^10 tokens at 18 decimals already has 29). Comparisons and `Decimal(str)` are exact anyway.
+AMOUNT_CONTEXT = Context(prec=80, traps=[InvalidOperation, Inexact, Overflow])
 
 COMPARISONS: dict[str, Callable[[Any, Any], bool]] = {
     "eq": lambda a, b: a == b,
@@ -227,11 +232,11 @@ def _e_amount(c: Condition, ev: Mapping[str, Any], st: dict) -> tuple[bool, dict
     raw = _number(ev, c.field)
     if raw is None:
         return False, st, {}
-    units = raw.scaleb(-int(c.config.get("decimals", 0)))
+    units = raw.scaleb(-int(c.config.get("decimals", 0)), AMOUNT_CONTEXT)
     return (
         COMPARISONS[c.operator](units, Decimal(c.value)),
         st,
-        {"amount_units": format(units.normalize(), "f")},
+        {"amount_units": format(units.normalize(AMOUNT_CONTEXT), "f")},
     )
 
 

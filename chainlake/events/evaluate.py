@@ -15,7 +15,7 @@ from decimal import Decimal
 from typing import Any
 
 from chainlake.events import store
-from chainlake.events.conditions import Action, Trigger, evaluate_trigger
+from chainlake.events.conditions import AMOUNT_CONTEXT, Action, Trigger, evaluate_trigger
 from chainlake.events.db import Conn
 
 DEFAULT_MAX_ATTEMPTS = 5
@@ -36,7 +36,11 @@ class Report:
 
 def _plain(v: Any) -> Any:
     if isinstance(v, Decimal):
-        return str(v) if v != v.to_integral_value() else str(v.quantize(Decimal(1)))
+        # an integral value is written as an integer ("1E+40", "5.00" -> "1000...0", "5"), in
+        # a context wide enough for any uint256 amount
+        if v == v.to_integral_value(context=AMOUNT_CONTEXT):
+            return format(v.quantize(Decimal(1), context=AMOUNT_CONTEXT), "f")
+        return str(v)
     if isinstance(v, (dt.datetime, dt.date)):
         return v.isoformat()
     return v
