@@ -1,0 +1,1 @@
+"""The Dagster assets: raw chain tables, core and analytics tables, events and the serving layer."""

@@ -20,7 +20,7 @@ import datetime as dt
 import time
 from collections.abc import Sequence
 from decimal import Decimal
-from typing import Annotated
+from typing import Annotated, ClassVar
 
 import dagster as dg
 import pandera.polars as pa
@@ -87,10 +87,11 @@ class PortfolioSnapshotsModel(pa.DataFrameModel):
 
     class Config:
         strict = True
-        unique = ["portfolio_id", "timestamp"]
+        unique: ClassVar[list[str]] = ["portfolio_id", "timestamp"]
 
     @pa.dataframe_check
     def allocation_sums_to_one(cls, data: pa.PolarsData) -> pl.LazyFrame:  # type: ignore[misc]
+        """The allocation weights of a portfolio with value sum to 1; one without has none."""
         total = pl.col("asset_allocation").list.eval(pl.element().struct.field("value")).list.sum()
         return data.lazyframe.select(
             pl.when(pl.col("total_value") > 0)
@@ -111,7 +112,7 @@ TABLE = ClickHouseTable(
 
 
 def _units(decimals: pl.Series) -> pl.DataFrame:
-    """decimals → 10^-decimals as an exact Decimal(38,18)."""
+    """Each token's decimals → 10^-decimals, as an exact Decimal(38,18)."""
     values = sorted(set(decimals.to_list()))
     if values and values[-1] > MAX_DECIMALS:
         raise ValueError(f"tokens with more than {MAX_DECIMALS} decimals cannot be valued exactly")
@@ -141,9 +142,10 @@ def holdings_values(
             how="left",
         )
         .with_columns((pl.col("quantity") * pl.col("price")).cast(USD).alias("value"))
-        .select("portfolio_id", "date", "token_address", "token_symbol", "quantity", "price",
-                "value")
-    )  # fmt: skip
+        .select(
+            "portfolio_id", "date", "token_address", "token_symbol", "quantity", "price", "value"
+        )
+    )
     return held.collect()
 
 
@@ -177,10 +179,12 @@ def portfolio_snapshots_frame(
         .group_by("portfolio_id", "date")
         .agg(
             pl.col("value").sum().alias("total_value"),
-            pl.col("token_symbol").filter(pl.col("price").is_null() & (pl.col("quantity") != 0))
-            .sort().alias("unpriced_tokens"),
+            pl.col("token_symbol")
+            .filter(pl.col("price").is_null() & (pl.col("quantity") != 0))
+            .sort()
+            .alias("unpriced_tokens"),
         )
-    )  # fmt: skip
+    )
     allocation = (
         values.filter(pl.col("date").is_in(days) & (pl.col("value") != 0))
         .join(totals.select("portfolio_id", "date", "total_value"), on=["portfolio_id", "date"])
@@ -190,11 +194,12 @@ def portfolio_snapshots_frame(
         .agg(
             pl.struct(
                 pl.col("token_symbol").alias("key"),
-                (pl.col("value").cast(pl.Float64) / pl.col("total_value").cast(pl.Float64))
-                .alias("value"),
+                (pl.col("value").cast(pl.Float64) / pl.col("total_value").cast(pl.Float64)).alias(
+                    "value"
+                ),
             ).alias("asset_allocation")
         )
-    )  # fmt: skip
+    )
     # Yesterday's quantities at today's and at yesterday's price.
     previous = values.select(
         "portfolio_id",
@@ -238,11 +243,16 @@ def portfolio_snapshots_frame(
     past = (
         history.select("portfolio_id", pl.col("date").cast(pl.Date), "daily_return")
         if history is not None and history.height
-        else pl.DataFrame(schema={"portfolio_id": pl.String, "date": pl.Date,
-                                  "daily_return": pl.Float64})
-    )  # fmt: skip
-    series = pl.concat([past.filter(pl.col("date") < days[0]),
-                        frame.select("portfolio_id", "date", "daily_return")])  # fmt: skip
+        else pl.DataFrame(
+            schema={"portfolio_id": pl.String, "date": pl.Date, "daily_return": pl.Float64}
+        )
+    )
+    series = pl.concat(
+        [
+            past.filter(pl.col("date") < days[0]),
+            frame.select("portfolio_id", "date", "daily_return"),
+        ]
+    )
     inception = risk.inception_risk(series, as_of=days)
     out = frame.join(inception, on=["portfolio_id", "date"], how="left").with_columns(
         pl.col("date").cast(pl.Datetime("ms", "UTC")).alias("timestamp"),
@@ -285,6 +295,9 @@ def portfolio_snapshots(
     delta: dg.ResourceParam[DeltaStore],
     clickhouse: ClickHouseResource,
 ):
+    """Write one chain-day's portfolio snapshots to ClickHouse, from the Delta balances and prices
+    and the previous snapshots (for returns).
+    """
     chain, day = partition_chain_day(context.partition_key)
     started = time.monotonic()
     book = load_portfolios(load_chains())
@@ -310,12 +323,13 @@ def portfolio_snapshots(
         metadata=table_metadata(
             rows_written=df.height,
             seconds=time.monotonic() - started,
-            preview_frame=df.select("portfolio_id", "total_value", "daily_return",
-                                    "total_return").head(10),
+            preview_frame=df.select(
+                "portfolio_id", "total_value", "daily_return", "total_return"
+            ).head(10),
             store=clickhouse.describe(),
             portfolios=df.height,
             total_value_usd=str(df["total_value"].sum()) if df.height else "0",
             unpriced_tokens=", ".join(unpriced) or None,
         )
-    )  # fmt: skip
+    )
     yield schema

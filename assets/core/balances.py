@@ -20,7 +20,7 @@ carries the native coin's price feed) and is not an ERC-20.
 import datetime as dt
 import time
 from collections.abc import Iterable, Sequence
-from typing import Annotated
+from typing import Annotated, ClassVar
 
 import dagster as dg
 import numpy as np
@@ -84,10 +84,11 @@ class BalancesModel(pa.DataFrameModel):
 
     class Config:
         strict = True
-        unique = ["address", "token_address", "date"]
+        unique: ClassVar[list[str]] = ["address", "token_address", "date"]
 
     @pa.dataframe_check
     def eoa_never_negative(cls, data: pa.PolarsData) -> pl.LazyFrame:  # type: ignore[misc]
+        """An externally owned account's balance is never negative."""
         # A contract can look negative when it receives native value through internal calls
         # (not transactions); an externally owned account never can.
         return data.lazyframe.select((pl.col("account_type") != "eoa") | (pl.col("balance") >= 0))
@@ -108,6 +109,7 @@ def tracked_tokens(chain: ChainConfig) -> pl.DataFrame:
 
 
 def wallets_frame(wallets: Iterable[WalletConfig]) -> pl.DataFrame:
+    """The wallets as a frame of (address, account_type)."""
     return pl.DataFrame(
         [(w.address, w.kind) for w in wallets],
         schema={"address": pl.String, "account_type": pl.String},
@@ -214,19 +216,26 @@ def closing_balances(
         .unique()
         .sort("address", "token_address")
         .with_row_index("pair")
-        .join(opening.select("address", "token_address", "balance"),
-              on=["address", "token_address"], how="left", maintain_order="left")
+        .join(
+            opening.select("address", "token_address", "balance"),
+            on=["address", "token_address"],
+            how="left",
+            maintain_order="left",
+        )
         .join(wallet_source, on="address", how="left", maintain_order="left")
         .join(tokens, on="token_address", how="inner", maintain_order="left")
         .join(wallets, on="address", how="inner", maintain_order="left")
         .with_columns(pl.col("balance").fill_null(pl.lit(0, UNITS)).cast(UNITS))
-    )  # fmt: skip
+    )
     daily = (
-        moves.join(pairs.select("address", "token_address", "pair"),
-                   on=["address", "token_address"], how="inner")
+        moves.join(
+            pairs.select("address", "token_address", "pair"),
+            on=["address", "token_address"],
+            how="inner",
+        )
         .group_by("pair", "date")
         .agg(pl.col("amount").sum())
-    )  # fmt: skip
+    )
     n_days = len(days)
     grid = pl.DataFrame(
         {
@@ -382,6 +391,9 @@ def day_blocks(delta: DeltaStore, chain: ChainConfig, day: dt.date) -> tuple[int
 def balances(
     context: dg.AssetExecutionContext, delta: dg.ResourceParam[DeltaStore], rpc: RpcResource
 ):
+    """Write one chain-day's closing balances of the tracked wallets, carried from the day before
+    plus the day's movements, and check them against the node.
+    """
     chain, day = partition_chain_day(context.partition_key)
     started = time.monotonic()
     wallets = load_portfolios(load_chains()).tracked_wallets(chain.name)

@@ -61,6 +61,7 @@ class NativeTransfersModel(pa.DataFrameModel):
 
     @pa.dataframe_check
     def reverted_moves_nothing(cls, data: pa.PolarsData) -> pl.LazyFrame:  # type: ignore[misc]
+        """A reverted transaction moves no value."""
         return data.lazyframe.select((pl.col("status") != 0) | (pl.col("value") == 0))
 
 
@@ -98,14 +99,27 @@ def native_transfers_frame(transactions: pl.DataFrame) -> pl.DataFrame:
     metadata={"table": TABLE},
 )
 def native_transfers(context: dg.AssetExecutionContext, delta: dg.ResourceParam[DeltaStore]):
+    """Write one chain-day's native transfers and fees, from raw/transactions."""
     chain, day = partition_chain_day(context.partition_key)
     started = time.monotonic()
     columns = [
-        "chain_id", "date", "block_number", "block_timestamp", "transaction_hash",
-        "transaction_index", "from_address", "to_address", "contract_address", "value",
-        "gas_price", "effective_gas_price", "gas_used", "blob_gas_used", "blob_gas_price",
+        "chain_id",
+        "date",
+        "block_number",
+        "block_timestamp",
+        "transaction_hash",
+        "transaction_index",
+        "from_address",
+        "to_address",
+        "contract_address",
+        "value",
+        "gas_price",
+        "effective_gas_price",
+        "gas_used",
+        "blob_gas_used",
+        "blob_gas_price",
         "status",
-    ]  # fmt: skip
+    ]
     txs = delta.read_day(
         chain, "transactions", day, columns=columns, schema=polars_schema(TransactionsModel)
     )

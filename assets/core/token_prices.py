@@ -67,12 +67,19 @@ class TokenPricesModel(pa.DataFrameModel):
 def feeds_frame(chain: ChainConfig) -> pl.DataFrame:
     """(token_address, token_symbol, price_feed, feed_decimals) of the chain's priced tokens."""
     return pl.DataFrame(
-        [(t.address, t.symbol, t.price_feed, t.price_feed_decimals) for t in chain.tokens
-         if t.price_feed],
-        schema={"token_address": pl.String, "token_symbol": pl.String, "price_feed": pl.String,
-                "feed_decimals": pl.Int32},
+        [
+            (t.address, t.symbol, t.price_feed, t.price_feed_decimals)
+            for t in chain.tokens
+            if t.price_feed
+        ],
+        schema={
+            "token_address": pl.String,
+            "token_symbol": pl.String,
+            "price_feed": pl.String,
+            "feed_decimals": pl.Int32,
+        },
         orient="row",
-    )  # fmt: skip
+    )
 
 
 def _int256(word: str) -> int:
@@ -185,6 +192,9 @@ def read_round_data(
 def token_prices(
     context: dg.AssetExecutionContext, delta: dg.ResourceParam[DeltaStore], rpc: RpcResource
 ):
+    """Write one chain-day's token prices: from the feeds' update logs, or for a feed quiet that
+    day, its latest round read from the node at the day's last block.
+    """
     chain, day = partition_chain_day(context.partition_key)
     started = time.monotonic()
     feeds = feeds_frame(chain)

@@ -1,7 +1,7 @@
 """core/token_transfers: decoded ERC-20 `Transfer(address,address,uint256)` events."""
 
 import time
-from typing import Annotated
+from typing import Annotated, ClassVar
 
 import dagster as dg
 import pandera.polars as pa
@@ -42,7 +42,7 @@ class TokenTransfersModel(pa.DataFrameModel):
 
     class Config:
         strict = True
-        unique = ["block_number", "log_index"]
+        unique: ClassVar[list[str]] = ["block_number", "log_index"]
 
 
 def token_transfers_frame(logs: pl.DataFrame) -> pl.DataFrame:
@@ -87,6 +87,7 @@ def token_transfers_frame(logs: pl.DataFrame) -> pl.DataFrame:
     retry_policy=TRANSIENT_RETRY,
 )
 def token_transfers(context: dg.AssetExecutionContext, delta: dg.ResourceParam[DeltaStore]):
+    """Write one chain-day's ERC-20 transfers, decoded from raw/logs."""
     chain, day = partition_chain_day(context.partition_key)
     started = time.monotonic()
     logs = delta.read_day(chain, "logs", day, schema=polars_schema(LogsModel))

@@ -106,6 +106,7 @@ CHECKS = [
 def resolve_day_range(
     context: dg.AssetExecutionContext, client, store: DeltaStore, chain, day
 ) -> DayRange:
+    """The day's block range: remembered if the day is closed, else searched on the node."""
     cached = cached_day_range(store, chain, day)
     if cached is not None:
         return cached
@@ -189,6 +190,11 @@ def check_day(store: DeltaStore, chain, rng: DayRange) -> list[dg.AssetCheckResu
 def raw_chain_tables(
     context: dg.AssetExecutionContext, rpc: RpcResource, delta: dg.ResourceParam[DeltaStore]
 ):
+    """Read one chain-day's blocks, transactions and logs from the node into the raw tables.
+
+    First repairs a reorg below the checkpoint, reads only past the checkpoint when it is inside
+    the day, and reads again when the chain changes during the read.
+    """
     chain, day = partition_chain_day(context.partition_key)
     client = rpc.client(chain)
     started = time.monotonic()
