@@ -8,6 +8,7 @@ from cli.commands.catalog import catalog
 from cli.commands.db import db
 from cli.commands.db_ops import attach as attach_db_ops
 from cli.commands.triggers import triggers
+from cli.commands.users import users
 
 
 @click.group()
@@ -19,3 +20,4 @@ attach_db_ops(db)
 main.add_command(catalog)
 main.add_command(db)
 main.add_command(triggers)
+main.add_command(users)

@@ -36,19 +36,39 @@ def _fernet(key: str) -> Fernet:
 
 
 def set_agent_mcp_token(conn: Conn, agent_id: int, token: str, *, key: str) -> None:
-    """Store (or replace) an agent's MCP bearer token, encrypted with the Fernet `key`."""
+    """Store (or replace) an agent's MCP bearer token, encrypted with the Fernet `key`.
+
+    The row belongs to the session's user (the column's default, `chainlake_user_id()`): a
+    user's own token for the agent, or, from the engine's session, the operator's token used by
+    every trigger whose owner has none of their own.
+    """
     ciphertext = _fernet(key).encrypt(token.encode())
     conn.execute(
         "INSERT INTO agent_mcp_tokens (agent_id, token_encrypted) VALUES (%s, %s) "
-        "ON CONFLICT (agent_id) DO UPDATE SET token_encrypted = EXCLUDED.token_encrypted",
+        "ON CONFLICT (agent_id, user_id) DO UPDATE SET token_encrypted = EXCLUDED.token_encrypted",
         (agent_id, ciphertext),
     )
 
 
-def get_agent_mcp_token(conn: Conn, agent_id: int, *, key: str) -> str | None:
-    """An agent's MCP bearer token decrypted with `key`, or None when it has none."""
+def has_agent_mcp_token(conn: Conn, agent_id: int, *, user_id: str | None = None) -> bool:
+    """Whether a token is stored for the agent: `user_id`'s own or the operator's."""
     row = conn.execute(
-        "SELECT token_encrypted FROM agent_mcp_tokens WHERE agent_id = %s", (agent_id,)
+        "SELECT 1 AS x FROM agent_mcp_tokens WHERE agent_id = %s "
+        "AND (user_id IS NULL OR user_id = %s::text) LIMIT 1",
+        (agent_id, user_id),
+    ).fetchone()
+    return row is not None
+
+
+def get_agent_mcp_token(
+    conn: Conn, agent_id: int, *, key: str, user_id: str | None = None
+) -> str | None:
+    """An agent's MCP bearer token decrypted with `key`, or None when it has none: `user_id`'s
+    own if they stored one, else the operator's (stored from the engine's session)."""
+    row = conn.execute(
+        "SELECT token_encrypted FROM agent_mcp_tokens WHERE agent_id = %s "
+        "AND (user_id IS NULL OR user_id = %s::text) ORDER BY user_id NULLS LAST LIMIT 1",
+        (agent_id, user_id),
     ).fetchone()
     if row is None:
         return None
@@ -82,12 +102,15 @@ def mcp_endpoint_from_registration(doc: Any) -> str | None:
     return None
 
 
-def agent_resolver(
-    connect: Callable[[], Conn], *, key: str | None
-) -> Callable[[int], AgentEndpoint]:
-    """A resolver for McpToolCall(resolve_agent=...): agent id -> endpoint and token."""
+def agent_resolver(connect: Callable[[], Conn], *, key: str | None) -> Callable[..., AgentEndpoint]:
+    """A resolver for McpToolCall(resolve_agent=...): agent id -> endpoint and token.
 
-    def resolve(agent_id: int) -> AgentEndpoint:
+    The token is the trigger owner's own for the agent, else the operator's. Without `key`
+    (CHAINLAKE_SECRET_KEY unset) an agent that has a stored token is not called at all: the
+    attempt fails for good, saying so, rather than going out unauthenticated.
+    """
+
+    def resolve(agent_id: int, trigger_id: str | None = None) -> AgentEndpoint:
         with connect() as conn:
             uri = agent_token_uri(conn, agent_id)
             if uri is None:
@@ -112,7 +135,24 @@ def agent_resolver(
                 raise ActionError(
                     f"mcp: agent {agent_id}'s registration names no MCP endpoint", retryable=False
                 )
-            token = get_agent_mcp_token(conn, agent_id, key=key) if key else None
+            owner = None
+            if trigger_id is not None:
+                row = conn.execute(
+                    "SELECT user_id FROM triggers WHERE id = %s", (trigger_id,)
+                ).fetchone()
+                owner = None if row is None else row["user_id"]
+            if not key:
+                if has_agent_mcp_token(conn, agent_id, user_id=owner):
+                    raise ActionError(
+                        f"mcp: agent {agent_id} has a stored MCP token but CHAINLAKE_SECRET_KEY "
+                        "is not set; not calling it without its token",
+                        retryable=False,
+                    )
+                return AgentEndpoint(url, None)
+            try:
+                token = get_agent_mcp_token(conn, agent_id, key=key, user_id=owner)
+            except ValueError as e:
+                raise ActionError(f"mcp: {e}", retryable=False) from e
             return AgentEndpoint(url, token)
 
     return resolve

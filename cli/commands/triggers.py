@@ -13,6 +13,7 @@ import os
 import sys
 
 import click
+import psycopg
 
 from chainlake.events import db as events_db
 from chainlake.events import store
@@ -43,8 +44,14 @@ def apply(path: str, url: str | None, prune: bool, dry_run: bool) -> None:
     if dry_run:
         click.echo(f"{path}: {len(spec.triggers)} trigger(s) valid (dry run, nothing applied)")
         return
-    with events_db.connection(postgres_url(url)) as conn:
-        result = apply_spec(conn, spec, prune=prune)
+    try:
+        with events_db.connection(postgres_url(url)) as conn:
+            result = apply_spec(conn, spec, prune=prune)
+    except store.TriggerOwnershipError as e:
+        raise click.ClickException(f"{path}: {e}; nothing applied") from None
+    except psycopg.errors.InsufficientPrivilege as e:
+        first = str(e).strip().splitlines()[0]
+        raise click.ClickException(f"{path}: {first}; nothing applied") from None
     click.echo(
         f"{path}: applied {len(result.saved)} trigger(s) for user {spec.user!r}"
         + (f"; removed {', '.join(result.removed)}" if result.removed else "")
