@@ -19,7 +19,9 @@ reader's lock.
 
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any
+from pathlib import Path
+from string import Template
+from typing import Any, ClassVar
 from urllib.parse import urlsplit, urlunsplit
 
 import dagster as dg
@@ -44,6 +46,7 @@ VIEWS = dg.AssetKey(["serving", "views"])
 ADDRESS = r"^0x[0-9a-f]{40}$"
 UUID_RE = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
 RECENT_DAYS = 7
+SQL_DIR = Path(__file__).parent / "sql"
 
 
 class WalletsModel(pa.DataFrameModel):
@@ -61,7 +64,7 @@ class WalletsModel(pa.DataFrameModel):
 
     class Config:
         strict = True
-        unique = ["chain", "address"]
+        unique: ClassVar[list[str]] = ["chain", "address"]
 
 
 class NodesModel(pa.DataFrameModel):
@@ -80,7 +83,7 @@ class NodesModel(pa.DataFrameModel):
 
     class Config:
         strict = True
-        unique = ["chain", "rpc_url"]
+        unique: ClassVar[list[str]] = ["chain", "rpc_url"]
 
 
 class TokensModel(pa.DataFrameModel):
@@ -102,7 +105,7 @@ class TokensModel(pa.DataFrameModel):
 
     class Config:
         strict = True
-        unique = ["chain_id", "symbol"]
+        unique: ClassVar[list[str]] = ["chain_id", "symbol"]
 
 
 class PortfoliosModel(pa.DataFrameModel):
@@ -131,7 +134,7 @@ class PortfolioWalletsModel(pa.DataFrameModel):
 
     class Config:
         strict = True
-        unique = ["portfolio_id", "wallet_id"]
+        unique: ClassVar[list[str]] = ["portfolio_id", "wallet_id"]
 
 
 class AlertsModel(pa.DataFrameModel):
@@ -169,6 +172,7 @@ class CatalogTable:
         self.runtime = dict(runtime or {})
 
     def columns(self) -> dict[str, str]:
+        """The model's columns with their DuckDB types (`NOT NULL` unless nullable)."""
         cols = model_columns(self.model)
         return {
             name: self.types.get(name, duckdb_type(t)) + ("" if nullable else " NOT NULL")
@@ -176,6 +180,7 @@ class CatalogTable:
         }
 
     def create_sql(self) -> str:
+        """The table's `CREATE TABLE IF NOT EXISTS` statement."""
         cols = [f"{quote(n)} {t}" for n, t in self.columns().items()]
         cols += [f"{quote(n)} {t}" for n, t in self.runtime.items()]
         cols += ["created_at TIMESTAMPTZ NOT NULL DEFAULT now()",
@@ -185,10 +190,12 @@ class CatalogTable:
         return f"CREATE TABLE IF NOT EXISTS {quote(self.name)} (\n    {body}\n)"
 
     def expected_columns(self) -> list[str]:
+        """Every column the table should have, in order, runtime and timestamp columns included."""
         return [*self.columns(), *self.runtime, "created_at", "updated_at"]
 
 
 def model_columns(model: type[pa.DataFrameModel]) -> dict[str, tuple[pl.DataType, bool]]:
+    """Each column of a Pandera model: its Polars type and whether it is nullable."""
     return {n: (c.dtype.type, bool(c.nullable)) for n, c in model.to_schema().columns.items()}
 
 
@@ -419,54 +426,23 @@ def delta_union(uris: Sequence[str], model: type[pa.DataFrameModel]) -> str:
 def views_sql(
     balances: Sequence[str], native: Sequence[str], token_transfers: Sequence[str]
 ) -> dict[str, str]:
-    # Sources are quoted by delta_union; the rest is constant SQL.
-    wallet_balances = f"""
-CREATE OR REPLACE VIEW wallet_balances_view AS
-WITH balances AS ({delta_union(balances, BalancesModel)}),
-latest AS (
-    SELECT * FROM balances
-    QUALIFY row_number() OVER (PARTITION BY chain_id, address, token_address ORDER BY date DESC) = 1
-)
-SELECT w.id AS wallet_id, w.name AS wallet_name, w.address, w.network, w.subnet, w.chain,
-       l.token_symbol, l.token_address, token_units(l.balance, l.decimals) AS balance,
-       l.balance AS balance_raw, l.decimals, l.date AS balance_date, l.block_number,
-       w.kind, l.source
-FROM wallets AS w JOIN latest AS l ON l.chain_id = w.chain_id AND l.address = w.address
-WHERE w.is_active
-"""  # noqa: S608
-    recent = f"""
-CREATE OR REPLACE VIEW recent_transactions_view AS
-WITH moves AS (
-    SELECT chain_id, date, block_number, block_timestamp, transaction_hash, from_address,
-           to_address, '{NATIVE_TOKEN}' AS token_address, value, -1 AS log_index, status
-    FROM ({delta_union(native, NativeTransfersModel)})
-    WHERE value > 0
-    UNION ALL
-    SELECT chain_id, date, block_number, block_timestamp, transaction_hash, from_address,
-           to_address, token_address, value, log_index, 1 AS status
-    FROM ({delta_union(token_transfers, TokenTransfersModel)})
-),
-recent AS (
-    SELECT * FROM moves WHERE date >= (SELECT max(date) FROM moves) - INTERVAL {RECENT_DAYS} DAY
-)
-SELECT w.id AS wallet_id, w.name AS wallet_name,
-       CASE WHEN r.from_address = r.to_address THEN 'self'
-            WHEN r.to_address = w.address THEN 'in' ELSE 'out' END AS direction,
-       r.transaction_hash AS hash, r.log_index, r.from_address, r.to_address,
-       token_units(r.value, coalesce(t.decimals, 0)) AS value, r.value AS value_raw,
-       coalesce(t.symbol, r.token_address) AS token_symbol, r.token_address,
-       w.network, w.subnet, w.chain, r.block_number, r.block_timestamp AS timestamp
-FROM recent AS r
-JOIN wallets AS w ON w.chain_id = r.chain_id AND w.address IN (r.from_address, r.to_address)
-LEFT JOIN tokens AS t ON t.chain_id = r.chain_id AND t.contract_address = r.token_address
-ORDER BY r.block_timestamp DESC, r.log_index
-"""  # noqa: S608
-    return {"wallet_balances_view": wallet_balances, "recent_transactions_view": recent}
+    """The serving views' SQL (`sql/*.sql` beside this module) over these Delta tables."""
+    # The sources are quoted by delta_union; the rest is constant SQL from the files.
+    values = {
+        "balances": delta_union(balances, BalancesModel),
+        "native_transfers": delta_union(native, NativeTransfersModel),
+        "token_transfers": delta_union(token_transfers, TokenTransfersModel),
+        "native_token": NATIVE_TOKEN,
+        "recent_days": str(RECENT_DAYS),
+    }
+    return {
+        name: Template((SQL_DIR / f"{name}.sql").read_text()).substitute(values)
+        for name in ("wallet_balances_view", "recent_transactions_view")
+    }
 
 
 def existing_uris(delta: DeltaStore, chains: Mapping[str, ChainConfig], table: str) -> list[str]:
     """The table's location on every chain that has it, absolute (views outlive the cwd)."""
-    from pathlib import Path
 
     out = []
     for chain in chains.values():
@@ -489,16 +465,15 @@ def existing_uris(delta: DeltaStore, chains: Mapping[str, ChainConfig], table: s
     "nodes, tokens, portfolios, portfolio_wallets, alerts.",
 )
 def catalog(context: dg.AssetExecutionContext, duckdb: ServingDuckDB):
+    """Load the catalog tables into DuckDB from portfolios.yaml and chains.yaml."""
     started = time.monotonic()
     chains = load_chains()
     book = load_portfolios(chains)  # raises ConfigError naming the entry
     frames = catalog_frames(book, chains)
     rows_checked = 0
     for table in TABLES:
-        checked = yield from require_schema(
-            table.model, frames[table.name], f"catalog table {table.name}"
-        )
-        rows_checked += checked.metadata["rows_checked"].value  # type: ignore[attr-defined]
+        yield from require_schema(table.model, frames[table.name], f"catalog table {table.name}")
+        rows_checked += frames[table.name].height
     with duckdb.writer() as conn:
         counts = write_catalog(conn, frames)
     per_table: dict[str, Any] = {f"{name}_rows": c["rows"] for name, c in counts.items()}
@@ -535,6 +510,7 @@ def catalog(context: dg.AssetExecutionContext, duckdb: ServingDuckDB):
 def views(
     context: dg.AssetExecutionContext, duckdb: ServingDuckDB, delta: dg.ResourceParam[DeltaStore]
 ):
+    """Create the DuckDB views over the Delta tables that exist."""
     started = time.monotonic()
     chains = load_chains()
     sources = {t: existing_uris(delta, chains, t)
