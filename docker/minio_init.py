@@ -16,6 +16,7 @@ from botocore.exceptions import ClientError, EndpointConnectionError
 
 
 def bucket_of(delta_root: str) -> str:
+    """The bucket of an `s3://<bucket>/<prefix>` DELTA_ROOT; ValueError for any other root."""
     parts = urlsplit(delta_root)
     if parts.scheme != "s3" or not parts.netloc:
         raise ValueError(f"DELTA_ROOT {delta_root!r} is not s3://<bucket>/<prefix>")
@@ -42,6 +43,7 @@ def ensure_bucket(bucket: str, *, endpoint: str | None, region: str, wait_s: flo
 
 
 def main() -> int:
+    """Create the bucket and print one line saying so; the exit status."""
     try:
         bucket = bucket_of(os.environ.get("DELTA_ROOT", ""))
         created = ensure_bucket(

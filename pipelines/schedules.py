@@ -27,6 +27,7 @@ DONE_ASSET = dg.AssetKey(["raw", "blocks"])
 
 
 def schedule_name(chain: ChainConfig) -> str:
+    """The name of the chain's daily schedule (`daily_<chain>`, dashes as underscores)."""
     return f"daily_{chain.name.replace('-', '_')}"
 
 
@@ -40,6 +41,10 @@ def _done_days(context: dg.ScheduleEvaluationContext, chain: ChainConfig) -> set
 
 
 def daily_schedule(chain: ChainConfig) -> dg.ScheduleDefinition:
+    """The chain's daily schedule: at each tick, requests the closed days not yet done (up to
+    LOOKBACK_DAYS back) once the confirmed head is past them.
+    """
+
     @dg.schedule(
         name=schedule_name(chain),
         cron_schedule=CRON,

@@ -19,6 +19,7 @@ class RpcResource(dg.ConfigurableResource):
     _clients: dict[str, RpcClient] = PrivateAttr(default_factory=dict)
 
     def client(self, chain: ChainConfig) -> RpcClient:
+        """The chain's client, created on first use and shared by the step's threads."""
         if chain.name not in self._clients:
             self._clients[chain.name] = RpcClient(
                 chain.rpc_urls,
@@ -30,6 +31,7 @@ class RpcResource(dg.ConfigurableResource):
         return self._clients[chain.name]
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        """Close the clients at the end of the step."""
         for c in self._clients.values():
             c.close()
         self._clients.clear()

@@ -1,0 +1,1 @@
+"""Dagster sensors: new blocks, reorgs, new chain events, due deliveries and the evaluator."""

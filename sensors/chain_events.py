@@ -26,6 +26,7 @@ NOT_YET_STARTED = [
 
 
 def evaluate_run_request(batch: Batch) -> dg.RunRequest:
+    """The run request that evaluates the triggers on one batch of events."""
     return dg.RunRequest(
         run_key=batch.run_key,
         run_config={
@@ -48,6 +49,9 @@ def evaluate_run_request(batch: Batch) -> dg.RunRequest:
 def chain_events_sensor(
     context: dg.SensorEvaluationContext, postgres: PostgresResource
 ) -> dg.SensorResult:
+    """Request an evaluation run per batch of new events, unless runs are waiting to start or the
+    resident evaluator is live; the cursor is the last event sequence number handed out.
+    """
     after = int(context.cursor or 0)
     waiting = context.instance.get_runs_count(dg.RunsFilter(job_name=JOB, statuses=NOT_YET_STARTED))
     if waiting:
@@ -64,9 +68,12 @@ def chain_events_sensor(
                 cursor=str(mark),
             )
         batches = next_event_batches(
-            conn, after, batch_size=BATCH_SIZE, max_batches=MAX_BATCHES_PER_TICK,
+            conn,
+            after,
+            batch_size=BATCH_SIZE,
+            max_batches=MAX_BATCHES_PER_TICK,
             wait_seconds=postgres.notify_wait_seconds,
-        )  # fmt: skip
+        )
     if not batches:
         return dg.SensorResult(skip_reason=f"no events past seq {after}", cursor=str(after))
     return dg.SensorResult(

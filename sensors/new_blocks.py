@@ -20,6 +20,7 @@ def plan_new_blocks(head: int, checkpoint: int | None, handled: int | None) -> b
 
 
 def new_blocks_run_key(chain: str, head: int) -> str:
+    """The run key of the run reading `chain` up to block `head`, so each head is read once."""
     return f"{chain}-head-{head}"
 
 
@@ -32,6 +33,9 @@ def new_blocks_run_key(chain: str, head: int) -> str:
 def new_block_sensor(
     context: dg.SensorEvaluationContext, delta: dg.ResourceParam
 ) -> dg.SensorResult:
+    """Per chain, request today's partition when the confirmed head has moved past the checkpoint
+    and the cursor; a chain whose node is down is skipped.
+    """
     from chainlake.extract import confirmed_head
     from chainlake.partitions import chain_day_key
     from chainlake.rpc import RpcClient

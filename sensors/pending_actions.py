@@ -22,6 +22,7 @@ GRACE_SECONDS = 30.0
 def pending_actions_sensor(
     context: dg.SensorEvaluationContext, postgres: PostgresResource
 ) -> dg.SensorResult:
+    """Request delivery runs for the due deliveries, waiting briefly for new ones first."""
     cursor = json.loads(context.cursor) if context.cursor else {}
     with postgres.connection(autocommit=True) as conn:
         due = due_deliveries(conn, wait_seconds=postgres.notify_wait_seconds)

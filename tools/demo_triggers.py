@@ -49,6 +49,9 @@ class _Receiver:
 
 
 def summary(days: list[dt.date]) -> list[str]:
+    """Apply the triggers file, evaluate every stored event in one Dagster run and describe what the
+    webhook receiver got, as lines of the demo's summary (`days` are the demo's chain-days).
+    """
     import dagster as dg
 
     from chainlake.events import db, store

@@ -168,5 +168,6 @@ def before_migrate(
 
 
 def attach(group: click.Group) -> None:
+    """Add the database operations (health, backup, restore) to the `db` command group."""
     for command in (health, backup, restore):
         group.add_command(command)

@@ -108,6 +108,7 @@ def genesis_timestamp(value: int | dt.date | dt.datetime) -> int:
 
 
 def free_port(host: str = DEFAULT_HOST) -> int:
+    """A TCP port that is free on `host` right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
         return int(s.getsockname()[1])
@@ -183,22 +184,27 @@ class Anvil:
 
     @property
     def rpc_url(self) -> str:
+        """The node's JSON-RPC URL; AnvilError before it is started."""
         if self.port is None:
             raise AnvilError("anvil is not started")
         return f"http://{self.host}:{self.port}"
 
     @property
     def pid(self) -> int | None:
+        """The anvil process id, or None when not started."""
         return self._proc.pid if self._proc is not None else None
 
     @property
     def log_path(self) -> Path | None:
+        """Where anvil's output is written, or None before the cache directory exists."""
         return self._cache_dir / LOG_FILE if self._cache_dir is not None else None
 
     def is_running(self) -> bool:
+        """Whether the anvil process is alive."""
         return self._proc is not None and self._proc.poll() is None
 
     def command(self, port: int) -> list[str]:
+        """The anvil command line for `port`."""
         binary = self._binary or anvil_binary()
         if self._cache_dir is None:
             raise AnvilError("no cache directory")
@@ -226,6 +232,9 @@ class Anvil:
         return cmd + list(self.extra_args)
 
     def start(self, *, detached: bool = False) -> Anvil:
+        """Start anvil (no-op if running) and wait until it answers; without a fixed port,
+        three free ports are tried. With `detached`, the node runs in its own session and
+        outlives this process."""
         if self.is_running():
             return self
         if self._cache_dir is None:
@@ -253,7 +262,7 @@ class Anvil:
     def _launch(self, port: int, *, detached: bool) -> None:
         assert self._cache_dir is not None
         log_path = self._cache_dir / LOG_FILE
-        self._log_file = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self._log_file = open(log_path, "wb")  # closed in stop()
         cmd = self.command(port)
         log.debug("starting anvil: %s", " ".join(cmd))
         self._proc = subprocess.Popen(
@@ -299,6 +308,8 @@ class Anvil:
             raise AnvilError(f"anvil died with code {code}: {tail}")
 
     def stop(self, timeout: float = 10.0) -> None:
+        """Stop anvil (killed after `timeout` seconds) and remove the cache directory if it is
+        ours."""
         proc, self._proc = self._proc, None
         if proc is not None and proc.poll() is None:
             proc.terminate()

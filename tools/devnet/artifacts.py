@@ -28,15 +28,20 @@ def canonical_type(param: dict[str, Any]) -> str:
 
 
 def signature(item: dict[str, Any]) -> str:
+    """The canonical signature of an ABI function or event, e.g.
+    `Transfer(address,address,uint256)`."""
     return f"{item['name']}({','.join(canonical_type(p) for p in item['inputs'])})"
 
 
 def topic0(event_signature: str) -> str:
+    """The topic0 (keccak-256 hash) of an event signature, as 0x-hex."""
     return "0x" + keccak(text=event_signature).hex()
 
 
 @dataclass(frozen=True)
 class Artifact:
+    """A compiled contract: its ABI and creation bytecode, with call-data and event helpers."""
+
     name: str
     abi: tuple[dict[str, Any], ...]
     bytecode: bytes
@@ -68,13 +73,16 @@ class Artifact:
         return out
 
     def call_data(self, function: str, *args: Any) -> str:
+        """The 0x-hex call data of `function` with `args`."""
         selector, types = self._functions[function]
         return "0x" + (selector + encode(types, list(args))).hex()
 
     def event_signature(self, event: str) -> str:
+        """The canonical signature of the contract's event `event`."""
         return signature(self._item("event", event))
 
     def event_topic(self, event: str) -> str:
+        """The topic0 of the contract's event `event`."""
         return topic0(self.event_signature(event))
 
     def events(self) -> dict[str, str]:
@@ -84,6 +92,7 @@ class Artifact:
 
 @functools.cache
 def load_artifact(name: str) -> Artifact:
+    """The committed build artifact of contract `name` (cached)."""
     path = BUILD_DIR / f"{name}.json"
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such artifact; run python -m tools.devnet.compile")
@@ -96,4 +105,5 @@ def load_artifact(name: str) -> Artifact:
 
 
 def artifact_names() -> Sequence[str]:
+    """The names of the committed build artifacts."""
     return sorted(p.stem for p in BUILD_DIR.glob("*.json"))

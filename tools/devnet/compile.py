@@ -34,6 +34,7 @@ class CompileError(RuntimeError):
 
 
 def solcjs_path() -> Path:
+    """The project's solc-js binary (node_modules); CompileError when npm has not installed it."""
     path = project_root() / "node_modules" / ".bin" / "solcjs"
     if not path.exists():
         raise CompileError(
@@ -43,6 +44,7 @@ def solcjs_path() -> Path:
 
 
 def standard_json_input(contracts_dir: Path = CONTRACTS_DIR) -> dict[str, Any]:
+    """The solc standard-JSON input for every `.sol` file of `contracts_dir`."""
     sources = {p.name: {"content": p.read_text()} for p in sorted(contracts_dir.glob("*.sol"))}
     if not sources:
         raise CompileError(f"no .sol files in {contracts_dir}")
@@ -105,12 +107,14 @@ def compile_contracts(contracts_dir: Path = CONTRACTS_DIR) -> dict[str, dict[str
 
 
 def render(artifact: dict[str, Any]) -> str:
+    """An artifact as the JSON text written to the build directory (stable, diff-friendly)."""
     return json.dumps(artifact, indent=2, sort_keys=True) + "\n"
 
 
 def write_artifacts(
     artifacts: dict[str, dict[str, Any]], build_dir: Path = BUILD_DIR
 ) -> list[Path]:
+    """Write one JSON file per artifact and delete stale ones; returns the files written."""
     build_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for name, artifact in sorted(artifacts.items()):
@@ -135,6 +139,7 @@ def stale_artifacts(artifacts: dict[str, dict[str, Any]], build_dir: Path = BUIL
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Compile the contracts into the build directory, or with `--check` compare with it."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--check", action="store_true", help="only compare with the committed artifacts"

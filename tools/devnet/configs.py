@@ -188,6 +188,7 @@ def portfolios_document(manifest: DevnetManifest, *, chain: str = "devnet") -> d
 def write_portfolios_yaml(
     path: str | Path, manifest: DevnetManifest, *, chain: str = "devnet"
 ) -> Path:
+    """Write the devnet's portfolios.yaml (its tracked wallets and portfolios) to `path`."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     body = yaml.safe_dump(portfolios_document(manifest, chain=chain), sort_keys=False, width=120)
@@ -196,6 +197,7 @@ def write_portfolios_yaml(
 
 
 def write_manifest(path: str | Path, manifest: DevnetManifest) -> Path:
+    """Write the manifest as JSON to `path`."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     p.write_text(manifest.to_json())
@@ -203,6 +205,7 @@ def write_manifest(path: str | Path, manifest: DevnetManifest) -> Path:
 
 
 def read_manifest(path: str | Path = DEFAULT_MANIFEST_PATH) -> DevnetManifest:
+    """The manifest written by `write_manifest`."""
     return DevnetManifest.from_json(Path(path).read_text())
 
 

@@ -136,9 +136,27 @@ FEEDBACK_TAGS_1 = ("quality", "speed", "accuracy", "reliability", "cost")
 FEEDBACK_TAGS_2 = ("", "trading", "research", "support", "data", "defi")
 VALIDATION_TAGS = ("zkml", "tee", "re-execution", "stake")
 AGENT_NAMES = (
-    "atlas", "beacon", "cobalt", "delta", "ember", "fjord", "gale", "helix", "iris", "juno",
-    "kestrel", "lumen", "mistral", "nova", "onyx", "pylon", "quill", "rune", "sable", "tundra",
-)  # fmt: skip
+    "atlas",
+    "beacon",
+    "cobalt",
+    "delta",
+    "ember",
+    "fjord",
+    "gale",
+    "helix",
+    "iris",
+    "juno",
+    "kestrel",
+    "lumen",
+    "mistral",
+    "nova",
+    "onyx",
+    "pylon",
+    "quill",
+    "rune",
+    "sable",
+    "tundra",
+)
 
 # Account roles, by index into anvil's dev accounts (default mnemonic).
 DEPLOYER = 0
@@ -492,7 +510,7 @@ class _World:
 
     @staticmethod
     def _price_int(price: float) -> int:
-        return int(round(price * 10**PRICE_DECIMALS))
+        return round(price * 10**PRICE_DECIMALS)
 
     # --- transaction builders ------------------------------------------------------------
 
@@ -1100,6 +1118,8 @@ def _run(
 
 @dataclass(frozen=True)
 class FillResult:
+    """What `fill` appended: the block range, the transaction count and how long it took."""
+
     first_block: int
     last_block: int
     transactions: int

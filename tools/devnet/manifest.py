@@ -20,6 +20,8 @@ PRICE_DECIMALS = 8
 
 @dataclass(frozen=True)
 class TokenInfo:
+    """A token deployed on the devnet, with its price feed."""
+
     symbol: str
     address: str
     decimals: int
@@ -29,6 +31,9 @@ class TokenInfo:
 
 @dataclass(frozen=True)
 class WalletInfo:
+    """A dev account the generator uses, by name and role; `tracked` ones go into
+    portfolios.yaml."""
+
     name: str
     address: str
     tracked: bool
@@ -37,6 +42,8 @@ class WalletInfo:
 
 @dataclass(frozen=True)
 class PortfolioInfo:
+    """A portfolio of the generated portfolios.yaml, by wallet names."""
+
     name: str
     description: str
     wallets: tuple[str, ...]  # wallet names
@@ -44,12 +51,15 @@ class PortfolioInfo:
 
 @dataclass(frozen=True)
 class DayBlocks:
+    """The blocks generated for one UTC day."""
+
     date: dt.date
     first_block: int
     last_block: int
 
     @property
     def count(self) -> int:
+        """The number of blocks of the day."""
         return self.last_block - self.first_block + 1
 
 
@@ -78,10 +88,12 @@ class DevnetManifest:
 
     @property
     def end_date(self) -> dt.date:
+        """The last generated day."""
         return self.start_date + dt.timedelta(days=self.days - 1)
 
     @property
     def tracked_wallets(self) -> tuple[WalletInfo, ...]:
+        """The wallets that go into portfolios.yaml."""
         return tuple(w for w in self.wallets if w.tracked)
 
     @property
@@ -92,18 +104,22 @@ class DevnetManifest:
         }
 
     def blocks_of(self, day: dt.date) -> DayBlocks:
+        """The blocks of `day`; KeyError if it was not generated."""
         for d in self.day_blocks:
             if d.date == day:
                 return d
         raise KeyError(f"{day} is not a generated day ({self.start_date} .. {self.end_date})")
 
     def wallet(self, name: str) -> WalletInfo:
+        """The wallet named `name`; KeyError if there is none."""
         for w in self.wallets:
             if w.name == name:
                 return w
         raise KeyError(name)
 
     def to_dict(self) -> dict[str, Any]:
+        """The manifest as plain JSON values (dates as ISO text)."""
+
         def convert(v: Any) -> Any:
             if isinstance(v, dt.date):
                 return v.isoformat()
@@ -119,6 +135,7 @@ class DevnetManifest:
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> DevnetManifest:
+        """The manifest from `to_dict`'s output."""
         return cls(
             rpc_url=raw["rpc_url"],
             chain_id=int(raw["chain_id"]),
@@ -147,8 +164,10 @@ class DevnetManifest:
         )
 
     def to_json(self) -> str:
+        """The manifest as indented JSON text."""
         return json.dumps(self.to_dict(), indent=2) + "\n"
 
     @classmethod
     def from_json(cls, text: str) -> DevnetManifest:
+        """The manifest from `to_json`'s output."""
         return cls.from_dict(json.loads(text))
