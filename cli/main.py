@@ -2,6 +2,14 @@
 
 from __future__ import annotations
 
+import logging
+import os
+import sys
+import tempfile
+import traceback
+from pathlib import Path
+from typing import Any
+
 import click
 
 from cli.commands.catalog import catalog
@@ -11,7 +19,51 @@ from cli.commands.triggers import triggers
 from cli.commands.users import users
 
 
-@click.group()
+class ChainlakeGroup(click.Group):
+    """Errors an operator can act on as one or two lines; the traceback goes to a log file.
+
+    Commands raise `click.ClickException` for what they foresee. Anything else (a database
+    that is down, a bug) is caught here: the console shows its cause in a line or two and the
+    path of the log holding the traceback, and the command exits 1.
+    """
+
+    def invoke(self, ctx: click.Context) -> Any:
+        """Run the command, turning an unforeseen exception into a short error."""
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except Exception as e:  # noqa: BLE001 - reported in two lines, traceback logged
+            log_path = _log_traceback(e)
+            raise click.ClickException(f"{_cause(e)} (traceback in {log_path})") from None
+
+
+def _cause(e: BaseException) -> str:
+    import psycopg
+
+    first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+    if isinstance(e, psycopg.OperationalError):
+        return f"cannot reach PostgreSQL: {first}; is it running, and is --url/POSTGRES_URL right?"
+    return f"{type(e).__name__}: {first}"
+
+
+def _log_traceback(e: BaseException) -> Path:
+    base = os.environ.get("CHAINLAKE_LOG_DIR")
+    folder = Path(base) if base else Path(tempfile.gettempdir()) / "chainlake"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / "cli-errors.log"
+        with path.open("a") as f:
+            f.write(f"$ chainlake {' '.join(sys.argv[1:])}\n")
+            f.write("".join(traceback.format_exception(e)) + "\n")
+    except OSError:
+        logging.getLogger(__name__).exception("chainlake command failed")
+        return Path("(stderr log)")
+    return path
+
+
+@click.group(cls=ChainlakeGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="chainlake", prog_name="chainlake")
 def main() -> None:
     """chainlake: an on-chain lakehouse on Dagster."""
 

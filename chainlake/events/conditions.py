@@ -152,6 +152,11 @@ _DURATION_RE = re.compile(r"^\s*(\d+)\s*([smhdw]?)\s*$")
 _UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
+# Durations are stored as int4 seconds; a year is longer than any cooldown or window needs.
+MAX_DURATION_DAYS = 366
+MAX_DURATION_SECONDS = MAX_DURATION_DAYS * 86_400
+
+
 def parse_duration(value: Any, *, field_name: str = "time_window") -> int:
     """'90s', '15m', '1h', '2d', '1w' or a number of seconds."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -163,6 +168,8 @@ def parse_duration(value: Any, *, field_name: str = "time_window") -> int:
         seconds = int(m.group(1)) * _UNIT_SECONDS[m.group(2)]
     if seconds <= 0:
         raise ConditionError(field_name, "must be positive")
+    if seconds > MAX_DURATION_SECONDS:
+        raise ConditionError(field_name, f"{value!r} is longer than {MAX_DURATION_DAYS} days")
     return seconds
 
 
@@ -173,9 +180,11 @@ def _number(event: Mapping[str, Any], name: str) -> Decimal | None:
     if v is None or v == "":
         return None
     try:
-        return Decimal(str(v))
+        d = Decimal(str(v))
     except InvalidOperation:
         return None
+    # "NaN" or "Infinity" in an event's data: not a number to compare (NaN would raise)
+    return d if d.is_finite() else None
 
 
 def _text(event: Mapping[str, Any], name: str) -> str | None:

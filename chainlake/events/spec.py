@@ -50,6 +50,7 @@ from chainlake.events.db import Conn
 
 DEFAULT_TRIGGERS_CONFIG = "config/triggers.yaml"
 REGISTRIES = ("identity", "reputation", "validation", "erc20", "analytics")
+MAX_NAME_LENGTH = 200  # a name shows in every message and listing
 ID_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
 TRIGGER_KEYS = {
     "id",
@@ -190,6 +191,8 @@ def _parse_trigger(
     name = entry.get("name", tid)
     if not isinstance(name, str) or not name:
         e("name", "expected text")
+    elif len(name) > MAX_NAME_LENGTH:
+        e("name", f"{len(name)} characters; at most {MAX_NAME_LENGTH}")
     registry = entry.get("registry")
     if registry not in REGISTRIES:
         e("registry", f"{registry!r} is not one of {', '.join(REGISTRIES)}")
