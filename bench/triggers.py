@@ -42,8 +42,6 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # loaded by path as a code location, or run as a script
     sys.path.insert(0, str(ROOT))
 
-from chainlake.events.db import DEFAULT_POSTGRES_URL  # noqa: E402
-from chainlake.settings import env  # noqa: E402
 from pipelines.triggers import (  # noqa: E402
     deliver_actions_job,
     evaluate_triggers_job,
@@ -60,7 +58,7 @@ defs = dg.Definitions(
     jobs=[evaluate_triggers_job, resident_evaluator_job, deliver_actions_job],
     sensors=[chain_events_sensor, resident_evaluator_sensor, pending_actions_sensor],
     resources={
-        "postgres": PostgresResource(url=env("POSTGRES_URL", DEFAULT_POSTGRES_URL)),
+        "postgres": PostgresResource(),
         "notifiers": NotifiersResource(),
     },
 )

@@ -53,9 +53,9 @@ def _deliverer(
     from chainlake.actions.deliver import Deliverer
     from chainlake.events.agents import agent_resolver
 
-    resolver = agent_resolver(lambda: postgres.connect(), key=postgres.secret_key)
+    resolver = agent_resolver(lambda: postgres.connect(), key=postgres.fernet_key())
     return Deliverer(
-        url=postgres.url,
+        url=postgres.database_url(),
         senders=notifiers.senders(resolver),
         secrets=notifiers.secrets(),
         policy=notifiers.retry_policy(),

@@ -1,8 +1,13 @@
 """ClickHouse: the analytics tables, through clickhouse-connect in both modes.
 
-- `CLICKHOUSE_URL` unset: the embedded engine (chdb) on a local data directory, driven by
-  clickhouse-connect's `chdb://` client.
-- `CLICKHOUSE_URL=http://user:password@host:8123/database`: a ClickHouse server.
+`ClickHouseResource(engine=...)` takes one of two engines, told apart by their `kind` field
+(a Pydantic discriminated union, which Dagster shows as a selector):
+
+- `EmbeddedClickHouse(path=...)` (config `engine: {embedded: {...}}`, the default): the
+  in-process engine (chdb) on a local data directory, driven by clickhouse-connect's `chdb://`
+  client. `path` unset: `CLICKHOUSE_PATH` when the store is used, else `data/clickhouse`.
+- `ClickHouseServer(url=...)` (config `engine: {server: {...}}`): a server at
+  http(s)://user:password@host:8123/database (the code location passes `CLICKHOUSE_URL`).
 
 The same DDL, the same queries and the same client API serve both. The embedded directory can
 be opened by one process at a time: each use holds it only for one short session, a session
@@ -24,7 +29,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import dagster as dg
 import pandera.polars as pa
@@ -32,6 +38,8 @@ import polars as pl
 import pyarrow
 from polars._typing import PolarsDataType
 from pydantic import Field
+
+from resources.env import env_str
 
 DEFAULT_PATH = "data/clickhouse"
 
@@ -269,65 +277,118 @@ class ClickHouseSession:
         return frame.height
 
 
-class ClickHouseResource(dg.ConfigurableResource):
-    """The analytics store: a ClickHouse server when `url` is set, else the embedded engine."""
+class EmbeddedClickHouse(dg.Config):
+    """The in-process engine (chdb) on a local data directory."""
 
-    url: str = Field(
-        default="",
-        description=(
-            "ClickHouse server, http(s)://user:password@host:8123/database (CLICKHOUSE_URL). "
-            "Empty selects the embedded engine on `path`."
-        ),
+    kind: Literal["embedded"] = Field(
+        default="embedded", description="Selects the embedded engine (chdb)."
     )
-    path: str = Field(
-        default=DEFAULT_PATH,
-        description="Data directory of the embedded engine (chdb) when no server is set.",
+    path: str | None = Field(
+        default=None,
+        description="Data directory of the embedded engine. Unset: CLICKHOUSE_PATH when the "
+        f"store is used, else {DEFAULT_PATH}.",
     )
     lock_timeout_seconds: float = Field(
         default=600.0,
-        description=(
-            "Embedded engine only: how long a session waits for another process (a reader, "
-            "another run) to release the data directory before failing."
-        ),
+        description="How long a session waits for another process (a reader, another run) to "
+        "release the data directory before failing.",
     )
-    connect_timeout_seconds: float = Field(default=10.0, description="Server only.")
-    send_receive_timeout_seconds: float = Field(default=300.0, description="Server only.")
+
+
+class ClickHouseServer(dg.Config):
+    """A ClickHouse server over HTTP(S)."""
+
+    kind: Literal["server"] = Field(default="server", description="Selects a ClickHouse server.")
+    url: str = Field(
+        description="http(s)://[user:password@]host:8123/database of the server.",
+    )
+    username: str | None = Field(
+        default=None, description="User, when not in the URL (overrides the URL's)."
+    )
+    password: str | None = Field(
+        default=None, description="Password, when not in the URL (overrides the URL's)."
+    )
+    connect_timeout_seconds: float = Field(
+        default=10.0, description="Timeout for opening a connection to the server."
+    )
+    send_receive_timeout_seconds: float = Field(
+        default=300.0, description="Timeout for one request to the server (a query, an insert)."
+    )
+
+
+class ClickHouseResource(dg.ConfigurableResource):
+    """The analytics store: the embedded engine (default) or a ClickHouse server.
+
+    Assets call `session()` for a connection and `describe()` for where the data goes.
+    """
+
+    engine: EmbeddedClickHouse | ClickHouseServer = Field(
+        default_factory=EmbeddedClickHouse,
+        discriminator="kind",
+        description="`embedded` (chdb on a local directory) or `server` (a URL).",
+    )
 
     @property
     def embedded(self) -> bool:
-        return not self.url
+        """Whether this is the in-process engine rather than a server."""
+        return isinstance(self.engine, EmbeddedClickHouse)
+
+    def data_dir(self) -> Path:
+        """The embedded engine's data directory, CLICKHOUSE_PATH read now when unset.
+
+        Raises:
+            TypeError: The engine is a server.
+        """
+        engine = self.engine
+        if not isinstance(engine, EmbeddedClickHouse):
+            raise TypeError("a ClickHouse server has no local data directory")
+        return Path(engine.path or env_str(dg.EnvVar("CLICKHOUSE_PATH"), DEFAULT_PATH)).resolve()
 
     def dsn(self) -> str:
-        if self.embedded:
-            return "chdb://" + str(Path(self.path).resolve())
-        return self.url
+        """The clickhouse-connect DSN: chdb://<directory> or the server URL."""
+        engine = self.engine
+        if isinstance(engine, EmbeddedClickHouse):
+            return f"chdb://{self.data_dir()}"
+        return engine.url
 
     def describe(self) -> str:
         """Where the data goes, without credentials (for logs and metadata)."""
-        if self.embedded:
-            return f"chdb:{Path(self.path).resolve()}"
-        from urllib.parse import urlsplit
-
-        u = urlsplit(self.url)
+        engine = self.engine
+        if isinstance(engine, EmbeddedClickHouse):
+            return f"chdb:{self.data_dir()}"
+        u = urlsplit(engine.url)
         return f"{u.scheme}://{u.hostname}:{u.port or ''}{u.path}"
 
     def _connect(self) -> Any:
         import clickhouse_connect
 
-        if self.embedded:
-            Path(self.path).mkdir(parents=True, exist_ok=True)
+        engine = self.engine
+        if isinstance(engine, EmbeddedClickHouse):
+            self.data_dir().mkdir(parents=True, exist_ok=True)
             return clickhouse_connect.get_client(dsn=self.dsn())
         return clickhouse_connect.get_client(
-            dsn=self.url,
-            connect_timeout=self.connect_timeout_seconds,
-            send_receive_timeout=self.send_receive_timeout_seconds,
+            dsn=engine.url,
+            # None / "" make clickhouse-connect take the user and password from the URL
+            username=engine.username,
+            password=engine.password or "",
+            connect_timeout=engine.connect_timeout_seconds,
+            send_receive_timeout=engine.send_receive_timeout_seconds,
         )
 
     @contextmanager
     def session(self) -> Iterator[ClickHouseSession]:
         """An open connection for the duration of the block; the embedded directory is
-        released when the block ends."""
-        deadline = time.monotonic() + self.lock_timeout_seconds
+        released when the block ends.
+
+        Raises:
+            TimeoutError: The embedded directory stayed locked by another process for the
+                engine's `lock_timeout_seconds`.
+        """
+        engine = self.engine
+        lock_timeout = (
+            engine.lock_timeout_seconds if isinstance(engine, EmbeddedClickHouse) else 0.0
+        )
+        deadline = time.monotonic() + lock_timeout
         delay = 0.1
         attempt = 0
         while True:
@@ -339,13 +400,14 @@ class ClickHouseResource(dg.ConfigurableResource):
                 # The holder may let go between the failed open and the probe: a couple of
                 # quick retries cover that race.
                 busy = self.embedded and (
-                    embedded_dir_busy(self.path) or ("EmbeddedServer" in str(e) and attempt < 3)
+                    embedded_dir_busy(self.data_dir())
+                    or ("EmbeddedServer" in str(e) and attempt < 3)
                 )
                 if not busy or time.monotonic() + delay > deadline:
                     if busy:
                         raise TimeoutError(
-                            f"the embedded ClickHouse directory {self.path} stayed locked by "
-                            f"another process for {self.lock_timeout_seconds:.0f} s"
+                            f"the embedded ClickHouse directory {self.data_dir()} stayed locked by "
+                            f"another process for {lock_timeout:.0f} s"
                         ) from e
                     raise
                 time.sleep(delay)

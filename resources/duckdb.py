@@ -1,5 +1,6 @@
 """DuckDB: the serving catalog (wallets, nodes, tokens, portfolios, alerts) and the views over
-the Delta tables, in one file (`DUCKDB_PATH`, default `data/chainlake.duckdb`).
+the Delta tables, in one file: `ServingDuckDB.database`, or when that is unset `DUCKDB_PATH`
+read when the file is opened, else `data/chainlake.duckdb`.
 
 A DuckDB file takes one read-write process or many read-only ones, never both: a reader would
 make the pipeline's writer fail, and the writer would lock readers out. So nobody writes the
@@ -23,10 +24,14 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
+import dagster as dg
 import duckdb
 import polars as pl
 from dagster_duckdb import DuckDBResource
 from polars._typing import PolarsDataType
+from pydantic import Field
+
+from resources.env import env_str
 
 DEFAULT_PATH = "data/chainlake.duckdb"
 _NO_DOWNLOADS: dict[str, str | bool | int | float | list[str]] = {
@@ -127,12 +132,29 @@ class ServingDuckDB(DuckDBResource):
     """dagster-duckdb's resource on the serving file, with a publishing writer and
     read-only readers that never block each other (see the module docstring).
 
-    `get_connection()` (inherited) opens the published file read-write in place; pipeline
-    code uses `writer()` instead, so readers are never locked out."""
+    `get_connection()` opens the published file read-write in place; pipeline code uses
+    `writer()` instead, so readers are never locked out."""
+
+    # dagster-duckdb requires `database`; here it may be left unset for DUCKDB_PATH, which a
+    # field cannot express (an unset EnvVar fails the run), so `path` resolves it when used.
+    database: str = Field(
+        default="",
+        description="Path of the serving DuckDB file. Empty: DUCKDB_PATH when the file is "
+        f"opened, else {DEFAULT_PATH}.",
+    )
 
     @property
     def path(self) -> Path:
-        return Path(self.database)
+        """The serving file: `database`, else DUCKDB_PATH read now, else the default."""
+        return Path(self.database or env_str(dg.EnvVar("DUCKDB_PATH"), DEFAULT_PATH))
+
+    @contextmanager
+    def get_connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """dagster-duckdb's read-write connection, in place on `path` (an empty `database`
+        would otherwise open an in-memory database)."""
+        in_place = DuckDBResource(database=str(self.path), connection_config=self.connection_config)
+        with in_place.get_connection() as conn:
+            yield conn
 
     @contextmanager
     def writer(

@@ -1,4 +1,11 @@
-"""PostgreSQL: the events outbox, triggers, deliveries and their audit trail."""
+"""PostgreSQL: the events outbox, triggers, deliveries and their audit trail.
+
+Fields left unset are read from the environment when the resource is used (see
+`resources.env`): `url` from `POSTGRES_URL` (else the local `chainlake` database),
+`secret_key` from `CHAINLAKE_SECRET_KEY` (else none), `resident_evaluator_seconds` from
+`CHAINLAKE_RESIDENT_EVALUATOR_SECONDS` (else 3600). Callers use `database_url()`,
+`fernet_key()` and `resident_lifetime_seconds()`, which apply that rule.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +17,7 @@ from pydantic import Field
 
 from chainlake.events import db
 from chainlake.events.db import Conn
+from resources.env import env_int, env_optional, env_str
 
 # URLs whose schema this process has found current (checked once per process).
 _SCHEMA_CHECKED: set[str] = set()
@@ -18,15 +26,16 @@ _SCHEMA_CHECKED: set[str] = set()
 class PostgresResource(dg.ConfigurableResource):
     """Connections to the events database. The schema is managed by `chainlake db migrate`."""
 
-    url: str = Field(
-        default=db.DEFAULT_POSTGRES_URL,
-        description="libpq URL of the events database (POSTGRES_URL), "
-        "e.g. postgresql://user@host:5432/chainlake.",
+    url: str | None = Field(
+        default=None,
+        description="libpq URL of the events database, e.g. postgresql://user@host:5432/"
+        f"chainlake. Unset: POSTGRES_URL when used, else {db.DEFAULT_POSTGRES_URL}.",
     )
     secret_key: str | None = Field(
         default=None,
-        description="Fernet key that encrypts agents' MCP tokens at rest (CHAINLAKE_SECRET_KEY); "
-        "without it, MCP calls resolved from an agent go without a token.",
+        description="Fernet key that encrypts agents' MCP tokens at rest. Unset: "
+        "CHAINLAKE_SECRET_KEY when used; without either, MCP calls resolved from an agent go "
+        "without a token.",
     )
 
     notify_wait_seconds: float = Field(
@@ -35,12 +44,12 @@ class PostgresResource(dg.ConfigurableResource):
         "LISTEN/NOTIFY before giving up (a wake-up only; the tables are the truth).",
     )
 
-    resident_evaluator_seconds: int = Field(
-        default=3600,
-        description="Lifetime of each resident trigger evaluator run (CHAINLAKE_RESIDENT_"
-        "EVALUATOR_SECONDS): one long-lived run evaluates events as they commit, instead of a "
-        "run per batch; resident_evaluator_sensor starts the next when one ends. 0 turns it "
-        "off (chain_events_sensor then launches a run per batch).",
+    resident_evaluator_seconds: int | None = Field(
+        default=None,
+        description="Lifetime of each resident trigger evaluator run: one long-lived run "
+        "evaluates events as they commit, instead of a run per batch; resident_evaluator_sensor "
+        "starts the next when one ends. 0 turns it off (chain_events_sensor then launches a run "
+        "per batch). Unset: CHAINLAKE_RESIDENT_EVALUATOR_SECONDS when used, else 3600.",
     )
 
     auto_migrate: bool = Field(
@@ -50,23 +59,42 @@ class PostgresResource(dg.ConfigurableResource):
         "where schema changes go through a release process.",
     )
 
-    def _ready(self) -> None:
-        if self.auto_migrate and self.url not in _SCHEMA_CHECKED:
-            db.ensure_schema(self.url)
-            _SCHEMA_CHECKED.add(self.url)
+    def database_url(self) -> str:
+        """The events database's URL: `url`, else POSTGRES_URL read now, else the default."""
+        return self.url or env_str(dg.EnvVar("POSTGRES_URL"), db.DEFAULT_POSTGRES_URL)
+
+    def fernet_key(self) -> str | None:
+        """The key for agents' MCP tokens: `secret_key`, else CHAINLAKE_SECRET_KEY read now."""
+        return self.secret_key or env_optional(dg.EnvVar("CHAINLAKE_SECRET_KEY"))
+
+    def resident_lifetime_seconds(self) -> int:
+        """`resident_evaluator_seconds`, else CHAINLAKE_RESIDENT_EVALUATOR_SECONDS read now,
+        else 3600; 0 means no resident evaluator.
+
+        Raises:
+            ValueError: The variable is set to something that is not an integer.
+        """
+        if self.resident_evaluator_seconds is not None:
+            return self.resident_evaluator_seconds
+        return env_int(dg.EnvVar("CHAINLAKE_RESIDENT_EVALUATOR_SECONDS"), 3600)
+
+    def _ready(self) -> str:
+        url = self.database_url()
+        if self.auto_migrate and url not in _SCHEMA_CHECKED:
+            db.ensure_schema(url)
+            _SCHEMA_CHECKED.add(url)
+        return url
 
     def migrated_url(self) -> str:
         """The URL, once the schema is known to be current (see `auto_migrate`)."""
-        self._ready()
-        return self.url
+        return self._ready()
 
     @contextmanager
     def connection(self, *, autocommit: bool = False) -> Iterator[Conn]:
         """A connection that commits when the block succeeds and rolls back when it raises."""
-        self._ready()
-        with db.connection(self.url, autocommit=autocommit) as conn:
+        with db.connection(self._ready(), autocommit=autocommit) as conn:
             yield conn
 
     def connect(self, *, autocommit: bool = False) -> Conn:
-        self._ready()
-        return db.connect(self.url, autocommit=autocommit)
+        """A connection the caller closes (and commits, unless `autocommit`)."""
+        return db.connect(self._ready(), autocommit=autocommit)

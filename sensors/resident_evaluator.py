@@ -31,7 +31,7 @@ ACTIVE = [
 def resident_evaluator_sensor(
     context: dg.SensorEvaluationContext, postgres: PostgresResource
 ) -> dg.SensorResult:
-    lifetime = postgres.resident_evaluator_seconds
+    lifetime = postgres.resident_lifetime_seconds()
     if lifetime <= 0:
         return dg.SensorResult(skip_reason="off: resident_evaluator_seconds is 0")
     with postgres.connection(autocommit=True) as conn:

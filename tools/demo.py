@@ -42,13 +42,14 @@ SUMMARIES.append(triggers_summary)
 
 def analytics_summary(days: list[dt.date]) -> list[str]:
     """Per portfolio: the last snapshot and its 30-day risk (ClickHouse), as `make demo` prints."""
-    from assets.analytics.risk_metrics import portfolio_summary
-    from resources.clickhouse import ClickHouseResource
+    import dagster as dg
 
-    store = ClickHouseResource(
-        url=os.environ.get("CLICKHOUSE_URL", ""),
-        path=os.environ.get("CLICKHOUSE_PATH", "data/clickhouse"),
-    )
+    from assets.analytics.risk_metrics import portfolio_summary
+    from pipelines.resources import clickhouse_resource
+
+    # The code location's own configuration, its EnvVars resolved as a run would.
+    with dg.build_resources({"clickhouse": clickhouse_resource()}) as resources:
+        store = resources.clickhouse
     with store.session() as ch:
         rows = portfolio_summary(ch).to_dicts()
 
@@ -139,11 +140,15 @@ def materialise(days: list[dt.date]) -> None:
 
 
 def raw_summary(days: list[dt.date]) -> list[str]:
+    import dagster as dg
+
     from chainlake.config import load_chains
-    from chainlake.lake import DeltaStore
+    from pipelines.resources import delta_resource
 
     chain = load_chains()["devnet"]
-    store = DeltaStore(root=os.environ.get("DELTA_ROOT", "data/delta"))
+    # The code location's store (S3 settings included when DELTA_ROOT is s3://).
+    with dg.build_resources({"delta": delta_resource()}) as resources:
+        store = resources.delta
     counts = {}
     for table in ("blocks", "transactions", "logs", "token_transfers"):
         lf = store.scan(chain, table)

@@ -24,7 +24,13 @@ import pytest
 
 from assets.analytics.portfolio_snapshots import TABLE as SNAPSHOTS
 from assets.analytics.risk_metrics import TABLE as RISK
-from resources.clickhouse import ClickHouseResource, ClickHouseSchemaMismatch, ClickHouseTable
+from resources.clickhouse import (
+    ClickHouseResource,
+    ClickHouseSchemaMismatch,
+    ClickHouseServer,
+    ClickHouseTable,
+    EmbeddedClickHouse,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -48,8 +54,8 @@ ROOT = Path(__file__).resolve().parents[2]
 )
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> ClickHouseResource:
     if request.param == "embedded":
-        return ClickHouseResource(path=str(tmp_path / "clickhouse"))
-    return ClickHouseResource(url=SERVER_URL)
+        return ClickHouseResource(engine=EmbeddedClickHouse(path=str(tmp_path / "clickhouse")))
+    return ClickHouseResource(engine=ClickHouseServer(url=SERVER_URL))
 
 
 @pytest.fixture
@@ -159,8 +165,8 @@ def test_ddl_is_derived_from_the_model_and_checked(store: ClickHouseResource, ta
 HOLDER = textwrap.dedent(
     """
     import time
-    from resources.clickhouse import ClickHouseResource
-    with ClickHouseResource(path={path!r}).session() as ch:
+    from resources.clickhouse import ClickHouseResource, EmbeddedClickHouse
+    with ClickHouseResource(engine=EmbeddedClickHouse(path={path!r})).session() as ch:
         ch.query("SELECT count() FROM portfolio_snapshots")
         print("holding", flush=True)
         time.sleep(3)
@@ -172,7 +178,7 @@ def test_embedded_session_waits_for_another_process(tmp_path: Path) -> None:
     """A reader in another process holds the embedded directory; a writer waits its turn
     instead of failing, then proceeds."""
     path = tmp_path / "clickhouse"
-    store = ClickHouseResource(path=str(path), lock_timeout_seconds=60)
+    store = ClickHouseResource(engine=EmbeddedClickHouse(path=str(path), lock_timeout_seconds=60))
     with store.session() as ch:
         ch.ensure(SNAPSHOTS)
     holder = subprocess.Popen(
@@ -206,8 +212,8 @@ def test_embedded_session_times_out_with_a_clear_error(tmp_path: Path) -> None:
         [
             sys.executable,
             "-c",
-            "import time\nfrom resources.clickhouse import ClickHouseResource\n"
-            f"with ClickHouseResource(path={str(path)!r}).session():\n"
+            "import time\nfrom resources.clickhouse import ClickHouseResource, EmbeddedClickHouse\n"
+            f"with ClickHouseResource(engine=EmbeddedClickHouse(path={str(path)!r})).session():\n"
             "    print('holding', flush=True)\n    time.sleep(8)\n",
         ],
         cwd=ROOT,
@@ -216,7 +222,9 @@ def test_embedded_session_times_out_with_a_clear_error(tmp_path: Path) -> None:
     )
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "holding"
-        store = ClickHouseResource(path=str(path), lock_timeout_seconds=1)
+        store = ClickHouseResource(
+            engine=EmbeddedClickHouse(path=str(path), lock_timeout_seconds=1)
+        )
         with pytest.raises(TimeoutError, match="stayed locked by another process"):
             with store.session():
                 pass

@@ -53,14 +53,14 @@ def stage(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stage]:
 
 def _resources(root: Path) -> dict[str, object]:
     from chainlake.lake import DeltaStore
-    from resources.clickhouse import ClickHouseResource
+    from resources.clickhouse import ClickHouseResource, EmbeddedClickHouse
     from resources.duckdb import ServingDuckDB
     from resources.rpc import RpcResource
 
     return {
         "delta": DeltaStore(root=str(root / "delta")),
         "rpc": RpcResource(),
-        "clickhouse": ClickHouseResource(path=str(root / "clickhouse")),
+        "clickhouse": ClickHouseResource(engine=EmbeddedClickHouse(path=str(root / "clickhouse"))),
         "duckdb": ServingDuckDB(database=str(root / "chainlake.duckdb")),
     }
 
@@ -95,9 +95,11 @@ def _delta(root: Path, table: str) -> pl.DataFrame:
 
 
 def _clickhouse(root: Path, sql: str) -> pl.DataFrame:
-    from resources.clickhouse import ClickHouseResource
+    from resources.clickhouse import ClickHouseResource, EmbeddedClickHouse
 
-    with ClickHouseResource(path=str(root / "clickhouse")).session() as ch:
+    with ClickHouseResource(
+        engine=EmbeddedClickHouse(path=str(root / "clickhouse"))
+    ).session() as ch:
         return ch.query(sql)
 
 
@@ -173,7 +175,7 @@ def test_snapshots_value_the_holdings_at_the_close(stage: Stage) -> None:
 
 def test_risk_rows_and_summary(stage: Stage) -> None:
     from assets.analytics.risk_metrics import portfolio_summary
-    from resources.clickhouse import ClickHouseResource
+    from resources.clickhouse import ClickHouseResource, EmbeddedClickHouse
 
     risk = _clickhouse(stage.root, "SELECT * FROM risk_metrics")
     n = len(stage.manifest.portfolios)
@@ -181,7 +183,9 @@ def test_risk_rows_and_summary(stage: Stage) -> None:
     last = risk.filter(pl.col("timestamp").dt.date() == DAYS_LIST[-1])
     assert set(last["observations"]) == {DAYS - 1}
     assert (last["cvar_95"] <= last["var_95"]).all()
-    with ClickHouseResource(path=str(stage.root / "clickhouse")).session() as ch:
+    with ClickHouseResource(
+        engine=EmbeddedClickHouse(path=str(stage.root / "clickhouse"))
+    ).session() as ch:
         summary = portfolio_summary(ch)
     assert summary.height == n and summary["day"].to_list() == [DAYS_LIST[-1]] * n
 

@@ -26,7 +26,7 @@ from chainlake.lake import DeltaStore
 from chainlake.raw.blocks import BlocksModel
 from chainlake.raw.logs import LogsModel
 from chainlake.schema import conform, empty
-from resources.clickhouse import ClickHouseResource
+from resources.clickhouse import ClickHouseResource, EmbeddedClickHouse
 from resources.postgres import PostgresResource
 
 pytestmark = pytest.mark.integration
@@ -71,7 +71,9 @@ def setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict]:
             "resources": {
                 "delta": delta,
                 "postgres": PostgresResource(url=url),
-                "clickhouse": ClickHouseResource(path=str(tmp_path / "clickhouse")),
+                "clickhouse": ClickHouseResource(
+                    engine=EmbeddedClickHouse(path=str(tmp_path / "clickhouse"))
+                ),
             },
         }
 
