@@ -22,13 +22,20 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from chainlake.abis import abi_names
 
 DEFAULT_CHAINS_CONFIG = "config/chains.yaml"
 ADDRESS_RE = re.compile(r"^0x[0-9a-fA-F]{40}$")
 PARTITION_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
+
+
+# Devnets and rollups (and their testnets): a reorg there is shallow, if it happens at all.
+SHALLOW_REORG_CHAIN_IDS = frozenset(
+    {31337, 1337, 10, 8453, 42161, 42170, 324, 59144, 534352, 81457, 1101, 7777777, 34443}
+    | {11155420, 84532, 421614}
+)
 
 
 class ConfigError(ValueError):
@@ -101,6 +108,22 @@ class ChainConfig(BaseModel):
     batch_size: int = Field(default=50, ge=1, le=1000)
     tokens: tuple[TokenConfig, ...] = ()
     contracts: tuple[ContractConfig, ...] = ()
+    # How deep below the checkpoint a reorg is repaired without asking: deeper, the run
+    # stops and changes nothing. When absent, 64 on devnets and rollups, 128 elsewhere (see
+    # _default_reorg_depth).
+    max_reorg_depth: int = Field(default=128, ge=1, strict=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_reorg_depth(cls, data: Any) -> Any:
+        # rollups and devnets reorg shallowly if at all; elsewhere 128 blocks is four
+        # Ethereum epochs, twice the depth finality leaves open
+        if isinstance(data, dict) and "max_reorg_depth" not in data:
+            shallow = (
+                data.get("network") == "devnet" or data.get("chain_id") in SHALLOW_REORG_CHAIN_IDS
+            )
+            data = {**data, "max_reorg_depth": 64 if shallow else 128}
+        return data
 
     @field_validator("name")
     @classmethod
@@ -124,7 +147,9 @@ class ChainConfig(BaseModel):
     def _urls(cls, v: Any) -> Any:
         if isinstance(v, str):
             v = [v]
-        for url in v or ():
+        if not isinstance(v, list | tuple):
+            raise ValueError(f"expected a list of http(s) URLs, got {v!r}")
+        for url in v:
             if not isinstance(url, str) or not url.startswith(("http://", "https://")):
                 raise ValueError(f"{url!r} is not an http(s) URL")
         return v
