@@ -107,16 +107,24 @@ def test_a_run_against_a_missing_bucket_fails_before_reading(
     import dagster as dg
 
     from assets.raw.chain_tables import raw_chain_tables
+    from resources.delta import DeltaResource, S3Storage
     from resources.rpc import RpcResource
 
     monkeypatch.setenv(
         "CHAINS_CONFIG", str(write_chains_yaml(tmp_path / "c.yaml", ["http://127.0.0.1:1"]))
     )
+    # The resource checks the bucket when the run starts (a plain DeltaStore is not checked).
+    delta = DeltaResource(
+        root="s3://absent/lake",
+        storage=S3Storage(
+            endpoint_url=s3.endpoint, access_key_id=s3.key_id, secret_access_key=s3.secret
+        ),
+    )
     with pytest.raises(dg.DagsterResourceFunctionError) as e:
         dg.materialize(
             [raw_chain_tables],
             partition_key="devnet|2026-11-06",
-            resources={"delta": s3.store("s3://absent/lake"), "rpc": RpcResource(max_retries=0)},
+            resources={"delta": delta, "rpc": RpcResource(max_retries=0)},
         )
     assert isinstance(e.value.__cause__, ObjectStoreError)
     assert "bucket 'absent'" in str(e.value.__cause__)
@@ -257,3 +265,39 @@ def test_concurrent_writers_of_different_days_never_lose_a_commit(s3: S3) -> Non
     for row in per_day.iter_rows(named=True):
         w = next(i for i, ds in enumerate(days) if row["date"].isoformat() in ds)
         assert row["worker"] == [w] and row["round"] == [rounds - 1] and row["len"] == 50
+
+
+def test_the_code_locations_delta_resource_reads_s3_settings_when_the_run_starts(
+    s3: S3, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The resource as pipelines.resources builds it for an s3:// DELTA_ROOT, with endpoint,
+    credentials and bucket creation from the environment of the run: a day written through
+    its store reads back, and DuckDB-facing storage options carry the credentials."""
+    import dagster as dg
+
+    from pipelines.resources import delta_resource
+    from resources.delta import S3Storage
+
+    monkeypatch.setenv("DELTA_ROOT", "s3://from-env/lake")
+    resource = delta_resource()
+    assert isinstance(resource.storage, S3Storage)
+    for name, value in {
+        "S3_ENDPOINT_URL": s3.endpoint,
+        "AWS_ACCESS_KEY_ID": s3.key_id,
+        "AWS_SECRET_ACCESS_KEY": s3.secret,
+        "DELTA_S3_CREATE_BUCKET": "true",
+    }.items():
+        monkeypatch.setenv(name, value)  # after the resource was built, as for a later run
+    with dg.build_resources({"delta": resource}) as resources:
+        store: DeltaStore = resources.delta
+    assert store.storage_options()["AWS_ACCESS_KEY_ID"] == s3.key_id
+    day = dt.date(2026, 11, 2)
+    store.replace_day(CHAIN, "probe", day, pl.DataFrame({"date": [day], "block_number": [1]}))
+    assert store.scan(CHAIN, "probe").collect()["block_number"].to_list() == [1]  # type: ignore[union-attr]
+
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wrong")  # read again by the next run
+    with pytest.raises(dg.DagsterResourceFunctionError) as e:
+        with dg.build_resources({"delta": resource}):
+            pass
+    assert isinstance(e.value.__cause__, ObjectStoreError)
+    assert "refused the credentials for bucket 'from-env'" in str(e.value.__cause__)
