@@ -23,8 +23,9 @@ LONG_RUNNING = {"postgres", "clickhouse", "minio", "anvil", "user-code", "webser
 ONE_SHOT = {"minio-init", "devnet-seed"}
 # Read by the code but meaningful only on a developer machine.
 LOCAL_ONLY = re.compile(r"^(DEMO_|TEST_|CHAINLAKE_ANVIL$|PYTEST)")
+# `dg.EnvVar("X")` (a field value, or `.get_value()` at run time), `dg.EnvVar.int("X")`, os.environ
 _ENV_READ = re.compile(
-    r"""(?:\benv|EnvVar|os\.environ\.get|os\.getenv|os\.environ\[)\(?\s*["']([A-Z][A-Z0-9_]+)["']"""
+    r"""(?:\benv|EnvVar(?:\.int)?|os\.environ\.get|os\.getenv|os\.environ\[)\(?\s*["']([A-Z][A-Z0-9_]+)["']"""
 )
 
 
