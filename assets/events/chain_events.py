@@ -1,4 +1,4 @@
-"""The PostgreSQL `events` table that feeds the trigger engine, from two sources:
+"""The PostgreSQL `events` table that feeds the trigger engine, from two sources.
 
 - events/chain_events: events of interest of a chain-day decoded from the Delta tables: the
   logs of the contracts the chain lists in chains.yaml (`contracts:`, e.g. the 8004 identity,
@@ -150,6 +150,8 @@ def chain_events(
     delta: dg.ResourceParam[DeltaStore],
     postgres: PostgresResource,
 ):
+    """Decode the chain-day's registry events and tracked-wallet transfers into the events table,
+    retracting those of blocks a reorg abandoned, and move the chain's checkpoint."""
     from chainlake.config import load_chains
     from chainlake.portfolios import load_portfolios
 
@@ -277,6 +279,8 @@ def analytics_alerts(
     postgres: PostgresResource,
     clickhouse: ClickHouseResource,
 ):
+    """Evaluate the active alerts of portfolios.yaml on the day's balances and risk metrics and
+    insert an `analytics` event per matching row."""
     from assets.core.balances import BalancesModel
     from chainlake.config import load_chains
     from chainlake.events.alerts import Alert, check_alert, fire_alerts

@@ -183,9 +183,11 @@ class CatalogTable:
         """The table's `CREATE TABLE IF NOT EXISTS` statement."""
         cols = [f"{quote(n)} {t}" for n, t in self.columns().items()]
         cols += [f"{quote(n)} {t}" for n, t in self.runtime.items()]
-        cols += ["created_at TIMESTAMPTZ NOT NULL DEFAULT now()",
-                 "updated_at TIMESTAMPTZ NOT NULL DEFAULT now()",
-                 f"PRIMARY KEY ({', '.join(quote(k) for k in self.key)})"]  # fmt: skip
+        cols += [
+            "created_at TIMESTAMPTZ NOT NULL DEFAULT now()",
+            "updated_at TIMESTAMPTZ NOT NULL DEFAULT now()",
+            f"PRIMARY KEY ({', '.join(quote(k) for k in self.key)})",
+        ]
         body = ",\n    ".join(cols)
         return f"CREATE TABLE IF NOT EXISTS {quote(self.name)} (\n    {body}\n)"
 
@@ -205,14 +207,19 @@ TABLES = (
     CatalogTable("tokens", TokensModel, ["id"], types={"id": "UUID"}),
     CatalogTable("portfolios", PortfoliosModel, ["portfolio_id"]),
     CatalogTable(
-        "portfolio_wallets", PortfolioWalletsModel, ["portfolio_id", "wallet_id"],
+        "portfolio_wallets",
+        PortfolioWalletsModel,
+        ["portfolio_id", "wallet_id"],
         types={"wallet_id": "UUID"},
     ),
     CatalogTable(
-        "alerts", AlertsModel, ["id"], types={"id": "UUID", "parameters": "JSON NOT NULL"},
+        "alerts",
+        AlertsModel,
+        ["id"],
+        types={"id": "UUID", "parameters": "JSON NOT NULL"},
         runtime={"last_triggered_at": "TIMESTAMPTZ", "trigger_count": "INTEGER NOT NULL DEFAULT 0"},
     ),
-)  # fmt: skip
+)
 
 
 # -- pure transforms ------------------------------------------------------------------------
@@ -239,80 +246,117 @@ def catalog_frames(
     """Pure transform: the validated config files → one frame per catalog table."""
     wallets = [
         {
-            "id": str(w.id), "name": w.name, "address": w.address,
-            "network": chains[w.chain].network, "subnet": chains[w.chain].subnet,
-            "chain": w.chain, "chain_id": chains[w.chain].chain_id, "kind": w.kind,
+            "id": str(w.id),
+            "name": w.name,
+            "address": w.address,
+            "network": chains[w.chain].network,
+            "subnet": chains[w.chain].subnet,
+            "chain": w.chain,
+            "chain_id": chains[w.chain].chain_id,
+            "kind": w.kind,
             "is_active": w.active,
         }
         for w in book.wallets
-    ]  # fmt: skip
+    ]
     nodes = [
         {
-            "id": _uuid("node", f"{c.name}:{i}:{url}"), "name": f"{c.name} #{i}",
-            "chain": c.name, "chain_id": c.chain_id, "network": c.network, "subnet": c.subnet,
-            "vmtype": "evm", "rpc_url": _mask(url), "priority": i, "is_active": True,
+            "id": _uuid("node", f"{c.name}:{i}:{url}"),
+            "name": f"{c.name} #{i}",
+            "chain": c.name,
+            "chain_id": c.chain_id,
+            "network": c.network,
+            "subnet": c.subnet,
+            "vmtype": "evm",
+            "rpc_url": _mask(url),
+            "priority": i,
+            "is_active": True,
         }
         for c in chains.values()
         for i, url in enumerate(c.rpc_urls)
-    ]  # fmt: skip
+    ]
     tokens = []
     for c in chains.values():
         native_feed = next((t for t in c.tokens if t.address == NATIVE_TOKEN), None)
         tokens.append(
             {
-                "id": _uuid("token", f"{c.name}:{NATIVE_TOKEN}"), "symbol": c.native_symbol,
-                "name": c.native_symbol, "asset_type": "native", "contract_address": NATIVE_TOKEN,
-                "chain": c.name, "chain_id": c.chain_id, "decimals": c.native_decimals,
+                "id": _uuid("token", f"{c.name}:{NATIVE_TOKEN}"),
+                "symbol": c.native_symbol,
+                "name": c.native_symbol,
+                "asset_type": "native",
+                "contract_address": NATIVE_TOKEN,
+                "chain": c.name,
+                "chain_id": c.chain_id,
+                "decimals": c.native_decimals,
                 "price_feed": native_feed.price_feed if native_feed else None,
                 "price_feed_decimals": native_feed.price_feed_decimals if native_feed else None,
                 "is_active": True,
             }
-        )  # fmt: skip
+        )
         tokens += [
             {
-                "id": _uuid("token", f"{c.name}:{t.address}"), "symbol": t.symbol,
-                "name": t.symbol, "asset_type": "erc20", "contract_address": t.address,
-                "chain": c.name, "chain_id": c.chain_id, "decimals": t.decimals,
+                "id": _uuid("token", f"{c.name}:{t.address}"),
+                "symbol": t.symbol,
+                "name": t.symbol,
+                "asset_type": "erc20",
+                "contract_address": t.address,
+                "chain": c.name,
+                "chain_id": c.chain_id,
+                "decimals": t.decimals,
                 "price_feed": t.price_feed,
                 "price_feed_decimals": t.price_feed_decimals if t.price_feed else None,
                 "is_active": True,
             }
             for t in c.tokens
             if t.address != NATIVE_TOKEN
-        ]  # fmt: skip
+        ]
     portfolios = [
         {
-            "portfolio_id": p.id, "name": p.name, "description": p.description,
-            "chain": p.chain, "chain_id": chains[p.chain].chain_id if p.chain else None,
+            "portfolio_id": p.id,
+            "name": p.name,
+            "description": p.description,
+            "chain": p.chain,
+            "chain_id": chains[p.chain].chain_id if p.chain else None,
             "risk_profile": p.risk_profile,
-            "target_allocation": [{"key": k, "value": v}
-                                  for k, v in sorted(p.target_allocation.items())],
+            "target_allocation": [
+                {"key": k, "value": v} for k, v in sorted(p.target_allocation.items())
+            ],
             "is_active": p.active,
         }
         for p in book.portfolios
-    ]  # fmt: skip
+    ]
     wallet_ids = {(w.chain, w.address): str(w.id) for w in book.wallets}
     # After validation every portfolio has its chain.
     chain_of = {p.id: p.chain or "" for p in book.portfolios}
     members = [
-        {"portfolio_id": p.id, "wallet_id": wallet_ids[(chain_of[p.id], a)], "address": a,
-         "chain": p.chain}
+        {
+            "portfolio_id": p.id,
+            "wallet_id": wallet_ids[(chain_of[p.id], a)],
+            "address": a,
+            "chain": p.chain,
+        }
         for p in book.portfolios
         for a in p.wallets
-    ]  # fmt: skip
+    ]
     alerts = [
         {
-            "id": str(a.id), "name": a.name, "description": a.description,
-            "natural_language_query": a.query, "expression": a.expression,
+            "id": str(a.id),
+            "name": a.name,
+            "description": a.description,
+            "natural_language_query": a.query,
+            "expression": a.expression,
             "parameters": orjson.dumps(a.parameters, option=orjson.OPT_SORT_KEYS).decode(),
             "is_active": a.active,
         }
         for a in book.alerts
-    ]  # fmt: skip
+    ]
     rows: dict[str, list[dict[str, Any]]] = {
-        "wallets": wallets, "nodes": nodes, "tokens": tokens, "portfolios": portfolios,
-        "portfolio_wallets": members, "alerts": alerts,
-    }  # fmt: skip
+        "wallets": wallets,
+        "nodes": nodes,
+        "tokens": tokens,
+        "portfolios": portfolios,
+        "portfolio_wallets": members,
+        "alerts": alerts,
+    }
     return {
         t.name: conform(pl.DataFrame(rows[t.name], schema=polars_schema(t.model)), t.model)
         for t in TABLES
@@ -338,9 +382,14 @@ def sync_table(
     """Make the table hold exactly `frame`'s rows (by key), keeping runtime columns and
     `created_at`; `updated_at` changes only for rows whose values changed."""
     conn.execute(table.create_sql())
-    have = [r[0] for r in conn.execute(
-        "SELECT column_name FROM information_schema.columns WHERE table_name = ? "
-        "ORDER BY ordinal_position", [table.name]).fetchall()]  # fmt: skip
+    have = [
+        r[0]
+        for r in conn.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = ? "
+            "ORDER BY ordinal_position",
+            [table.name],
+        ).fetchall()
+    ]
     if have != table.expected_columns():
         raise CatalogSchemaMismatch(
             f"DuckDB table {table.name!r} has columns {have}, its model wants "
@@ -443,7 +492,6 @@ def views_sql(
 
 def existing_uris(delta: DeltaStore, chains: Mapping[str, ChainConfig], table: str) -> list[str]:
     """The table's location on every chain that has it, absolute (views outlive the cwd)."""
-
     out = []
     for chain in chains.values():
         if delta.exists(chain, table):
@@ -513,10 +561,13 @@ def views(
     """Create the DuckDB views over the Delta tables that exist."""
     started = time.monotonic()
     chains = load_chains()
-    sources = {t: existing_uris(delta, chains, t)
-               for t in ("balances", "native_transfers", "token_transfers")}  # fmt: skip
-    statements = views_sql(sources["balances"], sources["native_transfers"],
-                           sources["token_transfers"])  # fmt: skip
+    sources = {
+        t: existing_uris(delta, chains, t)
+        for t in ("balances", "native_transfers", "token_transfers")
+    }
+    statements = views_sql(
+        sources["balances"], sources["native_transfers"], sources["token_transfers"]
+    )
     with duckdb.writer(delta.storage_options()) as conn:
         for sql in statements.values():
             conn.execute(sql)

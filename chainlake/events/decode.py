@@ -33,9 +33,19 @@ ARG_ALIASES = {
 HASH_COLUMNS = {"file_hash", "request_hash", "response_hash"}
 # set from the log itself: an ABI argument of the same name goes to `data` instead
 LOG_COLUMNS = frozenset(
-    {"id", "chain_id", "block_number", "block_hash", "transaction_hash", "log_index",
-     "registry", "event_type", "timestamp", "data"}
-)  # fmt: skip
+    {
+        "id",
+        "chain_id",
+        "block_number",
+        "block_hash",
+        "transaction_hash",
+        "log_index",
+        "registry",
+        "event_type",
+        "timestamp",
+        "data",
+    }
+)
 # columns an ABI argument may fill
 ARG_COLUMNS = frozenset(c.name for c in DECODED_COLUMNS) - LOG_COLUMNS
 BIGINT_MAX = 2**63 - 1
@@ -44,6 +54,8 @@ INT_MAX = 2**31 - 1
 
 @dataclass(frozen=True)
 class EventAbi:
+    """One event of a contract's ABI: its signature, topic0 and inputs."""
+
     registry: str
     name: str
     signature: str
@@ -56,6 +68,7 @@ def _snake(name: str) -> str:
 
 
 def column_for(arg: str) -> str | None:
+    """The events column an ABI argument fills (by alias or snake_case name), or None for `data`."""
     key = arg.lower()
     if key in ARG_ALIASES:
         return ARG_ALIASES[key]
@@ -64,6 +77,7 @@ def column_for(arg: str) -> str | None:
 
 
 def event_abis(registry: str, abi: Iterable[Mapping[str, Any]]) -> list[EventAbi]:
+    """The non-anonymous events of `abi`, attributed to `registry`."""
     from eth_utils import keccak
 
     out = []
@@ -99,7 +113,7 @@ def abi_events(names: Iterable[str]) -> dict[str, list[EventAbi]]:
 
 
 def _text_or_hex(raw: bytes) -> str:
-    """A bytes32 label ('quality\\0\\0...') as text; anything else as 0x-hex."""
+    r"""A bytes32 label ('quality\0\0...') as text; anything else as 0x-hex."""
     stripped = raw.rstrip(b"\x00")
     try:
         text = stripped.decode("utf-8")

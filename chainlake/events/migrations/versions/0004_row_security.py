@@ -172,10 +172,12 @@ def _undo_policies() -> str:
 
 
 def upgrade() -> None:
+    """Add the role-keyed functions and columns, then the policies of every table."""
     op.execute(UPGRADE)
     op.execute(_policies())
 
 
 def downgrade() -> None:
+    """Drop this revision's policies, then go back to the setting-keyed policies of 0001."""
     op.execute(_undo_policies())
     op.execute(DOWNGRADE)
