@@ -9,7 +9,7 @@ below call `chainlake.events` and `chainlake.actions`, where the logic and its t
 """
 
 import datetime as dt
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 from pydantic import Field
@@ -93,7 +93,17 @@ def evaluate_triggers(
         "events": report.events,
         "fired": report.fired,
         "deliveries_added": report.deliveries_added,
+        "failed_evaluations": len(report.failures),
     }
+    # an event a trigger could not evaluate was skipped and recorded, not retried here
+    failed_lines = [
+        f"event {f.event_id} trigger {f.trigger_id}: {f.error}" for f in report.failures
+    ]
+    for line in failed_lines:
+        context.log.error(
+            f"evaluation failed, skipped ({line}); see `chainlake triggers failures`, "
+            "re-evaluate with `chainlake triggers reevaluate`"
+        )
     if owner is not None and report.delivery_ids:
         delivered = _deliverer(context, postgres, notifiers).run(
             ids=list(report.delivery_ids), owner=owner
@@ -103,7 +113,12 @@ def evaluate_triggers(
         summary.update(
             succeeded=delivered.succeeded, failed=delivered.failed, requeued=delivered.requeued
         )
-    return dg.Output(summary, metadata={**summary, "by_trigger": report.by_trigger})
+    metadata: dict[str, Any] = {**summary, "by_trigger": report.by_trigger}
+    if failed_lines:
+        metadata["failed_evaluations_detail"] = dg.MetadataValue.md(
+            "\n".join(f"- {line}" for line in failed_lines[:50])
+        )
+    return dg.Output(summary, metadata=metadata)
 
 
 class ResidentConfig(dg.Config):

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from chainlake.events import failures as failures_
 from chainlake.events import store
 from chainlake.events.conditions import AMOUNT_CONTEXT, Action, Trigger, evaluate_trigger
 from chainlake.events.db import Conn
@@ -32,6 +33,8 @@ class Report:
     deliveries_added: int = 0
     by_trigger: dict[str, int] = field(default_factory=dict)
     delivery_ids: tuple[str, ...] = ()
+    # (trigger, event) pairs that raised: recorded in evaluation_failures, skipped
+    failures: tuple[failures_.Failure, ...] = ()
 
 
 def _plain(v: Any) -> Any:
@@ -72,8 +75,14 @@ def plan(
     triggers: Sequence[Trigger],
     events: Iterable[Mapping[str, Any]],
     states: Mapping[str, Mapping[str, Any]],
+    failures: list[failures_.Failure] | None = None,
 ) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]], dict[str, int]]:
-    """(deliveries to enqueue, new state per trigger, firings per trigger). Events in seq order."""
+    """(deliveries to enqueue, new state per trigger, firings per trigger). Events in seq order.
+
+    With `failures`, an exception while a trigger evaluates an event (or builds the event's
+    delivery context) is appended there instead of raised: that trigger skips that event, its
+    state as before it, and every other (trigger, event) pair is evaluated as usual.
+    """
     new_states: dict[str, dict[str, Any]] = {t.id: dict(states.get(t.id) or {}) for t in triggers}
     deliveries: list[dict[str, Any]] = []
     fired: dict[str, int] = {}
@@ -82,24 +91,31 @@ def plan(
         by_scope.setdefault((t.chain_id, t.registry), []).append(t)
     for ev in events:
         for t in by_scope.get((int(ev["chain_id"]), ev["registry"]), ()):
-            out = evaluate_trigger(t, ev, new_states[t.id])
-            new_states[t.id] = out.state
-            if not out.fired:
-                continue
-            fired[t.id] = fired.get(t.id, 0) + 1
-            for a in t.actions:
-                attempts = a.config.get("max_attempts", DEFAULT_MAX_ATTEMPTS)
-                deliveries.append(
+            try:
+                out = evaluate_trigger(t, ev, new_states[t.id])
+                planned = [
                     {
                         "id": store.delivery_id(t.id, ev["id"], a.name),
                         "trigger_id": t.id,
                         "event_id": ev["id"],
                         "action_id": a.id,
                         "action_type": a.action_type,
-                        "max_attempts": int(attempts),
+                        "max_attempts": int(a.config.get("max_attempts", DEFAULT_MAX_ATTEMPTS)),
                         "context": delivery_context(t, a, ev, out.details),
                     }
+                    for a in (t.actions if out.fired else ())
+                ]
+            except Exception as e:
+                if failures is None:
+                    raise
+                failures.append(
+                    failures_.Failure(str(ev["id"]), int(ev["seq"]), t.id, failures_.describe(e))
                 )
+                continue
+            new_states[t.id] = out.state
+            if out.fired:
+                fired[t.id] = fired.get(t.id, 0) + 1
+                deliveries += planned
     return deliveries, new_states, fired
 
 
@@ -141,13 +157,75 @@ def evaluate_batch(
     if not triggers:
         return Report(**report)
     states = store.lock_trigger_states(conn, [t.id for t in triggers])
-    deliveries, new_states, fired = plan(triggers, events, states)
+    failed: list[failures_.Failure] = []
+    deliveries, new_states, fired = plan(triggers, events, states, failed)
     added = store.enqueue_deliveries(conn, deliveries, claim_for=claim_for)
     store.save_trigger_states(conn, new_states)
+    failures_.record(conn, failed)
     return Report(
         **report,
         fired=sum(fired.values()),
         deliveries_added=len(added),
         by_trigger=fired,
         delivery_ids=tuple(added),
+        failures=tuple(failed),
+    )
+
+
+def reevaluate_events(
+    conn: Conn, event_ids: Sequence[str] | None = None, *, claim_for: str | None = None
+) -> Report:
+    """Evaluate again the events whose evaluation failed (these only, when given), against
+    the triggers that failed on them; a pair that goes through now is marked resolved, one
+    that fails again stays open with its new error.
+
+    The trigger's cursor is already past such an event, so it is evaluated as if it came now:
+    a stateful condition (EMA, rate) folds it in late, and the cursor stays where it was.
+    Deliveries keep their idempotency keys, so re-evaluating twice adds nothing. Takes the
+    watermark lock like `evaluate_batch`; the caller commits.
+    """
+    store.lock_watermark(conn)
+    open_ = failures_.open_failures(conn, event_ids=event_ids, for_update=True)
+    if not open_:
+        return Report()
+    by_event: dict[str, list[str]] = {}
+    for row in open_:
+        by_event.setdefault(row["event_id"], []).append(row["trigger_id"])
+    triggers = {t.id: t for t in store.load_triggers(conn, enabled_only=False)}
+    states = store.lock_trigger_states(conn, sorted({r["trigger_id"] for r in open_}))
+    events = [e for e in (store.get_event(conn, i) for i in by_event) if e is not None]
+    events.sort(key=lambda e: int(e["seq"]))
+    failed: list[failures_.Failure] = []
+    deliveries: list[dict[str, Any]] = []
+    fired: dict[str, int] = {}
+    for ev in events:
+        todo = [triggers[i] for i in by_event[ev["id"]] if i in triggers]
+        # evaluate as if the cursor were just before this event, then put it back
+        cursors = {t.id: (states.get(t.id) or {}).get("last_seq") for t in todo}
+        rewound = {t.id: {**(states.get(t.id) or {}), "last_seq": int(ev["seq"]) - 1} for t in todo}
+        before = len(failed)
+        planned, new_states, n = plan(todo, [ev], rewound, failed)
+        deliveries += planned
+        for tid, k in n.items():
+            fired[tid] = fired.get(tid, 0) + k
+        for tid, st in new_states.items():
+            if cursors[tid] is None:
+                st.pop("last_seq", None)
+            else:
+                st["last_seq"] = cursors[tid]
+            states[tid] = st
+        still = {f.trigger_id for f in failed[before:]}
+        failures_.resolve(conn, ev["id"], [t.id for t in todo if t.id not in still])
+    added = store.enqueue_deliveries(conn, deliveries, claim_for=claim_for)
+    store.save_trigger_states(conn, {t: states[t] for t in states if t in triggers})
+    failures_.record(conn, failed)
+    return Report(
+        events=len(events),
+        first_seq=int(events[0]["seq"]) if events else None,
+        last_seq=int(events[-1]["seq"]) if events else None,
+        fired=sum(fired.values()),
+        deliveries_added=len(added),
+        by_trigger=fired,
+        delivery_ids=tuple(added),
+        failures=tuple(failed),
     )

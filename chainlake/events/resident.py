@@ -58,6 +58,8 @@ class ResidentReport:
     evaluations: int = 0
     fired: int = 0
     deliveries_added: int = 0
+    # (trigger, event) pairs that raised, recorded in evaluation_failures and skipped
+    failed_evaluations: int = 0
     delivered: DeliveryReport | None = None
     seconds: float = 0.0
 
@@ -69,6 +71,7 @@ class ResidentReport:
             "evaluations": self.evaluations,
             "fired": self.fired,
             "deliveries_added": self.deliveries_added,
+            "failed_evaluations": self.failed_evaluations,
             "succeeded": d.succeeded,
             "failed": d.failed,
             "requeued": d.requeued,
@@ -124,6 +127,12 @@ def serve(
                     report.events += batch.events
                     report.fired += batch.fired
                     report.deliveries_added += batch.deliveries_added
+                    report.failed_evaluations += len(batch.failures)
+                    for f in batch.failures:
+                        log(
+                            f"evaluation failed, skipped: event {f.event_id} trigger "
+                            f"{f.trigger_id}: {f.error} (chainlake triggers failures)"
+                        )
                     if batch.delivery_ids:
                         wake.notify()
                     now = time.monotonic()

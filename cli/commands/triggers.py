@@ -5,6 +5,8 @@ chainlake triggers list
 chainlake triggers deliveries --status failed
 chainlake triggers replay --failed                # or DELIVERY_ID ...; --now delivers here
 chainlake triggers run-once                       # evaluate and deliver without Dagster
+chainlake triggers failures                       # events a trigger could not evaluate
+chainlake triggers reevaluate EVENT_ID            # or --all; --now delivers here
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import psycopg
 
 from chainlake.events import db as events_db
 from chainlake.events import store
+from chainlake.uri import redact_text
 from cli.commands.options import postgres_url, url_option
 
 
@@ -105,7 +108,9 @@ def deliveries(url: str | None, status: str | None, trigger_id: str | None, limi
         click.echo("no deliveries")
     for r in rows:
         when = r["delivered_at"] or r["created_at"]
-        err = f"  ({r['last_error']})" if r["last_error"] and r["status"] != "succeeded" else ""
+        # stored redacted; redacted again for rows written before the redaction existed
+        shown = redact_text(r["last_error"] or "")
+        err = f"  ({shown})" if shown and r["status"] != "succeeded" else ""
         click.echo(
             f"{when:%Y-%m-%d %H:%M:%S}  {r['status']:<10} {r['action_type']:<8} "
             f"attempts {r['attempts']}/{r['max_attempts']}  {r['id']}{err}"
@@ -181,6 +186,12 @@ def run_once(url: str | None) -> None:
     click.echo(
         f"evaluated {report.events} events: {report.fired} firing(s), {report.deliveries_added} new deliveries"
     )
+    for f in report.failures:
+        click.echo(
+            f"  evaluation failed: event {f.event_id} trigger {f.trigger_id}: {f.error} "
+            "(see `chainlake triggers failures`)",
+            err=True,
+        )
     _deliver_here(target, None)
 
 
@@ -206,3 +217,53 @@ def set_agent_token(agent_id: int, url: str | None, token: str) -> None:
     with events_db.connection(postgres_url(url)) as conn:
         set_agent_mcp_token(conn, agent_id, token, key=key)
     click.echo(f"token of agent {agent_id} stored (encrypted)")
+
+
+@triggers.command()
+@url_option
+@click.option("--all", "show_all", is_flag=True, help="Include failures already re-evaluated.")
+@click.option("--limit", default=50, show_default=True)
+def failures(url: str | None, show_all: bool, limit: int) -> None:
+    """Events a trigger could not be evaluated on, newest first, with the error. Evaluation
+    went on without them; `chainlake triggers reevaluate` evaluates them again after a fix."""
+    from chainlake.events.failures import list_failures
+
+    with events_db.connection(postgres_url(url)) as conn:
+        rows = list_failures(conn, include_resolved=show_all, limit=limit)
+    if not rows:
+        click.echo("no failed evaluations")
+    for r in rows:
+        state = f"resolved {r['resolved_at']:%Y-%m-%d %H:%M:%S}" if r["resolved_at"] else "failed"
+        click.echo(
+            f"{r['failed_at']:%Y-%m-%d %H:%M:%S}  {state:<8} event {r['event_id']} (seq {r['seq']})"
+            f"  trigger {r['trigger_id']}  attempts {r['attempts']}: {r['error']}"
+        )
+
+
+@triggers.command()
+@click.argument("event_ids", nargs=-1)
+@url_option
+@click.option("--all", "all_open", is_flag=True, help="Every event whose evaluation failed.")
+@click.option("--now", is_flag=True, help="Deliver the new matches here.")
+def reevaluate(event_ids: tuple[str, ...], url: str | None, all_open: bool, now: bool) -> None:
+    """Evaluate again the events whose evaluation failed (after fixing the trigger or the
+    code), against the triggers that failed on them. What still fails stays listed."""
+    from chainlake.events.evaluate import reevaluate_events
+
+    if not event_ids and not all_open:
+        raise click.UsageError("name event ids, or pass --all")
+    target = postgres_url(url)
+    with events_db.connection(target) as conn:
+        report = reevaluate_events(conn, list(event_ids) or None)
+    click.echo(
+        f"re-evaluated {report.events} event(s): {report.fired} firing(s), "
+        f"{report.deliveries_added} new deliveries, {len(report.failures)} still failing"
+    )
+    for f in report.failures:
+        click.echo(f"  event {f.event_id} trigger {f.trigger_id}: {f.error}", err=True)
+    if event_ids and report.events < len(set(event_ids)):
+        click.echo("  (events without an open failure were left alone)", err=True)
+    if now and report.delivery_ids:
+        _deliver_here(target, list(report.delivery_ids))
+    if report.failures:
+        sys.exit(1)

@@ -110,3 +110,10 @@ def test_an_integral_decimal_is_written_as_an_integer() -> None:
     t = trig(1)
     ctx = delivery_context(t, t.actions[0], {"id": "e", "amount": Decimal("5.00")}, {})
     assert ctx["amount"] == "5"
+
+
+@pytest.mark.parametrize("value", ["NaN", "sNaN", "Infinity", "-inf"])
+def test_a_non_finite_value_in_an_event_is_no_number(value: str) -> None:
+    # Decimal("NaN") >= x raises InvalidOperation: such a value must not reach a comparison
+    t = trig(1)
+    assert not evaluate_trigger(t, transfer(1, value), {}).fired
