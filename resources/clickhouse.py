@@ -135,16 +135,18 @@ class ClickHouseTable:
     comment: str = ""
 
     def columns(self) -> dict[str, tuple[pl.DataType, bool, str]]:
-        """name → (Polars type, nullable, description), in the model's order."""
+        """Each column: name → (Polars type, nullable, description), in the model's order."""
         return {
             name: (col.dtype.type, bool(col.nullable), col.description or "")
             for name, col in self.model.to_schema().columns.items()
         }
 
     def polars_schema(self) -> pl.Schema:
+        """The table's columns as a Polars schema."""
         return pl.Schema({name: t for name, (t, _, _) in self.columns().items()})
 
     def create_sql(self) -> str:
+        """The table's `CREATE TABLE IF NOT EXISTS` statement (MergeTree, with column comments)."""
         cols = ",\n    ".join(
             f"{quote(name)} {clickhouse_type(t, nullable)}"
             + (f" COMMENT {_literal(doc)}" if doc else "")
@@ -160,6 +162,7 @@ class ClickHouseTable:
         return sql
 
     def expected_types(self) -> dict[str, str]:
+        """Each column's ClickHouse type, as the table should have it."""
         return {n: clickhouse_type(t, nb) for n, (t, nb, _) in self.columns().items()}
 
 
@@ -202,12 +205,15 @@ class ClickHouseSession:
         self.embedded = embedded
 
     def command(self, sql: str, parameters: Mapping[str, Any] | None = None) -> Any:
+        """Run a statement that returns no rows; `parameters` are bound server-side."""
         return self.client.command(sql, parameters=dict(parameters or {}))
 
     def query(self, sql: str, parameters: Mapping[str, Any] | None = None) -> pl.DataFrame:
+        """Run a query and return its result as a Polars frame."""
         return from_arrow(self.client.query_arrow(sql, parameters=dict(parameters or {})))
 
     def table_types(self, name: str) -> dict[str, str]:
+        """The columns of table `name` in the current database, with their ClickHouse types."""
         rows = self.client.query(
             "SELECT name, type FROM system.columns "
             "WHERE database = currentDatabase() AND table = {t:String} ORDER BY position",
@@ -236,6 +242,7 @@ class ClickHouseSession:
     def delete_days(
         self, table: ClickHouseTable, *, chain_id: int, days: Sequence[dt.date]
     ) -> None:
+        """Delete the chain's rows of `days` from the table."""
         if not days:
             return
         # Lightweight DELETE: synchronous by default, and the rows are gone for every later

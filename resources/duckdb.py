@@ -95,8 +95,8 @@ def duckdb_type(dtype: PolarsDataType) -> str:
             return f"MAP({duckdb_type(key)}, {duckdb_type(value)})"
         return f"{duckdb_type(inner)}[]"  # type: ignore[arg-type]
     if isinstance(dtype, pl.Struct):
-        return "STRUCT(" + ", ".join(f"{quote(f.name)} {duckdb_type(f.dtype)}"
-                                      for f in dtype.fields) + ")"  # fmt: skip
+        fields = ", ".join(f"{quote(f.name)} {duckdb_type(f.dtype)}" for f in dtype.fields)
+        return f"STRUCT({fields})"
     simple = {
         pl.String: "VARCHAR", pl.Boolean: "BOOLEAN", pl.Date: "DATE", pl.Int8: "TINYINT",
         pl.Int16: "SMALLINT", pl.Int32: "INTEGER", pl.Int64: "BIGINT", pl.Int128: "HUGEINT",
@@ -114,6 +114,7 @@ def _literal(value: str) -> str:
 
 
 def quote(identifier: str) -> str:
+    """A DuckDB identifier, double-quoted."""
     return '"' + identifier.replace('"', '""') + '"'
 
 

@@ -31,6 +31,8 @@ ACTIVE = [
 def resident_evaluator_sensor(
     context: dg.SensorEvaluationContext, postgres: PostgresResource
 ) -> dg.SensorResult:
+    """Request a resident evaluator run when none is live, queued or starting (off when its lifetime
+    is 0)."""
     lifetime = postgres.resident_lifetime_seconds()
     if lifetime <= 0:
         return dg.SensorResult(skip_reason="off: resident_evaluator_seconds is 0")
