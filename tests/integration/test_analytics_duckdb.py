@@ -71,7 +71,7 @@ def _config(
                         "expression": "balance < 1",
                         "parameters": {"threshold": 1},
                     }
-                ],  # fmt: skip
+                ],
             }
         )
     )

@@ -15,6 +15,8 @@ processes holding no file of an embedded store afterwards.
 from __future__ import annotations
 
 import datetime as dt
+import itertools
+import logging
 import re
 import subprocess
 import threading
@@ -173,7 +175,7 @@ def test_thirty_days_two_chains_backfill(tmp_path: Path, monkeypatch: pytest.Mon
                     [tmp_path / "delta", tmp_path / "chainlake.duckdb", tmp_path / "clickhouse"],
                 )
 
-            print(
+            logging.getLogger(__name__).info(
                 f"backfill of {len(keys)} chain-days: {elapsed:.1f}s, {len(runs)} runs, "
                 f"{len(serving)} serving runs, {reader.reads} DuckDB reads"
             )
@@ -214,7 +216,7 @@ def test_thirty_days_two_chains_backfill(tmp_path: Path, monkeypatch: pytest.Mon
                 by_chain.setdefault(chain, []).append((rec.start_time, rec.end_time))
             for chain, spans in by_chain.items():
                 spans.sort()
-                overlaps = [(a, b) for a, b in zip(spans, spans[1:], strict=False) if b[0] < a[1]]
+                overlaps = [(a, b) for a, b in itertools.pairwise(spans) if b[0] < a[1]]
                 assert not overlaps, f"{chain}: {len(overlaps)} runs overlapped another of its runs"
             a, b = by_chain["chain-a"], by_chain["chain-b"]
             parallel = sum(1 for x in a for y in b if x[0] < y[1] and y[0] < x[1])

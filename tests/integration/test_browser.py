@@ -6,6 +6,7 @@ screenshots saved under `test-artifacts/`."""
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import re
 import time
 from pathlib import Path
@@ -140,7 +141,9 @@ def test_asset_graph_partitions_and_a_backfill_in_chromium(
                     [tmp_path / "delta", tmp_path / "chainlake.duckdb", tmp_path / "clickhouse"],
                 )
             assert not held, f"webserver/daemon/code server hold store files: {held}"
-            print(f"UI up in {ui_up:.1f}s; test {time.monotonic() - started:.1f}s")
+            logging.getLogger(__name__).info(
+                f"UI up in {ui_up:.1f}s; test {time.monotonic() - started:.1f}s"
+            )
     finally:
         chain.stop()
 

@@ -146,7 +146,7 @@ def chain(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
 def test_killed_in_the_first_write_leaves_nothing_visible(
     chain: tuple[Anvil, Filler, Path], tmp_path: Path
 ) -> None:
-    node, f, cfg = chain
+    _, f, cfg = chain
     _mine(f, 600, 12)
     root = tmp_path / "delta"
     _kill_mid_write(cfg, root, "transactions", tmp_path)
@@ -170,7 +170,7 @@ def test_killed_while_bringing_the_open_day_up_to_date(
     """The open day grows; the run that appends its new blocks is killed inside the write
     of raw/transactions (the first table) or raw/blocks (the last one). Each table shows the
     day as it was before or as it is after, never a part; the next run leaves no duplicate."""
-    node, f, cfg = chain
+    _, f, cfg = chain
     _mine(f, 600, 6)
     root = tmp_path / "delta"
     _run(root)

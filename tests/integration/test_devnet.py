@@ -140,7 +140,7 @@ def test_anvil_starts_answers_and_stops_without_leftovers() -> None:
 
 
 def test_anvil_that_dies_at_start_reports_its_output() -> None:
-    with pytest.raises(AnvilError, match="exited with code .*unexpected argument"):
+    with pytest.raises(AnvilError, match=r"exited with code .*unexpected argument"):
         Anvil(extra_args=("--no-such-flag",)).start()
 
 

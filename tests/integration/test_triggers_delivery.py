@@ -228,7 +228,7 @@ def test_mcp_tool_call_configured_and_resolved_from_the_agent(url: str) -> None:
                     "tool_name": "receive_feedback",
                     "arguments_template": args,
                 }
-            ),  # fmt: skip
+            ),
             {
                 **low_score(
                     {
@@ -240,7 +240,7 @@ def test_mcp_tool_call_configured_and_resolved_from_the_agent(url: str) -> None:
                     }
                 ),
                 "id": "low-score-agent",
-            },  # fmt: skip
+            },
         )
         assert evaluate(url, feedback(5, score=3)) == 2
         resolver = agent_resolver(lambda: db.connect(url), key=key)

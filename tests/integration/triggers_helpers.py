@@ -120,7 +120,7 @@ def receiver(**kwargs: Any) -> Iterator[Receiver]:
                         {k.lower(): v for k, v in self.headers.items()},
                         body,
                         time.time(),
-                    )  # fmt: skip
+                    )
                 )
             data = json.dumps(payload).encode() if payload is not None else b""
             self.send_response(status)

@@ -136,8 +136,12 @@ def _history(days: int, seed: int = 4) -> tuple[pl.DataFrame, pl.DataFrame, list
         {
             "portfolio_id": ["a"] * days + ["b"] * days,
             "date": dates * 2,
-            "daily_return": [None, *rng.normal(0.001, 0.02, days - 1)]
-            + [None, *rng.normal(-0.002, 0.04, days - 1)],
+            "daily_return": [
+                None,
+                *rng.normal(0.001, 0.02, days - 1),
+                None,
+                *rng.normal(-0.002, 0.04, days - 1),
+            ],
             "asset_allocation": [alloc] * days + [[{"key": "ETH", "value": 1.0}]] * days,
         }
     )

@@ -75,7 +75,7 @@ def test_not_yaml_and_missing_file(tmp_path: Path) -> None:
 
 def test_unknown_chain_in_partition_key(tmp_path: Path) -> None:
     chains = load_chains(write(tmp_path, GOOD))
-    with pytest.raises(ConfigError, match="unknown chain 'polygon'.*configured chains: devnet"):
+    with pytest.raises(ConfigError, match=r"unknown chain 'polygon'.*configured chains: devnet"):
         get_chain(chains, "polygon", source="chains.yaml")
 
 

@@ -67,7 +67,7 @@ def test_secrets_resolve_at_delivery_and_name_the_missing_variable() -> None:
     s = Secrets(getenv={"HOOK": "http://127.0.0.1:9/x"}.get)
     assert s.resolve({"url": "${HOOK}", "n": 3}) == {"url": "http://127.0.0.1:9/x", "n": 3}
     with pytest.raises(
-        ActionError, match="headers.auth: environment variable TOKEN is not set"
+        ActionError, match=r"headers\.auth: environment variable TOKEN is not set"
     ) as e:
         s.resolve({"headers": {"auth": "Bearer ${TOKEN}"}})
     assert not e.value.retryable

@@ -816,7 +816,7 @@ def test_mismatched_receipts_are_refused() -> None:
             (ETL / "test_export_receipts_job/receipts_with_logs").glob("web3_response.*")
         )
     ]
-    with pytest.raises(ReceiptMismatch, match="4 transactions but 3 receipts|receipts"):
+    with pytest.raises(ReceiptMismatch, match=r"4 transactions but 3 receipts|receipts"):
         transactions_frame([block], [receipts[:3]], 1)
     other = {**receipts[0], "transactionHash": "0x" + "ab" * 32}
     with pytest.raises(ReceiptMismatch, match="does not match"):

@@ -65,7 +65,7 @@ def test_losing_series_and_conventions() -> None:
 
 def test_nulls_are_left_out() -> None:
     r = _series(5, 60)
-    with_gaps: list[float | None] = [None] + r[:30].tolist() + [None] + r[30:].tolist()
+    with_gaps: list[float | None] = [None, *r[:30].tolist(), None, *r[30:].tolist()]
     got = risk.series_risk(with_gaps)
     assert got["observations"] == 60
     for name, want in _expected(r).items():

@@ -91,5 +91,5 @@ def test_round_data_decoding_and_negative_answers_fail_the_schema() -> None:
     bad = price_from_round_data(negative, feed, chain_id=1, day=DAY, block=50)
     assert bad is not None and bad["answer"] == Decimal(-5)
     frame = conform(pl.DataFrame([bad], schema=polars_schema(TokenPricesModel)), TokenPricesModel)
-    with pytest.raises(pandera.errors.SchemaError, match="price|answer"):
+    with pytest.raises(pandera.errors.SchemaError, match=r"price|answer"):
         TokenPricesModel.validate(frame)
