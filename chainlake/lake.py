@@ -25,7 +25,7 @@ from urllib.parse import urlparse
 
 import polars as pl
 import pyarrow as pa
-from deltalake import DeltaTable, write_deltalake
+from deltalake import DeltaTable, WriterProperties, write_deltalake
 from deltalake import Schema as DeltaSchema
 from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
 from deltalake.transaction import AddAction, create_table_with_add_actions
@@ -35,6 +35,9 @@ from chainlake.retry import backoff_delay
 
 PARTITION_COLUMN = "date"
 COMMIT_ATTEMPTS = 8
+# Vacuum keeps every file a version of the last week needs: delta-rs' own default
+# (delta.deletedFileRetentionDuration), below which it refuses to vacuum unless forced.
+DEFAULT_RETENTION_HOURS = 168
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +57,48 @@ def day_predicate(day: dt.date) -> str:
     """The Delta predicate selecting one day's partition."""
     # deltalake predicates take no bound parameters; a date's ISO form is the only value here.
     return f"{PARTITION_COLUMN} = '{day.isoformat()}'"
+
+
+@dataclass(frozen=True)
+class CompactResult:
+    """What compacting one day of one table did: that day's live files, bytes and rows before
+    and after (rows from the files' statistics, None when a file has none), and the table's
+    version before and after (equal when there was nothing to compact)."""
+
+    table: str
+    day: dt.date
+    files_before: int
+    files_after: int
+    bytes_before: int
+    bytes_after: int
+    rows_before: int | None
+    rows_after: int | None
+    version_before: int
+    version_after: int
+    files_removed: int
+    files_added: int
+    seconds: float
+
+    @property
+    def compacted(self) -> bool:
+        """Whether a commit rewrote files (a day already in one file is left as it is)."""
+        return self.files_removed > 0
+
+
+@dataclass(frozen=True)
+class VacuumResult:
+    """What vacuuming one table did: the files deleted (or, in a dry run, that would be), their
+    bytes when delta-rs reports them, and the table's version before and after (vacuum records
+    itself in the log, and changes no row)."""
+
+    table: str
+    files_deleted: int
+    bytes_deleted: int | None
+    version_before: int
+    version_after: int
+    retention_hours: int
+    dry_run: bool
+    seconds: float
 
 
 @dataclass(eq=False)
@@ -203,13 +248,14 @@ class DeltaStore:
         t = self._table(self.table_uri(chain, table))
         return [] if t is None else [f.name for f in t.schema().fields]
 
-    def list_tables(self, chain: ChainConfig) -> list[str]:
+    def list_tables(self, chain: ChainConfig, *, include_state: bool = False) -> list[str]:
         """Every Delta table of the chain's network/subnet (names relative to it, like
-        `blocks` or `core/x`), found in storage: whatever wrote them. `_state` is left out."""
+        `blocks` or `core/x`), found in storage: whatever wrote them. `_state` is left out
+        unless `include_state` (vacuum cleans its tables too; they hold no chain data)."""
         base = f"{self.root.rstrip('/')}/{chain.network}/{chain.subnet}"
         found: list[str] = []
         for name in self._children(base):
-            if name.startswith("_"):
+            if name.startswith("_") and not (include_state and name == "_state"):
                 continue
             if self._is_table(f"{base}/{name}"):
                 found.append(name)
@@ -461,6 +507,146 @@ class DeltaStore:
         t = self._table(self.table_uri(chain, table))
         return [] if t is None else t.history(limit)
 
+    # -- maintenance ----------------------------------------------------------------------
+
+    def compact_day(
+        self,
+        chain: ChainConfig,
+        table: str,
+        day: dt.date,
+        *,
+        target_size: int | None = None,
+    ) -> CompactResult:
+        """Rewrite the small files of one day of `table` into a few large ones (Delta OPTIMIZE,
+        bin-packing compaction) in one commit that changes no row.
+
+        The commit marks the old files removed without changing data (`dataChange: false`), so
+        readers of the current version see the same rows and every older version still reads
+        its own files until `vacuum` deletes them after the retention window. A day already in
+        one file (or in files of the target size) gets no commit. A commit that loses a race
+        with another writer of the table is tried again, as writes are.
+
+        Args:
+            chain: The chain whose table it is.
+            table: The table, as `list_tables` names it (e.g. `blocks`).
+            day: The day (the `date` partition) to compact.
+            target_size: Bytes per compacted file; None: the table's `delta.targetFileSize`,
+                else delta-rs' 100 MiB.
+
+        Returns:
+            The day's files, bytes and rows before and after, and the table's versions.
+
+        Raises:
+            FileNotFoundError: The table does not exist.
+            ValueError: The table is not partitioned by `date`.
+        """
+        uri = self.table_uri(chain, table)
+        started = time.monotonic()
+        for attempt in range(COMMIT_ATTEMPTS):
+            t = self._table(uri)
+            if t is None:
+                raise FileNotFoundError(f"Delta table {uri} does not exist")
+            if PARTITION_COLUMN not in t.metadata().partition_columns:
+                raise ValueError(f"Delta table {uri} is not partitioned by {PARTITION_COLUMN}")
+            version_before = t.version()
+            before = _day_files(t, day)
+            try:
+                metrics = t.optimize.compact(
+                    partition_filters=[(PARTITION_COLUMN, "=", day.isoformat())],
+                    target_size=target_size,
+                    writer_properties=_COMPACT_WRITER,
+                )
+                break
+            except (CommitFailedError, DeltaError) as e:
+                if not _is_commit_race(e):
+                    raise
+                _commit_backoff(uri, attempt, e)
+        t = self._table(uri)
+        assert t is not None
+        after = _day_files(t, day)
+        return CompactResult(
+            table=table,
+            day=day,
+            files_before=before[0],
+            files_after=after[0],
+            bytes_before=before[1],
+            bytes_after=after[1],
+            rows_before=before[2],
+            rows_after=after[2],
+            version_before=version_before,
+            version_after=t.version(),
+            files_removed=int(metrics.get("numFilesRemoved", 0)),
+            files_added=int(metrics.get("numFilesAdded", 0)),
+            seconds=time.monotonic() - started,
+        )
+
+    def vacuum(
+        self,
+        chain: ChainConfig,
+        table: str,
+        *,
+        retention_hours: int = DEFAULT_RETENTION_HOURS,
+        full: bool = True,
+        dry_run: bool = False,
+    ) -> VacuumResult:
+        """Delete the files of `table` that no version of the last `retention_hours` needs.
+
+        A file is deleted once it was removed from the table (by a replaced day, a delete or a
+        compaction) more than `retention_hours` ago, so every version that was current at some
+        moment inside the window can still be read (`DeltaTable(uri, version=v)`); older
+        versions cannot. The retention may not be shorter than the table's
+        `delta.deletedFileRetentionDuration` (7 days unless set): delta-rs refuses, so time
+        travel inside the window cannot be broken by a short setting. Rows never change.
+
+        Args:
+            chain: The chain whose table it is.
+            table: The table, as `list_tables` names it (`_state/...` included).
+            retention_hours: The time-travel window kept readable.
+            full: Also delete files no version references at all and older than the window:
+                those of a write killed before its commit (`replace_day_files` leaves them),
+                and removed files whose record the log's checkpoints have already dropped.
+                Files being written now are younger than the window and stay.
+            dry_run: Only list what would be deleted.
+
+        Returns:
+            The files deleted (or that would be), their bytes when known, and the versions.
+
+        Raises:
+            FileNotFoundError: The table does not exist.
+            deltalake.exceptions.DeltaError: The retention is shorter than the table allows.
+        """
+        uri = self.table_uri(chain, table)
+        started = time.monotonic()
+        for attempt in range(COMMIT_ATTEMPTS):
+            t = self._table(uri)
+            if t is None:
+                raise FileNotFoundError(f"Delta table {uri} does not exist")
+            version_before = t.version()
+            try:
+                deleted = t.vacuum(
+                    retention_hours=retention_hours,
+                    dry_run=dry_run,
+                    enforce_retention_duration=True,
+                    full=full,
+                )
+                break
+            except (CommitFailedError, DeltaError) as e:
+                if not _is_commit_race(e):
+                    raise
+                _commit_backoff(uri, attempt, e)
+        t = self._table(uri)
+        assert t is not None
+        return VacuumResult(
+            table=table,
+            files_deleted=len(deleted),
+            bytes_deleted=None if dry_run or not deleted else _vacuumed_bytes(t, version_before),
+            version_before=version_before,
+            version_after=t.version(),
+            retention_hours=retention_hours,
+            dry_run=dry_run,
+            seconds=time.monotonic() - started,
+        )
+
 
 _CREDENTIAL_ERRORS = {
     "InvalidAccessKeyId",
@@ -487,6 +673,35 @@ def _commit_backoff(uri: str, attempt: int, e: Exception) -> None:
     delay = backoff_delay(attempt + 1, base=0.05, cap=2.0, jitter=random.random)
     log.warning("Delta commit to %s lost a race (%s); retrying in %.2fs", uri, e, delay)
     time.sleep(delay)
+
+
+# Compacted files stay for good: zstd, as the extraction writes its files, is smaller than
+# delta-rs' default snappy, and DuckDB, Polars and ClickHouse all read it.
+_COMPACT_WRITER = WriterProperties(compression="ZSTD")
+
+
+def _day_files(table: DeltaTable, day: dt.date) -> tuple[int, int, int | None]:
+    """Live files, bytes and rows (None if a file has no row count) of one day's partition."""
+    adds = pl.from_arrow(pa.table(table.get_add_actions(flatten=True)))
+    assert isinstance(adds, pl.DataFrame)
+    column = f"partition.{PARTITION_COLUMN}"
+    if column not in adds.columns:
+        return 0, 0, 0
+    day_adds = adds.filter(pl.col(column) == day)
+    if "num_records" in day_adds.columns and day_adds["num_records"].null_count() == 0:
+        rows: int | None = int(day_adds["num_records"].sum())
+    else:
+        rows = None if day_adds.height else 0
+    return day_adds.height, int(day_adds["size_bytes"].sum()), rows
+
+
+def _vacuumed_bytes(table: DeltaTable, since_version: int) -> int | None:
+    """The bytes the vacuum after `since_version` deleted, as its VACUUM START commit says."""
+    for commit in table.history(4):
+        if commit.get("operation") == "VACUUM START" and commit.get("version", -1) > since_version:
+            size = (commit.get("operationMetrics") or {}).get("sizeOfDataToDelete")
+            return None if size is None else int(size)
+    return None
 
 
 def _same_schema(table: DeltaTable, schema: pa.Schema) -> bool:
