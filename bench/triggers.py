@@ -172,7 +172,7 @@ def dagster_processes(
             ],
         ),
     ):
-        log = open(log_dir / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
+        log = open(log_dir / f"{name}.log", "wb")  # closed with the process
         procs.append(
             (
                 subprocess.Popen(
@@ -327,7 +327,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             tick = 0.1
             while sent < args.events:
                 due = min(
-                    args.events, int(round((time.time() - start) / args.seconds * args.events)) + 1
+                    args.events, round((time.time() - start) / args.seconds * args.events) + 1
                 )
                 if due > sent:
                     batch = [transfer(i) for i in range(sent + 1, due + 1)]

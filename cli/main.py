@@ -33,7 +33,7 @@ class ChainlakeGroup(click.Group):
             return super().invoke(ctx)
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise
-        except Exception as e:  # noqa: BLE001 - reported in two lines, traceback logged
+        except Exception as e:  # reported in two lines, traceback logged
             log_path = _log_traceback(e)
             raise click.ClickException(f"{_cause(e)} (traceback in {log_path})") from None
 

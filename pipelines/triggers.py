@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 
 
 class EvaluateConfig(dg.Config):
+    """Run config of `evaluate_triggers`: the batch of events to evaluate and whether to deliver."""
+
     after_seq: int = Field(description="The batch the sensor saw: events with seq above this ...")
     up_to_seq: int = Field(
         description="... up to this one (inclusive). The run evaluates every event not yet "
@@ -77,6 +79,8 @@ def evaluate_triggers(
     postgres: PostgresResource,
     notifiers: NotifiersResource,
 ) -> dg.Output[dict]:
+    """Evaluate the triggers on the batch's events (or every event not yet evaluated) and, when
+    `deliver_inline`, deliver the matches in this run."""
     from chainlake.events.evaluate import evaluate_batch
 
     owner = context.run_id if config.deliver_inline else None
@@ -122,6 +126,8 @@ def evaluate_triggers(
 
 
 class ResidentConfig(dg.Config):
+    """Run config of `serve_triggers`: how long the resident evaluator lives and how it waits."""
+
     max_seconds: int = Field(
         default=3600, description="Lifetime of this run; resident_evaluator_sensor starts the next."
     )
@@ -140,6 +146,7 @@ def serve_triggers(
     postgres: PostgresResource,
     notifiers: NotifiersResource,
 ) -> dg.Output[dict]:
+    """Run the resident evaluator until `max_seconds` pass; returns its report."""
     from chainlake.events.resident import serve
 
     report = serve(
@@ -155,6 +162,8 @@ def serve_triggers(
 
 
 class DeliverConfig(dg.Config):
+    """Run config of `deliver_actions`: which deliveries to make and which to replay first."""
+
     delivery_ids: list[str] = Field(
         default_factory=list, description="Only these deliveries (default: everything due)."
     )
@@ -176,6 +185,7 @@ def deliver_actions(
     postgres: PostgresResource,
     notifiers: NotifiersResource,
 ) -> dg.Output[dict]:
+    """Replay the requested deliveries, then deliver what is due (or the given ids)."""
     from chainlake.events import store
 
     replayed: list[str] = []
@@ -191,15 +201,21 @@ def deliver_actions(
     ids = list(config.delivery_ids) + (replayed if config.replay_ids else [])
     report = deliverer.run(ids=ids or None)
     summary = {
-        "claimed": report.claimed, "succeeded": report.succeeded, "failed": report.failed,
-        "requeued": report.requeued, "attempts": report.attempts, "replayed": len(replayed),
-    }  # fmt: skip
+        "claimed": report.claimed,
+        "succeeded": report.succeeded,
+        "failed": report.failed,
+        "requeued": report.requeued,
+        "attempts": report.attempts,
+        "replayed": len(replayed),
+    }
     for line in report.errors:
         context.log.warning(line)
     return dg.Output(summary, metadata=summary)
 
 
 class MaintenanceConfig(dg.Config):
+    """Run config of `events_maintenance`: retention and its horizons."""
+
     retention: bool = Field(default=True, description="Delete expired events and action results.")
     as_of: str | None = Field(
         default=None,
@@ -217,6 +233,7 @@ class MaintenanceConfig(dg.Config):
 def events_maintenance(
     context: dg.OpExecutionContext, config: MaintenanceConfig, postgres: PostgresResource
 ) -> dg.Output[dict]:
+    """Apply retention (if asked), then refresh the hourly views."""
     from chainlake.events import store
 
     deleted = {"events": 0, "action_results": 0}
@@ -224,9 +241,11 @@ def events_maintenance(
         now = dt.datetime.fromisoformat(config.as_of) if config.as_of else dt.datetime.now(dt.UTC)
         with postgres.connection() as conn:
             deleted = store.apply_retention(
-                conn, now=now, events_days=config.events_days,
+                conn,
+                now=now,
+                events_days=config.events_days,
                 action_results_days=config.action_results_days,
-            )  # fmt: skip
+            )
         context.log.info(f"retention as of {now.isoformat()}: deleted {deleted}")
     with postgres.connection(autocommit=True) as conn:
         store.refresh_views(conn)
@@ -240,6 +259,7 @@ def events_maintenance(
     executor_def=dg.in_process_executor,
 )
 def evaluate_triggers_job() -> None:
+    """Evaluate one batch of events (the job chain_events_sensor launches)."""
     evaluate_triggers()
 
 
@@ -251,6 +271,7 @@ def evaluate_triggers_job() -> None:
     executor_def=dg.in_process_executor,
 )
 def resident_evaluator_job() -> None:
+    """Run the resident evaluator."""
     serve_triggers()
 
 
@@ -262,6 +283,7 @@ def resident_evaluator_job() -> None:
     executor_def=dg.in_process_executor,
 )
 def deliver_actions_job() -> None:
+    """Deliver pending actions."""
     deliver_actions()
 
 
@@ -271,6 +293,7 @@ def deliver_actions_job() -> None:
     executor_def=dg.in_process_executor,
 )
 def events_maintenance_job() -> None:
+    """Events retention and refresh of the hourly views."""
     events_maintenance()
 
 

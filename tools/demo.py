@@ -32,6 +32,7 @@ SUMMARIES: list[Summary] = []
 
 
 def triggers_summary(days: list[dt.date]) -> list[str]:
+    """The demo summary's trigger section (see `tools.demo_triggers.summary`)."""
     from tools.demo_triggers import summary
 
     return summary(days)
@@ -78,6 +79,11 @@ SUMMARIES.insert(0, analytics_summary)
 
 
 def write_configs(manifest, rpc_url: str) -> tuple[Path, Path]:
+    """Write the devnet's manifest, chains.yaml and portfolios.yaml under data/devnet.
+
+    Returns:
+        The chains.yaml and portfolios.yaml written.
+    """
     from tools.devnet.configs import write_chains_yaml, write_manifest, write_portfolios_yaml
 
     chains = DEVNET_DIR / "chains.yaml"
@@ -90,6 +96,8 @@ def write_configs(manifest, rpc_url: str) -> tuple[Path, Path]:
 
 
 def materialise(days: list[dt.date]) -> None:
+    """Materialise the unpartitioned assets, every partitioned one for each of `days` on the devnet,
+    then the DuckDB views again."""
     import dagster as dg
 
     from pipelines.definitions import defs
@@ -140,6 +148,7 @@ def materialise(days: list[dt.date]) -> None:
 
 
 def raw_summary(days: list[dt.date]) -> list[str]:
+    """The demo summary's raw section: rows per day of the devnet's raw and core tables."""
     import dagster as dg
 
     from chainlake.config import load_chains
@@ -169,6 +178,8 @@ def raw_summary(days: list[dt.date]) -> list[str]:
 
 
 def main() -> int:
+    """Run `make demo`: start anvil, generate the chain, materialise everything and print the
+    summary; the exit status."""
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stdout
     )
