@@ -43,9 +43,15 @@ depends_on = None
 
 # Tables whose rows belong to a user, through their own user_id or their trigger's.
 OWNER_TABLES = (
-    "triggers", "trigger_conditions", "trigger_actions", "trigger_state", "alerts",
-    "deliveries", "action_results", "agent_mcp_tokens",
-)  # fmt: skip
+    "triggers",
+    "trigger_conditions",
+    "trigger_actions",
+    "trigger_state",
+    "alerts",
+    "deliveries",
+    "action_results",
+    "agent_mcp_tokens",
+)
 ENGINE_TABLES = ("checkpoints", "evaluation_watermark")
 ALL_TABLES = ("users", "events", *OWNER_TABLES, *ENGINE_TABLES)
 OLD_POLICIES = {
