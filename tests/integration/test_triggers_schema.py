@@ -55,7 +55,9 @@ def test_migrate_and_downgrade_through_the_cli() -> None:
         with db.connection(url) as c:
             assert c.execute("SELECT to_regclass('events') AS t").fetchone()["t"] is None
         assert runner.invoke(main, ["db", "migrate", "--url", url]).exit_code == 0
-        assert runner.invoke(main, ["db", "current", "--url", url]).output.strip() == db.HEAD_REVISION
+        assert (
+            runner.invoke(main, ["db", "current", "--url", url]).output.strip() == db.HEAD_REVISION
+        )
     finally:
         db.drop_database(url)
 

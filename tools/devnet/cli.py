@@ -150,7 +150,9 @@ def seed(
     if rpc_url is None:
         info = detached_status(state_dir)
         if info is None:
-            raise click.ClickException("no devnet running; start one with `python -m tools.devnet up`")
+            raise click.ClickException(
+                "no devnet running; start one with `python -m tools.devnet up`"
+            )
         rpc_url = info.rpc_url
     try:
         head = int(_rpc(rpc_url, "eth_blockNumber"), 16)
