@@ -230,7 +230,12 @@ class DeltaStore:
         return opts
 
     def table_uri(self, chain: ChainConfig, table: str) -> str:
-        """Where the chain's `table` lives: `<root>/<network>/<subnet>/<table>`."""
+        """Where the chain's `table` lives: `<root>/<network>/<subnet>/<table>`.
+
+        On S3 the bucket is checked (and created when allowed) before the first table is
+        touched, once per store, so a missing bucket is one clear error, not a failed read."""
+        if self.is_s3:
+            self.check_bucket()
         return f"{self.root.rstrip('/')}/{chain.network}/{chain.subnet}/{table}"
 
     def _table(self, uri: str) -> DeltaTable | None:

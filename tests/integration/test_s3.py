@@ -148,11 +148,9 @@ def test_every_table_on_s3_with_credentials_from_the_environment(
 
     from assets.core.token_transfers import token_transfers
     from assets.raw.chain_tables import raw_chain_tables
-    from chainlake import reorg
     from chainlake.config import load_chains
     from resources.rpc import RpcResource
 
-    monkeypatch.setattr(reorg, "RETRACTION_HOOK", lambda chain, numbers: True)
     d1, d2 = dt.date(2026, 11, 6), dt.date(2026, 11, 7)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", s3.key_id)
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", s3.secret)
