@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 import time
 import urllib.parse
+from collections.abc import Iterable
 
 import httpx
 
@@ -60,8 +62,10 @@ def redact_uri(uri: str) -> str:
 
     Returns:
         For http(s) and other hierarchical URIs, scheme, host, port and path only: userinfo,
-        query string and fragment removed. For `data:` URIs, the media type and the length of
-        the payload instead of the payload.
+        query string and fragment removed, and path segments that look like credentials
+        (a Telegram `bot<id>:<token>`, long mixes of letters and digits such as webhook
+        tokens and API keys) replaced by `<redacted>`. For `data:` URIs, the media type
+        and the length of the payload instead of the payload.
     """
     if uri[:5].lower() == "data:":
         meta, comma, payload = uri[5:].partition(",")
@@ -74,7 +78,117 @@ def redact_uri(uri: str) -> str:
         scheme, sep, _ = uri.partition(":")
         return f"{scheme}:<unparseable>" if sep and scheme.isalnum() else "<unparseable URI>"
     host = parts.netloc.rpartition("@")[2]
-    return urllib.parse.urlunsplit((parts.scheme, host, parts.path, "", ""))
+    return urllib.parse.urlunsplit((parts.scheme, host, _redact_path(parts.path), "", ""))
+
+
+REDACTED = "<redacted>"
+# A path segment that carries a credential: a Telegram bot token (`bot<id>:<secret>`), any
+# `<digits>:<secret>` pair, or a long run of letters and digits together (webhook tokens of
+# Discord, Slack and the like, API keys, hex secrets, capability UUIDs).
+_BOT_TOKEN = re.compile(r"^(bot)?\d+:[^/]+$", re.IGNORECASE)
+_KEY_LIKE = re.compile(r"^[A-Za-z0-9_\-.~+=%]{16,}$")
+# Public content addresses are not credentials: the segment after these stays readable.
+_CONTENT_ADDRESSED = {"ipfs", "ipns"}
+# Below these (Discord `/api/webhooks/<id>/<token>`, Slack `/services/T../B../<token>`),
+# any segment of 16 characters or more but a number (an id) is taken for a token.
+_WEBHOOK_ROOTS = {"webhooks", "hooks", "services"}
+
+
+_HEX_KEY = re.compile(r"^(0x)?[0-9a-fA-F]{32,}$")
+
+
+def _secret_segment(segment: str) -> bool:
+    if _BOT_TOKEN.match(segment) or _HEX_KEY.match(segment):
+        return True
+    return (
+        bool(_KEY_LIKE.match(segment))
+        and any(c.isdigit() for c in segment)
+        and any(c.isalpha() for c in segment)
+    )
+
+
+def _redact_path(path: str) -> str:
+    """`path` with every segment that looks like a credential replaced by `<redacted>`."""
+    segments = path.split("/")
+    out: list[str] = []
+    under_webhook = False
+    for i, seg in enumerate(segments):
+        previous = segments[i - 1].lower() if i else ""
+        if previous not in _CONTENT_ADDRESSED and (
+            _secret_segment(seg) or (under_webhook and len(seg) >= 16 and not seg.isdigit())
+        ):
+            out.append("bot" + REDACTED if seg[:3].lower() == "bot" else REDACTED)
+        else:
+            out.append(seg)
+        under_webhook = under_webhook or seg.lower() in _WEBHOOK_ROOTS
+    return "/".join(out)
+
+
+def credentials_in(uri: str) -> list[str]:
+    """The parts of `uri` that `redact_uri` takes out: its userinfo (and the password alone),
+    the query string and each of its values, the fragment, and the path segments that look
+    like credentials. What a message quoting the URL in pieces must not repeat either.
+
+    Args:
+        uri: An http(s) or other hierarchical URI; anything else yields nothing.
+
+    Returns:
+        The credential-bearing substrings, possibly empty.
+    """
+    try:
+        parts = urllib.parse.urlsplit(uri)
+    except ValueError:
+        return []
+    userinfo = parts.netloc.rpartition("@")[0]
+    found = [userinfo, userinfo.partition(":")[2], parts.query, parts.fragment]
+    found += [v for _, v in urllib.parse.parse_qsl(parts.query, keep_blank_values=True)]
+    found += [
+        seg
+        for seg, shown in zip(
+            parts.path.split("/"), _redact_path(parts.path).split("/"), strict=True
+        )
+        if seg != shown
+    ]
+    return [f for f in found if f]
+
+
+# A URL inside free text (an error message, a log line): up to a space, a quote or a bracket.
+_URL_IN_TEXT = re.compile(r"\b[A-Za-z][A-Za-z0-9+.\-]*://[^\s'\"<>`]+")
+
+
+def redact_text(text: str, secrets: Iterable[str] = ()) -> str:
+    """`text` as it may be logged, stored or shown: every URL in it passed through
+    `redact_uri`, and every one of `secrets` (values known to be credentials) replaced.
+
+    Args:
+        text: An error message, a log line, a response body's text.
+        secrets: Values to take out wherever they appear; those shorter than 4 characters are
+            left alone (they would match everywhere and protect nothing).
+
+    Returns:
+        The text with `<redacted>` where credentials were.
+    """
+    for secret in sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True):
+        text = text.replace(secret, REDACTED)
+
+    def one(m: re.Match[str]) -> str:
+        url, tail = _split_tail(m.group(0))
+        return redact_uri(url) + tail
+
+    return _URL_IN_TEXT.sub(one, text)
+
+
+def urls_in(text: str) -> list[str]:
+    """The URLs written in `text` (what `redact_text` redacts), without trailing punctuation."""
+    return [_split_tail(m.group(0))[0] for m in _URL_IN_TEXT.finditer(text)]
+
+
+def _split_tail(url: str) -> tuple[str, str]:
+    """(the URL, the punctuation that ended the sentence it was in)."""
+    tail = ""
+    while url and url[-1] in ".,;:)]}":
+        url, tail = url[:-1], url[-1] + tail
+    return url, tail
 
 
 def fetch_uri(

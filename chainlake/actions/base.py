@@ -4,14 +4,16 @@ and `${ENV}` references in action configs.
 
 from __future__ import annotations
 
+import logging
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import httpx
 
 from chainlake.retry import backoff_delay, parse_retry_after
+from chainlake.uri import credentials_in, redact_text, redact_uri, urls_in
 
 
 class ActionError(RuntimeError):
@@ -71,8 +73,108 @@ class Secrets:
             return [self.resolve(v, path=f"{path}[{i}]") for i, v in enumerate(value)]
         return value
 
+    def referenced_values(self, value: Any, *, names: Iterable[str] = ()) -> list[str]:
+        """The values of the environment variables `value` refers to (`${NAME}`, recursing
+        into mappings and lists), and of `names`: what to take out of an attempt's errors.
+
+        Args:
+            value: An action's config, as stored.
+            names: Variables a sender reads without the config naming them (its defaults).
+
+        Returns:
+            The values that are set, in no particular order.
+        """
+        found = set(names)
+
+        def walk(v: Any) -> None:
+            if isinstance(v, str):
+                found.update(ENV_REF.findall(v))
+            elif isinstance(v, Mapping):
+                for item in v.values():
+                    walk(item)
+            elif isinstance(v, (list, tuple)):
+                for item in v:
+                    walk(item)
+
+        walk(value)
+        return [got for name in found if (got := self.getenv(name))]
+
 
 ENV_REF = re.compile(r"\$\{([A-Z_][A-Z0-9_]*)\}")
+
+
+def action_secrets(config: Any, secrets: Secrets, *, names: Iterable[str] = ()) -> list[str]:
+    """What an attempt of the action with `config` must never store, log or show: the values
+    of the environment variables it refers to (and of `names`, read by its sender without the
+    config naming them), and the credentials of every URL in it once those are resolved
+    (userinfo, query values, token-like path segments: see `chainlake.uri.credentials_in`).
+
+    Args:
+        config: The action's config, as stored.
+        secrets: The resolver the attempt uses.
+        names: Environment variables the sender reads by default.
+
+    Returns:
+        The secret strings, in no particular order.
+    """
+    values = secrets.referenced_values(config, names=names)
+    try:
+        resolved = secrets.resolve(config)
+    except ActionError:  # a variable is missing: the attempt fails saying so
+        resolved = config
+    found = list(values)
+    texts: list[str] = list(values)
+
+    def walk(v: Any) -> None:
+        if isinstance(v, str):
+            texts.append(v)
+        elif isinstance(v, Mapping):
+            for item in v.values():
+                walk(item)
+        elif isinstance(v, (list, tuple)):
+            for item in v:
+                walk(item)
+
+    walk(resolved)
+    for text in texts:
+        for url in urls_in(text):
+            found += credentials_in(url)
+    return found
+
+
+def redact_value(value: Any, secrets: Iterable[str] = ()) -> Any:
+    """`value` (a JSON-able response or error) with `redact_text` applied to every string in
+    it, mapping keys included."""
+    secrets = list(secrets)
+    if isinstance(value, str):
+        return redact_text(value, secrets)
+    if isinstance(value, Mapping):
+        return {redact_text(str(k), secrets): redact_value(v, secrets) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [redact_value(v, secrets) for v in value]
+    return value
+
+
+class RedactingFilter(logging.Filter):
+    """Takes credentials out of URLs in log records (httpx logs every request's full URL)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Rewrite the record's message with its URLs redacted; never drops a record."""
+        try:
+            message = record.getMessage()
+        except Exception:  # a malformed record: leave it to the handler to report
+            return True
+        redacted = redact_text(message)
+        if redacted != message:
+            record.msg, record.args = redacted, None
+        return True
+
+
+# The HTTP clients the actions use log each request's URL at INFO.
+for _name in ("httpx", "httpx2", "mcp.client.streamable_http"):
+    _logger = logging.getLogger(_name)
+    if not any(isinstance(f, RedactingFilter) for f in _logger.filters):
+        _logger.addFilter(RedactingFilter())
 
 
 @dataclass(frozen=True)
@@ -161,7 +263,8 @@ def http_request(
             f"{what}: timed out after {timeout:g}s ({type(e).__name__})", retryable=True
         ) from e
     except httpx.HTTPError as e:
-        raise ActionError(f"{what}: {type(e).__name__}: {e}", retryable=True) from e
+        detail = redact_text(str(e).replace(url, redact_uri(url)))
+        raise ActionError(f"{what}: {type(e).__name__}: {detail}", retryable=True) from e
     body = response_body(resp)
     if 200 <= resp.status_code < 300:
         return resp.status_code, body

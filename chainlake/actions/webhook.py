@@ -11,6 +11,7 @@ from typing import Any
 
 from chainlake.actions.base import ConfigError, SendContext, http_request, require
 from chainlake.actions.templates import check_template, render, render_value
+from chainlake.uri import redact_uri
 
 METHODS = ("POST", "PUT", "PATCH", "GET", "DELETE")
 DEFAULT_BODY = {
@@ -65,6 +66,6 @@ class RestWebhook:
             json=None if method in ("GET", "DELETE") else body,
             headers=headers,
             timeout=int(cfg.get("timeout_ms", 30000)) / 1000,
-            what=f"{method} {url.split('?')[0]}",
+            what=f"{method} {redact_uri(url)}",
         )
         return {"status_code": status, "body": resp}
