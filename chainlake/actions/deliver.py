@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import traceback
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -25,13 +26,22 @@ from typing import Any
 
 import httpx
 
-from chainlake.actions.base import ActionError, RetryPolicy, Secrets, SendContext, Sender
+from chainlake.actions.base import (
+    ActionError,
+    RetryPolicy,
+    Secrets,
+    SendContext,
+    Sender,
+    action_secrets,
+    redact_value,
+)
 from chainlake.actions.discord import Discord
 from chainlake.actions.mcp import McpToolCall
 from chainlake.actions.smtp import Email
 from chainlake.actions.telegram import Telegram
 from chainlake.actions.webhook import RestWebhook
 from chainlake.events import db, store
+from chainlake.uri import redact_text
 
 log = logging.getLogger(__name__)
 # A serving worker claims few at a time: the others pick up what arrives meanwhile.
@@ -236,6 +246,11 @@ class Deliverer:
         ctx = SendContext(
             context=d["context"], idempotency_key=d["id"], secrets=self.secrets, http=http
         )
+        # Whatever an attempt's error or response says is stored, logged and shown with the
+        # URLs in it redacted and the secrets this action resolves taken out.
+        secrets = action_secrets(
+            action["config"], self.secrets, names=getattr(sender, "implied_secrets", ())
+        )
         while True:
             attempt += 1
             report.attempts += 1
@@ -248,6 +263,8 @@ class Deliverer:
                 response = sender.send(action["config"], ctx)
             except ActionError as e:
                 ms = int((time.perf_counter() - t0) * 1000)
+                message = redact_text(str(e), secrets)
+                failure = redact_value(e.response, secrets)
                 final = not e.retryable or attempt >= max_attempts
                 if final:
                     with conn.transaction():
@@ -258,13 +275,16 @@ class Deliverer:
                             status="failed",
                             attempt=attempt,
                             duration_ms=ms,
-                            error=str(e),
-                            response=e.response,
+                            error=message,
+                            response=failure,
                         )
                     report.failed += 1
-                    report.errors.append(f"{d['id']}: {e}")
+                    report.errors.append(f"{d['id']}: {message}")
                     log.warning(
-                        "delivery %s failed for good after %d attempt(s): %s", d["id"], attempt, e
+                        "delivery %s failed for good after %d attempt(s): %s",
+                        d["id"],
+                        attempt,
+                        message,
                     )
                     return
                 delay = self.policy.delay(attempt, e.retry_after)
@@ -277,8 +297,8 @@ class Deliverer:
                         status="retrying",
                         attempt=attempt,
                         duration_ms=ms,
-                        error=str(e),
-                        response=e.response,
+                        error=message,
+                        response=failure,
                         retry_in=delay,
                         worker=worker if inline else None,
                     )
@@ -289,6 +309,7 @@ class Deliverer:
                 continue
             except Exception as e:  # a bug in a sender must not kill the other deliveries
                 ms = int((time.perf_counter() - t0) * 1000)
+                message = redact_text(f"{type(e).__name__}: {e}", secrets)
                 with conn.transaction():
                     store.record_attempt(
                         conn,
@@ -297,11 +318,17 @@ class Deliverer:
                         status="failed",
                         attempt=attempt,
                         duration_ms=ms,
-                        error=f"{type(e).__name__}: {e}",
+                        error=message,
                     )
                 report.failed += 1
-                report.errors.append(f"{d['id']}: {type(e).__name__}: {e}")
-                log.exception("delivery %s raised", d["id"])
+                report.errors.append(f"{d['id']}: {message}")
+                # the traceback's frames, not its message: that one is logged redacted
+                log.error(
+                    "delivery %s raised %s\n%s",
+                    d["id"],
+                    message,
+                    "".join(traceback.format_tb(e.__traceback__)),
+                )
                 return
             ms = int((time.perf_counter() - t0) * 1000)
             with conn.transaction():
@@ -312,7 +339,7 @@ class Deliverer:
                     status="success",
                     attempt=attempt,
                     duration_ms=ms,
-                    response=response,
+                    response=redact_value(response, secrets),
                 )
             report.succeeded += 1
             return

@@ -16,7 +16,7 @@ from typing import Any
 
 from chainlake.actions.base import RETRYABLE_STATUS, ActionError, ConfigError, SendContext, require
 from chainlake.actions.templates import check_template, render, render_value
-from chainlake.uri import UriError, fetch_uri, redact_uri
+from chainlake.uri import UriError, fetch_uri, redact_text, redact_uri
 
 DEFAULT_ARGUMENTS = {
     "event_id": "{event_id}",
@@ -38,7 +38,8 @@ class AgentEndpoint:
     token: str | None = None
 
 
-AgentResolver = Callable[[int], AgentEndpoint]
+# Called as `resolve(agent_id, trigger_id=...)`: the trigger says whose token to use.
+AgentResolver = Callable[..., AgentEndpoint]
 
 
 class McpToolCall:
@@ -76,7 +77,7 @@ class McpToolCall:
             )
         if self.resolve_agent is None:
             raise ActionError("mcp: no agent resolver configured", retryable=False)
-        return self.resolve_agent(int(agent_id))
+        return self.resolve_agent(int(agent_id), trigger_id=ctx.context.get("trigger_id"))
 
     def send(self, config: Mapping[str, Any], ctx: SendContext) -> Any:
         """Call the tool with the rendered arguments, after checking the event's file hash if asked."""
@@ -114,6 +115,8 @@ async def call_tool(
     from mcp.client.streamable_http import streamable_http_client
 
     headers = {"Idempotency-Key": key}
+    # what an error message must not repeat (URLs in it are redacted as well)
+    secrets = [target.token] if target.token else []
     if target.token:
         headers["Authorization"] = f"Bearer {target.token}"
     try:
@@ -123,11 +126,17 @@ async def call_tool(
                 result = await asyncio.wait_for(client.call_tool(tool, dict(arguments)), timeout)
     except MCPError as e:
         # -32603 is the server's internal error: maybe transient. Unknown tool or bad params: not.
-        raise ActionError(f"mcp {tool}: {e}", retryable=getattr(e, "code", None) == -32603) from e
+        raise ActionError(
+            f"mcp {tool}: {redact_text(str(e), secrets)}",
+            retryable=getattr(e, "code", None) == -32603,
+        ) from e
     except TimeoutError as e:
         raise ActionError(f"mcp {tool}: timed out after {timeout:g}s", retryable=True) from e
     except Exception as e:  # transport errors arrive wrapped in exception groups
-        raise ActionError(f"mcp {tool} at {target.url}: {_describe(e)}", retryable=True) from e
+        raise ActionError(
+            f"mcp {tool} at {redact_uri(target.url)}: {redact_text(_describe(e), secrets)}",
+            retryable=True,
+        ) from e
     texts = [getattr(c, "text", None) for c in result.content]
     response = {
         "is_error": result.is_error,
