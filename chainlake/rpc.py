@@ -8,7 +8,18 @@ What is retried (on the next URL when there is one): HTTP 429 and 5xx, 408, time
 connection errors (refused, reset, dropped mid-body), malformed or truncated JSON, a batch
 answer that misses items, and JSON-RPC errors that mean "rate limited". What is not: a
 JSON-RPC error about the request itself (`RpcError`). A batch or a `eth_getLogs` range the
-provider refuses as too large is split in halves instead.
+provider refuses as too large is split in halves instead, and so is a batch whose answer is
+larger than `max_response_bytes` (the body is read up to that size, never further).
+
+Given the chain's id, the client checks `eth_chainId` at every URL before the URL serves a
+request (again after a failure of the URL or a failover to it). A URL on another chain, or
+one whose answers a caller refuses (see `call(accept=...)`: a head that is not a quantity, a
+node behind the stored data), is taken out of rotation for the client's life; when no URL is
+left the call fails with `NoUsableUrl`, naming each URL and why. Such errors, and answers that
+break the JSON-RPC shapes, are `NodeError`s: retrying the same step would get the same answer.
+
+URLs appear in errors, logs and statistics redacted (`chainlake.uri.redact_uri`): no userinfo,
+query string or API key in the path.
 """
 
 from __future__ import annotations
@@ -30,11 +41,29 @@ import orjson
 import polars as pl
 
 from chainlake.retry import backoff_delay, parse_retry_after
+from chainlake.uri import redact_uri
 
 log = logging.getLogger(__name__)
 
+
+class _RedactUrls(logging.Filter):
+    """httpx logs every request's URL at INFO, credentials included: redact it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and any(isinstance(a, httpx.URL) for a in record.args):
+            record.args = tuple(
+                redact_uri(str(a)) if isinstance(a, httpx.URL) else a for a in record.args
+            )
+        return True
+
+
+logging.getLogger("httpx").addFilter(_RedactUrls())
+
 Call = tuple[str, Sequence[Any]]
 T = TypeVar("T")
+
+DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024 * 1024
+_QUANTITY_RE = re.compile(r"^0[xX][0-9a-fA-F]+$")
 
 
 class RpcError(RuntimeError):
@@ -59,6 +88,27 @@ class RpcUnavailable(RuntimeError):
     """Every URL failed after all retries, or a URL refused us for good (HTTP 4xx)."""
 
 
+class NodeError(RuntimeError):
+    """A node answered, and the answer cannot be used: another chain, a head behind the data
+    already stored, a value that breaks its JSON-RPC shape, an answer over the size limit.
+    Not transient: the same request gets the same answer, so callers stop instead of
+    retrying (assets raise `dg.Failure(allow_retries=False)`). The message names the URL,
+    redacted, where one is known."""
+
+
+class BadAnswer(NodeError):
+    """A value in a node's answer is not what JSON-RPC promises (a quantity that is not
+    0x-hex, a null where a block number belongs, a string where a block belongs)."""
+
+
+class AnswerTooLarge(NodeError):
+    """A single call's answer is larger than the client's `max_response_bytes`."""
+
+
+class NoUsableUrl(NodeError):
+    """Every URL of the chain is out of rotation (wrong chain, broken answers, behind)."""
+
+
 class _Retryable(Exception):
     def __init__(self, reason: str, retry_after: float | None = None) -> None:
         super().__init__(reason)
@@ -69,11 +119,40 @@ class _TooLarge(Exception):
     """The provider refused the size of a batch; the caller splits it."""
 
 
+class _Oversize(_TooLarge):
+    """The answer is larger than `max_response_bytes`: a batch is split, a single call fails."""
+
+
+class _Refuse(Exception):
+    """This URL cannot serve this chain (its reason, to log and report); take it out."""
+
+
 @dataclass
 class _Endpoint:
     url: str
     failures: int = 0
     down_until: float = 0.0
+    # why the URL is out of rotation for the client's life (wrong chain, broken answers)
+    refused: str | None = None
+    # its chain id was checked since it last failed, or was last failed over to
+    verified: bool = False
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    # the URL as it may be logged, stored or shown: credentials redacted
+    name: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.name = redact_uri(self.url)
+
+    def scrub(self, text: str) -> str:
+        """`text` (an httpx error may quote the URL) with the URL's credentials taken out."""
+        text = text.replace(self.url, self.name)
+        parts = httpx.URL(self.url)
+        secrets = [parts.userinfo.decode(), parts.query.decode(), parts.fragment]
+        secrets += [s for s in parts.path.split("/") if s and s not in self.name.split("/")]
+        for secret in secrets:
+            if len(secret) >= 4:
+                text = text.replace(secret, "<redacted>")
+        return text
 
 
 @dataclass
@@ -154,10 +233,24 @@ class RpcClient:
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
         transport: httpx.BaseTransport | None = None,
+        chain_id: int | None = None,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     ) -> None:
+        """A client of one chain's URLs, tried in order.
+
+        Args:
+            urls: The chain's JSON-RPC URLs, preferred first.
+            chain_id: The chain's id: every URL must serve it (checked with `eth_chainId`
+                before the URL's first request); None checks nothing.
+            max_response_bytes: The largest answer read; a larger batch answer is split, a
+                larger single answer raises `AnswerTooLarge`.
+        """
         if not urls:
             raise ValueError("RpcClient needs at least one URL")
         self._endpoints = [_Endpoint(u) for u in urls]
+        self.chain_id = chain_id
+        self.max_response_bytes = max_response_bytes
+        self._served = threading.local()
         self.timeout = timeout
         self.max_in_flight = max_in_flight
         self.batch_size = batch_size
@@ -185,6 +278,11 @@ class RpcClient:
         """The node URLs this client uses."""
         return [e.url for e in self._endpoints]
 
+    @property
+    def last_url(self) -> str:
+        """The URL, redacted, that answered this thread's last request (for error messages)."""
+        return getattr(self._served, "name", None) or self._endpoints[0].name
+
     def close(self) -> None:
         """Close the HTTP connections."""
         self._http.close()
@@ -199,17 +297,61 @@ class RpcClient:
 
     def _pick(self) -> _Endpoint:
         """The first URL, in configured order, that is not cooling down; so traffic goes back
-        to the preferred URL as soon as its cool-down is over (and stays there if it works)."""
+        to the preferred URL as soon as its cool-down is over (and stays there if it works).
+        URLs out of rotation are never picked; with none left, `NoUsableUrl`."""
         now = self._clock()
         with self._lock:
-            for ep in self._endpoints:
+            usable = [e for e in self._endpoints if e.refused is None]
+            if not usable:
+                reasons = "; ".join(f"{e.name} {e.refused}" for e in self._endpoints)
+                raise NoUsableUrl(f"no usable RPC URL: {reasons}")
+            for ep in usable:
                 if ep.down_until <= now:
                     return ep
-            return min(self._endpoints, key=lambda e: e.down_until)
+            return min(usable, key=lambda e: e.down_until)
+
+    def _refuse(self, ep: _Endpoint, reason: str) -> None:
+        with self._lock:
+            if ep.refused is None:
+                ep.refused = reason
+                left = sum(e.refused is None for e in self._endpoints)
+                log.warning("RPC %s %s; out of rotation (%d URL(s) left)", ep.name, reason, left)
+
+    def _check_chain(self, ep: _Endpoint) -> None:
+        """Make sure `ep` serves the configured chain before it serves anything else: once,
+        and again after it failed or was failed over to (a load balancer may have put
+        another node behind it). Raises `_Refuse` when it does not."""
+        if self.chain_id is None or ep.verified:
+            return
+        with ep.lock:  # one check per URL at a time; the other threads wait for its result
+            if ep.verified or ep.refused is not None:
+                return
+            payload = orjson.dumps(
+                {"jsonrpc": "2.0", "id": next(self._ids), "method": "eth_chainId", "params": []}
+            )
+            with self._slots:
+                self.stats._enter(ep.name)
+                try:
+                    raw = self._post(ep, payload)
+                finally:
+                    self.stats._leave()
+            body = _loads(raw)
+            if isinstance(body, dict) and body.get("error") is not None:
+                if is_transient(body["error"]):
+                    raise _Retryable(f"eth_chainId: {body['error']}")
+                raise _Refuse(f"answered eth_chainId with the error {body['error']}")
+            value = body.get("result") if isinstance(body, dict) else body
+            if not isinstance(value, str) or not _QUANTITY_RE.match(value):
+                raise _Refuse(f"answered eth_chainId with {value!r}, not a chain id")
+            if int(value, 16) != self.chain_id:
+                raise _Refuse(f"serves chain id {int(value, 16)}, chains.yaml says {self.chain_id}")
+            ep.verified = True
 
     def _mark_failed(self, ep: _Endpoint, retry_after: float | None) -> None:
         with self._lock:
             ep.failures += 1
+            if len(self._endpoints) > 1:
+                ep.verified = False  # traffic fails over, and its chain is checked on return
             if len(self._endpoints) > 1:
                 pause = backoff_delay(ep.failures, base=self.cooldown, cap=60.0)
                 ep.down_until = self._clock() + max(pause, retry_after or 0.0)
@@ -218,64 +360,95 @@ class RpcClient:
         if ep.failures:
             with self._lock:
                 if ep.failures:
-                    log.info("RPC %s answers again", ep.url)
+                    log.info("RPC %s answers again", ep.name)
                 ep.failures = 0
                 ep.down_until = 0.0
 
     # -- one HTTP round trip --------------------------------------------------------------
 
     def _post(self, ep: _Endpoint, payload: bytes) -> bytes:
+        # httpx errors are re-raised without their cause (`from None`): their text may quote
+        # the URL with its credentials, and a run's error report shows every cause
         try:
-            resp = self._http.post(ep.url, content=payload)
+            with self._http.stream("POST", ep.url, content=payload) as resp:
+                status = resp.status_code
+                if status == 429 or status == 408 or status >= 500:
+                    # parse_retry_after measures an HTTP-date against the wall clock, never
+                    # self._clock (monotonic, for cool-downs only)
+                    raise _Retryable(
+                        f"HTTP {status} from {ep.name}",
+                        parse_retry_after(resp.headers.get("retry-after")),
+                    )
+                if status == 413:
+                    raise _TooLarge(f"HTTP 413 from {ep.name}")
+                if status >= 400:
+                    text = ep.scrub(resp.read()[:200].decode("utf-8", "replace"))
+                    raise RpcUnavailable(f"{ep.name} answered HTTP {status}: {text}")
+                return self._read_capped(ep, resp)
         except httpx.TimeoutException as e:
-            raise _Retryable(f"timeout from {ep.url}: {e!r}") from e
+            raise _Retryable(f"timeout from {ep.name}: {ep.scrub(repr(e))}") from None
         except httpx.TransportError as e:
             # refused, reset, dropped mid-body (a short body against Content-Length lands here)
-            raise _Retryable(f"connection error from {ep.url}: {e!r}") from e
-        status = resp.status_code
-        if status == 429 or status == 408 or status >= 500:
-            # parse_retry_after measures an HTTP-date against the wall clock, never self._clock
-            # (monotonic, for cool-downs only)
-            raise _Retryable(
-                f"HTTP {status} from {ep.url}", parse_retry_after(resp.headers.get("retry-after"))
-            )
-        if status == 413:
-            raise _TooLarge(f"HTTP 413 from {ep.url}")
-        if status >= 400:
-            raise RpcUnavailable(f"{ep.url} answered HTTP {status}: {resp.text[:200]}")
-        return resp.content
+            raise _Retryable(f"connection error from {ep.name}: {ep.scrub(repr(e))}") from None
+
+    def _read_capped(self, ep: _Endpoint, resp: httpx.Response) -> bytes:
+        """The body, read no further than `max_response_bytes` (a node may send anything)."""
+        cap = self.max_response_bytes
+        declared = resp.headers.get("content-length", "")
+        too_big = f"the answer of {ep.name} is larger than max_response_bytes ({cap} bytes)"
+        if declared.isdigit() and int(declared) > cap:
+            raise _Oversize(too_big)
+        chunks: list[bytes] = []
+        size = 0
+        for chunk in resp.iter_bytes():
+            size += len(chunk)
+            if size > cap:
+                raise _Oversize(too_big)
+            chunks.append(chunk)
+        return b"".join(chunks)
 
     def _with_retries(self, payload: bytes, check: Callable[[bytes], T]) -> T:
         attempt = 0
+        failed: _Endpoint | None = None
         while True:
             ep = self._pick()
+            if failed is not None and ep is not failed:
+                ep.verified = False  # failed over to it: check its chain again
             try:
+                self._check_chain(ep)
                 with self._slots:
-                    self.stats._enter(ep.url)
+                    self.stats._enter(ep.name)
                     try:
                         body = self._post(ep, payload)
                     finally:
                         self.stats._leave()
+                self._served.name = ep.name
                 result = check(body)
                 self._mark_ok(ep)
                 return result
+            except _Refuse as e:
+                # this URL cannot serve the chain: out for good; _pick() raises when none is left
+                self._refuse(ep, str(e))
+                failed = ep
             except RpcUnavailable as e:
                 # a hard refusal (401, 403, 404, ...) of this URL: another may serve us
                 if len(self._endpoints) == 1 or attempt >= self.max_retries:
                     raise
                 attempt += 1
                 self._mark_failed(ep, None)
+                failed = ep
                 self.stats.add(failovers=1, retries=1)
                 log.warning("RPC failover after %s", e)
             except _Retryable as e:
                 attempt += 1
                 self._mark_failed(ep, e.retry_after)
+                failed = ep
                 if attempt > self.max_retries:
                     raise RpcUnavailable(f"gave up after {attempt} attempts: {e}") from e
                 nxt = self._pick()
                 if nxt is not ep and nxt.down_until <= self._clock():
                     self.stats.add(failovers=1, retries=1)
-                    log.warning("RPC failover %s -> %s: %s", ep.url, nxt.url, e)
+                    log.warning("RPC failover %s -> %s: %s", ep.name, nxt.name, e)
                     continue
                 delay = e.retry_after
                 if delay is None:
@@ -288,9 +461,24 @@ class RpcClient:
 
     # -- public API -----------------------------------------------------------------------
 
-    def call(self, method: str, params: Sequence[Any] = ()) -> Any:
+    def call(
+        self,
+        method: str,
+        params: Sequence[Any] = (),
+        *,
+        accept: Callable[[Any], str | None] | None = None,
+    ) -> Any:
         """One JSON-RPC call; returns its result or raises RpcError (retried on transient
-        errors)."""
+        errors).
+
+        Args:
+            method: The JSON-RPC method.
+            params: Its parameters.
+            accept: Judges the result: None accepts it; a reason (a phrase completing "<URL>
+                ...", e.g. "is behind: ...") takes the URL that answered out of rotation, and
+                the call goes to the next URL. With no URL left, `NoUsableUrl` names each
+                URL with its reason.
+        """
         req_id = next(self._ids)
         payload = orjson.dumps(
             {"jsonrpc": "2.0", "id": req_id, "method": method, "params": list(params)}
@@ -305,27 +493,45 @@ class RpcClient:
                 if is_transient(err):
                     raise _Retryable(f"{method}: {err}")
                 raise RpcError(method, params, err if isinstance(err, dict) else {"message": err})
+            reason = None if accept is None else accept(body["result"])
+            if reason is not None:
+                raise _Refuse(reason)
             return body["result"]
 
         self.stats.add(calls=1)
-        return self._with_retries(payload, check)
+        try:
+            return self._with_retries(payload, check)
+        except _TooLarge as e:
+            raise _too_large(method, e) from None
 
-    def batch(self, calls: Sequence[Call]) -> list[Any]:
+    def block_number(self) -> int:
+        """The node's head (`eth_blockNumber`). A URL that answers anything but a 0x-hex
+        quantity (null, a negative number, a decimal string) is taken out of rotation."""
+        return int(self.call("eth_blockNumber", accept=quantity_refusal("eth_blockNumber")), 16)
+
+    def batch(
+        self, calls: Sequence[Call], *, accept: Callable[[list[Any]], str | None] | None = None
+    ) -> list[Any]:
         """One JSON-RPC batch; results in the order of `calls`. Raises RpcError on any error.
-        A batch the provider refuses as too large is sent again as two halves."""
+        A batch the provider refuses as too large is sent again as two halves. `accept`
+        judges the results as in `call` (not passed on to the halves of a split batch)."""
         if not calls:
             return []
         ids, payload = self._payload(calls)
 
         def check(raw: bytes) -> list[Any]:
-            return _check_batch(_loads(raw), ids, calls)
+            results = _check_batch(_loads(raw), ids, calls)
+            reason = None if accept is None else accept(results)
+            if reason is not None:
+                raise _Refuse(reason)
+            return results
 
         self.stats.add(calls=len(calls))
         try:
             return self._with_retries(payload, check)
         except _TooLarge as e:
             if len(calls) == 1:
-                raise RpcUnavailable(f"{calls[0][0]}: refused as too large: {e}") from e
+                raise _too_large(calls[0][0], e) from None
             self.stats.add(splits=1)
             half = len(calls) // 2
             return self.batch(calls[:half]) + self.batch(calls[half:])
@@ -358,16 +564,18 @@ class RpcClient:
             try:
                 return pl.Series("result", results, dtype=result_dtype)
             except Exception as e:
-                raise RpcError(
-                    calls[0][0], calls[0][1], {"message": f"unexpected result shape: {e}"}
-                ) from e
+                # the node answered, with something else than the method's shape
+                raise BadAnswer(
+                    f"{self.last_url} answered {calls[0][0]} {calls[0][1][0]}..: unexpected "
+                    f"result shape ({type(e).__name__}: {str(e)[:200]})"
+                ) from None
 
         self.stats.add(calls=len(calls))
         try:
             return self._with_retries(payload, check)
         except _TooLarge as e:
             if len(calls) == 1:
-                raise RpcUnavailable(f"{calls[0][0]}: refused as too large: {e}") from e
+                raise _too_large(calls[0][0], e) from None
             self.stats.add(splits=1)
             half = len(calls) // 2
             return pl.concat(
@@ -511,6 +719,40 @@ def _chunked(items: Iterable[Call], size: int) -> Iterator[list[Call]]:
 def hex_to_int(value: str | None) -> int | None:
     """A 0x-quantity as an int (None stays None)."""
     return None if value is None else int(value, 16)
+
+
+def is_quantity(value: Any) -> bool:
+    """Whether `value` is a JSON-RPC quantity: a string 0x followed by hex digits (no sign)."""
+    return isinstance(value, str) and bool(_QUANTITY_RE.match(value))
+
+
+def parse_quantity(value: Any, what: str) -> int:
+    """A JSON-RPC quantity as an int, or `BadAnswer` naming `what` (where the value came from,
+    e.g. "http://node answered eth_getBlockByNumber 0x10 with timestamp")."""
+    if not is_quantity(value):
+        raise BadAnswer(f"{what} {value!r}, not a 0x-hex quantity")
+    return int(value, 16)
+
+
+def quantity_refusal(method: str) -> Callable[[Any], str | None]:
+    """An `accept` judge for `RpcClient.call`: a result that is not a quantity refuses the URL."""
+
+    def judge(value: Any) -> str | None:
+        if is_quantity(value):
+            return None
+        return f"answered {method} with {value!r}, not a 0x-hex quantity"
+
+    return judge
+
+
+def _too_large(method: str, e: _TooLarge) -> Exception:
+    """The error for a single call whose answer is too large (a batch is split instead)."""
+    if isinstance(e, _Oversize):
+        return AnswerTooLarge(
+            f"{method}: {e}; raise max_response_bytes of the rpc resource if the node's "
+            "answers are legitimately this large"
+        )
+    return RpcUnavailable(f"{method}: refused as too large: {e}")
 
 
 # -- JSON-RPC values in Polars ------------------------------------------------------------

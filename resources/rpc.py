@@ -6,7 +6,7 @@ import dagster as dg
 from pydantic import Field, PrivateAttr
 
 from chainlake.config import ChainConfig
-from chainlake.rpc import RpcClient
+from chainlake.rpc import DEFAULT_MAX_RESPONSE_BYTES, RpcClient
 
 
 class RpcResource(dg.ConfigurableResource):
@@ -15,6 +15,11 @@ class RpcResource(dg.ConfigurableResource):
 
     timeout_seconds: float = Field(default=30.0, description="Per-request timeout.")
     max_retries: int = Field(default=8, description="Retries per request before giving up.")
+    max_response_bytes: int = Field(
+        default=DEFAULT_MAX_RESPONSE_BYTES,
+        description="Largest node answer read: a larger batch is split, a larger single "
+        "answer fails the step (not retried).",
+    )
 
     _clients: dict[str, RpcClient] = PrivateAttr(default_factory=dict)
 
@@ -27,6 +32,8 @@ class RpcResource(dg.ConfigurableResource):
                 max_in_flight=chain.max_requests_in_flight,
                 batch_size=chain.batch_size,
                 max_retries=self.max_retries,
+                chain_id=chain.chain_id,
+                max_response_bytes=self.max_response_bytes,
             )
         return self._clients[chain.name]
 
