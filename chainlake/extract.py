@@ -12,6 +12,7 @@ import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import pyarrow as pa
@@ -19,13 +20,21 @@ import pyarrow.dataset as pads
 
 from chainlake.raw.blocks import BlocksModel, blocks_from_rpc
 from chainlake.raw.logs import LogsModel, logs_from_rpc
-from chainlake.raw.shapes import RPC_BLOCK, RPC_RECEIPT
+from chainlake.raw.shapes import (
+    BLOCK_QUANTITIES,
+    LOG_QUANTITIES,
+    RECEIPT_QUANTITIES,
+    RPC_BLOCK,
+    RPC_RECEIPT,
+    TRANSACTION_QUANTITIES,
+    WITHDRAWAL_QUANTITIES,
+)
 from chainlake.raw.transactions import (
     ReceiptMismatch,
     TransactionsModel,
     transactions_from_rpc,
 )
-from chainlake.rpc import RpcClient, RpcError
+from chainlake.rpc import BadAnswer, NodeError, RpcClient, RpcError, parse_quantity
 from chainlake.schema import arrow_schema, failed_rules, schema_failures
 
 log = logging.getLogger(__name__)
@@ -92,10 +101,14 @@ class BlockTimestamps:
         todo = [n for n in dict.fromkeys(numbers) if n not in self._cache]
         if todo:
             blocks = self.client.batch([("eth_getBlockByNumber", [hex(n), False]) for n in todo])
+            where = f"{self.client.last_url} answered eth_getBlockByNumber"
             for n, block in zip(todo, blocks, strict=True):
                 if block is None:
                     raise LookupError(f"node has no block {n}")
-                self._cache[n] = int(block["timestamp"], 16)
+                if not isinstance(block, dict):
+                    raise BadAnswer(f"{where} {hex(n)} with {str(block)[:80]!r}, not a block")
+                ts = parse_quantity(block.get("timestamp"), f"{where} {hex(n)} with timestamp")
+                self._cache[n] = ts
         return [self._cache[n] for n in numbers]
 
 
@@ -137,7 +150,12 @@ def first_block_at_or_after(
 
 def confirmed_head(client: RpcClient, confirmations: int) -> int:
     """The highest block with `confirmations` blocks on top of it (-1 before there is one)."""
-    return max(-1, int(client.call("eth_blockNumber"), 16) - confirmations)
+    return max(-1, client.block_number() - confirmations)
+
+
+class DayNotReached(NodeError):
+    """The node's confirmed head is before the day's first block: there is nothing of the day
+    to write, and writing nothing would pass for an empty day."""
 
 
 def find_day_range(
@@ -147,15 +165,34 @@ def find_day_range(
     confirmations: int,
     timestamps: BlockTimestamps | None = None,
     head: int | None = None,
+    require_reached: bool = False,
 ) -> DayRange:
-    """The blocks of `day` (UTC) up to the confirmed head, found by binary search on timestamps."""
+    """The blocks of `day` (UTC) up to the confirmed head, found by binary search on timestamps.
+
+    With `require_reached`, a day the confirmed head has not reached (an empty range that is
+    not closed) raises `DayNotReached` naming the node and its head, instead of coming back
+    empty: the caller is about to write the day, and an empty write would look complete.
+    """
     ts_of = timestamps or BlockTimestamps(client)
-    head = confirmed_head(client, confirmations) if head is None else head
+    node_head = client.block_number() if head is None else head + confirmations
+    head = max(-1, node_head - confirmations)
     start, end = day_bounds(day)
+
+    def not_reached() -> DayNotReached:
+        return DayNotReached(
+            f"{day} is not reached on {client.last_url}: its head is block {node_head}, "
+            f"so with {confirmations} confirmations the confirmed head is block {head}, "
+            "before the day's first block; nothing was written"
+        )
+
     if head < 0:
+        if require_reached:
+            raise not_reached()
         return DayRange(day, 0, -1, False, head)
     first = first_block_at_or_after(ts_of, start, 0, head)
     if first > head:  # the chain has not reached this day yet
+        if require_reached:
+            raise not_reached()
         return DayRange(day, first, head, False, head)
     after = first_block_at_or_after(ts_of, end, first, head)
     closed = after <= head
@@ -184,7 +221,10 @@ class Chunk:
     @property
     def numbers(self) -> list[int]:
         """The block numbers of the chunk, in order."""
-        return [int(n, 16) for n in self.blocks["number"].to_list()]
+        try:
+            return [int(n, 16) for n in self.blocks["number"].to_list()]
+        except (TypeError, ValueError):
+            raise BadAnswer(bad_quantity(self) or "a block number is not a quantity") from None
 
     @property
     def tx_count(self) -> int:
@@ -377,11 +417,18 @@ def stage_range(
         chunk = concat_chunks(raw)
         raw.clear()
         pending.update(blocks=0, transactions=0)
-        frames = {
-            "blocks": blocks_from_rpc(chunk.blocks, chain_id),
-            "transactions": transactions_from_rpc(chunk.blocks, chunk.receipts, chain_id),
-            "logs": logs_from_rpc(chunk.blocks, chunk.receipts, chain_id),
-        }
+        try:
+            frames = {
+                "blocks": blocks_from_rpc(chunk.blocks, chain_id),
+                "transactions": transactions_from_rpc(chunk.blocks, chunk.receipts, chain_id),
+                "logs": logs_from_rpc(chunk.blocks, chunk.receipts, chain_id),
+            }
+        except pl.exceptions.PolarsError:
+            # a strict conversion failed; say which field of which block, not Polars' message
+            found = bad_quantity(chunk)
+            if found is None:
+                raise
+            raise BadAnswer(found) from None
         for table, df in frames.items():
             if not df.height:
                 continue
@@ -431,6 +478,60 @@ def stage_range(
                 progress(done, last - first + 1)
     flush()
     return staged
+
+
+_QUANTITY = r"^0[xX][0-9a-fA-F]+$"
+
+
+def bad_quantity(chunk: Chunk) -> str | None:
+    """The first value of `chunk` in a quantity field (`chainlake.raw.shapes`) that is not a
+    quantity, named by its field and block: "block 12: transaction 0x.. value '1000', not a
+    0x-hex quantity"; None when every quantity field holds a quantity or null."""
+    b = chunk.blocks
+    numbers = dict(zip(b["_bi"].to_list(), b["number"].to_list(), strict=True))
+
+    def block(bi: Any) -> str:
+        n = numbers.get(bi)
+        try:
+            return f"block {int(n, 16)}"  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            return f"block #{bi} of the batch"
+
+    def first_bad(df: pl.DataFrame, fields: Sequence[str]) -> tuple[str, dict[str, Any]] | None:
+        for name in fields:
+            if name not in df.columns or df[name].dtype != pl.String:
+                continue
+            col = pl.col(name)
+            rows = df.filter(col.is_not_null() & ~col.str.contains(_QUANTITY)).head(1)
+            if rows.height:
+                return name, rows.row(0, named=True)
+        return None
+
+    def message(where: str, found: tuple[str, dict[str, Any]]) -> str:
+        name, row = found
+        return f"{where}: field {name!r} is {row[name]!r}, not a 0x-hex quantity"
+
+    if hit := first_bad(b, BLOCK_QUANTITIES):
+        return message(block(hit[1]["_bi"]), hit)
+    nested = {
+        "withdrawals": WITHDRAWAL_QUANTITIES,
+        "transactions": TRANSACTION_QUANTITIES,
+    }
+    for column, fields in nested.items():
+        if column not in b.columns:
+            continue
+        items = b.select("_bi", column).explode(column).drop_nulls(column).unnest(column)
+        if hit := first_bad(items, fields):
+            what = "transaction " + str(hit[1].get("hash")) if column == "transactions" else column
+            return message(f"{block(hit[1]['_bi'])}: {what}", hit)
+    receipts = chunk.receipts
+    if hit := first_bad(receipts, RECEIPT_QUANTITIES):
+        return message(f"{block(hit[1]['_bi'])}: receipt of {hit[1].get('transactionHash')}", hit)
+    if "logs" in receipts.columns:
+        logs = receipts.select("_bi", "logs").explode("logs").drop_nulls("logs").unnest("logs")
+        if hit := first_bad(logs, LOG_QUANTITIES):
+            return message(f"{block(hit[1]['_bi'])}: log of {hit[1].get('transactionHash')}", hit)
+    return None
 
 
 class ReorgDuringRead(RuntimeError):

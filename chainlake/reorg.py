@@ -14,6 +14,14 @@ matches the node's: the common ancestor. Every block after it is replaced:
    a day whose blocks row is new has its transactions and logs rewritten already.
 4. The checkpoint moves to the last block rewritten.
 
+A reorg is a different hash at a height the node has. A node that lacks the checkpoint
+block, and whose own head block is the one stored at that height, is behind, not on another
+chain: that URL is taken out of rotation and the next one of the chain is asked; with none
+left the run fails (`NoUsableUrl`, naming each node, its head and the checkpoint), and
+nothing is deleted. A repair that would replace more than the chain's `max_reorg_depth`
+blocks is refused (`DeepReorg`) without changing anything, unless the run carries the tag
+`chainlake/allow_deep_reorg=true`.
+
 Rebuilding the derived tables is not done here: `sensors/reorg_repairs.py` reads
 `_state/reorg_stale` and launches ordinary runs of the derived assets for those chain-days,
 so every rebuild is a materialisation with its checks, visible in the UI. The trigger
@@ -29,6 +37,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
@@ -41,7 +50,7 @@ from chainlake.extract import (
     stage_range,
 )
 from chainlake.lake import DeltaStore, day_predicate
-from chainlake.rpc import RpcClient
+from chainlake.rpc import NodeError, RpcClient, is_quantity, parse_quantity
 from chainlake.state import (
     Checkpoint,
     forget_day_ranges,
@@ -56,6 +65,14 @@ AUDIT_TABLE = "_state/reorgs"
 # raw/blocks last: the walk-back trusts it, so it must never be ahead of the other two.
 RAW_WRITE_ORDER = ("transactions", "logs", "blocks")
 MAX_DEPTH = 100_000
+# The run tag with which an operator lets a repair go deeper than the chain's max_reorg_depth.
+ALLOW_DEEP_REORG_TAG = "chainlake/allow_deep_reorg"
+
+
+class DeepReorg(NodeError):
+    """The node's chain leaves the stored one deeper than the chain's `max_reorg_depth`:
+    nothing was changed; the operator decides (see the message)."""
+
 
 _STALE_SCHEMA = pl.Schema(
     {  # type: ignore[arg-type]
@@ -133,7 +150,11 @@ def node_headers(
             if block is None:
                 out[n] = (None, None)
             else:
-                out[n] = (str(block["hash"]).lower(), int(block["timestamp"], 16))
+                ts = parse_quantity(
+                    block.get("timestamp"),
+                    f"{client.last_url} answered eth_getBlockByNumber {hex(n)} with timestamp",
+                )
+                out[n] = (str(block["hash"]).lower(), ts)
     return out
 
 
@@ -156,27 +177,70 @@ def stored_hashes(store: DeltaStore, chain: ChainConfig, lo: int, hi: int) -> pl
     )
 
 
-def diverged(client: RpcClient, cp: Checkpoint) -> bool:
-    """Whether the node's block at the checkpoint's height has another hash (or is gone)."""
-    block = client.call("eth_getBlockByNumber", [hex(cp.block_number), False])
-    return block is None or str(block["hash"]).lower() != cp.block_hash.lower()
+def divergence(
+    client: RpcClient, store: DeltaStore, chain: ChainConfig, cp: Checkpoint
+) -> int | None:
+    """Where the node's chain differs from the stored one: None when the node has the
+    checkpoint block, else the highest height the node has with another hash than stored
+    (the checkpoint's, or its head's when its chain is shorter: a reorg to a shorter chain).
+
+    A node that lacks the checkpoint block while its head block is the stored one is behind,
+    not on another chain: that URL is refused and the next one asked (`RpcClient.batch`'s
+    `accept`); with none left, `NoUsableUrl` says so, and nothing is deleted.
+    """
+    at: list[int | None] = [None]
+
+    def judge(results: list[Any]) -> str | None:
+        block, latest = results
+        if isinstance(block, dict):  # the node has the checkpoint's height: compare hashes
+            same = str(block.get("hash", "")).lower() == cp.block_hash.lower()
+            at[0] = None if same else cp.block_number
+            return None
+        if not isinstance(latest, dict) or not is_quantity(latest.get("number")):
+            return f"answered its latest block with {str(latest)[:80]!r}, not a block"
+        head = int(latest["number"], 16)
+        if head >= cp.block_number:
+            return f"has no block {cp.block_number} though its head is block {head}"
+        stored = stored_hashes(store, chain, head, head)["block_hash"].to_list()
+        if not stored or stored[0] == str(latest.get("hash", "")).lower():
+            return (
+                f"is behind: its head is block {head}, below the checkpoint block "
+                f"{cp.block_number} ({cp.day}) of {chain.name}; nothing was deleted"
+            )
+        at[0] = head  # another block at a height the node has: a reorg
+        return None
+
+    calls = [
+        ("eth_getBlockByNumber", [hex(cp.block_number), False]),
+        ("eth_getBlockByNumber", ["latest", False]),
+    ]
+    client.batch(calls, accept=judge)
+    return at[0]
 
 
-def common_ancestor(client: RpcClient, store: DeltaStore, chain: ChainConfig, tip: int) -> int:
+def common_ancestor(
+    client: RpcClient, store: DeltaStore, chain: ChainConfig, tip: int, *, lowest: int | None = None
+) -> int:
     """The highest stored block the node still has with the same hash (-1 if none): the
-    stored hashes are compared with the node's in windows that double going down."""
+    stored hashes are compared with the node's in windows that double going down.
+
+    Args:
+        lowest: The lowest ancestor accepted: when no stored block from there up to `tip`
+            is the node's, `DeepReorg` is raised (no search below it).
+    """
     lf = store.scan(chain, "blocks")
     earliest = None if lf is None else lf.select(pl.col("block_number").min()).collect().item()
     if earliest is None:
         return -1
+    floor = earliest if lowest is None else max(earliest, lowest)
     hi, window = tip, 32
-    while hi >= earliest:
+    while hi >= floor:
         if tip - hi > MAX_DEPTH:
             raise RuntimeError(
                 f"{chain.name}: no common ancestor within {MAX_DEPTH} blocks of {tip}; "
                 "re-materialise the affected days instead"
             )
-        lo = max(earliest, hi - window + 1)
+        lo = max(floor, hi - window + 1)
         stored = dict(
             stored_hashes(store, chain, lo, hi).select("block_number", "block_hash").iter_rows()
         )
@@ -185,6 +249,8 @@ def common_ancestor(client: RpcClient, store: DeltaStore, chain: ChainConfig, ti
             if n in stored and node.get(n) == stored[n]:
                 return n
         hi, window = lo - 1, min(window * 2, 4096)
+    if lowest is not None and earliest - 1 < lowest:
+        raise DeepReorg(f"no stored block in {floor}..{tip} is on the chain of {client.last_url}")
     return earliest - 1
 
 
@@ -197,13 +263,38 @@ def check_and_repair(
     chain: ChainConfig,
     *,
     confirmations: int | None = None,
+    allow_deep: bool = False,
     now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
 ) -> ReorgReport | None:
-    """Repair a reorg if the node no longer has the checkpoint block; None if it does."""
+    """Repair a reorg if the node's chain no longer has the checkpoint block; None if it does.
+
+    Args:
+        allow_deep: Repair however deep the reorg is; otherwise a repair replacing more than
+            the chain's `max_reorg_depth` blocks raises `DeepReorg` and changes nothing.
+
+    Raises:
+        NoUsableUrl: Every URL of the chain is behind the checkpoint (or unusable).
+        DeepReorg: The reorg is deeper than `max_reorg_depth` and `allow_deep` is False.
+    """
     cp = read_checkpoint(store, chain)
-    if cp is None or not diverged(client, cp):
+    if cp is None:
         return None
-    ancestor = common_ancestor(client, store, chain, cp.block_number)
+    tip = divergence(client, store, chain, cp)
+    if tip is None:
+        return None
+    lowest = None if allow_deep else cp.block_number - chain.max_reorg_depth
+    try:
+        ancestor = common_ancestor(client, store, chain, tip, lowest=lowest)
+    except DeepReorg as e:
+        raise DeepReorg(
+            f"{chain.name}: reorg deeper than max_reorg_depth ({chain.max_reorg_depth} blocks "
+            f"below the checkpoint block {cp.block_number} of {cp.day}): {e}; nothing was "
+            "changed. If that node is right, repair deliberately with the run tag "
+            f"{ALLOW_DEEP_REORG_TAG}=true: dagster job backfill -w workspace.yaml -j "
+            f"chain_day_job --partitions '{chain.name}|{cp.day}' --tags "
+            f'\'{{"{ALLOW_DEEP_REORG_TAG}": "true"}}\' --noprompt (or raise '
+            f"max_reorg_depth in chains.yaml); if it is wrong, fix rpc_urls"
+        ) from None
     return repair(
         client,
         store,

@@ -36,7 +36,8 @@ from chainlake.lake import DeltaStore
 from chainlake.metadata import preview, table_metadata
 from chainlake.partitions import chain_day_key, chain_day_partitions, partition_chain_day
 from chainlake.raw.transactions import ReceiptMismatch
-from chainlake.reorg import ReorgReport, check_and_repair
+from chainlake.reorg import ALLOW_DEEP_REORG_TAG, ReorgReport, check_and_repair
+from chainlake.rpc import NodeError
 from chainlake.schema import arrow_schema
 from chainlake.state import (
     Checkpoint,
@@ -111,7 +112,11 @@ def resolve_day_range(
     if cached is not None:
         return cached
     rng = find_day_range(
-        client, day, confirmations=chain.confirmations, timestamps=BlockTimestamps(client)
+        client,
+        day,
+        confirmations=chain.confirmations,
+        timestamps=BlockTimestamps(client),
+        require_reached=True,
     )
     remember_day_range(store, chain, rng)
     context.log.info(
@@ -177,25 +182,9 @@ def check_day(store: DeltaStore, chain, rng: DayRange) -> list[dg.AssetCheckResu
     ]
 
 
-@dg.multi_asset(
-    specs=[_spec(t) for t in RAW_TABLES],
-    check_specs=CHECKS,
-    partitions_def=chain_day_partitions,
-    pool="rpc",
-    can_subset=False,
-    op_tags={"chainlake/layer": "raw"},
-    backfill_policy=PER_CHAIN_DAY,
-    retry_policy=TRANSIENT_RETRY,
-)
-def raw_chain_tables(
-    context: dg.AssetExecutionContext, rpc: RpcResource, delta: dg.ResourceParam[DeltaStore]
+def _raw_chain_tables(
+    context: dg.AssetExecutionContext, rpc: RpcResource, delta: DeltaStore, chain, day
 ):
-    """Read one chain-day's blocks, transactions and logs from the node into the raw tables.
-
-    First repairs a reorg below the checkpoint, reads only past the checkpoint when it is inside
-    the day, and reads again when the chain changes during the read.
-    """
-    chain, day = partition_chain_day(context.partition_key)
     client = rpc.client(chain)
     started = time.monotonic()
     last_logged = [0.0]
@@ -210,7 +199,8 @@ def raw_chain_tables(
     for attempt in range(READ_ATTEMPTS):
         # The checkpoint block must still be on the node's chain; if not, every table is
         # repaired back to the common ancestor before this day is read.
-        report = check_and_repair(client, delta, chain)
+        allow_deep = context.run.tags.get(ALLOW_DEEP_REORG_TAG, "").lower() == "true"
+        report = check_and_repair(client, delta, chain, allow_deep=allow_deep)
         if report is not None:
             reorgs.append(report)
             context.log.warning(report.summary())
@@ -300,6 +290,33 @@ def raw_chain_tables(
             metadata={"rows_checked": staged.rows[table], "model": RAW_TABLES[table].__name__},
         )
     yield from check_day(delta, chain, rng)
+
+
+@dg.multi_asset(
+    specs=[_spec(t) for t in RAW_TABLES],
+    check_specs=CHECKS,
+    partitions_def=chain_day_partitions,
+    pool="rpc",
+    can_subset=False,
+    op_tags={"chainlake/layer": "raw"},
+    backfill_policy=PER_CHAIN_DAY,
+    retry_policy=TRANSIENT_RETRY,
+)
+def raw_chain_tables(
+    context: dg.AssetExecutionContext, rpc: RpcResource, delta: dg.ResourceParam[DeltaStore]
+):
+    """Read one chain-day's blocks, transactions and logs from the node into the raw tables.
+
+    First repairs a reorg below the checkpoint, reads only past the checkpoint when it is inside
+    the day, and reads again when the chain changes during the read.
+    """
+    chain, day = partition_chain_day(context.partition_key)
+    try:
+        yield from _raw_chain_tables(context, rpc, delta, chain, day)
+    except NodeError as e:
+        # the node's answer is wrong (another chain, behind, garbage, too large): the same
+        # step would get the same answer, so it is not retried
+        raise dg.Failure(description=f"{chain.name} {day}: {e}", allow_retries=False) from e
 
 
 # raw/blocks last: a block row present means its transactions and logs are too.

@@ -94,6 +94,23 @@ RPC_RECEIPT = pl.Struct(
 )
 
 
+# The fields of each shape that JSON-RPC sends as quantities (0x + hex digits, no sign): an
+# answer with anything else there is a broken node's (see `chainlake.extract.bad_quantity`).
+BLOCK_QUANTITIES = (
+    "number", "difficulty", "totalDifficulty", "size", "gasLimit", "gasUsed", "timestamp",
+    "baseFeePerGas", "blobGasUsed", "excessBlobGas",
+)  # fmt: skip
+WITHDRAWAL_QUANTITIES = ("index", "validatorIndex", "amount")
+TRANSACTION_QUANTITIES = (
+    "nonce", "blockNumber", "transactionIndex", "value", "gas", "gasPrice", "maxFeePerGas",
+    "maxPriorityFeePerGas", "maxFeePerBlobGas", "type", "chainId", "yParity",
+)  # fmt: skip
+RECEIPT_QUANTITIES = (
+    "transactionIndex", "blockNumber", "cumulativeGasUsed", "gasUsed", "status", "type",
+    "effectiveGasPrice", "blobGasUsed", "blobGasPrice",
+)  # fmt: skip
+LOG_QUANTITIES = ("blockNumber", "transactionIndex", "logIndex")
+
 RPC_WITHDRAWAL = pl.Struct({"index": S, "validatorIndex": S, "address": S, "amount": S})
 
 # `eth_getBlockByNumber(n, true)` as JSON-RPC returns it, every value a string. Header fields
