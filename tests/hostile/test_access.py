@@ -89,6 +89,9 @@ def setup() -> Iterator[Setup]:
             )
         )
     engine = SERVER.format(role=engine_role, db=dbname)
+    allow = pytest.MonkeyPatch()
+    # the receivers of this module are on this machine: the operator allows it
+    allow.setenv("CHAINLAKE_ACTION_ALLOW_HOSTS", "127.0.0.1,::1")
     try:
         db.migrate(engine, create=False)
         runner = CliRunner()
@@ -127,6 +130,7 @@ def setup() -> Iterator[Setup]:
                 hook=rec.url,
             )
     finally:
+        allow.undo()
         with _admin() as a:
             a.execute(
                 sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(dbname))
@@ -300,7 +304,10 @@ def test_a_trigger_id_cannot_be_taken_over(setup: Setup, tmp_path: Path) -> None
     hostile["triggers"].insert(0, _spec("x", "alice-new", setup.hook)["triggers"][0])
     path = tmp_path / "takeover.yaml"
     path.write_text(yaml.safe_dump(hostile))
-    env = {"CHAINS_CONFIG": str(Path(__file__).resolve().parents[2] / "config" / "chains.yaml")}
+    env = {
+        "CHAINS_CONFIG": str(Path(__file__).resolve().parents[2] / "config" / "chains.yaml"),
+        "CHAINLAKE_ACTION_ALLOW_HOSTS": "127.0.0.1,::1",
+    }
     for url in (setup.engine, setup.alice):
         r = CliRunner().invoke(main, ["triggers", "apply", str(path), "--url", url], env=env)
         assert r.exit_code == 1, r.output
