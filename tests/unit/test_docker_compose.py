@@ -1,6 +1,8 @@
 """docker-compose.yml checked without a Docker engine (none runs on these machines): its
-services, health checks, dependencies, volumes and images' build files, and that every
-environment variable the code reads is set for the project's containers, as locally."""
+services, health checks, dependencies, volumes and images' build files, that every
+environment variable the code reads is set for the project's containers, as locally, and that
+the compose instance (docker/dagster.yaml: DockerRunLauncher, each run in its own container)
+passes Dagster's own validation of the instance and of the launcher's config."""
 
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ SOURCES = ["chainlake", "pipelines", "assets", "resources", "sensors"]
 APP_SERVICES = {"minio-init", "devnet-seed", "user-code", "webserver", "daemon"}
 LONG_RUNNING = {"postgres", "clickhouse", "minio", "anvil", "user-code", "webserver", "daemon"}
 ONE_SHOT = {"minio-init", "devnet-seed"}
+DOCKER_SOCKET = "/var/run/docker.sock"
 # Read by the code but meaningful only on a developer machine.
 LOCAL_ONLY = re.compile(r"^(DEMO_|TEST_|CHAINLAKE_ANVIL$|PYTEST)")
 # `dg.EnvVar("X")` (a field value, or `.get_value()` at run time), `dg.EnvVar.int("X")`, os.environ
@@ -32,6 +35,11 @@ _ENV_READ = re.compile(
 @pytest.fixture(scope="module")
 def compose() -> dict[str, Any]:
     return yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+
+
+@pytest.fixture(scope="module")
+def compose_instance() -> dict[str, Any]:
+    return yaml.safe_load((ROOT / "docker" / "dagster.yaml").read_text())
 
 
 def env_vars_read_by_the_code() -> set[str]:
@@ -107,7 +115,9 @@ def test_volumes_are_declared(compose: dict[str, Any]) -> None:
     for name, svc in compose["services"].items():
         for v in svc.get("volumes", []):
             source = v.split(":")[0]
-            if not source.startswith("."):
+            if source == DOCKER_SOCKET:
+                assert name in ("webserver", "daemon"), f"{name} needs no Docker engine"
+            elif not source.startswith("."):
                 assert source in declared, f"{name} mounts undeclared volume {source}"
             else:
                 assert (ROOT / source).exists(), f"{name} mounts missing file {source}"
@@ -191,3 +201,90 @@ def test_minio_init_creates_the_bucket_once_on_an_s3_server(tmp_path: Path) -> N
     finally:
         server.terminate()
         server.wait(10)
+
+
+# -- the compose instance: DockerRunLauncher --------------------------------------------------
+
+
+def test_compose_instance_passes_dagsters_validation(compose_instance: dict[str, Any]) -> None:
+    """The whole file through Dagster's instance schema (what `dagster-daemon run` does on
+    start), then the launcher and the coordinator built from their config as the instance
+    builds them (`ConfigurableClassData.rehydrate`: the class's `config_type()` and
+    `from_config_value`; neither connects to anything)."""
+    from dagster._core.instance.config import dagster_instance_config
+    from dagster._core.run_coordinator import QueuedRunCoordinator
+    from dagster._serdes.config_class import ConfigurableClassData
+    from dagster_docker import DockerRunLauncher
+
+    validated, custom_class = dagster_instance_config(str(ROOT / "docker"), "dagster.yaml")
+    assert custom_class is None
+    launcher_cfg = validated["run_launcher"]
+    assert (launcher_cfg["module"], launcher_cfg["class"]) == (
+        "dagster_docker",
+        "DockerRunLauncher",
+    )
+    launcher = ConfigurableClassData(
+        launcher_cfg["module"], launcher_cfg["class"], yaml.safe_dump(launcher_cfg["config"])
+    ).rehydrate(DockerRunLauncher)
+    assert launcher.networks == ["chainlake"]
+    assert launcher.env_vars == compose_instance["run_launcher"]["config"]["env_vars"]
+    coordinator_cfg = validated["run_coordinator"]
+    coordinator = ConfigurableClassData(
+        coordinator_cfg["module"],
+        coordinator_cfg["class"],
+        yaml.safe_dump(coordinator_cfg["config"]),
+    ).rehydrate(QueuedRunCoordinator)
+    assert type(coordinator).__name__ == "ChainQueuedRunCoordinator"
+    assert validated["storage"] == {"postgres": {"postgres_url": {"env": "DAGSTER_POSTGRES_URL"}}}
+
+
+def test_compose_instance_keeps_the_local_queue_limits_and_retries(
+    compose_instance: dict[str, Any],
+) -> None:
+    """Only the launcher differs from dagster.yaml: one run per chain, pools, retries and the
+    instance's storage are the same in both deployments."""
+    local = yaml.safe_load((ROOT / "dagster.yaml").read_text())
+    assert "run_launcher" not in local
+    for key in ("storage", "run_coordinator", "concurrency", "run_retries", "run_monitoring"):
+        assert compose_instance[key] == local[key], key
+
+
+def test_run_containers_get_the_image_network_volumes_and_variables(
+    compose: dict[str, Any], compose_instance: dict[str, Any]
+) -> None:
+    config = compose_instance["run_launcher"]["config"]
+    services = compose["services"]
+    # The run image is the code location's: the user-code server reports it with each job.
+    assert (
+        services["user-code"]["environment"]["DAGSTER_CURRENT_IMAGE"] == compose["x-app"]["image"]
+    )
+    assert config["network"] == compose["networks"]["default"]["name"]
+    # Variables forwarded by name take their values from the daemon (x-app): all set there,
+    # and every one the code reads is forwarded.
+    forwarded = set(config["env_vars"])
+    x_app = set(compose["x-app"]["environment"])
+    assert not forwarded - x_app, f"not set for the daemon: {sorted(forwarded - x_app)}"
+    missing = sorted(env_vars_read_by_the_code() - forwarded)
+    assert not missing, f"run containers lack {missing} (docker/dagster.yaml env_vars)"
+    # Volumes by their fixed compose names, mounted where the user-code server has them.
+    named = {
+        spec["name"]: key for key, spec in compose["volumes"].items() if spec and "name" in spec
+    }
+    user_code_mounts = {v.split(":")[0]: v.split(":")[1] for v in services["user-code"]["volumes"]}
+    for volume in config["container_kwargs"]["volumes"]:
+        source, target = volume.split(":")[:2]
+        assert source in named, f"{source} is not a compose volume with a fixed name"
+        assert user_code_mounts.get(named[source]) == target, volume
+    # The launcher (daemon) and the terminate button (webserver) talk to the Docker engine.
+    for name in ("webserver", "daemon"):
+        assert any(v.startswith(f"{DOCKER_SOCKET}:") for v in services[name]["volumes"]), name
+
+
+def test_image_installs_the_compose_instance_and_installs_node_tools_like_make() -> None:
+    dockerfile = (ROOT / "docker" / "Dockerfile").read_text()
+    assert re.search(r"^COPY docker/dagster\.yaml \./dagster\.yaml$", dockerfile, flags=re.M)
+    assert "ln -s /opt/chainlake/dagster.yaml /opt/dagster/home/dagster.yaml" in dockerfile
+    # `npm ci` refuses package-lock.json here (see the Makefile); the image does as make does.
+    assert not re.search(r"^RUN npm ci", dockerfile, flags=re.M)
+    assert "npm install --no-audit --no-fund --no-save" in dockerfile
+    assert "npm install --no-audit --no-fund --no-save" in (ROOT / "Makefile").read_text()
