@@ -168,6 +168,26 @@ def owned_rows(conn: db.Conn) -> dict[str, set[str]]:
 def test_the_engine_sees_everything(setup: Setup) -> None:
     with db.connection(setup.engine) as c:
         assert owned_rows(c) == {t: {"alice-t", "bob-t"} for t in OWNED}
+    # the hourly views are refreshed by their owner, through the same policies
+    with db.connection(setup.engine, autocommit=True) as c:
+        store.refresh_views(c)
+        assert one(c, "SELECT sum(event_count) AS n FROM events_hourly")["n"] == 1
+        assert one(c, "SELECT sum(total_executions) AS n FROM action_metrics_hourly")["n"] == 2
+
+
+def test_users_add_refuses_in_one_line(setup: Setup) -> None:
+    runner = CliRunner()
+    cases = [
+        (["Bad-Name"], setup.engine, "not a valid user name"),
+        ([setup.roles["bob"]], setup.engine, "already exists"),
+        (["pg_sneaky"], setup.engine, "not a valid user name"),
+        # a user cannot add users: the role has no CREATEROLE, nor any right on `users`
+        ([f"{setup.roles['alice']}_x"], setup.alice, "permission denied"),
+    ]
+    for args, url, expected in cases:
+        r = runner.invoke(main, ["users", "add", *args, "--no-password", "--url", url])
+        lines = r.output.strip().splitlines()
+        assert r.exit_code == 1 and len(lines) == 1 and expected in lines[0], r.output
 
 
 def test_a_user_reads_only_their_own_rows_whatever_they_set(setup: Setup, alice: db.Conn) -> None:
