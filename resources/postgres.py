@@ -34,8 +34,8 @@ class PostgresResource(dg.ConfigurableResource):
     secret_key: str | None = Field(
         default=None,
         description="Fernet key that encrypts agents' MCP tokens at rest. Unset: "
-        "CHAINLAKE_SECRET_KEY when used; without either, MCP calls resolved from an agent go "
-        "without a token.",
+        "CHAINLAKE_SECRET_KEY when used; without either, an agent that has a stored MCP token "
+        "is not called (its delivery fails, saying so).",
     )
 
     notify_wait_seconds: float = Field(
