@@ -276,7 +276,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             {"user": "bench", "triggers": [{
                 "id": "every-transfer", "chain_id": CHAIN, "registry": "erc20",
                 "conditions": [{"type": "event_type_equals", "value": "Transfer"}],
-                "actions": [{"name": "hook", "type": "rest", "url": "${BENCH_HOOK_URL}",
+                "actions": [{"name": "hook", "type": "rest", "url": "${CHAINLAKE_ACTION_SECRET_BENCH_HOOK}",
                              "body_template": {"event": "{event_id}", "amount": "{amount}"}}],
             }]},
             resolver=Resolver(),
@@ -285,7 +285,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             apply_spec(conn, spec)
         env_vars = {
             "DAGSTER_HOME": str(home), "DAGSTER_POSTGRES_URL": dagster_url,
-            "POSTGRES_URL": events_url, "BENCH_HOOK_URL": receiver.url,
+            "POSTGRES_URL": events_url, "CHAINLAKE_ACTION_SECRET_BENCH_HOOK": receiver.url,
+            # the receiver listens on 127.0.0.1: the operator's allow-list lets actions reach it
+            "CHAINLAKE_ACTION_ALLOW_HOSTS": "127.0.0.1,::1",
             "CHAINLAKE_RESIDENT_EVALUATOR_SECONDS": "3600" if args.evaluator == "resident" else "0",
         }  # fmt: skip
         with dagster_processes(home, env_vars, home, args.location) as ui:

@@ -12,6 +12,7 @@ Local chain (``tools.devnet``), both session-scoped and started only when a test
 from __future__ import annotations
 
 import datetime as dt
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -21,6 +22,13 @@ import pytest
 if TYPE_CHECKING:
     from tools.devnet.anvil import Anvil
     from tools.devnet.manifest import DevnetManifest
+
+# The operator's settings for trigger actions (README "Triggers"), as a deployment whose
+# receivers run on this machine would set them: the tests' receivers listen on 127.0.0.1 and
+# their triggers name the receivers' URLs in these variables. Set before anything reads them
+# (Dagster runs started by the tests inherit them); the tests of the refusals unset them.
+os.environ.setdefault("CHAINLAKE_ACTION_ALLOW_HOSTS", "127.0.0.1,::1")
+os.environ.setdefault("CHAINLAKE_ACTION_SECRETS", "HOOK,HOOK_URL,TG_TOKEN")
 
 DEVNET_START = dt.date(2025, 1, 1)
 DEVNET_DAYS = 3

@@ -61,7 +61,9 @@ def summary(days: list[dt.date]) -> list[str]:
     from resources.postgres import PostgresResource
 
     receiver = _Receiver()
-    os.environ["TRIGGER_WEBHOOK_URL"] = receiver.url
+    os.environ["CHAINLAKE_ACTION_SECRET_WEBHOOK_URL"] = receiver.url
+    # the demo's receiver listens on 127.0.0.1: the operator's allow-list lets actions reach it
+    os.environ["CHAINLAKE_ACTION_ALLOW_HOSTS"] = "127.0.0.1,::1"
     try:
         url = os.environ.get("POSTGRES_URL") or db.DEFAULT_POSTGRES_URL
         db.ensure_schema(url)

@@ -37,6 +37,8 @@ from chainlake.actions.base import (
 )
 from chainlake.actions.discord import Discord
 from chainlake.actions.mcp import McpToolCall
+from chainlake.actions.outbound import OutboundPolicy, guarded_client
+from chainlake.actions.policy import check_action_config
 from chainlake.actions.smtp import Email
 from chainlake.actions.telegram import Telegram
 from chainlake.actions.webhook import RestWebhook
@@ -121,6 +123,9 @@ class Deliverer:
     batch_size: int = 50
     sleep: Callable[[float], None] = time.sleep
     http_timeout: float = 30.0
+    # Addresses actions may reach; None: the operator's CHAINLAKE_ACTION_ALLOW_HOSTS, read
+    # through `secrets` (see chainlake.actions.outbound).
+    outbound: OutboundPolicy | None = None
     _actions: dict[int, Any] = field(default_factory=dict, repr=False)
 
     def run(
@@ -191,7 +196,10 @@ class Deliverer:
         """A worker's name, database connection and HTTP client, for the worker's life."""
         with (
             db.connection(self.url, autocommit=True) as conn,
-            httpx.Client(timeout=self.http_timeout) as http,
+            guarded_client(
+                self.outbound or OutboundPolicy.from_env(self.secrets.getenv),
+                timeout=self.http_timeout,
+            ) as http,
         ):
             yield f"{self.job_id}/{n}/{uuid.uuid4().hex[:6]}", conn, http
 
@@ -260,6 +268,9 @@ class Deliverer:
                     raise ActionError(
                         f"no sender for action type {d['action_type']!r}", retryable=False
                     )
+                # secrets, fields and hosts as the triggers file was checked for (the
+                # operator's settings may have narrowed since it was applied)
+                check_action_config(d["action_type"], action["config"], getenv=self.secrets.getenv)
                 response = sender.send(action["config"], ctx)
             except ActionError as e:
                 ms = int((time.perf_counter() - t0) * 1000)

@@ -6,7 +6,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from chainlake.actions.base import ConfigError, SendContext, http_request, require
+from chainlake.actions.base import ActionError, ConfigError, SendContext, http_request, require
+from chainlake.actions.policy import discord_url_refusal
 from chainlake.actions.templates import check_template, render
 
 DEFAULT_CONTENT = (
@@ -36,6 +37,9 @@ class Discord:
         if cfg.get("username"):
             payload["username"] = cfg["username"]
         url = cfg["webhook_url"]
+        refused = discord_url_refusal(url, ctx.secrets.getenv)
+        if refused:
+            raise ActionError(f"discord webhook: {refused}", retryable=False)
         url += ("&" if "?" in url else "?") + "wait=true"
         status, body = http_request(
             ctx.http,

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from chainlake.actions.base import RETRYABLE_STATUS, ActionError, ConfigError, SendContext, require
+from chainlake.actions.outbound import OutboundPolicy, check_url
 from chainlake.actions.templates import check_template, render, render_value
 from chainlake.uri import UriError, fetch_uri, redact_text, redact_uri
 
@@ -85,6 +86,8 @@ class McpToolCall:
         if cfg.get("verify_file_hash"):
             verify_file_hash(ctx)
         target = self.endpoint(cfg, ctx)
+        # the MCP client is not ours to guard: check the endpoint's addresses before the call
+        check_url(target.url, OutboundPolicy.from_env(ctx.secrets.getenv))
         arguments = render_value(cfg.get("arguments_template", DEFAULT_ARGUMENTS), ctx.context)
         timeout = int(cfg.get("timeout_ms", 30000)) / 1000
         return asyncio.run(

@@ -1,5 +1,6 @@
-"""Telegram Bot API `sendMessage`. The base URL is configurable (a local stand-in in tests);
-the bot token is a `${...}` reference resolved at delivery time. A 429 carries
+"""Telegram Bot API `sendMessage`. The base URL is the operator's (`CHAINLAKE_TELEGRAM_API_BASE`,
+a local stand-in in tests), never a trigger's; the bot token is the operator's
+`TELEGRAM_BOT_TOKEN` or a declared action secret, resolved at delivery time. A 429 carries
 `parameters.retry_after`, which the retry loop honours."""
 
 from __future__ import annotations
@@ -8,9 +9,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from chainlake.actions.base import ActionError, ConfigError, SendContext, http_request, require
+from chainlake.actions.policy import DEFAULT_TELEGRAM_API_BASE, telegram_api_base
 from chainlake.actions.templates import check_template, render
 
-DEFAULT_API_BASE = "https://api.telegram.org"
+DEFAULT_API_BASE = DEFAULT_TELEGRAM_API_BASE  # the operator may set another one
 DEFAULT_MESSAGE = "{trigger_name}: {registry} {event_type} on chain {chain_id} (event {event_id})"
 
 
@@ -32,16 +34,16 @@ class Telegram:
 
     def send(self, config: Mapping[str, Any], ctx: SendContext) -> Any:
         """Send the rendered message with the bot token (default `${TELEGRAM_BOT_TOKEN}`)."""
-        cfg = ctx.secrets.resolve(
-            {"bot_token": "${TELEGRAM_BOT_TOKEN}", "api_base": DEFAULT_API_BASE, **config}
-        )
+        # the API base is the operator's, whatever the config says (policy refuses it there)
+        api_base = telegram_api_base(ctx.secrets.getenv)
+        cfg = ctx.secrets.resolve({"bot_token": "${TELEGRAM_BOT_TOKEN}", **config})
         payload: dict[str, Any] = {
             "chat_id": cfg["chat_id"],
             "text": render(cfg.get("message_template", DEFAULT_MESSAGE), ctx.context),
         }
         if cfg.get("parse_mode"):
             payload["parse_mode"] = cfg["parse_mode"]
-        url = f"{str(cfg['api_base']).rstrip('/')}/bot{cfg['bot_token']}/sendMessage"
+        url = f"{api_base}/bot{cfg['bot_token']}/sendMessage"
         _, body = http_request(
             ctx.http,
             "POST",

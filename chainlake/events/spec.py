@@ -15,7 +15,7 @@ triggers:
     actions:
       - name: webhook
         type: rest                 # rest | telegram | discord | email | mcp
-        url: ${TRIGGER_WEBHOOK_URL}   # ${VAR}: read from the environment at delivery time
+        url: ${CHAINLAKE_ACTION_SECRET_HOOK}   # a secret the operator declared, at delivery
         body_template: {text: "{amount_units} to {to_address}"}
 ```
 
@@ -36,6 +36,8 @@ import yaml
 
 from chainlake.actions.base import ConfigError as ActionConfigError
 from chainlake.actions.base import Sender
+from chainlake.actions.outbound import OutboundPolicy
+from chainlake.actions.policy import ActionSecrets, config_problems
 from chainlake.actions.templates import TemplateError
 from chainlake.events import store
 from chainlake.events.conditions import (
@@ -312,6 +314,15 @@ def _parse_trigger(
             continue
         except TemplateError as te:
             e(f"{where}.{te.path}", str(te).split(": ", 1)[1] if te.path else str(te))
+            continue
+        # what the action may ask of the delivering process: declared secrets in secret
+        # fields, public hosts, the operator's API bases (see chainlake.actions.policy)
+        problems = config_problems(
+            atype, config, secrets=ActionSecrets.from_env(), outbound=OutboundPolicy.from_env()
+        )
+        for pe in problems:
+            e(f"{where}.{pe.field_name}", f"action {aname!r}: {str(pe).split(': ', 1)[1]}")
+        if problems:
             continue
         actions.append(Action(0, aname, atype, config, priority))
 

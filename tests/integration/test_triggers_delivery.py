@@ -163,18 +163,21 @@ def test_a_client_error_is_not_retried(url: str) -> None:
     assert (report.failed, report.attempts, len(rec.requests)) == (1, 1, 1)
 
 
-def test_telegram_discord_and_email(url: str) -> None:
+def test_telegram_discord_and_email(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     with receiver(responses=[(429, {}, {"ok": False, "error_code": 429, "parameters": {"retry_after": 0.3}})],
                   default=(200, {}, {"ok": True, "result": {"message_id": 42}})) as tg, \
          receiver(responses=[(429, {}, {"message": "rate limited", "retry_after": 0.2})],
                   default=(200, {}, {"id": "m1"})) as dc, smtp_server() as mail:  # fmt: skip
+        # the operator's API bases: the stand-ins on 127.0.0.1 (a trigger cannot set them)
+        monkeypatch.setenv("CHAINLAKE_TELEGRAM_API_BASE", tg.url)
+        monkeypatch.setenv("CHAINLAKE_DISCORD_API_BASE", dc.url)
         apply(
             url,
             {
                 "id": "big-in", "chain": "devnet", "registry": "erc20",
                 "conditions": [{"type": "amount_threshold", "operator": "gte", "value": 10, "config": {"decimals": 18}}],
                 "actions": [
-                    {"name": "tg", "type": "telegram", "api_base": tg.url, "bot_token": "${TG_TOKEN}",
+                    {"name": "tg", "type": "telegram", "bot_token": "${TG_TOKEN}",
                      "chat_id": "-100", "message_template": "{amount_units} to {to_address}"},
                     {"name": "dc", "type": "discord", "webhook_url": f"{dc.url}/api/webhooks/1/x",
                      "content_template": "**{amount_units}**"},
