@@ -14,6 +14,7 @@ from assets.events.chain_events import analytics_alerts, chain_events
 from assets.raw.chain_tables import raw_chain_tables
 from assets.serving.catalog import catalog, views
 from pipelines.jobs import JOBS
+from pipelines.maintenance import MAINTENANCE_JOBS, MAINTENANCE_SCHEDULES
 from pipelines.resources import RESOURCES
 from pipelines.schedules import SCHEDULES
 from pipelines.triggers import TRIGGER_JOBS, TRIGGER_SCHEDULES, TRIGGER_SENSORS
@@ -50,7 +51,7 @@ defs = dg.Definitions(
     assets=ASSETS,
     executor=EXECUTOR,
     resources=RESOURCES,
-    jobs=[*JOBS, *TRIGGER_JOBS],
-    schedules=[*SCHEDULES, *TRIGGER_SCHEDULES],
+    jobs=[*JOBS, *TRIGGER_JOBS, *MAINTENANCE_JOBS],
+    schedules=[*SCHEDULES, *TRIGGER_SCHEDULES, *MAINTENANCE_SCHEDULES],
     sensors=[*TRIGGER_SENSORS, reorg_repairs_sensor],
 )
