@@ -171,7 +171,7 @@ class RedactingFilter(logging.Filter):
 
 
 # The HTTP clients the actions use log each request's URL at INFO.
-for _name in ("httpx", "httpx2", "mcp.client.streamable_http"):
+for _name in ("httpx", "httpx2", "mcp.client.streamable_http", "mcp.client.sse"):
     _logger = logging.getLogger(_name)
     if not any(isinstance(f, RedactingFilter) for f in _logger.filters):
         _logger.addFilter(RedactingFilter())
