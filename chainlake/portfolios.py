@@ -125,10 +125,11 @@ class AlertConfig(BaseModel):
     def _expression(cls, v: str | None) -> str | None:
         if v is not None:
             # The trigger engine's safe grammar: anything outside it is refused on load, with a
-            # message pointing at the offending part (never eval).
-            from chainlake.events.alerts import check_alert
+            # message pointing at the offending part (never eval); so is a column the frame the
+            # expression reads does not have (a caret under the misspelt name).
+            from chainlake.events.alerts import check_alert_columns
 
-            check_alert(v)
+            check_alert_columns(v)
         return v
 
     @property

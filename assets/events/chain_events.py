@@ -263,7 +263,9 @@ def _read_risk(
         dg.AssetCheckSpec(
             "expressions_valid",
             asset=ALERTS_KEY,
-            description="Every alert expression of portfolios.yaml is inside the safe grammar.",
+            description="Every alert expression of portfolios.yaml is inside the safe grammar, "
+            "names columns of the frame it reads, and was evaluated on the chain-day without "
+            "error (an alert that fails is reported here; the others still fire).",
         )
     ],
     description="One event per alert of portfolios.yaml whose expression matches a row of the "
@@ -283,7 +285,7 @@ def analytics_alerts(
     insert an `analytics` event per matching row."""
     from assets.core.balances import BalancesModel
     from chainlake.config import load_chains
-    from chainlake.events.alerts import Alert, check_alert, fire_alerts
+    from chainlake.events.alerts import Alert, check_alert_columns, fire_alerts
     from chainlake.events.expressions import ExpressionError
     from chainlake.portfolios import load_portfolios
 
@@ -296,7 +298,7 @@ def analytics_alerts(
         if not a.active or not a.expression:
             continue
         try:
-            check_alert(a.expression)
+            check_alert_columns(a.expression)
         except ExpressionError as e:
             refused[a.name] = str(e)
             context.log.warning(f"alert {a.name!r} refused: {e}")
@@ -309,12 +311,16 @@ def analytics_alerts(
         ),
         "risk_metrics": _read_risk(context, clickhouse, chain, day),
     }
+    # an alert that fails on a frame fails alone: the others still fire
+    failed: dict[str, str] = {}
     events = [
         e
         for name, frame in frames.items()
         if frame.height
-        for e in fire_alerts(alerts, name, frame, chain_id=chain.chain_id, day=day)
+        for e in fire_alerts(alerts, name, frame, chain_id=chain.chain_id, day=day, errors=failed)
     ]
+    for alert_name, msg in failed.items():
+        context.log.error(f"alert {alert_name!r} failed on {chain.name} {day}: {msg}")
     with postgres.connection() as conn:
         added = store.insert_events(conn, events)
     yield dg.MaterializeResult(
@@ -326,10 +332,12 @@ def analytics_alerts(
             already_present=len(events) - len(added),
             balances_rows=frames["wallet_balances"].height,
             risk_rows=frames["risk_metrics"].height,
+            alerts_failed=len(failed),
         )
     )
+    problems = {**refused, **failed}
     yield dg.AssetCheckResult(
         check_name="expressions_valid",
-        passed=not refused,
-        metadata={name: dg.MetadataValue.md(f"```\n{msg}\n```") for name, msg in refused.items()},
+        passed=not problems,
+        metadata={name: dg.MetadataValue.md(f"```\n{msg}\n```") for name, msg in problems.items()},
     )

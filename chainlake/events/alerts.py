@@ -43,6 +43,26 @@ SUBJECT_COLUMNS = (
 )
 TIME_COLUMNS = ("block_timestamp", "timestamp", "as_of", "snapshot_time")
 
+# The columns of the frames `events/analytics_alerts` evaluates alerts on, defined here because
+# portfolios.yaml is checked against them on load (chainlake/ does not import the assets);
+# tests/unit/test_alert_columns.py keeps them equal to the assets' models: wallet_balances is
+# `wallet_balances_frame` (core/balances' BalancesModel plus the wallet's name and the exact
+# base units), risk_metrics is analytics/risk_metrics' RiskMetricsModel.
+FRAME_COLUMNS: dict[str, tuple[str, ...]] = {
+    "wallet_balances": (
+        "chain_id", "date", "address", "token_address", "token_symbol", "decimals", "balance",
+        "net_change", "block_number", "account_type", "source", "wallet_name", "balance_raw",
+    ),
+    "risk_metrics": (
+        "timestamp", "portfolio_id", "chain_id", "window_days", "observations", "var_95",
+        "cvar_95", "sharpe_ratio", "sortino_ratio", "max_drawdown", "volatility",
+        "correlation_score",
+    ),
+}  # fmt: skip
+# The frame each dataset name of an expression is evaluated on.
+FRAME_OF = {"wallet_balances": "wallet_balances", "balances": "wallet_balances",
+            "risk_metrics": "risk_metrics"}  # fmt: skip
+
 
 @dataclass(frozen=True)
 class Alert:
@@ -67,6 +87,24 @@ def check_alert(expression: str, columns: Iterable[str] | None = None) -> Compil
     return compile_expression(expression, columns=columns, frame_names=DATASETS)
 
 
+def check_alert_columns(expression: str) -> Compiled:
+    """Validate an alert expression of portfolios.yaml: inside the grammar, and every column
+    it names is a column of the frame it reads (FRAME_COLUMNS). A bare expression (no
+    `table.filter(...)`) is checked against the frame that has most of its columns, so a
+    misspelt name, or names from two frames that no row has together, are refused.
+
+    Raises:
+        ExpressionError: with a caret under the first name the frame lacks.
+    """
+    target = dataset_of(expression)
+    if target is not None:
+        frame = FRAME_OF.get(target)
+        return check_alert(expression, FRAME_COLUMNS[frame] if frame else None)
+    used = check_alert(expression).columns
+    best = max(FRAME_COLUMNS, key=lambda f: len(used & set(FRAME_COLUMNS[f])))
+    return check_alert(expression, FRAME_COLUMNS[best])
+
+
 def _jsonable(v: Any) -> Any:
     if isinstance(v, (dt.date, dt.datetime)):
         return v.isoformat()
@@ -82,10 +120,16 @@ def fire_alerts(
     *,
     chain_id: int,
     day: dt.date,
+    errors: dict[str, str] | None = None,
 ) -> list[dict[str, Any]]:
     """Events for every row of `frame` (the table `frame_name` for one chain-day) matched by an
     active alert that reads that table. Bare expressions (no `table.filter(...)`) read every
-    table that has their columns."""
+    table that has their columns.
+
+    With `errors`, an alert that fails on this frame (a column compared with a value of
+    another type, a column the frame lacks) is recorded there, by alert name, and the other
+    alerts are still evaluated; without it, the first failure is raised.
+    """
     out: list[dict[str, Any]] = []
     day_end = int(dt.datetime.combine(day, dt.time(23, 59, 59), dt.UTC).timestamp())
     for a in alerts:
@@ -94,10 +138,16 @@ def fire_alerts(
         target = dataset_of(a.expression)
         if target is not None and DATASETS[target] != DATASETS.get(frame_name, frame_name):
             continue
-        compiled = check_alert(a.expression)
-        if target is None and not compiled.columns <= set(frame.columns):
+        try:
+            compiled = check_alert(a.expression)
+            if target is None and not compiled.columns <= set(frame.columns):
+                continue
+            hits = apply_expression(frame, compiled)
+        except Exception as e:
+            if errors is None:
+                raise
+            errors[a.name] = f"{type(e).__name__}: {e}"
             continue
-        hits = apply_expression(frame, compiled)
         subject_cols = [c for c in SUBJECT_COLUMNS if c in hits.columns]
         time_col = next((c for c in TIME_COLUMNS if c in hits.columns), None)
         for row in hits.iter_rows(named=True):
