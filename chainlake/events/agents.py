@@ -13,6 +13,7 @@ from cryptography.fernet import Fernet, InvalidToken
 
 from chainlake.actions.base import ActionError
 from chainlake.actions.mcp import AgentEndpoint
+from chainlake.actions.outbound import OutboundPolicy, guarded_client
 from chainlake.events.db import Conn
 from chainlake.uri import UriError, fetch_uri, redact_uri
 
@@ -119,7 +120,9 @@ def agent_resolver(connect: Callable[[], Conn], *, key: str | None) -> Callable[
                     retryable=False,
                 )
             try:
-                doc = json.loads(fetch_uri(uri))
+                # a token URI is anyone's to write: fetched under the actions' outbound policy
+                with guarded_client(OutboundPolicy.from_env()) as http:
+                    doc = json.loads(fetch_uri(uri, client=http))
             except UriError as e:
                 # Every HTTP failure counts as retryable here, any status included, as the
                 # resolver has always treated it; a bad URI or an oversize file never is.

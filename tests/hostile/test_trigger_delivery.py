@@ -156,3 +156,34 @@ def test_telegram_api_base_in_a_stored_config_is_ignored_and_refused(url: str) -
         assert deliver(url, env).failed == 1
         assert "api_base" in only_delivery(url)["last_error"]
         assert evil.requests == []
+
+
+def test_an_agents_registration_file_on_loopback_is_not_fetched(url: str) -> None:
+    """The MCP endpoint of `resolve_endpoint` comes from the agent's token URI, written on
+    chain by anyone: fetching it goes through the same outbound policy."""
+    from chainlake.actions.mcp import McpToolCall
+    from chainlake.events.agents import agent_resolver
+
+    with receiver(default=(200, {}, {"endpoints": []})) as internal:
+        with db.connection(url) as c:
+            store.insert_events(
+                c,
+                [{**feedback(1), "registry": "identity", "event_type": "Registered",
+                  "token_uri": f"{internal.url}/registration.json", "score": None}],
+            )  # fmt: skip
+        apply(url, {"name": "agent", "type": "mcp", "resolve_endpoint": True, "tool_name": "t"})
+        fire(url, block=5)
+        senders = default_senders(
+            mcp=McpToolCall(agent_resolver(lambda: db.connect(url), key=None))
+        )
+        report = Deliverer(
+            url=url,
+            senders=senders,
+            secrets=Secrets(getenv={}.get),
+            policy=RetryPolicy(base_delay=0.01, max_delay=0.05),
+            job_id="test",
+            workers=1,
+        ).run()
+        assert report.failed == 1 and report.attempts == 1
+        assert "127.0.0.1, a loopback address" in only_delivery(url)["last_error"]
+        assert internal.requests == []
