@@ -13,6 +13,7 @@ from assets.core.token_transfers import token_transfers
 from assets.events.chain_events import analytics_alerts, chain_events
 from assets.raw.chain_tables import raw_chain_tables
 from assets.serving.catalog import catalog, views
+from pipelines.executors import EXECUTOR
 from pipelines.jobs import JOBS
 from pipelines.maintenance import MAINTENANCE_JOBS, MAINTENANCE_SCHEDULES
 from pipelines.resources import RESOURCES
@@ -36,19 +37,10 @@ ASSETS = [
     views,
 ]
 
-# Steps run in processes of their own (a step's memory and a native crash stay its own), forked
-# from a server that has imported this code location once per run: a step starts in a fraction
-# of a second instead of paying the interpreter and the imports (Dagster, Polars, Delta Lake,
-# DuckDB, chdb, web3) again, which dominated short chain-day runs in backfills.
-# (Named explicitly: Dagster preloads the job's own module only when the job was loaded from a
-# module, not through a workspace.)
-EXECUTOR = dg.multiprocess_executor.configured(
-    {"start_method": {"forkserver": {"preload_modules": ["pipelines.definitions"]}}},
-    name="forkserver_multiprocess",
-)
-
 defs = dg.Definitions(
     assets=ASSETS,
+    # forkserver multiprocess on the run's machine, or Celery workers on several machines
+    # (CHAINLAKE_EXECUTOR, read as the code location loads: pipelines/executors.py)
     executor=EXECUTOR,
     resources=RESOURCES,
     jobs=[*JOBS, *TRIGGER_JOBS, *MAINTENANCE_JOBS],

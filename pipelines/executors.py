@@ -1,0 +1,77 @@
+"""The executor of every job of the code location, chosen by `CHAINLAKE_EXECUTOR`. Wiring only.
+
+| `CHAINLAKE_EXECUTOR` | steps run |
+|---|---|
+| unset or `multiprocess` | in processes forked from the run's own process (one machine) |
+| `celery` | as Celery tasks on the workers listening on `DAGSTER_CELERY_BROKER_URL` (many machines) |
+
+Like the store switches of `pipelines.resources`, the choice is made when the code location
+loads, because it decides the shape of the jobs' executor config; the broker URL itself is read
+when a run starts. Pools (`rpc`, `duckdb`, `clickhouse`) and the per-chain run limit hold under
+both: the run's own process claims a pool slot before it hands a step to any worker.
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+
+CELERY_BROKER_VARIABLE = "DAGSTER_CELERY_BROKER_URL"
+
+# Steps run in processes of their own (a step's memory and a native crash stay its own), forked
+# from a server that has imported this code location once per run: a step starts in a fraction
+# of a second instead of paying the interpreter and the imports (Dagster, Polars, Delta Lake,
+# DuckDB, chdb, web3) again, which dominated short chain-day runs in backfills.
+# (Named explicitly: Dagster preloads the job's own module only when the job was loaded from a
+# module, not through a workspace.)
+MULTIPROCESS = dg.multiprocess_executor.configured(
+    {"start_method": {"forkserver": {"preload_modules": ["pipelines.definitions"]}}},
+    name="forkserver_multiprocess",
+)
+
+
+def celery() -> dg.ExecutorDefinition:
+    """Dagster's Celery executor on the broker of `DAGSTER_CELERY_BROKER_URL`.
+
+    Each step becomes a task on the `dagster` queue; any worker started with
+    `dagster-celery worker start -A dagster_celery.app` on that broker, with the same code and
+    environment (stores as servers: Delta on S3, ClickHouse server, the Dagster instance in
+    PostgreSQL), may run it. Results come back over the broker (`rpc://`).
+
+    Returns:
+        The executor, its broker read from the variable when each run starts.
+
+    Raises:
+        ValueError: `DAGSTER_CELERY_BROKER_URL` is not set (said now, not at the first run).
+    """
+    from dagster_celery import celery_executor
+
+    if not dg.EnvVar("DAGSTER_CELERY_BROKER_URL").get_value():
+        raise ValueError(
+            f"CHAINLAKE_EXECUTOR=celery needs {CELERY_BROKER_VARIABLE} "
+            "(e.g. pyamqp://user:password@rabbitmq:5672/vhost), the broker the workers listen on"
+        )
+    return celery_executor.configured(
+        {"broker": {"env": CELERY_BROKER_VARIABLE}, "backend": "rpc://"},
+        name="celery",
+    )
+
+
+def step_executor() -> dg.ExecutorDefinition:
+    """The executor `CHAINLAKE_EXECUTOR` names, read once as the code location loads.
+
+    Returns:
+        The forkserver multiprocess executor (unset or `multiprocess`), or the Celery executor
+        (`celery`).
+
+    Raises:
+        ValueError: any other value, or `celery` without a broker URL.
+    """
+    kind = (dg.EnvVar("CHAINLAKE_EXECUTOR").get_value() or "multiprocess").strip().lower()
+    if kind == "multiprocess":
+        return MULTIPROCESS
+    if kind == "celery":
+        return celery()
+    raise ValueError(f"CHAINLAKE_EXECUTOR={kind!r}: expected 'multiprocess' or 'celery'")
+
+
+EXECUTOR = step_executor()
