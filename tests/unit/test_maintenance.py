@@ -79,15 +79,20 @@ def _tick(at: dt.datetime, instance: dg.DagsterInstance) -> list[dg.RunRequest]:
 
 
 def test_the_schedule_requests_each_closed_day_once_per_materialisation() -> None:
+    from chainlake.partitions import CHAINS
+
+    # the chains the code location loaded (config/chains.yaml unless CHAINS_CONFIG said else)
+    name = min(CHAINS)
     # runless materialisations are stamped with the wall clock: the tick is now, so the
     # days before today were all materialised after their midnight
     now = dt.datetime.now(dt.UTC)
     today = now.date()
     yesterday, older = today - dt.timedelta(days=1), today - dt.timedelta(days=3)
+    assert CHAINS[name].start_date <= older
 
     def materialise(day: dt.date) -> None:
         instance.report_runless_asset_event(
-            dg.AssetMaterialization(asset_key=["raw", "blocks"], partition=f"devnet|{day}")
+            dg.AssetMaterialization(asset_key=["raw", "blocks"], partition=f"{name}|{day}")
         )
 
     with dg.instance_for_test() as instance:
@@ -96,11 +101,11 @@ def test_the_schedule_requests_each_closed_day_once_per_materialisation() -> Non
             materialise(day)
         requests = _tick(now, instance)
         assert sorted(str(r.partition_key) for r in requests) == [
-            f"devnet|{older}",
-            f"devnet|{yesterday}",
+            f"{name}|{older}",
+            f"{name}|{yesterday}",
         ]
-        assert all(r.tags["chainlake/chain"] == "devnet" for r in requests)
-        assert all(r.run_key and r.run_key.startswith("compact|devnet|") for r in requests)
+        assert all(r.tags["chainlake/chain"] == name for r in requests)
+        assert all(r.run_key and r.run_key.startswith(f"compact|{name}|") for r in requests)
         # the same materialisations give the same run keys (Dagster runs a key once); a day
         # materialised again gets a new one, so it is compacted again
         assert {r.run_key for r in _tick(now, instance)} == {r.run_key for r in requests}
