@@ -264,7 +264,10 @@ class BlockReader:
         )
         if raw.null_count():
             missing = [n for n, b in zip(numbers, raw.is_null().to_list(), strict=True) if b]
-            raise LookupError(f"node has no block {missing[0]} inside the confirmed range")
+            raise LookupError(
+                f"{self.client.last_url} has no block {missing[0]} inside the confirmed range "
+                "(a node behind, or one of several behind a load balancer)"
+            )
         blocks = raw.struct.unnest().with_row_index("_bi")
         return Chunk(
             blocks, self._receipts(numbers, blocks).with_columns(pl.col("_bi").cast(pl.UInt32))

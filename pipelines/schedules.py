@@ -67,7 +67,9 @@ def daily_schedule(chain: ChainConfig) -> dg.ScheduleDefinition:
         if not days:
             return dg.SkipReason(f"{chain.name}: every closed day up to {tick_day} is done")
         # Short timeout and few retries: a tick must finish well inside Dagster's 60 s limit.
-        with RpcClient(chain.rpc_urls, timeout=5.0, max_retries=1, max_in_flight=1) as client:
+        with RpcClient(
+            chain.rpc_urls, timeout=5.0, max_retries=1, max_in_flight=1, chain_id=chain.chain_id
+        ) as client:
             try:
                 head = read_confirmed_head(client, chain.confirmations)
             except Exception as e:  # a node that is down is a skipped tick, not an error

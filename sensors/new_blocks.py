@@ -46,7 +46,7 @@ def new_block_sensor(
     requests: list[dg.RunRequest] = []
     skipped: list[str] = []
     for name, chain in sorted(load_chains().items()):
-        client = RpcClient(chain.rpc_urls, timeout=5.0, max_retries=1)
+        client = RpcClient(chain.rpc_urls, timeout=5.0, max_retries=1, chain_id=chain.chain_id)
         try:
             head = confirmed_head(client, chain.confirmations)
         except Exception as e:  # a node down must not stop the other chains

@@ -40,7 +40,7 @@ from chainlake.partitions import (
     previous_day,
 )
 from chainlake.portfolios import WalletConfig, load_portfolios
-from chainlake.rpc import RpcClient, RpcError
+from chainlake.rpc import NodeError, RpcClient, RpcError
 from chainlake.schema import conform, empty, polars_schema
 from resources.rpc import RpcResource
 
@@ -448,6 +448,8 @@ def balances(
                 "for the days being materialised.",
                 allow_retries=False,
             ) from e
+        except NodeError as e:  # another chain, a garbage or oversized answer: not retried
+            raise dg.Failure(description=f"{chain.name} {day}: {e}", allow_retries=False) from e
         opening = pl.concat(
             [
                 opening,

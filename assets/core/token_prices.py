@@ -24,7 +24,7 @@ from chainlake.lake import DeltaStore
 from chainlake.metadata import table_metadata
 from chainlake.partitions import chain_day_partitions, partition_chain_day
 from chainlake.raw.logs import LogsModel
-from chainlake.rpc import RpcClient, RpcError
+from chainlake.rpc import NodeError, RpcClient, RpcError
 from chainlake.schema import conform, empty, polars_schema
 from resources.rpc import RpcResource
 
@@ -205,9 +205,12 @@ def token_prices(
         logs = delta.read_day(chain, "logs", day, schema=polars_schema(LogsModel))
         from_events = prices_from_events(logs, feeds)
         quiet = feeds.join(from_events.select("token_address"), on="token_address", how="anti")
-        from_calls, missing = read_round_data(
-            rpc.client(chain), quiet, chain_id=chain.chain_id, day=day, block=blocks[1]
-        )
+        try:
+            from_calls, missing = read_round_data(
+                rpc.client(chain), quiet, chain_id=chain.chain_id, day=day, block=blocks[1]
+            )
+        except NodeError as e:  # another chain, a garbage or oversized answer: not retried
+            raise dg.Failure(description=f"{chain.name} {day}: {e}", allow_retries=False) from e
         df = pl.concat([from_events, from_calls]).sort("token_symbol")
     schema = yield from require_schema(
         TokenPricesModel,
