@@ -389,3 +389,57 @@ def test_compaction_and_vacuum_on_s3(
         uris["blocks"], version=blocks.version_before, storage_options=store.storage_options()
     )
     assert old.to_pyarrow_table().num_rows == 15 + 3 * S3_COMMITS
+
+
+# -- a real chain --------------------------------------------------------------------------
+
+OPEN_DAY_RUNS = 8
+
+
+def test_the_open_day_of_a_real_chain_compacts_with_the_same_rows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The raw and core assets write a day as new-block runs do (one small commit per run per
+    raw table, the core table replaced), then the compaction job runs on their real schemas."""
+    import dagster as dg
+
+    from assets.core.token_transfers import token_transfers
+    from assets.raw.chain_tables import raw_chain_tables
+    from pipelines.maintenance import delta_maintenance_job
+    from resources.rpc import RpcResource
+    from tests.chain_helpers import Filler, anvil_node, day_ts
+
+    day = dt.date(2026, 11, 6)
+    store = DeltaStore(root=str(tmp_path / "delta"))
+    with anvil_node(genesis_ts=day_ts(day)) as node:
+        monkeypatch.setenv("CHAINS_CONFIG", str(write_chains_yaml(tmp_path / "c.yaml", [node.url])))
+        chain = load_chains()["devnet"]
+        filler = Filler(node)
+        filler.deploy_emitter(day_ts(day, 60))
+        # the head stays inside the day: every run after the first reads only the new blocks
+        for run in range(OPEN_DAY_RUNS):
+            filler.block(day_ts(day, 3_600 + 600 * run), transfers=2, logs=2, salt=run)
+            result = dg.materialize(
+                [raw_chain_tables, token_transfers],
+                partition_key=f"devnet|{day}",
+                resources={"delta": store, "rpc": RpcResource()},
+            )
+            assert result.success
+    tables = store.list_tables(chain)
+    assert tables == ["blocks", "logs", "token_transfers", "transactions"]
+    uris = {t: store.table_uri(chain, t) for t in tables}
+    before = (polars_hashes(store, uris), duckdb_hashes(store, uris), chdb_hashes(uris, tmp_path))
+
+    result = delta_maintenance_job.execute_in_process(
+        partition_key=f"devnet|{day}", resources={"delta": store}
+    )
+    assert result.success
+    per_table = _output_metadata(result, "compact_chain_day")["per_table_json"]
+    log.info("real chain, %d runs: %s", OPEN_DAY_RUNS, per_table)
+    for t in ("blocks", "logs", "transactions"):
+        # the first run replaced the day, each later one appended its blocks in a file
+        assert per_table[t]["files_before"] >= OPEN_DAY_RUNS - 1, (t, per_table[t])
+        assert per_table[t]["files_after"] == 1, (t, per_table[t])
+    assert all(p["rows_before"] == p["rows_after"] for p in per_table.values())
+    after = (polars_hashes(store, uris), duckdb_hashes(store, uris), chdb_hashes(uris, tmp_path))
+    assert after == before
