@@ -443,3 +443,35 @@ def test_the_open_day_of_a_real_chain_compacts_with_the_same_rows(
     assert all(p["rows_before"] == p["rows_after"] for p in per_table.values())
     after = (polars_hashes(store, uris), duckdb_hashes(store, uris), chdb_hashes(uris, tmp_path))
     assert after == before
+
+
+def test_a_compaction_that_loses_a_commit_race_is_tried_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from deltalake.exceptions import CommitFailedError
+    from deltalake.table import TableOptimizer
+
+    chain = _chain(tmp_path, monkeypatch)
+    store = DeltaStore(root=str(tmp_path / "delta"))
+    for b in range(10):
+        store.append(chain, "logs", _frame(DAY, b))
+    real = TableOptimizer.compact
+    calls: list[int] = []
+
+    def racing(self: TableOptimizer, *args: object, **kwargs: object) -> dict:
+        calls.append(1)
+        if len(calls) == 1:
+            # another writer commits to the day first, and this commit fails as delta-rs
+            # reports a conflict
+            for b in (10, 11):
+                store.append(chain, "logs", _frame(DAY, b))
+            raise CommitFailedError("Commit failed: a concurrent transaction deleted data")
+        return real(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(TableOptimizer, "compact", racing)
+    result = store.compact_day(chain, "logs", DAY)
+    assert len(calls) == 2
+    # the second attempt started from the table as the other writer left it
+    assert (result.files_before, result.files_after) == (12, 1)
+    assert result.rows_before == result.rows_after == 36
+    assert store.read_day(chain, "logs", DAY).height == 36
