@@ -317,8 +317,13 @@ def _parse_trigger(
             continue
         # what the action may ask of the delivering process: declared secrets in secret
         # fields, public hosts, the operator's API bases (see chainlake.actions.policy)
+        try:
+            outbound = OutboundPolicy.from_env()
+        except ValueError as ve:  # the operator's CHAINLAKE_ACTION_ALLOW_HOSTS is malformed
+            e(where, str(ve))
+            continue
         problems = config_problems(
-            atype, config, secrets=ActionSecrets.from_env(), outbound=OutboundPolicy.from_env()
+            atype, config, secrets=ActionSecrets.from_env(), outbound=outbound
         )
         for pe in problems:
             e(f"{where}.{pe.field_name}", f"action {aname!r}: {str(pe).split(': ', 1)[1]}")

@@ -88,3 +88,19 @@ triggers:
     out = CliRunner().invoke(main, ["triggers", "apply", str(path), "--dry-run"])
     assert out.exit_code == 0, out.output
     assert "1 trigger(s) valid" in out.output
+
+
+def test_a_malformed_allow_list_is_one_line_not_a_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, undeclared: None
+) -> None:
+    monkeypatch.setenv("CHAINLAKE_ACTION_ALLOW_HOSTS", "127.0.0.1,intranet.example")
+    path = tmp_path / "t.yaml"
+    path.write_text(
+        "triggers:\n  - {id: t, chain_id: 31337, registry: reputation,\n"
+        "     conditions: [{type: score_threshold, value: 3}],\n"
+        "     actions: [{name: h, type: rest, url: 'https://hooks.example/x'}]}\n"
+    )
+    out = CliRunner().invoke(main, ["triggers", "apply", str(path), "--dry-run"])
+    assert out.exit_code == 1, out.output
+    assert "CHAINLAKE_ACTION_ALLOW_HOSTS: 'intranet.example' is not an IP address" in out.output
+    assert "Traceback" not in out.output
