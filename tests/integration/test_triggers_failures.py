@@ -180,3 +180,39 @@ def test_the_evaluation_run_reports_a_failed_evaluation_in_its_metadata_and_log(
     )
     errors = [r.user_message for r in instance.all_logs(res.run_id) if r.level >= 40]
     assert any(f"event {CHAIN}-6-0 trigger low-score" in m for m in errors), errors
+
+
+def test_a_31_digit_amount_through_postgres_is_exact(url: str) -> None:
+    """10^10 tokens at 18 decimals and then some: stored as NUMERIC(78, 0), read back as a
+    Decimal, compared and rendered exactly (the default 28-digit context raised here and
+    stalled evaluation for every trigger)."""
+    from triggers_helpers import transfer
+
+    huge = 10**30 + 7
+
+    def big(tid: str, value: str) -> dict[str, Any]:
+        return {
+            "id": tid, "chain": "devnet", "registry": "erc20",
+            "conditions": [{"type": "amount_threshold", "operator": "gte", "value": value,
+                            "config": {"decimals": 18}}],
+            "actions": [{"name": "hook", "type": "rest", "url": "${HOOK}",
+                         "body_template": {"text": "{amount_units} ({amount} base units)"}}],
+        }  # fmt: skip
+
+    with receiver() as rec, db.connection(url) as c:
+        apply_spec(
+            c,
+            parse_spec(
+                {"user": "ops", "triggers": [
+                    big("below", "1000000000000.000000000000000006"),
+                    big("above", "1000000000000.000000000000000008"),
+                ]},
+                resolver=RESOLVER,
+            ),
+        )  # fmt: skip
+        store.insert_events(c, [transfer(5, huge), transfer(6, 1)])
+        report = evaluate_batch(c)
+        c.commit()
+        assert report.failures == () and report.by_trigger == {"below": 1}
+        assert deliver(url, rec.url).succeeded == 1
+    assert rec.requests[0].body == {"text": f"1000000000000.000000000000000007 ({huge} base units)"}
