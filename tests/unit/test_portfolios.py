@@ -178,7 +178,7 @@ def test_every_problem_is_reported_at_once(chains: dict[str, ChainConfig]) -> No
 
 
 def test_load_file(tmp_path: Path, chains: dict[str, ChainConfig]) -> None:
-    with pytest.raises(ConfigError, match="absent.yaml: no such file"):
+    with pytest.raises(ConfigError, match=r"absent\.yaml: no such file"):
         load_portfolios(chains, tmp_path / "absent.yaml")
     f = tmp_path / "portfolios.yaml"
     f.write_text(yaml.safe_dump(_doc()))
