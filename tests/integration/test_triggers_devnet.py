@@ -122,24 +122,27 @@ def test_local_chain_events_fire_the_example_triggers(
         assert set(rec.by_key().values()) == {1}
 
 
-def test_new_block_sensor_requests_today_up_to_the_head(chain: dict, env: Path) -> None:
+def test_new_block_sensor_requests_the_heads_day_up_to_the_head(chain: dict, env: Path) -> None:
+    """The partition is the day of the confirmed head block (not the wall clock's day: the
+    node may not have reached today yet)."""
     from chainlake.lake import DeltaStore
+    from chainlake.rpc import RpcClient
     from sensors.new_blocks import new_block_sensor
 
     resources = {"delta": DeltaStore(root=str(env))}
     ctx = dg.build_sensor_context(resources=resources)
     first = new_block_sensor(ctx)
     head = chain["manifest"].head_block
-    today = dt.datetime.now(dt.UTC).date().isoformat()
+    with RpcClient([chain["node"].rpc_url]) as client:
+        block = client.call("eth_getBlockByNumber", [hex(head), False])
+    day = dt.datetime.fromtimestamp(int(block["timestamp"], 16), dt.UTC).date().isoformat()
     assert [(r.run_key, r.partition_key) for r in first.run_requests] == [
-        (f"devnet-head-{head}", f"devnet|{today}")
+        (f"devnet-head-{head}", f"devnet|{day}")
     ]
     assert json.loads(first.cursor) == {"devnet": head}
     # same head: nothing to do; one more block: one more run
     second = new_block_sensor(dg.build_sensor_context(cursor=first.cursor, resources=resources))
     assert second.run_requests == [] and "up to date" in (second.skip_reason.skip_message or "")
-    from chainlake.rpc import RpcClient
-
     with RpcClient([chain["node"].rpc_url]) as client:
         client.call("evm_mine")
     third = new_block_sensor(dg.build_sensor_context(cursor=first.cursor, resources=resources))
