@@ -176,8 +176,9 @@ def reevaluate_events(
     conn: Conn, event_ids: Sequence[str] | None = None, *, claim_for: str | None = None
 ) -> Report:
     """Evaluate again the events whose evaluation failed (these only, when given), against
-    the triggers that failed on them; a pair that goes through now is marked resolved, one
-    that fails again stays open with its new error.
+    the (enabled) triggers that failed on them; a pair that goes through now is marked
+    resolved, one that fails again stays open with its new error. An event retracted by a
+    reorg since is resolved without evaluating it.
 
     The trigger's cursor is already past such an event, so it is evaluated as if it came now:
     a stateful condition (EMA, rate) folds it in late, and the cursor stays where it was.
@@ -198,8 +199,13 @@ def reevaluate_events(
     failed: list[failures_.Failure] = []
     deliveries: list[dict[str, Any]] = []
     fired: dict[str, int] = {}
+    for ev in [e for e in events if e.get("retracted_at") is not None]:
+        # a reorg took its block away since: nothing to evaluate or deliver any more
+        failures_.resolve(conn, ev["id"], by_event[ev["id"]])
+    events = [e for e in events if e.get("retracted_at") is None]
     for ev in events:
-        todo = [triggers[i] for i in by_event[ev["id"]] if i in triggers]
+        # a disabled trigger's failure stays open until the trigger is enabled again
+        todo = [triggers[i] for i in by_event[ev["id"]] if i in triggers and triggers[i].enabled]
         # evaluate as if the cursor were just before this event, then put it back
         cursors = {t.id: (states.get(t.id) or {}).get("last_seq") for t in todo}
         rewound = {t.id: {**(states.get(t.id) or {}), "last_seq": int(ev["seq"]) - 1} for t in todo}

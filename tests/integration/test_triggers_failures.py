@@ -15,7 +15,7 @@ from triggers_helpers import CHAIN, WALLET, database, feedback, receiver
 from chainlake.actions.base import RetryPolicy, Secrets
 from chainlake.actions.deliver import Deliverer, default_senders
 from chainlake.events import conditions, db, store
-from chainlake.events.evaluate import evaluate_batch
+from chainlake.events.evaluate import evaluate_batch, reevaluate_events
 from chainlake.events.failures import open_failures
 from chainlake.events.spec import Resolver, apply_spec, parse_spec
 from cli.main import main
@@ -216,3 +216,26 @@ def test_a_31_digit_amount_through_postgres_is_exact(url: str) -> None:
         assert report.failures == () and report.by_trigger == {"below": 1}
         assert deliver(url, rec.url).succeeded == 1
     assert rec.requests[0].body == {"text": f"1000000000000.000000000000000007 ({huge} base units)"}
+
+
+def test_a_failed_event_retracted_by_a_reorg_is_resolved_without_delivery(
+    url: str, poisoned: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    low = {
+        "id": "low-score", "chain": "devnet", "registry": "reputation",
+        "conditions": [{"type": "score_threshold", "operator": "lt", "value": 30}],
+        "actions": [{"name": "hook", "type": "rest", "url": "${HOOK}"}],
+    }  # fmt: skip
+    with db.connection(url) as c:
+        apply_spec(c, parse_spec({"user": "ops", "triggers": [low]}, resolver=RESOLVER))
+        store.insert_events(c, [feedback(6, score=4, poison=True)])
+        assert len(evaluate_batch(c).failures) == 1
+        store.retract_blocks(c, CHAIN, [6])
+    cure(monkeypatch)
+    with db.connection(url) as c:
+        report = reevaluate_events(c)
+        assert (report.events, report.deliveries_added) == (0, 0)
+        assert open_failures(c) == []
+        # the failure followed the event to its archived id
+        row = c.execute("SELECT event_id, resolved_at FROM evaluation_failures").fetchone()
+        assert row["event_id"].startswith(f"{CHAIN}-6-0@") and row["resolved_at"] is not None
