@@ -302,6 +302,123 @@ def run_project(data: Path, out: Path, chunk_days: int) -> dict[str, float]:
     return timings
 
 
+def run_daily(data: Path, project_out: Path, day_numbers: list[int], reps: int) -> dict[str, Any]:
+    """One day's balances → snapshots → risk, as the daily assets compute them, at each of
+    `day_numbers` (1-based days of the history), over the project side's stored results: the
+    previous close read from the stored balances, the day's transfers from Delta, the earlier
+    daily returns (since-inception figures) and the 89 earlier snapshots (risk windows) read
+    from the stored snapshots. The days are timed in turn, `reps` times (alternating order),
+    so machine load falls on all of them alike; the median is kept."""
+    from assets.analytics.portfolio_snapshots import portfolio_snapshots_frame
+    from assets.analytics.risk_metrics import WINDOWS, risk_metrics_frame
+    from assets.core.balances import balance_movements, closing_balances
+    from assets.core.native_transfers import NativeTransfersModel
+    from chainlake.config import ChainConfig
+    from chainlake.lake import DeltaStore
+    from chainlake.schema import empty
+
+    chain = ChainConfig(name="bench", network="bench", subnet="synthetic", chain_id=CHAIN_ID,
+                        rpc_urls=("http://127.0.0.1:1",), start_date=START)  # fmt: skip
+    store = DeltaStore(root=str(data / "delta"))
+    tokens = pl.read_parquet(data / "tokens.parquet")
+    members = pl.read_parquet(data / "members.parquet")
+    prices = pl.read_parquet(data / "prices.parquet")
+    wallets = members.select("address").unique().with_columns(pl.lit("eoa").alias("account_type"))
+    wallet_list, token_list = wallets["address"].to_list(), tokens["token_address"].to_list()
+    native = empty(NativeTransfersModel)
+    all_days = sorted(prices["date"].unique().to_list())
+    stored_balances = str(project_out / "balances" / "*.parquet")
+    stored_snapshots = project_out / "snapshots.parquet"
+    one = dt.timedelta(days=1)
+
+    def day_once(day: dt.date) -> tuple[dict[str, float], pl.DataFrame]:
+        t0 = time.monotonic()
+        # balances: the day before's close (the asset's read_day), the day's transfers, the close
+        previous = pl.scan_parquet(stored_balances).filter(pl.col("date") == day - one).collect()
+        transfers = store.read_days(
+            chain, "token_transfers", [day],
+            columns=["date", "token_address", "from_address", "to_address", "value"],
+        )  # fmt: skip
+        moves = balance_movements(native, transfers, wallet_list, token_list)
+        opening = previous.select(
+            "address", "token_address", "balance", pl.lit("carried").alias("source")
+        )
+        block = pl.DataFrame({"date": [day], "block_number": [(day - START).days * 7200 + 7199]})
+        bal = closing_balances(opening, moves, wallets=wallets, tokens=tokens, days=[day],
+                               chain_id=CHAIN_ID, block_numbers=block)  # fmt: skip
+        t1 = time.monotonic()
+        # snapshots: both days' balances and prices, and every earlier daily return
+        history = (
+            pl.scan_parquet(stored_snapshots)
+            .select("portfolio_id", pl.col("timestamp").dt.date().alias("date"), "daily_return")
+            .filter(pl.col("date") < day)
+            .collect()
+        )
+        cols = ["date", "address", "token_address", "token_symbol", "decimals", "balance"]
+        both = pl.concat(
+            [previous.join(tokens, on="token_address", how="left").select(cols), bal.select(cols)],
+            how="vertical_relaxed",
+        )
+        snaps = portfolio_snapshots_frame(
+            both, prices.filter(pl.col("date").is_between(day - one, day)), members,
+            days=[day], chain_id=CHAIN_ID, history=history,
+        )  # fmt: skip
+        t2 = time.monotonic()
+        # risk: the 89 snapshots before the day and this one, prices from the day before them
+        start = day - dt.timedelta(days=max(WINDOWS) - 1)
+        window = (
+            pl.scan_parquet(stored_snapshots)
+            .select("portfolio_id", pl.col("timestamp").dt.date().alias("date"),
+                    "daily_return", "asset_allocation")
+            .filter(pl.col("date").is_between(start, day - one))
+            .collect()
+        )  # fmt: skip
+        today = snaps.select("portfolio_id", pl.col("timestamp").dt.date().alias("date"),
+                             "daily_return", "asset_allocation")  # fmt: skip
+        risk = risk_metrics_frame(
+            pl.concat([window, today]),
+            prices.filter(pl.col("date").is_between(start - one, day)),
+            days=[day], chain_id=CHAIN_ID,
+        )  # fmt: skip
+        t3 = time.monotonic()
+        figures = {"balances_s": t1 - t0, "snapshots_s": t2 - t1, "risk_s": t3 - t2,
+                   "total_s": t3 - t0, "history_rows": history.height,
+                   "risk_rows": risk.height}  # fmt: skip
+        return figures, bal
+
+    runs: dict[int, list[dict[str, float]]] = {n: [] for n in day_numbers}
+    checked: dict[int, bool] = {}
+    for rep in range(reps + 1):  # the first round warms caches and imports and is not kept
+        for n in day_numbers if rep % 2 == 0 else day_numbers[::-1]:
+            if not 3 <= n <= len(all_days):
+                raise ValueError(f"day {n} is outside 3..{len(all_days)}")
+            day = all_days[n - 1]
+            figures, bal = day_once(day)
+            if rep == 0:
+                # the day's close is the one the range run stored
+                stored = pl.scan_parquet(stored_balances).filter(pl.col("date") == day).collect()
+                key = ["address", "token_address"]
+                joined = bal.select(*key, "balance").join(
+                    stored.select(*key, "balance"), on=key, how="full", coalesce=True
+                )
+                checked[n] = bool(
+                    joined.height == stored.height
+                    and (joined["balance"] == joined["balance_right"]).all()
+                )
+            else:
+                runs[n].append(figures)
+    median = {n: {k: float(np.median([r[k] for r in rs])) for k in rs[0]} for n, rs in runs.items()}
+    first, last = day_numbers[0], day_numbers[-1]
+    return {
+        "days": {n: all_days[n - 1].isoformat() for n in day_numbers},
+        "runs": {str(n): rs for n, rs in runs.items()},
+        "median": {str(n): m for n, m in median.items()},
+        "median_s": {str(n): round(m["total_s"], 3) for n, m in median.items()},
+        "ratio_last_over_first": round(median[last]["total_s"] / median[first]["total_s"], 3),
+        "closes_match_range_run": {str(n): ok for n, ok in checked.items()},
+    }
+
+
 # -- the baseline: hand-written DuckDB SQL ---------------------------------------------------
 
 BASELINE_SQL = """
@@ -603,23 +720,43 @@ def _max_rel(a: pl.Series, b: pl.Series) -> float | str:
 # -- driver ---------------------------------------------------------------------------------
 
 
-def _child(role: str, data: Path, out: Path, chunk_days: int) -> None:
+def peak_rss_kib() -> int:
+    """This process's own peak resident set (VmHWM, KiB).
+
+    Not `getrusage(...).ru_maxrss`: Linux carries the largest RSS of the memory a process
+    replaced at exec into its ru_maxrss, and Python starts children with vfork, whose borrowed
+    memory is the parent's. A child of a parent that peaked at 5 GiB (generating the history)
+    then reports 5 GiB whatever it used itself; `os.wait4` returns the same figure. VmHWM
+    belongs to the address space the child's exec made, so it is the child's own."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise RuntimeError("no VmHWM in /proc/self/status")
+
+
+def _child(role: str, data: Path, out: Path, chunk_days: int, daily: str, reps: int) -> None:
     load_before = os.getloadavg()[0]
     started = time.monotonic()
-    timings = run_project(data, out, chunk_days) if role == "project" else run_baseline(data, out)
+    if role == "project":
+        timings: dict[str, Any] = run_project(data, out, chunk_days)
+    elif role == "daily":
+        timings = run_daily(data, out, [int(n) for n in daily.split(",")], reps)
+    else:
+        timings = run_baseline(data, out)
     timings["wall_s"] = time.monotonic() - started
-    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     cpu = resource.getrusage(resource.RUSAGE_SELF)
-    print(json.dumps({"timings": timings, "peak_rss_mib": round(peak_kib / 1024, 1),
+    print(json.dumps({"timings": timings, "peak_rss_mib": round(peak_rss_kib() / 1024, 1),
                       "cpu_s": round(cpu.ru_utime + cpu.ru_stime, 1),
                       "load_avg_1m": [round(load_before, 1), round(os.getloadavg()[0], 1)]}))  # fmt: skip
 
 
-def _spawn(role: str, data: Path, out: Path, chunk_days: int) -> dict[str, Any]:
+def _spawn(
+    role: str, data: Path, out: Path, chunk_days: int, daily: str = "30,365", reps: int = 5
+) -> dict[str, Any]:
     started = time.monotonic()
     proc = subprocess.run(
         [sys.executable, __file__, "--role", role, "--data", str(data), "--out", str(out),
-         "--chunk-days", str(chunk_days)],
+         "--chunk-days", str(chunk_days), "--daily-days", daily, "--daily-reps", str(reps)],
         capture_output=True, text=True, cwd=ROOT,
     )  # fmt: skip
     if proc.returncode != 0:
@@ -666,12 +803,19 @@ def main() -> None:
     )
     p.add_argument("--data-root", type=Path, default=ROOT / "data" / "bench" / "transform")
     p.add_argument("--only", choices=["project", "baseline"], default=None)
-    p.add_argument("--role", choices=["project", "baseline"], help=argparse.SUPPRESS)
+    p.add_argument(
+        "--daily-days",
+        default="30,365",
+        help="days of the history (1-based, >= 3) whose daily run is timed after the project "
+        "side ('' to skip): the cost of one day should not grow with the history before it",
+    )
+    p.add_argument("--daily-reps", type=int, default=5, help="times each daily run is repeated")
+    p.add_argument("--role", choices=["project", "baseline", "daily"], help=argparse.SUPPRESS)
     p.add_argument("--data", type=Path, help=argparse.SUPPRESS)
     p.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.role:
-        _child(args.role, args.data, args.out, args.chunk_days)
+        _child(args.role, args.data, args.out, args.chunk_days, args.daily_days, args.daily_reps)
         return
 
     params = {k: getattr(args, k) for k in ("transfers", "wallets", "tokens", "days",
@@ -692,6 +836,13 @@ def main() -> None:
         print(f"{role:9s} {runs[role]['timings']['wall_s']:8.1f} s  "
               f"peak RSS {runs[role]['peak_rss_mib']:8.1f} MiB  cpu {runs[role]['cpu_s']:7.1f} s  "
               f"load {runs[role]['load_avg_1m']}", flush=True)  # fmt: skip
+    if args.daily_days and (data / "out-project" / "snapshots.parquet").exists():
+        runs["daily"] = _spawn("daily", data, data / "out-project", args.chunk_days,
+                               args.daily_days, args.daily_reps)  # fmt: skip
+        daily = runs["daily"]["timings"]
+        print(f"daily run  median seconds by day {daily['median_s']}; ratio "
+              f"{daily['ratio_last_over_first']} (target <= 1.2); peak RSS "
+              f"{runs['daily']['peak_rss_mib']:.0f} MiB", flush=True)  # fmt: skip
     result: dict[str, Any] = {"params": params, "chunk_days": args.chunk_days, "history": meta,
                               "machine": machine(), "runs": runs}  # fmt: skip
     if len(runs) == 2:
