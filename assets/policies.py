@@ -1,16 +1,26 @@
 """How partitioned assets are backfilled and retried. Wiring only; the asset decorators use these.
 
-A backfill is planned per asset from its backfill policy, and Dagster holds one dimension of
-the chain × date partition fixed when it builds ranges, so:
+A backfill is planned per asset from its backfill policy. A range of the chain × date
+partitions is a rectangle (chains × consecutive days); Dagster builds one per chain from a
+backfill's chain-days, except for an asset that reads its own previous day, whose first
+partitions it takes across chains. So:
 
-- `PER_CHAIN_DAY`: one run per chain-day. For assets whose body reads `context.partition_key`
-  (extraction: one day's block range at a time). Assets that share a run must share a policy;
-  give every per-day asset this one so a day's raw and core steps run together.
+- `PER_CHAIN_DAYS`: runs of up to `CHAIN_DAYS_PER_RUN` chain-days. For assets whose body takes
+  one day at a time: `assets/ranges.py` calls it for each (chain, day) of the run, each
+  chain's days in date order, one Delta commit per day and table. A day's process start-up
+  (~12 s on a busy 2-core machine) is paid once per run instead of once per day. Assets that
+  share a run must share a policy; give every per-day asset this one so a range's raw and core
+  steps run together. Assets that read their own previous day (balances, snapshots) get runs
+  of their own, in date order (Dagster does not put a self-dependent asset in a run with
+  others).
+- `PER_CHAIN_DAY`: one run per chain-day, for a body that reads `context.partition_key`.
 - `PER_CHAIN_RANGE`: one run per chain over the whole selected date range. For assets that
-  can take a range (`context.partition_keys`, see `chain_days`), e.g. rolling analytics.
+  take a range in one go (`context.partition_keys`, see `chain_days`), e.g. rolling analytics.
 
-Either way the instance limits (`dagster.yaml`) keep one run per chain at a time, chains in
-parallel, and the pools cap RPC, DuckDB and ClickHouse work across runs.
+The instance limits (`dagster.yaml`) keep one run per chain at a time, chains in parallel
+(a run across chains, of a self-dependent asset, takes no chain's slot: it writes only its
+own table, other days than any other run), and the pools cap RPC, DuckDB and ClickHouse work
+across runs.
 """
 
 from __future__ import annotations
@@ -22,6 +32,12 @@ import dagster as dg
 from chainlake.config import ChainConfig
 from chainlake.partitions import partition_chain_day
 
+# Ten days a run: a month of one chain in three runs, and a failing day costs at most nine
+# days of work to redo (the days before it stay committed and recorded).
+CHAIN_DAYS_PER_RUN = 10
+PER_CHAIN_DAYS = dg.BackfillPolicy.multi_run(max_partitions_per_run=CHAIN_DAYS_PER_RUN)
+# One run per chain-day, for an asset whose body reads `context.partition_key` alone
+# (events/analytics_alerts: a failing alert fails its own day only).
 PER_CHAIN_DAY = dg.BackfillPolicy.multi_run(max_partitions_per_run=1)
 PER_CHAIN_RANGE = dg.BackfillPolicy.single_run()
 
