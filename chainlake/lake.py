@@ -1,6 +1,6 @@
 """Delta Lake: the raw and core tables, in a local folder or S3-compatible object storage.
 
-Layout (seed 000): `<root>/<network>/<subnet>/<table>`, each table partitioned by a Date
+Layout (Ekko's network/subnet layout): `<root>/<network>/<subnet>/<table>`, each table partitioned by a Date
 column `date`. A day is replaced with a predicate overwrite, one atomic commit, so a
 re-materialised day replaces exactly that day and a killed run leaves the previous version.
 """

@@ -1,4 +1,4 @@
-"""analytics/risk_metrics: rolling 30- and 90-day risk per portfolio (seed 002, plus Sortino).
+"""analytics/risk_metrics: rolling 30- and 90-day risk per portfolio (YieldSensei's metrics, plus Sortino).
 
 Over the daily returns of `analytics/portfolio_snapshots` in the window ending at the day
 (inclusive), with the conventions of `chainlake.risk`:

@@ -1,4 +1,4 @@
-"""serving/catalog and serving/views: the DuckDB catalog (seeds 000, 002, 003) and the views
+"""serving/catalog and serving/views: the DuckDB catalog (wallets, nodes, tokens, portfolios, alerts) and the views
 over the Delta tables for ad-hoc SQL.
 
 serving/catalog loads `config/portfolios.yaml` and `config/chains.yaml` into the tables
@@ -50,7 +50,7 @@ SQL_DIR = Path(__file__).parent / "sql"
 
 
 class WalletsModel(pa.DataFrameModel):
-    """One row per tracked wallet (seed 000 `wallets`)."""
+    """One row per tracked wallet (Ekko's `wallets`)."""
 
     id: pl.String = pa.Field(str_matches=UUID_RE, unique=True)
     name: pl.String = pa.Field(unique=True)
@@ -68,7 +68,7 @@ class WalletsModel(pa.DataFrameModel):
 
 
 class NodesModel(pa.DataFrameModel):
-    """One row per RPC endpoint of a chain (seed 000 `nodes`), in failover order."""
+    """One row per RPC endpoint of a chain (Ekko's `nodes`), in failover order."""
 
     id: pl.String = pa.Field(str_matches=UUID_RE, unique=True)
     name: pl.String
@@ -87,7 +87,7 @@ class NodesModel(pa.DataFrameModel):
 
 
 class TokensModel(pa.DataFrameModel):
-    """One row per token of a chain, the native coin included (seed 002 `assets`)."""
+    """One row per token of a chain, the native coin included (YieldSensei's `assets`)."""
 
     id: pl.String = pa.Field(str_matches=UUID_RE, unique=True)
     symbol: pl.String
@@ -109,7 +109,7 @@ class TokensModel(pa.DataFrameModel):
 
 
 class PortfoliosModel(pa.DataFrameModel):
-    """One row per portfolio (seeds 002, 003 `portfolios`)."""
+    """One row per portfolio (YieldSensei's and Quant-Bot's `portfolios`)."""
 
     portfolio_id: pl.String = pa.Field(unique=True)
     name: pl.String
@@ -138,14 +138,15 @@ class PortfolioWalletsModel(pa.DataFrameModel):
 
 
 class AlertsModel(pa.DataFrameModel):
-    """One row per alert (seed 000 `alerts`)."""
+    """One row per alert (Ekko's `alerts`)."""
 
     id: pl.String = pa.Field(str_matches=UUID_RE, unique=True)
     name: pl.String = pa.Field(unique=True)
     description: pl.String = pa.Field(nullable=True)
     natural_language_query: pl.String
     expression: pl.String = pa.Field(
-        nullable=True, description="the alert's condition (seed 000 `polars_dsl`)"
+        nullable=True,
+        description="the alert's condition (a Polars expression, as Ekko's `polars_dsl`)",
     )
     parameters: pl.String = pa.Field(description="JSON object")
     is_active: pl.Boolean

@@ -1,4 +1,4 @@
-"""Alert expressions (seed 000): a small grammar compiled to Polars expressions, never `eval`.
+"""Alert expressions (Ekko's `polars_dsl` alerts): a small grammar compiled to Polars expressions, never `eval`.
 
     balance < 10 and token_symbol == "AVAX"
     abs(drawdown) >= 0.2 or var_95 > 0.05

@@ -46,7 +46,7 @@ def migrate(
     backup_dir: Path,
     force: bool,
 ) -> None:
-    """Create the database if missing and upgrade its schema (seed 004: --check-only, a
+    """Create the database if missing and upgrade its schema (--check-only, a
     backup before migrating, --force)."""
     from cli.commands.db_ops import before_migrate
 

@@ -1,5 +1,5 @@
 """The `chainlake` console script: every command has --help, a failing command exits non-zero
-with one clear line, and the seed 004 database operations (check-only, backup before
+with one clear line, and the database operations (check-only, backup before
 migrating, force, restore from a Parquet backup, health) against a real PostgreSQL."""
 
 from __future__ import annotations

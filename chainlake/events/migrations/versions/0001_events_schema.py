@@ -1,4 +1,4 @@
-"""Events, triggers, actions and their audit trail (seed 001), with registries generalised.
+"""Events, triggers, actions and their audit trail (as the 8004 API's PostgreSQL schema has them), with registries generalised.
 
 Revision ID: 0001
 Revises:

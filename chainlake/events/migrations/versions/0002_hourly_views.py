@@ -1,4 +1,4 @@
-"""Hourly aggregates of events and of action attempts (seed 001's views, without TimescaleDB).
+"""Hourly aggregates of events and of action attempts (the 8004 API's views, without TimescaleDB).
 
 Both are materialised views refreshed by the maintenance schedule; the unique indexes let
 `REFRESH MATERIALIZED VIEW CONCURRENTLY` run while readers use them.
