@@ -34,6 +34,7 @@ import json
 import os
 import platform
 import resource
+import shutil
 import subprocess
 import sys
 import time
@@ -304,11 +305,16 @@ def run_project(data: Path, out: Path, chunk_days: int) -> dict[str, float]:
 
 def run_daily(data: Path, project_out: Path, day_numbers: list[int], reps: int) -> dict[str, Any]:
     """One day's balances → snapshots → risk, as the daily assets compute them, at each of
-    `day_numbers` (1-based days of the history), over the project side's stored results: the
-    previous close read from the stored balances, the day's transfers from Delta, the earlier
-    daily returns (since-inception figures) and the 89 earlier snapshots (risk windows) read
-    from the stored snapshots. The days are timed in turn, `reps` times (alternating order),
-    so machine load falls on all of them alike; the median is kept."""
+    `day_numbers` (1-based days of the history), over the project side's stored results.
+
+    What each asset reads, from stores laid out like the real ones: the day before's close
+    from the stored balances (Delta: one partition a day; here the range run's Parquet files,
+    pruned by date), the day's transfers from Delta; the earlier daily returns (the asset's
+    `read_history`, since-inception figures) and the 89 earlier snapshots (the risk windows)
+    from the stored snapshots, rewritten first (untimed) one Parquet file a month as the
+    ClickHouse table is partitioned (`toYYYYMM(timestamp)`). Reads and transforms are timed
+    apart. The days are timed in turn, `reps` times (alternating order) after one untimed
+    round, so machine load falls on all of them alike; the median is kept."""
     from assets.analytics.portfolio_snapshots import portfolio_snapshots_frame
     from assets.analytics.risk_metrics import WINDOWS, risk_metrics_frame
     from assets.core.balances import balance_movements, closing_balances
@@ -328,17 +334,47 @@ def run_daily(data: Path, project_out: Path, day_numbers: list[int], reps: int) 
     native = empty(NativeTransfersModel)
     all_days = sorted(prices["date"].unique().to_list())
     stored_balances = str(project_out / "balances" / "*.parquet")
-    stored_snapshots = project_out / "snapshots.parquet"
     one = dt.timedelta(days=1)
 
+    # the snapshots as the ClickHouse table holds them: a partition a month
+    by_month = project_out / "snapshots-by-month"
+    shutil.rmtree(by_month, ignore_errors=True)
+    by_month.mkdir(parents=True)
+    stored = pl.read_parquet(project_out / "snapshots.parquet").select(
+        "portfolio_id", pl.col("timestamp").dt.date().alias("date"), "daily_return",
+        "asset_allocation",
+    )  # fmt: skip
+    months = stored.with_columns(pl.col("date").dt.strftime("%Y%m").alias("month"))
+    for (month,), part in months.partition_by("month", as_dict=True, include_key=False).items():
+        part.sort("portfolio_id", "date").write_parquet(by_month / f"{month}.parquet")
+    del stored, months
+
+    def snapshots_between(first: dt.date, last: dt.date, columns: list[str]) -> pl.DataFrame:
+        months = sorted({(first + dt.timedelta(days=i)).strftime("%Y%m")
+                         for i in range((last - first).days + 1)})  # fmt: skip
+        files = [
+            str(by_month / f"{m}.parquet") for m in months if (by_month / f"{m}.parquet").exists()
+        ]
+        if not files:
+            return pl.DataFrame(schema={c: t for c, t in [("portfolio_id", pl.String),
+                                ("date", pl.Date), ("daily_return", pl.Float64)] if c in columns})  # fmt: skip
+        return (
+            pl.scan_parquet(files)
+            .select(columns)
+            .filter(pl.col("date").is_between(first, last))
+            .collect()
+        )
+
     def day_once(day: dt.date) -> tuple[dict[str, float], pl.DataFrame]:
+        t: dict[str, float] = {}
         t0 = time.monotonic()
-        # balances: the day before's close (the asset's read_day), the day's transfers, the close
+        # balances: the day before's close (the asset's read_day), the day's transfers
         previous = pl.scan_parquet(stored_balances).filter(pl.col("date") == day - one).collect()
         transfers = store.read_days(
             chain, "token_transfers", [day],
             columns=["date", "token_address", "from_address", "to_address", "value"],
         )  # fmt: skip
+        t1 = time.monotonic()
         moves = balance_movements(native, transfers, wallet_list, token_list)
         opening = previous.select(
             "address", "token_address", "balance", pl.lit("carried").alias("source")
@@ -346,14 +382,13 @@ def run_daily(data: Path, project_out: Path, day_numbers: list[int], reps: int) 
         block = pl.DataFrame({"date": [day], "block_number": [(day - START).days * 7200 + 7199]})
         bal = closing_balances(opening, moves, wallets=wallets, tokens=tokens, days=[day],
                                chain_id=CHAIN_ID, block_numbers=block)  # fmt: skip
-        t1 = time.monotonic()
-        # snapshots: both days' balances and prices, and every earlier daily return
-        history = (
-            pl.scan_parquet(stored_snapshots)
-            .select("portfolio_id", pl.col("timestamp").dt.date().alias("date"), "daily_return")
-            .filter(pl.col("date") < day)
-            .collect()
+        t2 = time.monotonic()
+        t["balances_read_s"], t["balances_compute_s"] = t1 - t0, t2 - t1
+        # snapshots: every earlier daily return (read_history), both days' balances and prices
+        history = snapshots_between(
+            all_days[0], day - one, ["portfolio_id", "date", "daily_return"]
         )
+        t3 = time.monotonic()
         cols = ["date", "address", "token_address", "token_symbol", "decimals", "balance"]
         both = pl.concat(
             [previous.join(tokens, on="token_address", how="left").select(cols), bal.select(cols)],
@@ -363,58 +398,65 @@ def run_daily(data: Path, project_out: Path, day_numbers: list[int], reps: int) 
             both, prices.filter(pl.col("date").is_between(day - one, day)), members,
             days=[day], chain_id=CHAIN_ID, history=history,
         )  # fmt: skip
-        t2 = time.monotonic()
+        t4 = time.monotonic()
+        t["snapshots_read_s"], t["snapshots_compute_s"] = t3 - t2, t4 - t3
         # risk: the 89 snapshots before the day and this one, prices from the day before them
         start = day - dt.timedelta(days=max(WINDOWS) - 1)
-        window = (
-            pl.scan_parquet(stored_snapshots)
-            .select("portfolio_id", pl.col("timestamp").dt.date().alias("date"),
-                    "daily_return", "asset_allocation")
-            .filter(pl.col("date").is_between(start, day - one))
-            .collect()
-        )  # fmt: skip
+        window = snapshots_between(
+            start, day - one, ["portfolio_id", "date", "daily_return", "asset_allocation"]
+        )
+        t5 = time.monotonic()
         today = snaps.select("portfolio_id", pl.col("timestamp").dt.date().alias("date"),
                              "daily_return", "asset_allocation")  # fmt: skip
         risk = risk_metrics_frame(
-            pl.concat([window, today]),
+            pl.concat([window, today], how="vertical_relaxed"),
             prices.filter(pl.col("date").is_between(start - one, day)),
             days=[day], chain_id=CHAIN_ID,
         )  # fmt: skip
-        t3 = time.monotonic()
-        figures = {"balances_s": t1 - t0, "snapshots_s": t2 - t1, "risk_s": t3 - t2,
-                   "total_s": t3 - t0, "history_rows": history.height,
-                   "risk_rows": risk.height}  # fmt: skip
-        return figures, bal
+        t6 = time.monotonic()
+        t["risk_read_s"], t["risk_compute_s"] = t5 - t4, t6 - t5
+        t["total_s"] = t6 - t0
+        t["history_rows"], t["window_rows"], t["risk_rows"] = (
+            history.height, window.height, risk.height,
+        )  # fmt: skip
+        return t, bal
 
     runs: dict[int, list[dict[str, float]]] = {n: [] for n in day_numbers}
     checked: dict[int, bool] = {}
+    for n in day_numbers:
+        if not 3 <= n <= len(all_days):
+            raise ValueError(f"day {n} is outside 3..{len(all_days)}")
     for rep in range(reps + 1):  # the first round warms caches and imports and is not kept
         for n in day_numbers if rep % 2 == 0 else day_numbers[::-1]:
-            if not 3 <= n <= len(all_days):
-                raise ValueError(f"day {n} is outside 3..{len(all_days)}")
             day = all_days[n - 1]
             figures, bal = day_once(day)
             if rep == 0:
                 # the day's close is the one the range run stored
-                stored = pl.scan_parquet(stored_balances).filter(pl.col("date") == day).collect()
+                stored_day = pl.scan_parquet(stored_balances).filter(pl.col("date") == day)
+                stored_day = stored_day.collect()
                 key = ["address", "token_address"]
                 joined = bal.select(*key, "balance").join(
-                    stored.select(*key, "balance"), on=key, how="full", coalesce=True
+                    stored_day.select(*key, "balance"), on=key, how="full", coalesce=True
                 )
                 checked[n] = bool(
-                    joined.height == stored.height
+                    joined.height == stored_day.height
                     and (joined["balance"] == joined["balance_right"]).all()
                 )
             else:
                 runs[n].append(figures)
     median = {n: {k: float(np.median([r[k] for r in rs])) for k in rs[0]} for n, rs in runs.items()}
     first, last = day_numbers[0], day_numbers[-1]
+    ratios = {
+        f"{n}/{first}": round(median[n]["total_s"] / median[first]["total_s"], 3)
+        for n in day_numbers[1:]
+    }
     return {
         "days": {n: all_days[n - 1].isoformat() for n in day_numbers},
         "runs": {str(n): rs for n, rs in runs.items()},
         "median": {str(n): m for n, m in median.items()},
         "median_s": {str(n): round(m["total_s"], 3) for n, m in median.items()},
-        "ratio_last_over_first": round(median[last]["total_s"] / median[first]["total_s"], 3),
+        "ratios": ratios,
+        "ratio_last_over_first": ratios[f"{last}/{first}"],
         "closes_match_range_run": {str(n): ok for n, ok in checked.items()},
     }
 
@@ -751,7 +793,7 @@ def _child(role: str, data: Path, out: Path, chunk_days: int, daily: str, reps: 
 
 
 def _spawn(
-    role: str, data: Path, out: Path, chunk_days: int, daily: str = "30,365", reps: int = 5
+    role: str, data: Path, out: Path, chunk_days: int, daily: str = "30,90,365", reps: int = 5
 ) -> dict[str, Any]:
     started = time.monotonic()
     proc = subprocess.run(
@@ -802,10 +844,15 @@ def main() -> None:
         help="days per call of the project's range transforms (a backfill run)",
     )
     p.add_argument("--data-root", type=Path, default=ROOT / "data" / "bench" / "transform")
-    p.add_argument("--only", choices=["project", "baseline"], default=None)
+    p.add_argument(
+        "--only",
+        choices=["project", "baseline", "daily"],
+        default=None,
+        help="one side; 'daily': only the daily runs, over the project side's last results",
+    )
     p.add_argument(
         "--daily-days",
-        default="30,365",
+        default="30,90,365",
         help="days of the history (1-based, >= 3) whose daily run is timed after the project "
         "side ('' to skip): the cost of one day should not grow with the history before it",
     )
@@ -845,7 +892,10 @@ def main() -> None:
               f"{runs['daily']['peak_rss_mib']:.0f} MiB", flush=True)  # fmt: skip
     result: dict[str, Any] = {"params": params, "chunk_days": args.chunk_days, "history": meta,
                               "machine": machine(), "runs": runs}  # fmt: skip
-    if len(runs) == 2:
+    if args.only == "daily" and all((data / f"out-{r}").exists() for r in ("project", "baseline")):
+        # the last full run's outputs: the comparison of the figures recorded from it
+        result["comparison_of_last_outputs"] = compare(data / "out-project", data / "out-baseline")
+    if "project" in runs and "baseline" in runs:
         ratio = runs["project"]["timings"]["wall_s"] / runs["baseline"]["timings"]["wall_s"]
         result["time_ratio"] = round(ratio, 3)
         result["comparison"] = compare(data / "out-project", data / "out-baseline")
