@@ -1,6 +1,6 @@
 """A batched JSON-RPC client for bulk reads from EVM nodes.
 
-web3.py does ABI work; this client does the heavy lifting: JSON-RPC batches, a bounded number
+eth-abi decodes what it returns; this client does the transport: JSON-RPC batches, a bounded number
 of requests in flight, timeouts, retries with backoff (honouring `Retry-After`) and failover
 across a chain's URLs in order, going back to the first once its cool-down has passed.
 

@@ -20,7 +20,7 @@ CELERY_BROKER_VARIABLE = "DAGSTER_CELERY_BROKER_URL"
 # Steps run in processes of their own (a step's memory and a native crash stay its own), forked
 # from a server that has imported this code location once per run: a step starts in a fraction
 # of a second instead of paying the interpreter and the imports (Dagster, Polars, Delta Lake,
-# DuckDB, chdb, web3) again, which dominated short chain-day runs in backfills.
+# DuckDB, chdb, eth-abi) again, which dominated short chain-day runs in backfills.
 # (Named explicitly: Dagster preloads the job's own module only when the job was loaded from a
 # module, not through a workspace.)
 MULTIPROCESS = dg.multiprocess_executor.configured(
