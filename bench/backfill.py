@@ -298,7 +298,11 @@ def _union(spans: list[tuple[float, float]]) -> float:
     return total
 
 
-def backfill(chains: Chains, phase: str, timeout: float) -> dict[str, Any]:
+def backfill(
+    chains: Chains, phase: str, timeout: float, progress: dict[str, Any]
+) -> dict[str, Any]:
+    """One backfill on a fresh stack; `progress` is kept up to date while it runs (what a run
+    stopped early records)."""
     from dagster import DagsterEventType, RunsFilter
     from dagster._core.execution.backfill import BulkActionStatus
 
@@ -351,14 +355,21 @@ def backfill(chains: Chains, phase: str, timeout: float) -> dict[str, Any]:
         while True:
             status = instance.get_backfill(backfill_id).status
             records = instance.get_run_records(runs_filter)
-            if status in done and all(r.dagster_run.is_finished for r in records):
+            finished = sum(1 for r in records if r.dagster_run.is_finished)
+            progress.update(
+                status=status.value,
+                elapsed_s=round(time.time() - t_submit, 1),
+                runs_launched=len(records),
+                runs_finished=finished,
+                runs_failed=sum(1 for r in records if r.dagster_run.is_failure),
+            )
+            if status in done and finished == len(records):
                 break
             if daemon.poll() is not None:
                 raise RuntimeError(f"the daemon exited: {(tmp / 'daemon.log').read_text()[-3000:]}")
             if time.monotonic() > deadline:
                 raise TimeoutError(f"({phase}) backfill not done after {timeout:.0f} s ({status})")
             if time.monotonic() - last_report > 60:
-                finished = sum(1 for r in records if r.dagster_run.is_finished)
                 log(
                     f"({phase}) {status.value}: {finished}/{len(records)} runs finished, load {os.getloadavg()[0]:.1f}"
                 )
@@ -448,6 +459,8 @@ def backfill(chains: Chains, phase: str, timeout: float) -> dict[str, Any]:
             "runs_launched": len(runs),
             "runs_failed": len(failed),
             "runs_without_chain": len(other),
+            # runs the stack's sensors and schedules launched meanwhile (not the backfill's)
+            "other_runs": instance.get_runs_count() - len(runs),
             "per_chain": per_chain,
             "overhead_per_chain_day_s": round(overhead_sum / len(keys), 2),
             # the looser reading: wall time with no step of any run executing, per chain-day
@@ -546,11 +559,13 @@ def main() -> None:
             result["a"] = [ceiling(chains)]
             save()
             for phase in phases:
-                result[phase] = backfill(chains, phase, args.timeout)
+                result[phase] = {"finished": False}
+                result[phase] = backfill(chains, phase, args.timeout, result[phase])
                 save()
                 result["a"].append(ceiling(chains))
                 save()
         finally:
+            save()
             chains.stop()
     log(json.dumps(result["summary"], indent=2))
     log(f"written {out}")
@@ -564,6 +579,9 @@ def summarise(result: dict[str, Any], phases: list[str]) -> dict[str, Any]:
     for i, phase in enumerate(phases):
         r = result.get(phase)
         if r is None:
+            continue
+        if "blocks_per_s" not in r:  # stopped early: how far it got
+            summary[phase] = r
             continue
         around = ceilings[i : i + 2]
         a = sum(around) / len(around)
