@@ -1,26 +1,30 @@
 """How partitioned assets are backfilled and retried. Wiring only; the asset decorators use these.
 
 A backfill is planned per asset from its backfill policy. A range of the chain × date
-partitions is a rectangle (chains × consecutive days); Dagster builds one per chain from a
-backfill's chain-days, except for an asset that reads its own previous day, whose first
-partitions it takes across chains. So:
+partitions is a rectangle (chains × consecutive days); Dagster builds ranges of one chain from
+a backfill's chain-days when it can, of several chains when the chain-days it requests form
+such a rectangle. So:
 
 - `PER_CHAIN_DAYS`: runs of up to `CHAIN_DAYS_PER_RUN` chain-days. For assets whose body takes
   one day at a time: `assets/ranges.py` calls it for each (chain, day) of the run, each
   chain's days in date order, one Delta commit per day and table. A day's process start-up
   (~12 s on a busy 2-core machine) is paid once per run instead of once per day. Assets that
   share a run must share a policy; give every per-day asset this one so a range's raw and core
-  steps run together. Assets that read their own previous day (balances, snapshots) get runs
-  of their own, in date order (Dagster does not put a self-dependent asset in a run with
-  others).
+  steps run together.
+- `FROM_DAY_BEFORE`: for assets that read their own previous day (balances, snapshots). Dagster
+  never puts a self-dependent asset in a run with others, and with a partition limit it takes
+  the first partitions of an unordered set: runs of single days out of date order, one run per
+  chain-day again. Without a limit, each backfill tick requests every partition whose sources
+  are done in one run, whose body takes them chain by chain in date order (`assets/ranges.py`),
+  each day committed before the next starts from it.
 - `PER_CHAIN_DAY`: one run per chain-day, for a body that reads `context.partition_key`.
 - `PER_CHAIN_RANGE`: one run per chain over the whole selected date range. For assets that
   take a range in one go (`context.partition_keys`, see `chain_days`), e.g. rolling analytics.
 
 The instance limits (`dagster.yaml`) keep one run per chain at a time, chains in parallel
-(a run across chains, of a self-dependent asset, takes no chain's slot: it writes only its
-own table, other days than any other run), and the pools cap RPC, DuckDB and ClickHouse work
-across runs.
+(a run of several chains, of a `FROM_DAY_BEFORE` asset, takes no chain's slot: it writes
+only its own table, other days than any other run), and the pools cap RPC, DuckDB and
+ClickHouse work across runs.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ PER_CHAIN_DAYS = dg.BackfillPolicy.multi_run(max_partitions_per_run=CHAIN_DAYS_P
 # One run per chain-day, for an asset whose body reads `context.partition_key` alone
 # (events/analytics_alerts: a failing alert fails its own day only).
 PER_CHAIN_DAY = dg.BackfillPolicy.multi_run(max_partitions_per_run=1)
+FROM_DAY_BEFORE = dg.BackfillPolicy.single_run()
 PER_CHAIN_RANGE = dg.BackfillPolicy.single_run()
 
 # Transient step failures only: a node still failing after the RPC client's own retries, or a

@@ -12,6 +12,7 @@ from typing import Any
 
 import click
 
+from cli.commands.backfill import backfill
 from cli.commands.catalog import catalog
 from cli.commands.db import db
 from cli.commands.db_ops import attach as attach_db_ops
@@ -69,6 +70,7 @@ def main() -> None:
 
 
 attach_db_ops(db)
+main.add_command(backfill)
 main.add_command(catalog)
 main.add_command(db)
 main.add_command(triggers)

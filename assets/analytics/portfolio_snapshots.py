@@ -29,14 +29,14 @@ import polars as pl
 from assets.checks import require_schema
 from assets.core.balances import BalancesModel
 from assets.core.token_prices import TokenPricesModel
-from assets.policies import PER_CHAIN_DAY
+from assets.policies import FROM_DAY_BEFORE
+from assets.ranges import each_day, run_chain_days
 from chainlake import risk
 from chainlake.config import load_chains
 from chainlake.lake import DeltaStore
 from chainlake.metadata import table_metadata
 from chainlake.partitions import (
     chain_day_partitions,
-    partition_chain_day,
     previous_day,
     window,
 )
@@ -282,7 +282,8 @@ def read_history(session: ClickHouseSession, *, chain_id: int, before: dt.date) 
         dg.AssetDep(KEY, partition_mapping=previous_day()),
     ],
     partitions_def=chain_day_partitions,
-    backfill_policy=PER_CHAIN_DAY,
+    # it starts from its own day before: see FROM_DAY_BEFORE
+    backfill_policy=FROM_DAY_BEFORE,
     pool="clickhouse",
     group_name="analytics",
     kinds={"clickhouse", "polars"},
@@ -295,10 +296,17 @@ def portfolio_snapshots(
     delta: dg.ResourceParam[DeltaStore],
     clickhouse: ClickHouseResource,
 ):
-    """Write one chain-day's portfolio snapshots to ClickHouse, from the Delta balances and prices
-    and the previous snapshots (for returns).
+    """Write each chain-day's portfolio snapshots of the run to ClickHouse, from the Delta
+    balances and prices and the previous snapshots (for returns), in date order.
     """
-    chain, day = partition_chain_day(context.partition_key)
+    yield from each_day(
+        context,
+        run_chain_days(context),
+        lambda chain, day: _one_day(delta, clickhouse, chain, day),
+    )
+
+
+def _one_day(delta: DeltaStore, clickhouse: ClickHouseResource, chain, day):
     started = time.monotonic()
     book = load_portfolios(load_chains())
     members = book.portfolio_wallets(chain.name)

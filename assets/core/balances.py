@@ -30,13 +30,13 @@ import polars as pl
 from assets.checks import require_schema
 from assets.core.native_transfers import NativeTransfersModel
 from assets.core.token_transfers import TokenTransfersModel
-from assets.policies import PER_CHAIN_DAY, TRANSIENT_RETRY
+from assets.policies import FROM_DAY_BEFORE, TRANSIENT_RETRY
+from assets.ranges import each_day, run_chain_days
 from chainlake.config import ChainConfig, load_chains
 from chainlake.lake import DeltaStore
 from chainlake.metadata import preview, table_metadata
 from chainlake.partitions import (
     chain_day_partitions,
-    partition_chain_day,
     previous_day,
 )
 from chainlake.portfolios import WalletConfig, load_portfolios
@@ -371,7 +371,8 @@ def day_blocks(delta: DeltaStore, chain: ChainConfig, day: dt.date) -> tuple[int
         dg.AssetDep(KEY, partition_mapping=previous_day()),
     ],
     partitions_def=chain_day_partitions,
-    backfill_policy=PER_CHAIN_DAY,
+    # it starts from its own day before: see FROM_DAY_BEFORE
+    backfill_policy=FROM_DAY_BEFORE,
     retry_policy=TRANSIENT_RETRY,
     group_name="core",
     kinds={"delta", "polars"},
@@ -391,10 +392,18 @@ def day_blocks(delta: DeltaStore, chain: ChainConfig, day: dt.date) -> tuple[int
 def balances(
     context: dg.AssetExecutionContext, delta: dg.ResourceParam[DeltaStore], rpc: RpcResource
 ):
-    """Write one chain-day's closing balances of the tracked wallets, carried from the day before
-    plus the day's movements, and check them against the node.
+    """Write each chain-day's closing balances of the tracked wallets, carried from the day
+    before plus the day's movements, and check them against the node; a run's days in date
+    order, each committed before the next starts from it.
     """
-    chain, day = partition_chain_day(context.partition_key)
+    yield from each_day(
+        context,
+        run_chain_days(context),
+        lambda chain, day: _one_day(context, delta, rpc, chain, day),
+    )
+
+
+def _one_day(context: dg.AssetExecutionContext, delta: DeltaStore, rpc: RpcResource, chain, day):
     started = time.monotonic()
     wallets = load_portfolios(load_chains()).tracked_wallets(chain.name)
     tokens = tracked_tokens(chain)

@@ -15,10 +15,11 @@ import pandera.polars as pa
 import polars as pl
 
 from assets.checks import require_schema
-from assets.policies import PER_CHAIN_DAY
+from assets.policies import PER_CHAIN_DAYS
+from assets.ranges import each_day, run_chain_days
 from chainlake.lake import DeltaStore
 from chainlake.metadata import table_metadata
-from chainlake.partitions import chain_day_partitions, partition_chain_day
+from chainlake.partitions import chain_day_partitions
 from chainlake.raw.transactions import TransactionsModel
 from chainlake.schema import conform, polars_schema
 
@@ -91,7 +92,7 @@ def native_transfers_frame(transactions: pl.DataFrame) -> pl.DataFrame:
     key=KEY,
     deps=[dg.AssetKey(["raw", "transactions"])],
     partitions_def=chain_day_partitions,
-    backfill_policy=PER_CHAIN_DAY,
+    backfill_policy=PER_CHAIN_DAYS,
     group_name="core",
     kinds={"delta", "polars"},
     check_specs=[dg.AssetCheckSpec("schema", asset=KEY, blocking=True)],
@@ -99,8 +100,13 @@ def native_transfers_frame(transactions: pl.DataFrame) -> pl.DataFrame:
     metadata={"table": TABLE},
 )
 def native_transfers(context: dg.AssetExecutionContext, delta: dg.ResourceParam[DeltaStore]):
-    """Write one chain-day's native transfers and fees, from raw/transactions."""
-    chain, day = partition_chain_day(context.partition_key)
+    """Write each chain-day's native transfers and fees of the run, from raw/transactions."""
+    yield from each_day(
+        context, run_chain_days(context), lambda chain, day: _one_day(delta, chain, day)
+    )
+
+
+def _one_day(delta: DeltaStore, chain, day):
     started = time.monotonic()
     columns = [
         "chain_id",

@@ -18,11 +18,12 @@ import polars as pl
 
 from assets.checks import require_schema
 from assets.core.balances import day_blocks
-from assets.policies import PER_CHAIN_DAY, TRANSIENT_RETRY
+from assets.policies import PER_CHAIN_DAYS, TRANSIENT_RETRY
+from assets.ranges import each_day, run_chain_days
 from chainlake.config import ChainConfig
 from chainlake.lake import DeltaStore
 from chainlake.metadata import table_metadata
-from chainlake.partitions import chain_day_partitions, partition_chain_day
+from chainlake.partitions import chain_day_partitions
 from chainlake.raw.logs import LogsModel
 from chainlake.rpc import NodeError, RpcClient, RpcError
 from chainlake.schema import conform, empty, polars_schema
@@ -181,7 +182,7 @@ def read_round_data(
     key=KEY,
     deps=[dg.AssetKey(["raw", "logs"]), dg.AssetKey(["raw", "blocks"])],
     partitions_def=chain_day_partitions,
-    backfill_policy=PER_CHAIN_DAY,
+    backfill_policy=PER_CHAIN_DAYS,
     retry_policy=TRANSIENT_RETRY,
     group_name="core",
     kinds={"delta", "polars"},
@@ -192,10 +193,15 @@ def read_round_data(
 def token_prices(
     context: dg.AssetExecutionContext, delta: dg.ResourceParam[DeltaStore], rpc: RpcResource
 ):
-    """Write one chain-day's token prices: from the feeds' update logs, or for a feed quiet that
-    day, its latest round read from the node at the day's last block.
+    """Write each chain-day's token prices of the run: from the feeds' update logs, or for a
+    feed quiet that day, its latest round read from the node at the day's last block.
     """
-    chain, day = partition_chain_day(context.partition_key)
+    yield from each_day(
+        context, run_chain_days(context), lambda chain, day: _one_day(delta, rpc, chain, day)
+    )
+
+
+def _one_day(delta: DeltaStore, rpc: RpcResource, chain, day):
     started = time.monotonic()
     feeds = feeds_frame(chain)
     df = empty(TokenPricesModel)

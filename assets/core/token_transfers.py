@@ -8,10 +8,11 @@ import pandera.polars as pa
 import polars as pl
 
 from assets.checks import require_schema
-from assets.policies import PER_CHAIN_DAY, TRANSIENT_RETRY
+from assets.policies import PER_CHAIN_DAYS, TRANSIENT_RETRY
+from assets.ranges import each_day, run_chain_days
 from chainlake.lake import DeltaStore
 from chainlake.metadata import table_metadata
-from chainlake.partitions import chain_day_partitions, partition_chain_day
+from chainlake.partitions import chain_day_partitions
 from chainlake.raw.logs import LogsModel
 from chainlake.schema import conform, polars_schema
 
@@ -83,12 +84,17 @@ def token_transfers_frame(logs: pl.DataFrame) -> pl.DataFrame:
     kinds={"delta", "polars"},
     check_specs=[dg.AssetCheckSpec("schema", asset=KEY, blocking=True)],
     description="One row per ERC-20 Transfer event of the chain-day, amounts exact.",
-    backfill_policy=PER_CHAIN_DAY,
+    backfill_policy=PER_CHAIN_DAYS,
     retry_policy=TRANSIENT_RETRY,
 )
 def token_transfers(context: dg.AssetExecutionContext, delta: dg.ResourceParam[DeltaStore]):
-    """Write one chain-day's ERC-20 transfers, decoded from raw/logs."""
-    chain, day = partition_chain_day(context.partition_key)
+    """Write each chain-day's ERC-20 transfers of the run, decoded from raw/logs."""
+    yield from each_day(
+        context, run_chain_days(context), lambda chain, day: _one_day(delta, chain, day)
+    )
+
+
+def _one_day(delta: DeltaStore, chain, day):
     started = time.monotonic()
     logs = delta.read_day(chain, "logs", day, schema=polars_schema(LogsModel))
     df = token_transfers_frame(logs)

@@ -23,7 +23,8 @@ import polars as pl
 
 from assets.checks import require_schema
 from assets.core.token_transfers import TokenTransfersModel
-from assets.policies import PER_CHAIN_DAY, TRANSIENT_RETRY
+from assets.policies import PER_CHAIN_DAY, PER_CHAIN_DAYS, TRANSIENT_RETRY
+from assets.ranges import each_day, run_chain_days
 from chainlake.config import ChainConfig, ContractConfig
 from chainlake.events import store
 from chainlake.events.columns import decoded_events_model
@@ -140,7 +141,7 @@ def _last_block(delta: DeltaStore, chain: ChainConfig, day: dt.date) -> tuple[in
     description="One row per event of interest of the chain-day (events of the contracts "
     "listed under the chain's `contracts:` in chains.yaml, ERC-20 transfers touching tracked "
     "wallets), inserted into PostgreSQL `events`.",
-    backfill_policy=PER_CHAIN_DAY,
+    backfill_policy=PER_CHAIN_DAYS,
     retry_policy=TRANSIENT_RETRY,
     # follows its sources: today's partition is decoded again whenever they update
     automation_condition=dg.AutomationCondition.eager(),
@@ -151,11 +152,25 @@ def chain_events(
     postgres: PostgresResource,
 ):
     """Decode the chain-day's registry events and tracked-wallet transfers into the events table,
-    retracting those of blocks a reorg abandoned, and move the chain's checkpoint."""
+    retracting those of blocks a reorg abandoned, and move the chain's checkpoint; a run's
+    days in date order."""
+    yield from each_day(
+        context,
+        run_chain_days(context),
+        lambda chain, day: _chain_events_day(context, delta, postgres, chain, day),
+    )
+
+
+def _chain_events_day(
+    context: dg.AssetExecutionContext,
+    delta: DeltaStore,
+    postgres: PostgresResource,
+    chain: ChainConfig,
+    day: dt.date,
+):
     from chainlake.config import load_chains
     from chainlake.portfolios import load_portfolios
 
-    chain, day = partition_chain_day(context.partition_key)
     started = time.monotonic()
     logs = delta.read_day(chain, "logs", day, schema=polars_schema(LogsModel))
     transfers = delta.read_day(

@@ -20,7 +20,8 @@ import dagster as dg
 import polars as pl
 
 from assets.checks import schema_failed, schema_failure
-from assets.policies import PER_CHAIN_DAY, TRANSIENT_RETRY
+from assets.policies import PER_CHAIN_DAYS, TRANSIENT_RETRY
+from assets.ranges import each_day, run_chain_days
 from chainlake.extract import (
     RAW_TABLES,
     BlockTimestamps,
@@ -34,7 +35,7 @@ from chainlake.extract import (
 )
 from chainlake.lake import DeltaStore
 from chainlake.metadata import preview, table_metadata
-from chainlake.partitions import chain_day_key, chain_day_partitions, partition_chain_day
+from chainlake.partitions import chain_day_key, chain_day_partitions
 from chainlake.raw.transactions import ReceiptMismatch
 from chainlake.reorg import ALLOW_DEEP_REORG_TAG, ReorgReport, check_and_repair
 from chainlake.rpc import NodeError
@@ -299,18 +300,26 @@ def _raw_chain_tables(
     pool="rpc",
     can_subset=False,
     op_tags={"chainlake/layer": "raw"},
-    backfill_policy=PER_CHAIN_DAY,
+    backfill_policy=PER_CHAIN_DAYS,
     retry_policy=TRANSIENT_RETRY,
 )
 def raw_chain_tables(
     context: dg.AssetExecutionContext, rpc: RpcResource, delta: dg.ResourceParam[DeltaStore]
 ):
-    """Read one chain-day's blocks, transactions and logs from the node into the raw tables.
+    """Read each chain-day of the run (oldest first) from the node into the raw tables.
 
-    First repairs a reorg below the checkpoint, reads only past the checkpoint when it is inside
-    the day, and reads again when the chain changes during the read.
+    For each day, first repairs a reorg below the checkpoint, reads only past the checkpoint
+    when it is inside the day (the open day only: a closed day is read whole), and reads again
+    when the chain changes during the read. Each day is committed before the next is read.
     """
-    chain, day = partition_chain_day(context.partition_key)
+    yield from each_day(
+        context,
+        run_chain_days(context),
+        lambda chain, day: _one_day(context, rpc, delta, chain, day),
+    )
+
+
+def _one_day(context: dg.AssetExecutionContext, rpc: RpcResource, delta: DeltaStore, chain, day):
     try:
         yield from _raw_chain_tables(context, rpc, delta, chain, day)
     except NodeError as e:
