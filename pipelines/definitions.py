@@ -14,6 +14,7 @@ from assets.events.chain_events import analytics_alerts, chain_events
 from assets.raw.chain_tables import raw_chain_tables
 from assets.serving.catalog import catalog, views
 from pipelines.executors import EXECUTOR
+from pipelines.freshness import FRESHNESS_CHECKS, freshness_checks_sensor
 from pipelines.jobs import JOBS
 from pipelines.maintenance import MAINTENANCE_JOBS, MAINTENANCE_SCHEDULES
 from pipelines.resources import RESOURCES
@@ -39,11 +40,13 @@ ASSETS = [
 
 defs = dg.Definitions(
     assets=ASSETS,
+    # per-layer freshness (pipelines/freshness.py), evaluated by freshness_checks_sensor
+    asset_checks=FRESHNESS_CHECKS,
     # forkserver multiprocess on the run's machine, or Celery workers on several machines
     # (CHAINLAKE_EXECUTOR, read as the code location loads: pipelines/executors.py)
     executor=EXECUTOR,
     resources=RESOURCES,
     jobs=[*JOBS, *TRIGGER_JOBS, *MAINTENANCE_JOBS],
     schedules=[*SCHEDULES, *TRIGGER_SCHEDULES, *MAINTENANCE_SCHEDULES],
-    sensors=[*TRIGGER_SENSORS, reorg_repairs_sensor],
+    sensors=[*TRIGGER_SENSORS, reorg_repairs_sensor, freshness_checks_sensor],
 )

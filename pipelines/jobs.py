@@ -12,6 +12,15 @@ chain_day_job = dg.define_asset_job(
     description="Extract and decode one chain-day into Delta Lake.",
 )
 
+# What the daily schedule runs for a chain-day that has closed: the whole partitioned graph, so
+# a day's analytics, risk, events and alerts follow its last confirmed block without a person.
+closed_day_job = dg.define_asset_job(
+    "closed_day_job",
+    selection=dg.AssetSelection.groups("raw", "core", "analytics", "events"),
+    description="A closed chain-day, whole: raw read again to the day's last block, then core, "
+    "analytics, events and alerts (launched by daily_<chain> once the day is confirmed closed).",
+)
+
 analytics_job = dg.define_asset_job(
     "analytics_job",
     selection=dg.AssetSelection.groups("analytics"),
@@ -32,4 +41,4 @@ reorg_rebuild_job = dg.define_asset_job(
     "repair rewrote (launched by reorg_repairs_sensor).",
 )
 
-JOBS = [chain_day_job, analytics_job, serving_job, reorg_rebuild_job]
+JOBS = [chain_day_job, closed_day_job, analytics_job, serving_job, reorg_rebuild_job]

@@ -1,10 +1,15 @@
-"""Per chain, a daily schedule: materialise the previous UTC day once it is closed and confirmed.
+"""Per chain, a daily schedule: materialise the previous UTC day once it is closed and confirmed,
+the whole partitioned graph of it (`closed_day_job`: raw, core, analytics, events).
 
-The schedule ticks hourly so that a day whose last block is confirmed late (a slow chain, many
-confirmations, a node that was down) is still picked up the same day; `run_key` makes each
-chain-day one run however many ticks see it. The day comes from the tick's scheduled time,
-never the wall clock, and a tick also catches up on the few days before it that were never
-materialised (the daemon was down). Today's open day is the new-block sensor's job.
+The schedule ticks every 5 minutes, so a closed day is picked up within about 5 minutes of its
+last block being confirmed, whenever that is (a slow chain, many confirmations, a node that was
+down); a tick that finds nothing to do asks the node nothing. `run_key` makes each chain-day one
+run however many ticks see it. The day comes from the tick's scheduled time, never the wall
+clock, and a tick also catches up on the few days before it that were never materialised as
+closed (the daemon was down). A day is done once its latest raw/blocks materialisation says
+`closed_day`: the new-block sensor's runs of the open day (today, up to the confirmed head)
+leave it open, so the blocks confirmed after midnight, the day's last, are read by this run,
+and its events reach PostgreSQL once (inserts are idempotent by event id).
 """
 
 from __future__ import annotations
@@ -19,11 +24,13 @@ from chainlake.rpc import RpcClient
 from chainlake.run_coordinator import CHAIN_TAG
 from chainlake.scheduling import candidate_days, read_confirmed_head
 
-JOB_NAME = "chain_day_job"
-CRON = "5 * * * *"
+JOB_NAME = "closed_day_job"
+CRON = "*/5 * * * *"
 LOOKBACK_DAYS = 3
-# Marks a chain-day as done for the schedule: written by the raw extraction step.
+# Marks a chain-day as done for the schedule: written by the raw extraction step, whose
+# metadata says whether it read the day closed (`closed_day`).
 DONE_ASSET = dg.AssetKey(["raw", "blocks"])
+CLOSED = "closed_day"
 
 
 def schedule_name(chain: ChainConfig) -> str:
@@ -31,12 +38,31 @@ def schedule_name(chain: ChainConfig) -> str:
     return f"daily_{chain.name.replace('-', '_')}"
 
 
-def _done_days(context: dg.ScheduleEvaluationContext, chain: ChainConfig) -> set[dt.date]:
+def closed_days(
+    instance: dg.DagsterInstance, chain: ChainConfig, days: list[dt.date]
+) -> set[dt.date]:
+    """The `days` of `chain` whose latest raw/blocks materialisation read them closed.
+
+    Args:
+        instance: The Dagster instance (its event log).
+        chain: The chain.
+        days: The candidate days (a few: one query each).
+
+    Returns:
+        The days that need no closed-day run.
+    """
     done = set()
-    for key in context.instance.get_materialized_partitions(DONE_ASSET):
-        chain_name, _, day = key.partition("|")
-        if chain_name == chain.name:
-            done.add(dt.date.fromisoformat(day))
+    for day in days:
+        records = instance.fetch_materializations(
+            dg.AssetRecordsFilter(
+                asset_key=DONE_ASSET, asset_partitions=[str(chain_day_key(chain.name, day))]
+            ),
+            limit=1,
+        ).records
+        materialization = records[0].asset_materialization if records else None
+        closed = materialization.metadata.get(CLOSED) if materialization else None
+        if getattr(closed, "value", closed) is True:
+            done.add(day)
     return done
 
 
@@ -55,15 +81,15 @@ def daily_schedule(chain: ChainConfig) -> dg.ScheduleDefinition:
             f"({chain.confirmations} confirmations); catches up {LOOKBACK_DAYS} days."
         ),
         tags={CHAIN_TAG: chain.name, "chainlake/trigger": "schedule"},
+        # closed days follow without a person, like the open day (new_block_sensor)
+        default_status=dg.DefaultScheduleStatus.RUNNING,
     )
     def _schedule(context: dg.ScheduleEvaluationContext):
         tick_day = context.scheduled_execution_time.astimezone(dt.UTC).date()
-        days = candidate_days(
-            tick_day,
-            start_date=chain.start_date,
-            lookback_days=LOOKBACK_DAYS,
-            done=_done_days(context, chain),
+        recent = candidate_days(
+            tick_day, start_date=chain.start_date, lookback_days=LOOKBACK_DAYS, done=()
         )
+        days = [d for d in recent if d not in closed_days(context.instance, chain, recent)]
         if not days:
             return dg.SkipReason(f"{chain.name}: every closed day up to {tick_day} is done")
         # Short timeout and few retries: a tick must finish well inside Dagster's 60 s limit.

@@ -62,10 +62,29 @@ def test_requests_closed_confirmed_days_once() -> None:
             assert not requests
             assert "not closed yet" in (skipped or "")
 
-            # a day already materialised is not requested again
+            # a day the open-day runs materialised up to a head inside it is still open:
+            # requested, so its last blocks (confirmed after midnight) are read
+            for day, closed in (("2026-10-01", False), ("2026-10-02", False)):
+                instance.report_runless_asset_event(
+                    dg.AssetMaterialization(
+                        asset_key=["raw", "blocks"],
+                        partition=f"sched-chain|{day}",
+                        metadata={"closed_day": closed},
+                    )
+                )
+            requests, _ = _tick(daily_schedule(_chain(node.url, 0)), tick_at, instance)
+            assert sorted(str(r.partition_key) for r in requests) == [
+                "sched-chain|2026-10-01",
+                "sched-chain|2026-10-02",
+            ]
+            assert all(r.job_name in (None, "closed_day_job") for r in requests)
+
+            # a day already materialised as closed is not requested again
             instance.report_runless_asset_event(
                 dg.AssetMaterialization(
-                    asset_key=["raw", "blocks"], partition="sched-chain|2026-10-01"
+                    asset_key=["raw", "blocks"],
+                    partition="sched-chain|2026-10-01",
+                    metadata={"closed_day": True},
                 )
             )
             requests, _ = _tick(daily_schedule(_chain(node.url, 0)), tick_at, instance)
