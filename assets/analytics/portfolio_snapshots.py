@@ -1,4 +1,4 @@
-"""analytics/portfolio_snapshots: what each portfolio is worth at each day's close (seed 002).
+"""analytics/portfolio_snapshots: what each portfolio is worth at each day's close (YieldSensei's snapshots).
 
 Value: the portfolio's wallets' closing balances (`core/balances`) at the day's USD close
 (`core/token_prices`), exact Decimal(38,18). Tokens without a price that day are left out of

@@ -4,7 +4,7 @@
   logs of the contracts the chain lists in chains.yaml (`contracts:`, e.g. the 8004 identity,
   reputation and validation registries, each by its ABI from `chainlake/abis/`) and ERC-20
   transfers from or to a tracked wallet (portfolios.yaml).
-- events/analytics_alerts: the alerts of portfolios.yaml (seed 000: an expression over
+- events/analytics_alerts: the alerts of portfolios.yaml (as Ekko's alerts: an expression over
   `wallet_balances` or `risk_metrics`, checked by the safe grammar) evaluated when the day's
   balances and risk metrics materialise; each matching row is an `analytics` event.
 
