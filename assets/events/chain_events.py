@@ -104,12 +104,14 @@ def contracts_summary(contracts: Sequence[ContractConfig]) -> str:
     )
 
 
-def _canonical_blocks(delta: DeltaStore, chain: ChainConfig, day: dt.date) -> dict[int, str]:
-    """{block_number: block_hash} of the day as raw/blocks holds it now."""
+def _canonical_blocks(delta: DeltaStore, chain: ChainConfig, day: dt.date) -> dict[int, str] | None:
+    """{block_number: block_hash} of the day as raw/blocks holds it now (empty: the chain has
+    no block that day any more); None when there is no raw/blocks table at all, which says
+    nothing about the chain (a new DELTA_ROOT, say) and must not retract anything."""
     try:
         blocks = delta.read_day(chain, "blocks", day, ["block_number", "block_hash"])
     except FileNotFoundError:
-        return {}
+        return None
     return dict(blocks.iter_rows())
 
 
@@ -191,7 +193,11 @@ def _chain_events_day(
     canonical = _canonical_blocks(delta, chain, day)
     with postgres.connection() as conn:
         # events of blocks a reorg abandoned (decoded by an earlier run of this day) go first
-        retracted = store.retract_off_chain(conn, chain.chain_id, start, end, canonical)
+        retracted = (
+            []
+            if canonical is None
+            else store.retract_off_chain(conn, chain.chain_id, start, end, canonical)
+        )
         added = store.insert_events(conn, events)
         ids = [e["id"] for e in events]
         present = scalar(conn, "SELECT count(*) FROM events WHERE id = ANY(%s)", (ids,))
