@@ -188,7 +188,7 @@ class SendContext:
 
 
 class Sender(Protocol):
-    """What each action type (rest, telegram, discord, email, mcp) implements."""
+    """What each action type (rest, telegram, discord, slack, email, mcp) implements."""
 
     action_type: str
 

@@ -39,6 +39,7 @@ from chainlake.actions.discord import Discord
 from chainlake.actions.mcp import McpToolCall
 from chainlake.actions.outbound import OutboundPolicy, guarded_client
 from chainlake.actions.policy import check_action_config
+from chainlake.actions.slack import Slack
 from chainlake.actions.smtp import Email
 from chainlake.actions.telegram import Telegram
 from chainlake.actions.webhook import RestWebhook
@@ -56,6 +57,7 @@ def default_senders(**overrides: Sender) -> dict[str, Sender]:
         "rest": RestWebhook(),
         "telegram": Telegram(),
         "discord": Discord(),
+        "slack": Slack(),
         "email": Email(),
         "mcp": McpToolCall(),
     }

@@ -16,7 +16,8 @@ So the environment is not the trigger's to read:
   body template, a message, after a URL's host) it is refused.
 - **Fixed API hosts.** Telegram's API base is the operator's (`CHAINLAKE_TELEGRAM_API_BASE`,
   default https://api.telegram.org), never a trigger's; a Discord webhook URL must be one of
-  Discord's (or under the operator's `CHAINLAKE_DISCORD_API_BASE`).
+  Discord's (or under the operator's `CHAINLAKE_DISCORD_API_BASE`), a Slack one Slack's
+  (or under `CHAINLAKE_SLACK_API_BASE`).
 
 `check_action_config` applies these rules when a triggers file is applied (each problem one
 line naming the trigger, action and field) and again before every delivery (a rule narrowed
@@ -38,6 +39,7 @@ SECRET_PREFIX = "CHAINLAKE_ACTION_SECRET_"
 SECRETS_SETTING = "CHAINLAKE_ACTION_SECRETS"
 TELEGRAM_API_SETTING = "CHAINLAKE_TELEGRAM_API_BASE"
 DISCORD_API_SETTING = "CHAINLAKE_DISCORD_API_BASE"
+SLACK_API_SETTING = "CHAINLAKE_SLACK_API_BASE"
 DEFAULT_TELEGRAM_API_BASE = "https://api.telegram.org"
 DISCORD_WEBHOOK_BASES = (
     "https://discord.com/api/webhooks/",
@@ -45,6 +47,7 @@ DISCORD_WEBHOOK_BASES = (
     "https://canary.discord.com/api/webhooks/",
     "https://ptb.discord.com/api/webhooks/",
 )
+SLACK_WEBHOOK_BASES = ("https://hooks.slack.com/services/",)
 
 # chainlake's own credentials: never an action's, whatever CHAINLAKE_ACTION_SECRETS says.
 NEVER = frozenset(
@@ -74,6 +77,7 @@ SECRET_FIELDS: dict[str, dict[str, str]] = {
     "rest": {"url": ORIGIN, "headers.*": VALUE},
     "telegram": {"bot_token": VALUE, "chat_id": VALUE},
     "discord": {"webhook_url": ORIGIN},
+    "slack": {"webhook_url": ORIGIN},
     "email": {},
     "mcp": {"endpoint": ORIGIN, "token": VALUE},
 }
@@ -81,6 +85,7 @@ SECRET_FIELDS: dict[str, dict[str, str]] = {
 URL_FIELDS: dict[str, tuple[str, ...]] = {
     "rest": ("url",),
     "discord": ("webhook_url",),
+    "slack": ("webhook_url",),
     "mcp": ("endpoint",),
 }
 # Per action type: settings of the operator that a trigger may not set.
@@ -154,11 +159,11 @@ def config_problems(
     """Every way `config` asks for more than a trigger may, one ConfigError per field.
 
     Args:
-        action_type: The action's type (rest, telegram, discord, email, mcp).
+        action_type: The action's type (rest, telegram, discord, slack, email, mcp).
         config: The action's settings as written in the triggers file.
         secrets: The variables available to actions.
         outbound: Which addresses actions may reach (literal IP hosts are checked).
-        getenv: Reads the operator's settings (Discord's API base).
+        getenv: Reads the operator's settings (Discord's and Slack's API bases).
 
     Returns:
         The problems, empty when the config is acceptable.
@@ -206,8 +211,8 @@ def config_problems(
         reason = literal_refusal(url, outbound)
         if reason:
             problems.append(ConfigError(name, reason))
-        elif action_type == "discord":
-            reason = discord_url_refusal(url, getenv)
+        elif action_type in WEBHOOK_REFUSALS:
+            reason = WEBHOOK_REFUSALS[action_type](url, getenv)
             if reason:
                 problems.append(ConfigError(name, reason))
     return problems
@@ -240,16 +245,37 @@ def telegram_api_base(getenv: Getenv = os.environ.get) -> str:
     return (getenv(TELEGRAM_API_SETTING) or DEFAULT_TELEGRAM_API_BASE).rstrip("/")
 
 
+def _webhook_refusal(
+    url: str, bases: tuple[str, ...], setting: str, service: str, getenv: Getenv
+) -> str | None:
+    """Why `url` is not under one of `bases` or the operator's `setting` (an API base whose
+    webhooks sit at the same path), or None."""
+    allowed = list(bases)
+    own = (getenv(setting) or "").rstrip("/")
+    if own:
+        path = bases[0].split("/", 3)[3]  # "api/webhooks/" or "services/"
+        allowed.append(f"{own}/{path}")
+    if any(url.startswith(b) for b in allowed):
+        return None
+    return (
+        f"not a {service} webhook URL ({bases[0]}...; the operator may set another API base "
+        f"with {setting})"
+    )
+
+
 def discord_url_refusal(url: str, getenv: Getenv = os.environ.get) -> str | None:
     """Why `url` is not a Discord webhook URL (of Discord, or under the operator's
     `CHAINLAKE_DISCORD_API_BASE`), or None."""
-    bases = list(DISCORD_WEBHOOK_BASES)
-    own = (getenv(DISCORD_API_SETTING) or "").rstrip("/")
-    if own:
-        bases.append(f"{own}/api/webhooks/")
-    if any(url.startswith(b) for b in bases):
-        return None
-    return (
-        f"not a Discord webhook URL (https://discord.com/api/webhooks/...; the operator may "
-        f"set another API base with {DISCORD_API_SETTING})"
-    )
+    return _webhook_refusal(url, DISCORD_WEBHOOK_BASES, DISCORD_API_SETTING, "Discord", getenv)
+
+
+def slack_url_refusal(url: str, getenv: Getenv = os.environ.get) -> str | None:
+    """Why `url` is not a Slack incoming-webhook URL (of Slack, or under the operator's
+    `CHAINLAKE_SLACK_API_BASE`), or None."""
+    return _webhook_refusal(url, SLACK_WEBHOOK_BASES, SLACK_API_SETTING, "Slack", getenv)
+
+
+WEBHOOK_REFUSALS: dict[str, Callable[[str, Getenv], str | None]] = {
+    "discord": discord_url_refusal,
+    "slack": slack_url_refusal,
+}

@@ -13,7 +13,7 @@ fails `chainlake triggers apply` instead of the delivery at 3 a.m.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from chainlake.events.conditions import EVENT_FIELDS
@@ -96,8 +96,13 @@ def _lookup(context: Mapping[str, Any], name: str) -> Any:
     return context.get(name)
 
 
-def render(template: str, context: Mapping[str, Any]) -> str:
-    """Fill the `{field}` placeholders of `template` from `context` (a missing value is empty)."""
+def render(
+    template: str, context: Mapping[str, Any], *, escape: Callable[[str], str] | None = None
+) -> str:
+    """Fill the `{field}` placeholders of `template` from `context` (a missing value is empty).
+
+    `escape` is applied to each filled-in value, never to the template's own text: a channel
+    with markup (Slack's mrkdwn) keeps the author's formatting and neutralises the event's."""
 
     def sub(m: re.Match[str]) -> str:
         if m.group(0) == "{{":
@@ -105,7 +110,8 @@ def render(template: str, context: Mapping[str, Any]) -> str:
         if m.group(0) == "}}":
             return "}"
         v = _lookup(context, m.group(1).strip())
-        return "" if v is None else str(v)
+        text = "" if v is None else str(v)
+        return escape(text) if escape is not None else text
 
     return _PLACEHOLDER.sub(sub, template)
 

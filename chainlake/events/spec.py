@@ -14,7 +14,7 @@ triggers:
       - {type: amount_threshold, operator: gte, value: 1000, config: {decimals: 18}}
     actions:
       - name: webhook
-        type: rest                 # rest | telegram | discord | email | mcp
+        type: rest                 # rest | telegram | discord | slack | email | mcp
         url: ${CHAINLAKE_ACTION_SECRET_HOOK}   # a secret the operator declared, at delivery
         body_template: {text: "{amount_units} to {to_address}"}
 ```

@@ -203,6 +203,61 @@ def test_telegram_discord_and_email(url: str, monkeypatch: pytest.MonkeyPatch) -
     assert statuses == {"telegram": "success"}
 
 
+def test_slack_incoming_webhook(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Slack: mrkdwn kept from the template, the event's values escaped, Retry-After honoured
+    on 429, the plain-text `ok` stored; a plain-text error (404 no_service) is not retried."""
+    hook = "/services/T0001/B0002/abcdefghijklmnopqrstuvwx"
+    with receiver(responses=[(429, {"Retry-After": "1"}, b"rate_limited")],
+                  default=(200, {}, b"ok")) as sl:  # fmt: skip
+        monkeypatch.setenv("CHAINLAKE_SLACK_API_BASE", sl.url)
+        apply(
+            url,
+            {
+                "id": "slack-in", "chain": "devnet", "registry": "erc20",
+                "conditions": [{"type": "amount_threshold", "operator": "gte", "value": 10, "config": {"decimals": 18}}],
+                "actions": [
+                    {"name": "sl", "type": "slack", "webhook_url": f"{sl.url}{hook}",
+                     "text_template": "*{amount_units}* to `{to_address}` <!here>? {data.note}"},
+                ],
+            },
+        )  # fmt: skip
+        event = transfer(8, 25 * 10**18) | {"data": {"note": "<!channel> & <https://x.example|y>"}}
+        assert evaluate(url, event) == 1
+        report = deliverer(url, {}).run()
+        assert (report.succeeded, report.failed, report.attempts) == (1, 0, 2)
+        assert [r.path for r in sl.requests] == [hook, hook]
+        assert sl.requests[1].at - sl.requests[0].at >= 0.95  # Retry-After: 1
+        text = f"*25* to `{WALLET}` <!here>? &lt;!channel&gt; &amp; &lt;https://x.example|y&gt;"
+        assert sl.requests[1].body == {
+            "text": text,
+            "blocks": [
+                {"type": "section", "text": {"type": "mrkdwn", "text": text}},
+                {"type": "context", "elements": [{"type": "mrkdwn", "text": (
+                    f"chain 31337 · block 8 · tx `{event['transaction_hash']}`")}]},
+            ],
+            "unfurl_links": False,
+        }  # fmt: skip
+    assert [(r["status"], r["response_data"]) for r in results(url, "slack-in:31337-8-0:sl")] == [
+        ("retrying", {"text": "rate_limited"}),
+        ("success", {"status_code": 200, "answer": "ok"}),
+    ]
+    with receiver(default=(404, {}, b"no_service")) as gone:
+        monkeypatch.setenv("CHAINLAKE_SLACK_API_BASE", gone.url)
+        apply(
+            url,
+            {
+                "id": "slack-gone", "chain": "devnet", "registry": "erc20",
+                "conditions": [{"type": "amount_threshold", "operator": "gte", "value": 10, "config": {"decimals": 18}}],
+                "actions": [{"name": "sl", "type": "slack", "webhook_url": f"{gone.url}{hook}"}],
+            },
+        )  # fmt: skip
+        assert evaluate(url, transfer(9, 25 * 10**18)) >= 1
+        report = deliverer(url, {}).run()
+        assert len(gone.requests) == 1
+    assert delivery(url, "slack-gone:31337-9-0:sl")["status"] == "failed"
+    assert "slack webhook: HTTP 404" in delivery(url, "slack-gone:31337-9-0:sl")["last_error"]
+
+
 def test_mcp_tool_call_configured_and_resolved_from_the_agent(url: str) -> None:
     key = new_key()
     with mcp_server() as srv:

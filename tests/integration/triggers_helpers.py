@@ -122,11 +122,16 @@ def receiver(**kwargs: Any) -> Iterator[Receiver]:
                         time.time(),
                     )
                 )
-            data = json.dumps(payload).encode() if payload is not None else b""
+            # bytes go out as they are, in plain text (Slack answers `ok`); the rest as JSON
+            raw_reply = isinstance(payload, bytes)
+            if raw_reply:
+                data = payload
+            else:
+                data = json.dumps(payload).encode() if payload is not None else b""
             self.send_response(status)
             for k, v in headers.items():
                 self.send_header(k, v)
-            self.send_header("content-type", "application/json")
+            self.send_header("content-type", "text/plain" if raw_reply else "application/json")
             self.send_header("content-length", str(len(data)))
             self.end_headers()
             self.wfile.write(data)

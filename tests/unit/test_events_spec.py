@@ -39,7 +39,7 @@ def test_example_file_is_valid() -> None:
     assert '"0x70997970c51812dc3a010c7d01b50e0d17dc79c8"' in transfer.conditions[1].value
     # every channel is exercised by the example
     types = {a.action_type for t in spec.triggers for a in t.trigger.actions}
-    assert types == {"rest", "telegram", "discord", "email", "mcp"}
+    assert types == {"rest", "telegram", "discord", "slack", "email", "mcp"}
 
 
 def test_canonical_form() -> None:
