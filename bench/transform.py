@@ -273,7 +273,7 @@ def run_project(data: Path, out: Path, chunk_days: int) -> dict[str, float]:
         snaps = portfolio_snapshots_frame(inputs, day_prices, members, days=days,
                                           chain_id=CHAIN_ID, history=history)  # fmt: skip
         history = pl.concat([history, snaps.select(
-            "portfolio_id", pl.col("timestamp").dt.date().alias("date"), "daily_return")])  # fmt: skip
+            "portfolio_id", "date", "daily_return")])  # fmt: skip
         t_snap += time.monotonic() - t1
         last = bal.filter(pl.col("date") == days[-1])
         opening = last.select(
@@ -290,7 +290,7 @@ def run_project(data: Path, out: Path, chunk_days: int) -> dict[str, float]:
     t0 = time.monotonic()
     snapshots = pl.concat(snapshot_parts)
     risk = risk_metrics_frame(
-        snapshots.select("portfolio_id", pl.col("timestamp").dt.date().alias("date"),
+        snapshots.select("portfolio_id", "date",
                          "daily_return", "asset_allocation"),
         prices, days=all_days, chain_id=CHAIN_ID,
     )  # fmt: skip
@@ -312,7 +312,7 @@ def run_daily(data: Path, project_out: Path, day_numbers: list[int], reps: int) 
     pruned by date), the day's transfers from Delta; the earlier daily returns (the asset's
     `read_history`, since-inception figures) and the 89 earlier snapshots (the risk windows)
     from the stored snapshots, rewritten first (untimed) one Parquet file a month as the
-    ClickHouse table is partitioned (`toYYYYMM(timestamp)`). Reads and transforms are timed
+    ClickHouse table is partitioned (`toYYYYMM(date)`). Reads and transforms are timed
     apart. The days are timed in turn, `reps` times (alternating order) after one untimed
     round, so machine load falls on all of them alike; the median is kept."""
     from assets.analytics.portfolio_snapshots import portfolio_snapshots_frame
@@ -341,7 +341,7 @@ def run_daily(data: Path, project_out: Path, day_numbers: list[int], reps: int) 
     shutil.rmtree(by_month, ignore_errors=True)
     by_month.mkdir(parents=True)
     stored = pl.read_parquet(project_out / "snapshots.parquet").select(
-        "portfolio_id", pl.col("timestamp").dt.date().alias("date"), "daily_return",
+        "portfolio_id", "date", "daily_return",
         "asset_allocation",
     )  # fmt: skip
     months = stored.with_columns(pl.col("date").dt.strftime("%Y%m").alias("month"))
@@ -406,7 +406,7 @@ def run_daily(data: Path, project_out: Path, day_numbers: list[int], reps: int) 
             start, day - one, ["portfolio_id", "date", "daily_return", "asset_allocation"]
         )
         t5 = time.monotonic()
-        today = snaps.select("portfolio_id", pl.col("timestamp").dt.date().alias("date"),
+        today = snaps.select("portfolio_id", "date",
                              "daily_return", "asset_allocation")  # fmt: skip
         risk = risk_metrics_frame(
             pl.concat([window, today], how="vertical_relaxed"),
@@ -692,8 +692,7 @@ def compare(project: Path, baseline: Path) -> dict[str, Any]:
     report["balance_rows"] = pb.select(pl.len()).collect().item()
     report["balance_rows_differing"] = mismatch
 
-    ps = pl.read_parquet(project / "snapshots.parquet").with_columns(
-        pl.col("timestamp").dt.date().alias("date"))  # fmt: skip
+    ps = pl.read_parquet(project / "snapshots.parquet")
     bs = pl.read_parquet(baseline / "snapshots.parquet")
     s = ps.join(bs, on=["portfolio_id", "date"], how="full", suffix="_sql", coalesce=True)
     report["snapshot_rows"] = ps.height
@@ -725,8 +724,7 @@ def compare(project: Path, baseline: Path) -> dict[str, Any]:
     report["allocation_entries_unmatched"] = alloc.filter(
         pl.col("value").is_null() | pl.col("value_sql").is_null()).height  # fmt: skip
 
-    pr = pl.read_parquet(project / "risk.parquet").with_columns(
-        pl.col("timestamp").dt.date().alias("date"))  # fmt: skip
+    pr = pl.read_parquet(project / "risk.parquet")
     br = pl.read_parquet(baseline / "risk.parquet")
     r = pr.join(br, on=["portfolio_id", "date", "window_days"], how="full", suffix="_sql",
                 coalesce=True)  # fmt: skip

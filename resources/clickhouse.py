@@ -124,13 +124,14 @@ def _is_map(dtype: pl.DataType) -> bool:
 @dataclass(frozen=True)
 class ClickHouseTable:
     """A MergeTree table whose columns are a Pandera model's. Rows are replaced one
-    (chain, day) at a time: `day_column` is the timestamp whose UTC date is the day."""
+    (chain, day) at a time: `day_column` is the row's UTC day (a Date, or a timestamp whose UTC
+    date is the day)."""
 
     name: str
     model: type[pa.DataFrameModel]
     order_by: tuple[str, ...]
-    partition_by: str = "toYYYYMM(`timestamp`)"
-    day_column: str = "timestamp"
+    partition_by: str = "toYYYYMM(`date`)"
+    day_column: str = "date"
     chain_column: str = "chain_id"
     comment: str = ""
 
@@ -250,7 +251,7 @@ class ClickHouseSession:
         # Identifiers come from the table's declaration in code and are quoted; values are bound.
         sql = (
             f"DELETE FROM {quote(table.name)} WHERE {quote(table.chain_column)} = {{chain:Int64}} "  # noqa: S608
-            f"AND has({{days:Array(Date)}}, toDate({quote(table.day_column)}, 'UTC'))"
+            f"AND has({{days:Array(Date)}}, toDate({quote(table.day_column)}))"
         )
         self.command(
             sql,
@@ -268,8 +269,11 @@ class ClickHouseSession:
         """Make `frame` the only rows of `days` on `chain_id`: delete those days, then insert.
         Every row of `frame` must belong to them (checked), so nothing else is touched."""
         if frame.height:
+            day = pl.col(table.day_column)
+            if isinstance(frame.schema[table.day_column], pl.Datetime):
+                day = day.dt.convert_time_zone("UTC").dt.date()
             day_of = frame.select(
-                pl.col(table.day_column).dt.convert_time_zone("UTC").dt.date().alias("d"),
+                day.alias("d"),
                 pl.col(table.chain_column).alias("c"),
             )
             stray = day_of.filter(~pl.col("d").is_in(list(days)) | (pl.col("c") != chain_id))

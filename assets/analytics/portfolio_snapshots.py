@@ -12,8 +12,8 @@ do not show up as gains or losses (a time-weighted return). `total_return`, `sha
 of `chainlake.risk` (annualised over 365 days; drawdown <= 0).
 
 The table lives in ClickHouse (embedded engine or server), MergeTree partitioned by month and
-ordered by (portfolio_id, timestamp); a day is replaced whole, so re-materialising leaves one
-row per (portfolio_id, timestamp).
+ordered by (portfolio_id, date); a day is replaced whole, so re-materialising leaves one
+row per (portfolio_id, date).
 """
 
 import datetime as dt
@@ -53,9 +53,7 @@ ALLOCATION = pl.List(pl.Struct({"key": pl.String, "value": pl.Float64}))
 class PortfolioSnapshotsModel(pa.DataFrameModel):
     """One row per portfolio and day, at the day's close."""
 
-    timestamp: Annotated[pl.Datetime, "ms", "UTC"] = pa.Field(
-        description="the UTC day, at 00:00; figures are as of the day's last block"
-    )
+    date: pl.Date = pa.Field(description="the UTC day; figures are as of its last block")
     portfolio_id: pl.String
     chain_id: pl.Int64
     total_value: Annotated[pl.Decimal, 38, 18] = pa.Field(
@@ -87,7 +85,7 @@ class PortfolioSnapshotsModel(pa.DataFrameModel):
 
     class Config:
         strict = True
-        unique: ClassVar[list[str]] = ["portfolio_id", "timestamp"]
+        unique: ClassVar[list[str]] = ["portfolio_id", "date"]
 
     @pa.dataframe_check
     def allocation_sums_to_one(cls, data: pa.PolarsData) -> pl.LazyFrame:  # type: ignore[misc]
@@ -103,7 +101,7 @@ class PortfolioSnapshotsModel(pa.DataFrameModel):
 TABLE = ClickHouseTable(
     name="portfolio_snapshots",
     model=PortfolioSnapshotsModel,
-    order_by=("portfolio_id", "timestamp"),
+    order_by=("portfolio_id", "date"),
     comment="One row per portfolio and day (chainlake analytics/portfolio_snapshots)",
 )
 
@@ -255,10 +253,9 @@ def portfolio_snapshots_frame(
     )
     inception = risk.inception_risk(series, as_of=days)
     out = frame.join(inception, on=["portfolio_id", "date"], how="left").with_columns(
-        pl.col("date").cast(pl.Datetime("ms", "UTC")).alias("timestamp"),
         pl.lit(chain_id, pl.Int64).alias("chain_id"),
     )
-    return conform(out, PortfolioSnapshotsModel).sort("portfolio_id", "timestamp")
+    return conform(out, PortfolioSnapshotsModel).sort("portfolio_id", "date")
 
 
 # -- the asset ------------------------------------------------------------------------------
@@ -267,9 +264,9 @@ def portfolio_snapshots_frame(
 def read_history(session: ClickHouseSession, *, chain_id: int, before: dt.date) -> pl.DataFrame:
     """Daily returns of the chain's snapshots before `before` (for since-inception figures)."""
     return session.query(
-        "SELECT portfolio_id, toDate(timestamp, 'UTC') AS date, daily_return "
+        "SELECT portfolio_id, date, daily_return "
         "FROM `portfolio_snapshots` WHERE chain_id = {chain:Int64} "
-        "AND timestamp < toDateTime64({day:Date}, 3, 'UTC') ORDER BY portfolio_id, date",
+        "AND date < {day:Date} ORDER BY portfolio_id, date",
         {"chain": chain_id, "day": before},
     )
 

@@ -17,7 +17,7 @@ days), so a backfill orders itself; the asset takes a range of days in one run.
 import datetime as dt
 import time
 from collections.abc import Sequence
-from typing import Annotated, ClassVar
+from typing import ClassVar
 
 import dagster as dg
 import pandera.polars as pa
@@ -42,9 +42,7 @@ WINDOWS = (30, 90)
 class RiskMetricsModel(pa.DataFrameModel):
     """One row per portfolio, day and window length."""
 
-    timestamp: Annotated[pl.Datetime, "ms", "UTC"] = pa.Field(
-        description="the UTC day, at 00:00; the window ends with this day's close"
-    )
+    date: pl.Date = pa.Field(description="the UTC day; the window ends with this day's close")
     portfolio_id: pl.String
     chain_id: pl.Int64
     window_days: pl.Int32 = pa.Field(isin=list(WINDOWS), description="calendar days")
@@ -77,7 +75,7 @@ class RiskMetricsModel(pa.DataFrameModel):
 
     class Config:
         strict = True
-        unique: ClassVar[list[str]] = ["portfolio_id", "timestamp", "window_days"]
+        unique: ClassVar[list[str]] = ["portfolio_id", "date", "window_days"]
 
     @pa.dataframe_check
     def cvar_at_least_as_bad_as_var(cls, data: pa.PolarsData) -> pl.LazyFrame:  # type: ignore[misc]
@@ -97,7 +95,7 @@ class RiskMetricsModel(pa.DataFrameModel):
 TABLE = ClickHouseTable(
     name="risk_metrics",
     model=RiskMetricsModel,
-    order_by=("portfolio_id", "timestamp", "window_days"),
+    order_by=("portfolio_id", "date", "window_days"),
     comment="Rolling risk per portfolio, day and window (chainlake analytics/risk_metrics)",
 )
 
@@ -160,11 +158,8 @@ def risk_metrics_frame(
                 pl.lit(w, pl.Int32).alias("window_days")
             )
         )
-    out = pl.concat(frames).with_columns(
-        pl.col("date").cast(pl.Datetime("ms", "UTC")).alias("timestamp"),
-        pl.lit(chain_id, pl.Int64).alias("chain_id"),
-    )
-    return conform(out, RiskMetricsModel).sort("portfolio_id", "timestamp", "window_days")
+    out = pl.concat(frames).with_columns(pl.lit(chain_id, pl.Int64).alias("chain_id"))
+    return conform(out, RiskMetricsModel).sort("portfolio_id", "date", "window_days")
 
 
 # -- the asset ------------------------------------------------------------------------------
@@ -176,9 +171,9 @@ def read_snapshots(
     """The chain's daily snapshots (return and allocation) from `first` to `last`, from
     ClickHouse."""
     return session.query(
-        "SELECT portfolio_id, toDate(timestamp, 'UTC') AS date, daily_return, asset_allocation "
+        "SELECT portfolio_id, date, daily_return, asset_allocation "
         "FROM `portfolio_snapshots` WHERE chain_id = {chain:Int64} "
-        "AND toDate(timestamp, 'UTC') BETWEEN {first:Date} AND {last:Date} "
+        "AND date BETWEEN {first:Date} AND {last:Date} "
         "ORDER BY portfolio_id, date",
         {"chain": chain_id, "first": first, "last": last},
     )
@@ -257,15 +252,15 @@ def portfolio_summary(session: ClickHouseSession, *, window_days: int = WINDOWS[
     """The latest snapshot of every portfolio with its risk over `window_days`: what
     `make demo` prints."""
     return session.query(
-        "SELECT s.portfolio_id AS portfolio_id, toDate(s.timestamp, 'UTC') AS day, "
+        "SELECT s.portfolio_id AS portfolio_id, s.date AS day, "
         "s.total_value AS total_value, s.total_return AS total_return, "
         "s.daily_return AS daily_return, r.var_95 AS var_95, r.cvar_95 AS cvar_95, "
         "r.sharpe_ratio AS sharpe, r.sortino_ratio AS sortino, r.max_drawdown AS max_drawdown, "
         "r.volatility AS volatility, r.correlation_score AS correlation "
         "FROM `portfolio_snapshots` AS s "
         "LEFT JOIN `risk_metrics` AS r ON r.portfolio_id = s.portfolio_id "
-        "AND r.timestamp = s.timestamp AND r.window_days = {w:Int32} "
-        "WHERE (s.portfolio_id, s.timestamp) IN (SELECT portfolio_id, max(timestamp) "
+        "AND r.date = s.date AND r.window_days = {w:Int32} "
+        "WHERE (s.portfolio_id, s.date) IN (SELECT portfolio_id, max(date) "
         "FROM `portfolio_snapshots` GROUP BY portfolio_id) ORDER BY portfolio_id",
         {"w": window_days},
     )

@@ -262,8 +262,7 @@ def _read_risk(
     try:
         with clickhouse.session() as ch:
             return ch.query(
-                "SELECT * FROM `risk_metrics` WHERE chain_id = {chain:Int64} "
-                "AND toDate(timestamp, 'UTC') = {day:Date}",
+                "SELECT * FROM `risk_metrics` WHERE chain_id = {chain:Int64} AND date = {day:Date}",
                 {"chain": chain.chain_id, "day": day},
             )
     except Exception as e:  # no table yet (risk never materialised): nothing to alert on

@@ -54,7 +54,7 @@ FRAME_COLUMNS: dict[str, tuple[str, ...]] = {
         "net_change", "block_number", "account_type", "source", "wallet_name", "balance_raw",
     ),
     "risk_metrics": (
-        "timestamp", "portfolio_id", "chain_id", "window_days", "observations", "var_95",
+        "date", "portfolio_id", "chain_id", "window_days", "observations", "var_95",
         "cvar_95", "sharpe_ratio", "sortino_ratio", "max_drawdown", "volatility",
         "correlation_score",
     ),

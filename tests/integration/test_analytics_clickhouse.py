@@ -73,11 +73,10 @@ def tables(store: ClickHouseResource) -> Iterator[tuple[ClickHouseTable, ClickHo
 def _snapshots(
     day: dt.date, value: str, portfolios: tuple[str, ...] = ("p1", "p2")
 ) -> pl.DataFrame:
-    ts = dt.datetime.combine(day, dt.time(), dt.UTC)
     n = len(portfolios)
     return pl.DataFrame(
         {
-            "timestamp": [ts] * n,
+            "date": [day] * n,
             "portfolio_id": list(portfolios),
             "chain_id": [31337] * n,
             "total_value": [Decimal(value)] * n,
@@ -106,10 +105,10 @@ def test_replacing_a_day_leaves_one_row_per_key(store: ClickHouseResource, table
         ch.replace_days(snaps, _snapshots(d1, big), chain_id=31337, days=[d1])
         ch.replace_days(snaps, _snapshots(d1, big, ("p1",)), chain_id=31337, days=[d1])
         # Test tables are named by the test itself (a uuid suffix).
-        out = ch.query(f"SELECT * FROM `{snaps.name}` ORDER BY timestamp, portfolio_id")  # noqa: S608
+        out = ch.query(f"SELECT * FROM `{snaps.name}` ORDER BY date, portfolio_id")  # noqa: S608
         dupes = ch.query(
-            f"SELECT portfolio_id, timestamp, count() AS n FROM `{snaps.name}` "  # noqa: S608
-            "GROUP BY portfolio_id, timestamp HAVING n > 1"
+            f"SELECT portfolio_id, date, count() AS n FROM `{snaps.name}` "  # noqa: S608
+            "GROUP BY portfolio_id, date HAVING n > 1"
         )
     assert dupes.height == 0
     assert out.height == 3
@@ -148,8 +147,8 @@ def test_ddl_is_derived_from_the_model_and_checked(store: ClickHouseResource, ta
         ).row(0, named=True)
         assert engine == {
             "engine": "MergeTree",
-            "partition_key": "toYYYYMM(timestamp)",
-            "sorting_key": "portfolio_id, timestamp",
+            "partition_key": "toYYYYMM(date)",
+            "sorting_key": "portfolio_id, date",
         }
         comment = ch.query(
             "SELECT comment FROM system.columns WHERE database = currentDatabase() "

@@ -144,9 +144,7 @@ def test_prices_are_the_feeds_answers(stage: Stage) -> None:
 
 
 def test_snapshots_value_the_holdings_at_the_close(stage: Stage) -> None:
-    snaps = _clickhouse(
-        stage.root, "SELECT * FROM portfolio_snapshots ORDER BY portfolio_id, timestamp"
-    )
+    snaps = _clickhouse(stage.root, "SELECT * FROM portfolio_snapshots ORDER BY portfolio_id, date")
     ids = {p.name for p in stage.manifest.portfolios}
     assert snaps.height == len(ids) * DAYS
     assert set(snaps["portfolio_id"]) == ids
@@ -165,12 +163,8 @@ def test_snapshots_value_the_holdings_at_the_close(stage: Stage) -> None:
     )
     got = snaps.filter(pl.col("portfolio_id") == portfolio.name)["total_value"][-1]
     assert abs(got - want) <= Decimal("1e-15")  # per-token rounding at 18 places only
-    assert snaps.filter(pl.col("timestamp").dt.date() == DAYS_LIST[0])[
-        "daily_return"
-    ].null_count() == len(ids)
-    assert (
-        snaps.filter(pl.col("timestamp").dt.date() > DAYS_LIST[0])["daily_return"].null_count() == 0
-    )
+    assert snaps.filter(pl.col("date") == DAYS_LIST[0])["daily_return"].null_count() == len(ids)
+    assert snaps.filter(pl.col("date") > DAYS_LIST[0])["daily_return"].null_count() == 0
 
 
 def test_risk_rows_and_summary(stage: Stage) -> None:
@@ -180,7 +174,7 @@ def test_risk_rows_and_summary(stage: Stage) -> None:
     risk = _clickhouse(stage.root, "SELECT * FROM risk_metrics")
     n = len(stage.manifest.portfolios)
     assert risk.height == n * DAYS * 2
-    last = risk.filter(pl.col("timestamp").dt.date() == DAYS_LIST[-1])
+    last = risk.filter(pl.col("date") == DAYS_LIST[-1])
     assert set(last["observations"]) == {DAYS - 1}
     assert (last["cvar_95"] <= last["var_95"]).all()
     with ClickHouseResource(
@@ -204,8 +198,8 @@ def test_rematerialising_a_day_keeps_one_row_per_key_everywhere(stage: Stage) ->
     assert _clickhouse(stage.root, "SELECT * FROM portfolio_snapshots ORDER BY ALL").equals(
         snaps_before
     )
-    for table, key in (("portfolio_snapshots", "portfolio_id, timestamp"),
-                       ("risk_metrics", "portfolio_id, timestamp, window_days")):  # fmt: skip
+    for table, key in (("portfolio_snapshots", "portfolio_id, date"),
+                       ("risk_metrics", "portfolio_id, date, window_days")):  # fmt: skip
         dupes = _clickhouse(
             stage.root,
             f"SELECT {key}, count() AS n FROM {table} GROUP BY {key} HAVING n > 1",  # noqa: S608

@@ -74,7 +74,7 @@ def test_snapshot_value_return_and_allocation() -> None:
         BALANCES, PRICES, MEMBERS, days=[D1, D2], chain_id=1, history=history
     )
     PortfolioSnapshotsModel.validate(out)
-    rows = {(r["portfolio_id"], r["timestamp"].date()): r for r in out.iter_rows(named=True)}
+    rows = {(r["portfolio_id"], r["date"]): r for r in out.iter_rows(named=True)}
     p1 = rows[("p1", D2)]
     assert p1["total_value"] == Decimal("15") * Decimal("2200.25") + Decimal("999")
     want = (10 * 2200.25 + 1000 * 0.999) / (10 * 2000.5 + 1000) - 1
@@ -98,13 +98,11 @@ def test_snapshot_value_return_and_allocation() -> None:
 def test_one_day_at_a_time_equals_a_range() -> None:
     together = portfolio_snapshots_frame(BALANCES, PRICES, MEMBERS, days=[D1, D2], chain_id=1)
     first = portfolio_snapshots_frame(BALANCES, PRICES, MEMBERS, days=[D1], chain_id=1)
-    history = first.select(
-        "portfolio_id", pl.col("timestamp").dt.date().alias("date"), "daily_return"
-    )
+    history = first.select("portfolio_id", "date", "daily_return")
     second = portfolio_snapshots_frame(
         BALANCES, PRICES, MEMBERS, days=[D2], chain_id=1, history=history
     )
-    assert pl.concat([first, second]).sort("portfolio_id", "timestamp").equals(together)
+    assert pl.concat([first, second]).sort("portfolio_id", "date").equals(together)
 
 
 def test_allocation_rule_catches_a_broken_frame() -> None:
@@ -156,7 +154,7 @@ def test_risk_metrics_windows_agree_with_empyrical_and_hold_their_rules() -> Non
     assert out.height == 2 * 5 * 2
     row = out.filter(
         (pl.col("portfolio_id") == "a") & (pl.col("window_days") == 30)
-        & (pl.col("timestamp").dt.date() == days[-1])
+        & (pl.col("date") == days[-1])
     ).row(0, named=True)  # fmt: skip
     r = snaps.filter(pl.col("portfolio_id") == "a")["daily_return"].to_numpy()[-30:]
     assert row["observations"] == 30
