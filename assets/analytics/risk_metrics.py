@@ -43,8 +43,8 @@ class RiskMetricsModel(pa.DataFrameModel):
     """One row per portfolio, day and window length."""
 
     date: pl.Date = pa.Field(description="the UTC day; the window ends with this day's close")
-    portfolio_id: pl.String
-    chain_id: pl.Int64
+    portfolio_id: pl.String = pa.Field(description="portfolio id from portfolios.yaml")
+    chain_id: pl.Int64 = pa.Field(description="EIP-155 chain id of the chain the row belongs to")
     window_days: pl.Int32 = pa.Field(isin=list(WINDOWS), description="calendar days")
     observations: pl.Int32 = pa.Field(ge=0, description="daily returns in the window")
     var_95: pl.Float64 = pa.Field(
