@@ -54,8 +54,8 @@ class PortfolioSnapshotsModel(pa.DataFrameModel):
     """One row per portfolio and day, at the day's close."""
 
     date: pl.Date = pa.Field(description="the UTC day; figures are as of its last block")
-    portfolio_id: pl.String
-    chain_id: pl.Int64
+    portfolio_id: pl.String = pa.Field(description="portfolio id from portfolios.yaml")
+    chain_id: pl.Int64 = pa.Field(description="EIP-155 chain id of the chain the row belongs to")
     total_value: Annotated[pl.Decimal, 38, 18] = pa.Field(
         description="USD value of the priced holdings, exact"
     )

@@ -60,14 +60,16 @@ class BalancesModel(pa.DataFrameModel):
     Rows whose closing balance is zero and that did not move that day are left out, except the
     native coin's, which every tracked wallet has every day: a missing row is a zero balance."""
 
-    chain_id: pl.Int64
-    date: pl.Date
+    chain_id: pl.Int64 = pa.Field(description="EIP-155 chain id of the chain the row belongs to")
+    date: pl.Date = pa.Field(description="UTC day whose closing balance the row holds")
     address: pl.String = pa.Field(str_matches=ADDRESS, description="the tracked wallet")
     token_address: pl.String = pa.Field(
         str_matches=ADDRESS, description="ERC-20 contract; 0xeeee…eeee for the native coin"
     )
-    token_symbol: pl.String
-    decimals: pl.Int32 = pa.Field(ge=0, le=77)
+    token_symbol: pl.String = pa.Field(description="token symbol from chains.yaml")
+    decimals: pl.Int32 = pa.Field(
+        ge=0, le=77, description="token decimals (18 for the native coin)"
+    )
     balance: Annotated[pl.Decimal, 38, 0] = pa.Field(
         description="closing balance in the token's smallest unit"
     )
@@ -75,7 +77,9 @@ class BalancesModel(pa.DataFrameModel):
         description="the day's movements: closing minus opening balance"
     )
     block_number: pl.Int64 = pa.Field(ge=0, description="the day's last block (the close)")
-    account_type: pl.String = pa.Field(isin=["eoa", "contract"])
+    account_type: pl.String = pa.Field(
+        isin=["eoa", "contract"], description="eoa or contract, from portfolios.yaml"
+    )
     source: pl.String = pa.Field(
         isin=["carried", "chain"],
         description="carried: opening is the previous day's close; chain: opening read from "

@@ -32,12 +32,18 @@ WEI = pl.Decimal(38, 0)
 class NativeTransfersModel(pa.DataFrameModel):
     """One row per transaction of the chain-day. Amounts are wei, exact Decimal(38,0)."""
 
-    chain_id: pl.Int64
-    date: pl.Date
-    block_number: pl.Int64 = pa.Field(ge=0)
-    block_timestamp: Annotated[pl.Datetime, "us", "UTC"]
-    transaction_hash: pl.String = pa.Field(unique=True)
-    transaction_index: pl.Int32 = pa.Field(ge=0)
+    chain_id: pl.Int64 = pa.Field(description="EIP-155 chain id of the chain the row belongs to")
+    date: pl.Date = pa.Field(description="UTC day of the row (the Delta partition column)")
+    block_number: pl.Int64 = pa.Field(ge=0, description="number of the block")
+    block_timestamp: Annotated[pl.Datetime, "us", "UTC"] = pa.Field(
+        description="time of the block, UTC"
+    )
+    transaction_hash: pl.String = pa.Field(
+        unique=True, description="hash of the transaction, lowercase 0x-hex"
+    )
+    transaction_index: pl.Int32 = pa.Field(
+        ge=0, description="position of the transaction in its block"
+    )
     from_address: pl.String = pa.Field(str_matches=ADDRESS, description="sender, pays the fee")
     to_address: pl.String = pa.Field(
         str_matches=ADDRESS,

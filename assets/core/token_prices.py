@@ -40,16 +40,21 @@ PRICE = pl.Decimal(38, 18)
 class TokenPricesModel(pa.DataFrameModel):
     """One row per priced token and day: its USD price at the day's close."""
 
-    chain_id: pl.Int64
-    date: pl.Date
+    chain_id: pl.Int64 = pa.Field(description="EIP-155 chain id of the chain the row belongs to")
+    date: pl.Date = pa.Field(description="UTC day of the row (the Delta partition column)")
     token_address: pl.String = pa.Field(
         str_matches=ADDRESS, unique=True, description="0xeeee…eeee for the native coin"
     )
-    token_symbol: pl.String
-    price_feed: pl.String = pa.Field(str_matches=ADDRESS)
-    feed_decimals: pl.Int32 = pa.Field(ge=0, le=77)
+    token_symbol: pl.String = pa.Field(description="token symbol from chains.yaml")
+    price_feed: pl.String = pa.Field(
+        str_matches=ADDRESS,
+        description="Chainlink-style price feed contract read, lowercase 0x-hex",
+    )
+    feed_decimals: pl.Int32 = pa.Field(ge=0, le=77, description="decimals of the feed's answer")
     answer: Annotated[pl.Decimal, 38, 0] = pa.Field(gt=0, description="the feed's raw answer")
-    round_id: Annotated[pl.Decimal, 38, 0] = pa.Field(ge=0)
+    round_id: Annotated[pl.Decimal, 38, 0] = pa.Field(
+        ge=0, description="feed round the answer comes from"
+    )
     price: Annotated[pl.Decimal, 38, 18] = pa.Field(
         gt=0, description="USD per whole token: answer / 10^feed_decimals"
     )
@@ -59,7 +64,10 @@ class TokenPricesModel(pa.DataFrameModel):
     block_number: pl.Int64 = pa.Field(
         ge=0, description="block of the AnswerUpdated event, or the day's last block for a call"
     )
-    source: pl.String = pa.Field(isin=["event", "call"])
+    source: pl.String = pa.Field(
+        isin=["event", "call"],
+        description="event: from the feed's AnswerUpdated logs; call: latestRoundData at the day's last block",
+    )
 
     class Config:
         strict = True

@@ -27,19 +27,36 @@ class TokenTransfersModel(pa.DataFrameModel):
     decimals) as Decimal(38,0); a uint256 too wide for it (spam tokens do this) leaves `value`
     null and is kept exactly in `value_raw`, the decimal string of the full amount."""
 
-    chain_id: pl.Int64
-    date: pl.Date
-    block_number: pl.Int64 = pa.Field(ge=0)
-    block_hash: pl.String
-    block_timestamp: Annotated[pl.Datetime, "us", "UTC"]
-    transaction_hash: pl.String
-    transaction_index: pl.Int32
-    log_index: pl.Int32 = pa.Field(ge=0)
-    token_address: pl.String = pa.Field(str_matches=ADDRESS)
-    from_address: pl.String = pa.Field(str_matches=ADDRESS)
-    to_address: pl.String = pa.Field(str_matches=ADDRESS)
-    value: Annotated[pl.Decimal, 38, 0] = pa.Field(ge=0, nullable=True)
-    value_raw: pl.String = pa.Field(str_matches=r"^[0-9]+$")
+    chain_id: pl.Int64 = pa.Field(description="EIP-155 chain id of the chain the row belongs to")
+    date: pl.Date = pa.Field(description="UTC day of the row (the Delta partition column)")
+    block_number: pl.Int64 = pa.Field(
+        ge=0, description="number of the block holding the Transfer log"
+    )
+    block_hash: pl.String = pa.Field(description="hash of the block, lowercase 0x-hex")
+    block_timestamp: Annotated[pl.Datetime, "us", "UTC"] = pa.Field(
+        description="time of the block, UTC"
+    )
+    transaction_hash: pl.String = pa.Field(description="hash of the transaction, lowercase 0x-hex")
+    transaction_index: pl.Int32 = pa.Field(description="position of the transaction in its block")
+    log_index: pl.Int32 = pa.Field(ge=0, description="position of the Transfer log in its block")
+    token_address: pl.String = pa.Field(
+        str_matches=ADDRESS, description="ERC-20 contract address, lowercase 0x-hex"
+    )
+    from_address: pl.String = pa.Field(
+        str_matches=ADDRESS, description="tokens' sender (topic1), lowercase 0x-hex"
+    )
+    to_address: pl.String = pa.Field(
+        str_matches=ADDRESS, description="tokens' recipient (topic2), lowercase 0x-hex"
+    )
+    value: Annotated[pl.Decimal, 38, 0] = pa.Field(
+        ge=0,
+        nullable=True,
+        description="amount in the token's base units, exact; null when it exceeds Decimal(38,0) (see value_raw)",
+    )
+    value_raw: pl.String = pa.Field(
+        str_matches=r"^[0-9]+$",
+        description="amount in base units as a decimal string, exact for any uint256",
+    )
 
     class Config:
         strict = True

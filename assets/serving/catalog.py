@@ -52,15 +52,25 @@ SQL_DIR = Path(__file__).parent / "sql"
 class WalletsModel(pa.DataFrameModel):
     """One row per tracked wallet (Ekko's `wallets`)."""
 
-    id: pl.String = pa.Field(str_matches=UUID_RE, unique=True)
-    name: pl.String = pa.Field(unique=True)
-    address: pl.String = pa.Field(str_matches=ADDRESS)
-    network: pl.String
-    subnet: pl.String
-    chain: pl.String
-    chain_id: pl.Int64
-    kind: pl.String = pa.Field(isin=["eoa", "contract"])
-    is_active: pl.Boolean
+    id: pl.String = pa.Field(
+        str_matches=UUID_RE,
+        unique=True,
+        description="stable UUID derived from the chain and address",
+    )
+    name: pl.String = pa.Field(unique=True, description="wallet name from portfolios.yaml")
+    address: pl.String = pa.Field(
+        str_matches=ADDRESS, description="wallet address, lowercase 0x-hex"
+    )
+    network: pl.String = pa.Field(
+        description="network of the wallet's chain (folder under DELTA_ROOT)"
+    )
+    subnet: pl.String = pa.Field(
+        description="subnet of the wallet's chain (folder under the network)"
+    )
+    chain: pl.String = pa.Field(description="chain name from chains.yaml")
+    chain_id: pl.Int64 = pa.Field(description="EIP-155 chain id of the chain the row belongs to")
+    kind: pl.String = pa.Field(isin=["eoa", "contract"], description="eoa or contract")
+    is_active: pl.Boolean = pa.Field(description="whether the wallet is tracked")
 
     class Config:
         strict = True
@@ -70,16 +80,20 @@ class WalletsModel(pa.DataFrameModel):
 class NodesModel(pa.DataFrameModel):
     """One row per RPC endpoint of a chain (Ekko's `nodes`), in failover order."""
 
-    id: pl.String = pa.Field(str_matches=UUID_RE, unique=True)
-    name: pl.String
-    chain: pl.String
-    chain_id: pl.Int64
-    network: pl.String
-    subnet: pl.String
-    vmtype: pl.String
+    id: pl.String = pa.Field(
+        str_matches=UUID_RE,
+        unique=True,
+        description="stable UUID derived from the chain, position and URL",
+    )
+    name: pl.String = pa.Field(description="chain name and position, e.g. devnet #0")
+    chain: pl.String = pa.Field(description="chain name from chains.yaml")
+    chain_id: pl.Int64 = pa.Field(description="EIP-155 chain id of the chain the row belongs to")
+    network: pl.String = pa.Field(description="network of the chain")
+    subnet: pl.String = pa.Field(description="subnet of the chain")
+    vmtype: pl.String = pa.Field(description="virtual machine type (evm)")
     rpc_url: pl.String = pa.Field(description="credentials in the URL are masked")
     priority: pl.Int32 = pa.Field(ge=0, description="0 is tried first")
-    is_active: pl.Boolean
+    is_active: pl.Boolean = pa.Field(description="whether the node is used")
 
     class Config:
         strict = True
@@ -89,19 +103,31 @@ class NodesModel(pa.DataFrameModel):
 class TokensModel(pa.DataFrameModel):
     """One row per token of a chain, the native coin included (YieldSensei's `assets`)."""
 
-    id: pl.String = pa.Field(str_matches=UUID_RE, unique=True)
-    symbol: pl.String
-    name: pl.String
-    asset_type: pl.String = pa.Field(isin=["native", "erc20"])
+    id: pl.String = pa.Field(
+        str_matches=UUID_RE,
+        unique=True,
+        description="stable UUID derived from the chain and contract address",
+    )
+    symbol: pl.String = pa.Field(description="token symbol from chains.yaml")
+    name: pl.String = pa.Field(description="token name (the symbol)")
+    asset_type: pl.String = pa.Field(
+        isin=["native", "erc20"], description="native for the chain's coin, erc20 otherwise"
+    )
     contract_address: pl.String = pa.Field(
         str_matches=ADDRESS, description="0xeeee…eeee for the native coin"
     )
-    chain: pl.String
-    chain_id: pl.Int64
-    decimals: pl.Int32 = pa.Field(ge=0, le=77)
-    price_feed: pl.String = pa.Field(str_matches=ADDRESS, nullable=True)
-    price_feed_decimals: pl.Int32 = pa.Field(nullable=True)
-    is_active: pl.Boolean
+    chain: pl.String = pa.Field(description="chain name from chains.yaml")
+    chain_id: pl.Int64 = pa.Field(description="EIP-155 chain id of the chain the row belongs to")
+    decimals: pl.Int32 = pa.Field(ge=0, le=77, description="token decimals")
+    price_feed: pl.String = pa.Field(
+        str_matches=ADDRESS,
+        nullable=True,
+        description="price feed contract, lowercase 0x-hex; null when unpriced",
+    )
+    price_feed_decimals: pl.Int32 = pa.Field(
+        nullable=True, description="decimals of the feed's answer; null when unpriced"
+    )
+    is_active: pl.Boolean = pa.Field(description="whether the token is tracked")
 
     class Config:
         strict = True
@@ -111,14 +137,19 @@ class TokensModel(pa.DataFrameModel):
 class PortfoliosModel(pa.DataFrameModel):
     """One row per portfolio (YieldSensei's and Quant-Bot's `portfolios`)."""
 
-    portfolio_id: pl.String = pa.Field(unique=True)
-    name: pl.String
-    description: pl.String = pa.Field(nullable=True)
-    chain: pl.String
-    chain_id: pl.Int64
-    risk_profile: pl.String = pa.Field(isin=["conservative", "moderate", "aggressive", "custom"])
-    target_allocation: pl.List(pl.Struct({"key": pl.String, "value": pl.Float64}))  # type: ignore[valid-type]
-    is_active: pl.Boolean
+    portfolio_id: pl.String = pa.Field(unique=True, description="portfolio id from portfolios.yaml")
+    name: pl.String = pa.Field(description="portfolio name")
+    description: pl.String = pa.Field(nullable=True, description="free text from portfolios.yaml")
+    chain: pl.String = pa.Field(description="chain name from chains.yaml")
+    chain_id: pl.Int64 = pa.Field(description="EIP-155 chain id of the chain the row belongs to")
+    risk_profile: pl.String = pa.Field(
+        isin=["conservative", "moderate", "aggressive", "custom"],
+        description="conservative, moderate, aggressive or custom",
+    )
+    target_allocation: pl.List(pl.Struct({"key": pl.String, "value": pl.Float64})) = pa.Field(
+        description="token symbol -> target share of the portfolio's value"
+    )  # type: ignore[valid-type]
+    is_active: pl.Boolean = pa.Field(description="whether the portfolio is valued")
 
     class Config:
         strict = True
@@ -127,10 +158,14 @@ class PortfoliosModel(pa.DataFrameModel):
 class PortfolioWalletsModel(pa.DataFrameModel):
     """One row per wallet of a portfolio."""
 
-    portfolio_id: pl.String
-    wallet_id: pl.String = pa.Field(str_matches=UUID_RE)
-    address: pl.String = pa.Field(str_matches=ADDRESS)
-    chain: pl.String
+    portfolio_id: pl.String = pa.Field(description="portfolio id from portfolios.yaml")
+    wallet_id: pl.String = pa.Field(
+        str_matches=UUID_RE, description="id of the wallet (wallets.id)"
+    )
+    address: pl.String = pa.Field(
+        str_matches=ADDRESS, description="wallet address, lowercase 0x-hex"
+    )
+    chain: pl.String = pa.Field(description="chain name from chains.yaml")
 
     class Config:
         strict = True
@@ -140,16 +175,20 @@ class PortfolioWalletsModel(pa.DataFrameModel):
 class AlertsModel(pa.DataFrameModel):
     """One row per alert (Ekko's `alerts`)."""
 
-    id: pl.String = pa.Field(str_matches=UUID_RE, unique=True)
-    name: pl.String = pa.Field(unique=True)
-    description: pl.String = pa.Field(nullable=True)
-    natural_language_query: pl.String
+    id: pl.String = pa.Field(
+        str_matches=UUID_RE, unique=True, description="stable UUID derived from the alert's name"
+    )
+    name: pl.String = pa.Field(unique=True, description="alert name, unique")
+    description: pl.String = pa.Field(nullable=True, description="free text from portfolios.yaml")
+    natural_language_query: pl.String = pa.Field(
+        description="the alert as the user asked for it, in words"
+    )
     expression: pl.String = pa.Field(
         nullable=True,
         description="the alert's condition (a Polars expression, as Ekko's `polars_dsl`)",
     )
     parameters: pl.String = pa.Field(description="JSON object")
-    is_active: pl.Boolean
+    is_active: pl.Boolean = pa.Field(description="whether the alert is evaluated")
 
     class Config:
         strict = True

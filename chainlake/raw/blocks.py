@@ -27,36 +27,72 @@ class BlocksModel(pa.DataFrameModel):
     """One row per block. Hashes and addresses are lowercase 0x-hex strings; wei amounts are
     Decimal(38,0) (exact integers); header fields of later forks are null before that fork."""
 
-    chain_id: pl.Int64
-    date: pl.Date
-    block_number: pl.Int64 = pa.Field(ge=0, unique=True)
-    block_hash: pl.String = pa.Field(str_matches=r"^0x[0-9a-f]{64}$", unique=True)
-    parent_hash: pl.String = pa.Field(str_matches=r"^0x[0-9a-f]{64}$")
-    timestamp: Annotated[pl.Datetime, "us", "UTC"]
-    miner: pl.String = pa.Field(str_matches=r"^0x[0-9a-f]{40}$")
-    nonce: pl.String = pa.Field(nullable=True)
-    sha3_uncles: pl.String
-    logs_bloom: pl.String
-    transactions_root: pl.String
-    state_root: pl.String
-    receipts_root: pl.String
-    difficulty: Annotated[pl.Decimal, 38, 0]
-    total_difficulty: Annotated[pl.Decimal, 38, 0] = pa.Field(nullable=True)
-    size: pl.Int64 = pa.Field(nullable=True)
-    extra_data: pl.String
-    mix_hash: pl.String = pa.Field(nullable=True)
-    gas_limit: pl.Int64 = pa.Field(ge=0)
-    gas_used: pl.Int64 = pa.Field(ge=0)
-    base_fee_per_gas: Annotated[pl.Decimal, 38, 0] = pa.Field(nullable=True)
-    transaction_count: pl.Int32 = pa.Field(ge=0)
-    uncle_count: pl.Int32 = pa.Field(ge=0)
-    withdrawals_root: pl.String = pa.Field(nullable=True)
-    withdrawal_count: pl.Int32 = pa.Field(nullable=True)
-    withdrawals: WITHDRAWALS = pa.Field(nullable=True)  # type: ignore[valid-type]
-    blob_gas_used: pl.Int64 = pa.Field(nullable=True)
-    excess_blob_gas: pl.Int64 = pa.Field(nullable=True)
-    parent_beacon_block_root: pl.String = pa.Field(nullable=True)
-    requests_hash: pl.String = pa.Field(nullable=True)
+    chain_id: pl.Int64 = pa.Field(description="EIP-155 chain id of the chain the row belongs to")
+    date: pl.Date = pa.Field(description="UTC day of the row (the Delta partition column)")
+    block_number: pl.Int64 = pa.Field(ge=0, unique=True, description="number of the block (height)")
+    block_hash: pl.String = pa.Field(
+        str_matches=r"^0x[0-9a-f]{64}$",
+        unique=True,
+        description="hash of the block, lowercase 0x-hex",
+    )
+    parent_hash: pl.String = pa.Field(
+        str_matches=r"^0x[0-9a-f]{64}$", description="hash of the parent block"
+    )
+    timestamp: Annotated[pl.Datetime, "us", "UTC"] = pa.Field(description="time of the block, UTC")
+    miner: pl.String = pa.Field(
+        str_matches=r"^0x[0-9a-f]{40}$", description="fee recipient (coinbase), lowercase 0x-hex"
+    )
+    nonce: pl.String = pa.Field(
+        nullable=True,
+        description="proof-of-work nonce (zero since the merge); null if the node omits it",
+    )
+    sha3_uncles: pl.String = pa.Field(description="hash of the uncle headers")
+    logs_bloom: pl.String = pa.Field(description="bloom filter of the block's logs")
+    transactions_root: pl.String = pa.Field(description="root of the transactions trie")
+    state_root: pl.String = pa.Field(description="root of the state trie after the block")
+    receipts_root: pl.String = pa.Field(description="root of the receipts trie")
+    difficulty: Annotated[pl.Decimal, 38, 0] = pa.Field(
+        description="proof-of-work difficulty (0 since the merge)"
+    )
+    total_difficulty: Annotated[pl.Decimal, 38, 0] = pa.Field(
+        nullable=True,
+        description="chain's total difficulty up to this block; null when the node omits it",
+    )
+    size: pl.Int64 = pa.Field(nullable=True, description="block size in bytes")
+    extra_data: pl.String = pa.Field(description="extra data field of the header, 0x-hex")
+    mix_hash: pl.String = pa.Field(
+        nullable=True, description="mix hash (prevRandao since the merge)"
+    )
+    gas_limit: pl.Int64 = pa.Field(ge=0, description="gas limit of the block")
+    gas_used: pl.Int64 = pa.Field(ge=0, description="gas used by all transactions of the block")
+    base_fee_per_gas: Annotated[pl.Decimal, 38, 0] = pa.Field(
+        nullable=True, description="EIP-1559 base fee in wei; null before London"
+    )
+    transaction_count: pl.Int32 = pa.Field(ge=0, description="number of transactions in the block")
+    uncle_count: pl.Int32 = pa.Field(ge=0, description="number of uncle (ommer) headers")
+    withdrawals_root: pl.String = pa.Field(
+        nullable=True, description="root of the withdrawals trie; null before Shanghai"
+    )
+    withdrawal_count: pl.Int32 = pa.Field(
+        nullable=True, description="number of beacon-chain withdrawals; null before Shanghai"
+    )
+    withdrawals: WITHDRAWALS = pa.Field(
+        nullable=True,
+        description="beacon-chain withdrawals (index, validator_index, address, amount_gwei)",
+    )  # type: ignore[valid-type]
+    blob_gas_used: pl.Int64 = pa.Field(
+        nullable=True, description="blob gas used (EIP-4844); null before Cancun"
+    )
+    excess_blob_gas: pl.Int64 = pa.Field(
+        nullable=True, description="excess blob gas (EIP-4844); null before Cancun"
+    )
+    parent_beacon_block_root: pl.String = pa.Field(
+        nullable=True, description="root of the parent beacon block (EIP-4788); null before Cancun"
+    )
+    requests_hash: pl.String = pa.Field(
+        nullable=True,
+        description="hash of the execution-layer requests (EIP-7685); null before Prague",
+    )
 
     class Config:
         strict = True

@@ -17,20 +17,33 @@ class LogsModel(pa.DataFrameModel):
     """One row per log. `topic0` is the event signature hash for events that are not
     anonymous; `data` is the undecoded 0x-hex payload."""
 
-    chain_id: pl.Int64
-    date: pl.Date
-    block_number: pl.Int64 = pa.Field(ge=0)
-    block_hash: pl.String = pa.Field(str_matches=HASH)
-    block_timestamp: Annotated[pl.Datetime, "us", "UTC"]
-    transaction_hash: pl.String = pa.Field(str_matches=HASH)
-    transaction_index: pl.Int32 = pa.Field(ge=0)
-    log_index: pl.Int32 = pa.Field(ge=0)
-    address: pl.String = pa.Field(str_matches=r"^0x[0-9a-f]{40}$")
-    topic0: pl.String = pa.Field(nullable=True)
-    topic1: pl.String = pa.Field(nullable=True)
-    topic2: pl.String = pa.Field(nullable=True)
-    topic3: pl.String = pa.Field(nullable=True)
-    data: pl.String
+    chain_id: pl.Int64 = pa.Field(description="EIP-155 chain id of the chain the row belongs to")
+    date: pl.Date = pa.Field(description="UTC day of the row (the Delta partition column)")
+    block_number: pl.Int64 = pa.Field(ge=0, description="number of the block")
+    block_hash: pl.String = pa.Field(
+        str_matches=HASH, description="hash of the block, lowercase 0x-hex"
+    )
+    block_timestamp: Annotated[pl.Datetime, "us", "UTC"] = pa.Field(
+        description="time of the block, UTC"
+    )
+    transaction_hash: pl.String = pa.Field(
+        str_matches=HASH, description="hash of the transaction, lowercase 0x-hex"
+    )
+    transaction_index: pl.Int32 = pa.Field(
+        ge=0, description="position of the emitting transaction in its block"
+    )
+    log_index: pl.Int32 = pa.Field(ge=0, description="position of the log in its block")
+    address: pl.String = pa.Field(
+        str_matches=r"^0x[0-9a-f]{40}$",
+        description="contract that emitted the log, lowercase 0x-hex",
+    )
+    topic0: pl.String = pa.Field(
+        nullable=True, description="first topic (the event signature hash for non-anonymous events)"
+    )
+    topic1: pl.String = pa.Field(nullable=True, description="second topic (first indexed argument)")
+    topic2: pl.String = pa.Field(nullable=True, description="third topic (second indexed argument)")
+    topic3: pl.String = pa.Field(nullable=True, description="fourth topic (third indexed argument)")
+    data: pl.String = pa.Field(description="non-indexed event data, 0x-hex")
 
     class Config:
         strict = True

@@ -21,41 +21,93 @@ class TransactionsModel(pa.DataFrameModel):
     """One row per transaction. `status` is 1 (success) or 0 (reverted), null before Byzantium
     (where the receipt carries a state `root` instead). Wei amounts are exact Decimal(38,0)."""
 
-    chain_id: pl.Int64
-    date: pl.Date
-    block_number: pl.Int64 = pa.Field(ge=0)
-    block_hash: pl.String = pa.Field(str_matches=HASH)
-    block_timestamp: Annotated[pl.Datetime, "us", "UTC"]
-    transaction_hash: pl.String = pa.Field(str_matches=HASH, unique=True)
-    transaction_index: pl.Int32 = pa.Field(ge=0)
-    from_address: pl.String = pa.Field(str_matches=ADDRESS)
-    to_address: pl.String = pa.Field(str_matches=ADDRESS, nullable=True)
-    value: Annotated[pl.Decimal, 38, 0] = pa.Field(ge=0)
-    gas: pl.Int64 = pa.Field(ge=0)
-    gas_price: Annotated[pl.Decimal, 38, 0] = pa.Field(nullable=True)
-    max_fee_per_gas: Annotated[pl.Decimal, 38, 0] = pa.Field(nullable=True)
-    max_priority_fee_per_gas: Annotated[pl.Decimal, 38, 0] = pa.Field(nullable=True)
-    max_fee_per_blob_gas: Annotated[pl.Decimal, 38, 0] = pa.Field(nullable=True)
-    blob_versioned_hashes: pl.List(pl.String) = pa.Field(nullable=True)  # type: ignore[valid-type]
-    nonce: Annotated[pl.Decimal, 38, 0]
-    input: pl.String
-    type: pl.Int32 = pa.Field(ge=0, le=0x7F)
-    tx_chain_id: pl.Int64 = pa.Field(nullable=True)
+    chain_id: pl.Int64 = pa.Field(description="EIP-155 chain id of the chain the row belongs to")
+    date: pl.Date = pa.Field(description="UTC day of the row (the Delta partition column)")
+    block_number: pl.Int64 = pa.Field(ge=0, description="number of the block")
+    block_hash: pl.String = pa.Field(
+        str_matches=HASH, description="hash of the block, lowercase 0x-hex"
+    )
+    block_timestamp: Annotated[pl.Datetime, "us", "UTC"] = pa.Field(
+        description="time of the block, UTC"
+    )
+    transaction_hash: pl.String = pa.Field(
+        str_matches=HASH, unique=True, description="hash of the transaction, lowercase 0x-hex"
+    )
+    transaction_index: pl.Int32 = pa.Field(
+        ge=0, description="position of the transaction in its block"
+    )
+    from_address: pl.String = pa.Field(str_matches=ADDRESS, description="sender, lowercase 0x-hex")
+    to_address: pl.String = pa.Field(
+        str_matches=ADDRESS, nullable=True, description="recipient; null for a contract creation"
+    )
+    value: Annotated[pl.Decimal, 38, 0] = pa.Field(ge=0, description="wei sent, exact")
+    gas: pl.Int64 = pa.Field(ge=0, description="gas limit given by the sender")
+    gas_price: Annotated[pl.Decimal, 38, 0] = pa.Field(
+        nullable=True,
+        description="gas price in wei (legacy and access-list transactions; for EIP-1559 as the node reports it)",
+    )
+    max_fee_per_gas: Annotated[pl.Decimal, 38, 0] = pa.Field(
+        nullable=True, description="EIP-1559 fee cap in wei; null for legacy transactions"
+    )
+    max_priority_fee_per_gas: Annotated[pl.Decimal, 38, 0] = pa.Field(
+        nullable=True, description="EIP-1559 tip cap in wei; null for legacy transactions"
+    )
+    max_fee_per_blob_gas: Annotated[pl.Decimal, 38, 0] = pa.Field(
+        nullable=True, description="EIP-4844 blob fee cap in wei; null unless a blob transaction"
+    )
+    blob_versioned_hashes: pl.List(pl.String) = pa.Field(
+        nullable=True, description="EIP-4844 blob versioned hashes; null unless a blob transaction"
+    )  # type: ignore[valid-type]
+    nonce: Annotated[pl.Decimal, 38, 0] = pa.Field(description="sender's nonce")
+    input: pl.String = pa.Field(description="call data, 0x-hex")
+    type: pl.Int32 = pa.Field(
+        ge=0,
+        le=0x7F,
+        description="transaction type (0 legacy, 1 access list, 2 EIP-1559, 3 blob, 4 set-code)",
+    )
+    tx_chain_id: pl.Int64 = pa.Field(
+        nullable=True,
+        description="chain id signed into the transaction; null for pre-EIP-155 legacy",
+    )
     access_list: pl.String = pa.Field(nullable=True, description="JSON")
     authorization_list: pl.String = pa.Field(nullable=True, description="JSON (type 4)")
-    v: pl.String = pa.Field(nullable=True)
-    r: pl.String = pa.Field(nullable=True)
-    s: pl.String = pa.Field(nullable=True)
-    y_parity: pl.Int32 = pa.Field(nullable=True)
-    status: pl.Int32 = pa.Field(isin=[0, 1], nullable=True)
-    root: pl.String = pa.Field(nullable=True)
-    gas_used: pl.Int64 = pa.Field(ge=0)
-    cumulative_gas_used: pl.Int64 = pa.Field(ge=0)
-    effective_gas_price: Annotated[pl.Decimal, 38, 0] = pa.Field(nullable=True)
-    contract_address: pl.String = pa.Field(str_matches=ADDRESS, nullable=True)
-    logs_count: pl.Int32 = pa.Field(ge=0)
-    blob_gas_used: pl.Int64 = pa.Field(nullable=True)
-    blob_gas_price: Annotated[pl.Decimal, 38, 0] = pa.Field(nullable=True)
+    v: pl.String = pa.Field(nullable=True, description="signature v, 0x-hex")
+    r: pl.String = pa.Field(nullable=True, description="signature r, 0x-hex")
+    s: pl.String = pa.Field(nullable=True, description="signature s, 0x-hex")
+    y_parity: pl.Int32 = pa.Field(
+        nullable=True, description="signature y parity (typed transactions)"
+    )
+    status: pl.Int32 = pa.Field(
+        isin=[0, 1],
+        nullable=True,
+        description="receipt status: 1 success, 0 reverted; null before Byzantium",
+    )
+    root: pl.String = pa.Field(
+        nullable=True, description="receipt post-state root (pre-Byzantium); usually null"
+    )
+    gas_used: pl.Int64 = pa.Field(ge=0, description="gas used by the transaction (receipt)")
+    cumulative_gas_used: pl.Int64 = pa.Field(
+        ge=0, description="gas used in the block up to and including this transaction (receipt)"
+    )
+    effective_gas_price: Annotated[pl.Decimal, 38, 0] = pa.Field(
+        nullable=True, description="price per gas actually paid, in wei (receipt)"
+    )
+    contract_address: pl.String = pa.Field(
+        str_matches=ADDRESS,
+        nullable=True,
+        description="address of the contract created; null unless a creation",
+    )
+    logs_count: pl.Int32 = pa.Field(
+        ge=0, description="number of logs the transaction emitted (receipt)"
+    )
+    blob_gas_used: pl.Int64 = pa.Field(
+        nullable=True,
+        description="blob gas used (receipt, EIP-4844); null unless a blob transaction",
+    )
+    blob_gas_price: Annotated[pl.Decimal, 38, 0] = pa.Field(
+        nullable=True,
+        description="blob gas price in wei (receipt, EIP-4844); null unless a blob transaction",
+    )
 
     class Config:
         strict = True
