@@ -215,6 +215,7 @@ def main() -> int:
         os.environ["PORTFOLIOS_CONFIG"] = str(portfolios)
         log.info("generated %d blocks in %.1fs", manifest.head_block + 1, time.monotonic() - t0)
         materialise(days)
+        node.dump_state(DEVNET_DIR / "state.json")  # `make dev` starts the chain from it
         print()
         print("chainlake demo: devnet", f"{days[0]} .. {days[-1]}")
         for section in [raw_summary, *SUMMARIES]:

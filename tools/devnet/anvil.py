@@ -20,6 +20,23 @@ generator's chain after 1,000 blocks (its state grows). ``keep_states=None`` kee
 state on disk in the cache directory instead (about 1.2 MB per block, ~30 % slower mining),
 for long chains whose whole history must stay queryable.
 
+Saving and bringing back a chain (``make demo`` → ``make dev``): ``dump_state(path)`` writes
+the node's state as anvil's JSON snapshot (``anvil_dumpState`` with historical states), and
+``Anvil(state_file=path)`` starts from it (``--state``: loaded at start, written again when
+the node exits on SIGTERM). The snapshot holds every block, transaction and receipt and the
+states the node kept in memory (``keep_states``), so blocks keep their hashes and historical
+queries still answer for those blocks after a reload; ``--preserve-historical-states`` keeps
+them in the snapshot written at exit too. Nothing goes to the cache directory: the file
+holds at most ``keep_states`` states, so it stops growing like the node's memory. The oldest of those states are dropped once
+``keep_states`` newer blocks have been mined: a day older than that still reads its blocks,
+transactions and logs, but ``eth_getBalance`` / ``eth_call`` at its last block fail with
+``BlockOutOfRangeError`` (so do ``core/balances`` and ``core/token_prices`` for that day).
+
+With ``state_file`` and ``block_time``, the node starts without mining, moves its clock past
+the snapshot's last block if that block is later than the wall clock (anvil would otherwise
+stamp new blocks with the wall clock, behind the last one), and only then mines a block every
+``block_time`` seconds (``evm_setIntervalMining``).
+
 Transactions are ordered first-in first-out so a generated chain is reproducible.
 """
 
@@ -27,6 +44,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import gzip
 import json
 import logging
 import os
@@ -141,7 +159,8 @@ class Anvil:
     UTC, or a datetime) sets the genesis timestamp; by default anvil uses the wall clock.
     With ``automine=False`` and no ``block_time`` the node mines only on ``evm_mine``.
     ``keep_states`` bounds the queryable history (module docstring); ``cache_dir`` defaults to
-    a temporary directory removed on ``stop()``.
+    a temporary directory removed on ``stop()``. ``state_file`` starts the node from an anvil
+    snapshot (``dump_state``) and writes it back when the node exits.
     """
 
     def __init__(
@@ -158,6 +177,7 @@ class Anvil:
         block_time: float | None = None,
         keep_states: int | None = DEFAULT_KEEP_STATES,
         cache_dir: str | Path | None = None,
+        state_file: str | Path | None = None,
         quiet: bool = True,
         extra_args: tuple[str, ...] = (),
         startup_timeout: float = 30.0,
@@ -173,6 +193,9 @@ class Anvil:
         self.automine = automine
         self.block_time = block_time
         self.keep_states = keep_states
+        self.state_file = Path(state_file).resolve() if state_file is not None else None
+        if self.state_file is not None and block_time is not None and block_time != int(block_time):
+            raise AnvilError(f"block_time with a state file is whole seconds, not {block_time}")
         self.quiet = quiet
         self.extra_args = tuple(extra_args)
         self.startup_timeout = startup_timeout
@@ -223,9 +246,12 @@ class Anvil:
             cmd += ["--prune-history", str(self.keep_states)]
         if self.genesis_timestamp is not None:
             cmd += ["--timestamp", str(self.genesis_timestamp)]
-        if self.block_time is not None:
+        if self.state_file is not None:
+            cmd += ["--state", str(self.state_file), "--preserve-historical-states"]
+        if self.block_time is not None and self.state_file is None:
             cmd += ["--block-time", str(self.block_time)]
         elif not self.automine:
+            # with a state file, interval mining starts once the clock is right (_resume_clock)
             cmd.append("--no-mining")
         if self.quiet:
             cmd.append("--quiet")
@@ -250,14 +276,20 @@ class Anvil:
             assert port is not None
             try:
                 self._launch(port, detached=detached)
-                return self
+                break
             except AnvilError as e:
                 # Another process may have taken the free port between probe and bind.
                 if fixed_port or "Address already in use" not in str(e) or attempt == attempts - 1:
                     self._cleanup()
                     raise
                 log.info("anvil port %s was taken, retrying on another port", port)
-        raise AssertionError("unreachable")
+        if self.state_file is not None:
+            try:
+                self._resume_clock()
+            except AnvilError:
+                self.stop()
+                raise
+        return self
 
     def _launch(self, port: int, *, detached: bool) -> None:
         assert self._cache_dir is not None
@@ -297,6 +329,51 @@ class Anvil:
                     f"{_tail(log_path)}"
                 )
             time.sleep(0.05)
+
+    def rpc(self, method: str, *params: Any, timeout: float = 60.0) -> Any:
+        """One JSON-RPC call to the node; AnvilError names the method and the node's error."""
+        try:
+            r = httpx.post(
+                self.rpc_url,
+                json={"jsonrpc": "2.0", "id": 1, "method": method, "params": list(params)},
+                timeout=timeout,
+            )
+            body = r.json()
+        except (httpx.HTTPError, ValueError) as e:
+            raise AnvilError(f"{method} on {self.rpc_url}: {type(e).__name__}: {e}") from e
+        if "error" in body:
+            raise AnvilError(f"{method} on {self.rpc_url}: {body['error']}")
+        return body["result"]
+
+    def _resume_clock(self) -> None:
+        """After loading a snapshot: new blocks never stamped before its last block, then
+        interval mining if a block time is set."""
+        last = self.rpc("eth_getBlockByNumber", "latest", False)
+        last_ts = int(last["timestamp"], 16)
+        now = int(time.time())
+        if last_ts >= now:
+            # anvil stamps the next block with its clock: put the clock just past the last block
+            self.rpc("evm_setTime", last_ts + 1)
+            log.info(
+                "anvil clock moved to %s (last block %s)", last_ts + 1, int(last["number"], 16)
+            )
+        if self.block_time is not None:
+            self.rpc("evm_setIntervalMining", int(self.block_time))
+
+    def dump_state(self, path: str | Path) -> Path:
+        """Write the node's state (blocks, transactions, receipts, accounts and the historical
+        states it keeps) to `path` as the JSON snapshot ``--state`` / ``--load-state`` read;
+        replaced atomically. Returns the path."""
+        raw = self.rpc("anvil_dumpState", True, timeout=300.0)
+        if not isinstance(raw, str) or not raw.startswith("0x"):
+            raise AnvilError(f"anvil_dumpState answered {str(raw)[:80]!r}, not hex")
+        data = gzip.decompress(bytes.fromhex(raw[2:]))  # anvil gzips it; --state reads plain JSON
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(target.name + ".tmp")
+        tmp.write_bytes(data)
+        tmp.replace(target)
+        return target
 
     def check_alive(self) -> None:
         """Raise AnvilError with anvil's output if the process has died."""
