@@ -75,6 +75,8 @@ STATE_FILE = "anvil.json"
 PID_FILE = "anvil.pid"
 LOG_FILE = "anvil.log"
 CACHE_DIR = "cache"
+# Seconds a node with a state file gets to write it on SIGTERM before it is killed.
+SAVE_TIMEOUT = 120.0
 
 
 class AnvilError(RuntimeError):
@@ -507,23 +509,39 @@ def start_detached(state_dir: str | Path, **options: Any) -> DetachedAnvil:
 
 
 def stop_detached(state_dir: str | Path, timeout: float = 10.0) -> bool:
-    """Stop the node recorded in ``state_dir``; True if one was running. Removes the pid files."""
+    """Stop the node recorded in ``state_dir``; True if one was running. Removes the pid files.
+
+    A node started with a state file writes its chain there as it exits on SIGTERM: it gets
+    ``SAVE_TIMEOUT`` seconds for that before it is killed, and then AnvilError says the file
+    still holds the chain of the last save."""
     state = Path(state_dir)
     path = state / STATE_FILE
     if not path.exists():
         return False
-    pid = int(json.loads(path.read_text())["pid"])
+    recorded = json.loads(path.read_text())
+    pid = int(recorded["pid"])
+    command = list(recorded.get("command", ()))
+    saves_to = command[command.index("--state") + 1] if "--state" in command else None
+    if saves_to is not None:
+        timeout = max(timeout, SAVE_TIMEOUT)
     was_running = _pid_alive(pid) and _is_anvil(pid)
+    killed = False
     if was_running:
         os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout
         while _pid_alive(pid) and time.monotonic() < deadline:
             time.sleep(0.05)
         if _pid_alive(pid):
+            killed = True
             os.kill(pid, signal.SIGKILL)
             while _pid_alive(pid) and time.monotonic() < deadline + timeout:
                 time.sleep(0.05)
     path.unlink(missing_ok=True)
     (state / PID_FILE).unlink(missing_ok=True)
     shutil.rmtree(state / CACHE_DIR, ignore_errors=True)
+    if killed and saves_to is not None:
+        raise AnvilError(
+            f"anvil (pid {pid}) did not exit within {timeout:.0f}s of SIGTERM and was killed: "
+            f"{saves_to} holds the chain as of its last save, not the blocks mined since"
+        )
     return was_running

@@ -2,11 +2,22 @@
 
 python -m tools.devnet up [--start 2026-11-01]     # anvil on 127.0.0.1:8545, genesis at --start
 python -m tools.devnet seed [--days N]              # deterministic activity from --start, N days
+python -m tools.devnet up --state data/devnet/state.json --block-time 120   # a saved chain
 python -m tools.devnet status
 python -m tools.devnet down
 
 The node runs detached (it outlives the command); its log, cache and pid file live in
 `--state-dir` (default `data/devnet`), and `seed` writes the generated manifest there.
+
+`up --state FILE` brings back a chain saved by `make demo` (`Anvil.dump_state`) and writes it
+back to FILE when `down` stops the node, so the next `up` continues where this one stopped;
+`make dev` does this on the demo's port, mining a block every `--block-time` seconds (new blocks
+never stamped before the saved chain's last one). Why a saved state rather than generating the
+chain again: the Delta tables hold the demo's block hashes (the checkpoint, the raw rows), and
+only the same blocks keep them valid; the saved file carries them, with every transaction,
+receipt and the per-block states `eth_getBalance` at an old block reads (see
+`tools/devnet/anvil.py`), and loads in seconds where generating takes a minute or more and
+would stamp the days relative to a later run.
 """
 
 from __future__ import annotations
@@ -49,7 +60,28 @@ def devnet() -> None:
     default=None,
     help=f"Genesis day (UTC); default {DEFAULT_DAYS} days ago, so `seed` fills closed days.",
 )
-def up(state_dir: Path, port: int, chain_id: int, start: dt.datetime | None) -> None:
+@click.option(
+    "--state",
+    "state_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Start from this saved chain (make demo writes data/devnet/state.json) and save it "
+    "back on `down`.",
+)
+@click.option(
+    "--block-time",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Mine a block every N seconds (default: only when asked, evm_mine).",
+)
+def up(
+    state_dir: Path,
+    port: int,
+    chain_id: int,
+    start: dt.datetime | None,
+    state_file: Path | None,
+    block_time: int | None,
+) -> None:
     """Start anvil in the background (a no-op when it is already running)."""
     from tools.devnet.anvil import AnvilError, detached_status, start_detached
 
@@ -57,24 +89,48 @@ def up(state_dir: Path, port: int, chain_id: int, start: dt.datetime | None) -> 
     if running is not None:
         click.echo(f"devnet already running at {running.rpc_url} (pid {running.pid})")
         return
-    day = start.date() if start else _today() - dt.timedelta(days=DEFAULT_DAYS)
+    options: dict[str, Any] = {"port": port, "chain_id": chain_id, "block_time": block_time}
+    if state_file is not None:
+        if start is not None:
+            raise click.UsageError("--start sets a new chain's genesis; a --state chain has one")
+        if not state_file.is_file():
+            raise click.ClickException(
+                f"no saved chain at {state_file}; `make demo` writes data/devnet/state.json"
+            )
+        options["state_file"] = state_file
+        origin = f"state {state_file}"
+    else:
+        day = start.date() if start else _today() - dt.timedelta(days=DEFAULT_DAYS)
+        options["genesis"] = day
+        origin = f"genesis {day}"
     try:
-        info = start_detached(state_dir, port=port, chain_id=chain_id, genesis=day)
+        info = start_detached(state_dir, **options)
     except (AnvilError, OSError) as e:
         raise click.ClickException(f"anvil did not start: {_first_line(e)}") from None
+    head = ""
+    if state_file is not None:
+        block = _rpc(info.rpc_url, "eth_getBlockByNumber", "latest", False)
+        stamp = dt.datetime.fromtimestamp(int(block["timestamp"], 16), dt.UTC)
+        head = f", head block {int(block['number'], 16)} of {stamp:%Y-%m-%d %H:%M} UTC"
+    mining = f", a block every {block_time}s" if block_time else ""
     click.echo(
-        f"devnet up at {info.rpc_url} (chain id {info.chain_id}, genesis {day}, pid {info.pid}); "
-        f"log {info.log_path}"
+        f"devnet up at {info.rpc_url} (chain id {info.chain_id}, {origin}{head}{mining}, "
+        f"pid {info.pid}); log {info.log_path}"
     )
 
 
 @devnet.command()
 @state_dir_option
 def down(state_dir: Path) -> None:
-    """Stop the background anvil (a no-op when none is running)."""
-    from tools.devnet.anvil import stop_detached
+    """Stop the background anvil (a no-op when none is running); a node started with
+    `--state` writes its chain back to that file as it exits."""
+    from tools.devnet.anvil import AnvilError, stop_detached
 
-    click.echo("devnet stopped" if stop_detached(state_dir) else "no devnet running")
+    try:
+        stopped = stop_detached(state_dir)
+    except AnvilError as e:
+        raise click.ClickException(_first_line(e)) from None
+    click.echo("devnet stopped" if stopped else "no devnet running")
 
 
 @devnet.command()
