@@ -21,6 +21,8 @@ alerts:
     expression: wallet_balances.filter(pl.col("balance") < 10)   # a Python expression
     parameters: {wallet: treasury, threshold: 10, token: ETH}
     active: true
+risk:                             # optional
+  min_observations: {30: 20, 90: 60}   # per window: fewer daily returns leave figures null
 ```
 
 A portfolio lives on one chain: its snapshots and risk are partitioned by (chain, day) like
@@ -43,6 +45,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from chainlake.config import ChainConfig, ConfigError, normalize_address
+from chainlake.risk import DEFAULT_MIN_OBSERVATIONS, WINDOWS
 
 DEFAULT_PORTFOLIOS_CONFIG = "config/portfolios.yaml"
 PORTFOLIO_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
@@ -138,6 +141,28 @@ class AlertConfig(BaseModel):
         return stable_id("alert", self.name)
 
 
+class RiskSettings(BaseModel):
+    """How much history a risk figure needs: per window (days), the fewest daily returns."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    min_observations: dict[int, int] = Field(default_factory=lambda: dict(DEFAULT_MIN_OBSERVATIONS))
+
+    @field_validator("min_observations")
+    @classmethod
+    def _within_windows(cls, v: dict[int, int]) -> dict[int, int]:
+        for window, n in v.items():
+            if window not in WINDOWS:
+                raise ValueError(
+                    f"window {window} is not one of the risk windows {list(WINDOWS)} (days)"
+                )
+            if not 1 <= n <= window:
+                raise ValueError(
+                    f"{window}-day window: {n} is not between 1 and {window} daily returns"
+                )
+        return {**DEFAULT_MIN_OBSERVATIONS, **v}
+
+
 class PortfolioBook(BaseModel):
     """The validated file. Portfolios' `wallets` are resolved to lowercase addresses and each
     portfolio's `chain` is set."""
@@ -147,6 +172,7 @@ class PortfolioBook(BaseModel):
     wallets: tuple[WalletConfig, ...] = ()
     portfolios: tuple[PortfolioConfig, ...] = ()
     alerts: tuple[AlertConfig, ...] = ()
+    risk: RiskSettings = RiskSettings()
 
     def tracked_wallets(self, chain: str) -> list[WalletConfig]:
         """Active wallets of `chain` (the ones `core/balances` follows)."""
@@ -202,7 +228,7 @@ def parse_portfolios(
         raw = {}
     if not isinstance(raw, Mapping):
         raise ConfigError(f"{path}: expected a mapping with 'wallets', 'portfolios', 'alerts'")
-    unknown = set(raw) - {"wallets", "portfolios", "alerts"}
+    unknown = set(raw) - {"wallets", "portfolios", "alerts", "risk"}
     if unknown:
         raise ConfigError(f"{path}: unknown top-level keys {sorted(unknown)}")
     problems: list[str] = []
@@ -310,9 +336,24 @@ def parse_portfolios(
         alert_names.add(a.name)
         alerts.append(a)
 
+    risk = RiskSettings()
+    if raw.get("risk") is not None:
+        if not isinstance(raw["risk"], Mapping):
+            problems.append(f"{path}: 'risk:' must be a mapping (min_observations: {{30: 20}})")
+        else:
+            try:
+                risk = RiskSettings.model_validate(dict(raw["risk"]))
+            except ValidationError as e:
+                for err in e.errors():
+                    field = ".".join(str(p) for p in err["loc"])
+                    msg = err["msg"].removeprefix("Value error, ")
+                    problems.append(f"{path}: risk: field {field!r}: {msg}")
+
     if problems:
         raise ConfigError("\n".join(problems))
-    return PortfolioBook(wallets=tuple(wallets), portfolios=tuple(portfolios), alerts=tuple(alerts))
+    return PortfolioBook(
+        wallets=tuple(wallets), portfolios=tuple(portfolios), alerts=tuple(alerts), risk=risk
+    )
 
 
 def _resolve(

@@ -34,6 +34,12 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 ANNUALIZATION = 365
 VAR_CUTOFF = 0.05
+# The rolling windows of analytics/risk_metrics, in calendar days.
+WINDOWS = (30, 90)
+# Fewer daily returns than this in a window leave its figures null (the count stays): a Sharpe
+# ratio of 4 returns is noise. Two thirds of the window by default; portfolios.yaml's
+# `risk.min_observations` changes it per window.
+DEFAULT_MIN_OBSERVATIONS = {30: 20, 90: 60}
 # Portfolios per block of the windowed computation: a block holds a few arrays of
 # block x days x window floats (256 x 365 x 90 x 8 B = 67 MB each).
 BLOCK = 256
@@ -122,13 +128,21 @@ def window_risk(
     by: str = "portfolio_id",
     date_col: str = "date",
     returns_col: str = "daily_return",
+    min_observations: int = 1,
 ) -> pl.DataFrame:
     """Risk over the `window_days` calendar days ending at each date of `as_of` (inclusive),
     one row per (`by`, as-of date) that has at least one row in its window.
 
-    `returns` holds one row per (`by`, date); days missing from it simply have no return."""
+    `returns` holds one row per (`by`, date); days missing from it simply have no return.
+    A window with fewer than `min_observations` returns keeps its `observations` count and
+    has every figure null."""
     if window_days < 1:
         raise ValueError("window_days must be at least 1")
+    if not 1 <= min_observations <= window_days:
+        raise ValueError(
+            f"min_observations must be between 1 and the window ({window_days} days), "
+            f"not {min_observations}"
+        )
     as_of = sorted(set(as_of))
     out_schema: dict[str, pl.DataType] = {by: returns.schema[by], date_col: pl.Date()}
     out_schema |= _risk_schema()
@@ -176,7 +190,10 @@ def window_risk(
     }
     for c in RISK_COLUMNS:
         data[c] = parts[c].ravel()[pick]
-    out = pl.DataFrame(data).with_columns(pl.col(c).fill_nan(None) for c in RISK_COLUMNS[1:])
+    enough = pl.col("observations") >= min_observations
+    out = pl.DataFrame(data).with_columns(
+        pl.when(enough).then(pl.col(c).fill_nan(None)).alias(c) for c in RISK_COLUMNS[1:]
+    )
     return out.cast(pl.Schema(out_schema)).sort(by, date_col)
 
 

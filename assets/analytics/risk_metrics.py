@@ -10,13 +10,18 @@ Over the daily returns of `analytics/portfolio_snapshots` in the window ending a
 - `correlation_score`: mean pairwise Pearson correlation of the daily price returns of the
   tokens the portfolio holds at the day's close.
 
+Honest with little history: each row carries `observations`, the daily returns its window
+holds; below the window's minimum (portfolios.yaml `risk.min_observations`, by default 20 of
+30 days and 60 of 90) every figure is null. The 90-day row is written only once it covers more
+returns than the 30-day row of the same day (before that it would repeat it).
+
 The windows reach back through partition mappings (89 earlier snapshot days, 90 earlier price
 days), so a backfill orders itself; the asset takes a range of days in one run.
 """
 
 import datetime as dt
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import ClassVar
 
 import dagster as dg
@@ -29,14 +34,16 @@ from assets.checks import require_schema
 from assets.core.token_prices import TokenPricesModel
 from assets.policies import PER_CHAIN_RANGE, chain_days
 from chainlake import risk
+from chainlake.config import load_chains
 from chainlake.lake import DeltaStore
 from chainlake.metadata import table_metadata
 from chainlake.partitions import chain_day_partitions, window
-from chainlake.schema import conform, polars_schema
+from chainlake.portfolios import load_portfolios
+from chainlake.schema import conform, polars_schema, schema_metadata
 from resources.clickhouse import ClickHouseResource, ClickHouseSession, ClickHouseTable
 
 KEY = dg.AssetKey(["analytics", "risk_metrics"])
-WINDOWS = (30, 90)
+WINDOWS = risk.WINDOWS
 
 
 class RiskMetricsModel(pa.DataFrameModel):
@@ -46,7 +53,11 @@ class RiskMetricsModel(pa.DataFrameModel):
     portfolio_id: pl.String = pa.Field(description="portfolio id from portfolios.yaml")
     chain_id: pl.Int64 = pa.Field(description="EIP-155 chain id of the chain the row belongs to")
     window_days: pl.Int32 = pa.Field(isin=list(WINDOWS), description="calendar days")
-    observations: pl.Int32 = pa.Field(ge=0, description="daily returns in the window")
+    observations: pl.Int32 = pa.Field(
+        ge=0,
+        description="daily returns in the window; below the window's minimum (portfolios.yaml "
+        "risk.min_observations, default 20 of 30 and 60 of 90) every figure is null",
+    )
     var_95: pl.Float64 = pa.Field(
         nullable=True, description="historical 5 % VaR of daily returns; a loss is negative"
     )
@@ -84,6 +95,15 @@ class RiskMetricsModel(pa.DataFrameModel):
             pl.col("cvar_95").is_null()
             | pl.col("var_95").is_null()
             | (pl.col("cvar_95") <= pl.col("var_95") + 1e-12)
+        )
+
+    @pa.dataframe_check
+    def windows_differ_in_coverage(cls, data: pa.PolarsData) -> pl.LazyFrame:  # type: ignore[misc]
+        """A longer window's row is there only when it covers more returns than the shorter
+        one: no two rows of a portfolio's day count the same returns."""
+        day = ["portfolio_id", "date"]
+        return data.lazyframe.select(
+            pl.col("observations").n_unique().over(day) == pl.len().over(day)
         )
 
     @pa.dataframe_check
@@ -128,11 +148,18 @@ def risk_metrics_frame(
     days: Sequence[dt.date],
     chain_id: int,
     windows: Sequence[int] = WINDOWS,
+    min_observations: Mapping[int, int] | None = None,
 ) -> pl.DataFrame:
     """Pure transform: risk of every portfolio for `days` and each window length.
 
     snapshots: (portfolio_id, date, daily_return, asset_allocation) from the first window's
-    start to the last day; prices: (date, token_symbol, price) from the day before that."""
+    start to the last day; prices: (date, token_symbol, price) from the day before that.
+
+    A window with fewer returns than `min_observations[window]` (default
+    `risk.DEFAULT_MIN_OBSERVATIONS`) has its count and null figures. A longer window's row is
+    written only when it covers more returns than the next shorter one: before 30 days of
+    history the 90-day row would repeat the 30-day row, so it is left out."""
+    minimum = {**risk.DEFAULT_MIN_OBSERVATIONS, **(min_observations or {})}
     days = sorted(set(days))
     returns = snapshots.select("portfolio_id", pl.col("date").cast(pl.Date), "daily_return")
     held = (
@@ -150,14 +177,21 @@ def risk_metrics_frame(
     )
     moves = asset_returns(prices)
     frames = []
-    for w in windows:
-        figures = risk.window_risk(returns, as_of=days, window_days=w)
+    shorter: pl.DataFrame | None = None
+    for w in sorted(windows):
+        n_min = minimum.get(w, 1)
+        figures = risk.window_risk(returns, as_of=days, window_days=w, min_observations=n_min)
         corr = risk.mean_pairwise_correlation(moves, held, as_of=days, window_days=w)
-        frames.append(
-            figures.join(corr, on=["portfolio_id", "date"], how="left").with_columns(
-                pl.lit(w, pl.Int32).alias("window_days")
-            )
+        frame = figures.join(corr, on=["portfolio_id", "date"], how="left").with_columns(
+            pl.when(pl.col("observations") >= n_min).then(pl.col("correlation_score")),
+            pl.lit(w, pl.Int32).alias("window_days"),
         )
+        if shorter is not None:
+            frame = frame.join(shorter, on=["portfolio_id", "date"], how="left").filter(
+                pl.col("_shorter").is_null() | (pl.col("observations") > pl.col("_shorter"))
+            )
+        shorter = figures.select("portfolio_id", "date", pl.col("observations").alias("_shorter"))
+        frames.append(frame.drop("_shorter", strict=False))
     out = pl.concat(frames).with_columns(pl.lit(chain_id, pl.Int64).alias("chain_id"))
     return conform(out, RiskMetricsModel).sort("portfolio_id", "date", "window_days")
 
@@ -193,7 +227,7 @@ def read_snapshots(
     check_specs=[dg.AssetCheckSpec("schema", asset=KEY, blocking=True)],
     description="One row per portfolio, day and window (30/90 days): VaR, CVaR, Sharpe, "
     "Sortino, drawdown, volatility, correlation (ClickHouse).",
-    metadata={"table": TABLE.name},
+    metadata={"table": TABLE.name, **schema_metadata(RiskMetricsModel)},
 )
 def risk_metrics(
     context: dg.AssetExecutionContext,
@@ -208,7 +242,8 @@ def risk_metrics(
     for chain, day in chain_days(context):
         by_chain.setdefault(chain.name, []).append(day)
         chains[chain.name] = chain
-    written = rows_checked = 0
+    written = rows_checked = below_minimum = 0
+    minimum = load_portfolios(load_chains()).risk.min_observations
     with clickhouse.session() as ch:
         ch.ensure(SNAPSHOTS)
         ch.ensure(TABLE)
@@ -224,11 +259,16 @@ def risk_metrics(
             prices = delta.read_days(
                 chain, "token_prices", price_days, schema=polars_schema(TokenPricesModel)
             )
-            df = risk_metrics_frame(snaps, prices, days=days, chain_id=chain.chain_id)
+            df = risk_metrics_frame(
+                snaps, prices, days=days, chain_id=chain.chain_id, min_observations=minimum
+            )
             yield from require_schema(RiskMetricsModel, df, f"{name} {first}..{last}: risk metrics")
             ch.replace_days(TABLE, df, chain_id=chain.chain_id, days=days)
             written += df.height
             rows_checked += df.height
+            below_minimum += df.filter(
+                pl.col("observations") < pl.col("window_days").replace_strict(minimum, default=1)
+            ).height
             last_frame = df
     yield dg.MaterializeResult(
         metadata=table_metadata(
@@ -240,6 +280,10 @@ def risk_metrics(
             store=clickhouse.describe(),
             days=sum(len(d) for d in by_chain.values()),
         )
+        | {
+            "min_observations": ", ".join(f"{w} days: {n}" for w, n in sorted(minimum.items())),
+            "rows_below_minimum": dg.MetadataValue.int(below_minimum),
+        }
     )
     yield dg.AssetCheckResult(
         check_name="schema",
@@ -254,7 +298,8 @@ def portfolio_summary(session: ClickHouseSession, *, window_days: int = WINDOWS[
     return session.query(
         "SELECT s.portfolio_id AS portfolio_id, s.date AS day, "
         "s.total_value AS total_value, s.total_return AS total_return, "
-        "s.daily_return AS daily_return, r.var_95 AS var_95, r.cvar_95 AS cvar_95, "
+        "s.daily_return AS daily_return, r.observations AS observations, "
+        "r.var_95 AS var_95, r.cvar_95 AS cvar_95, "
         "r.sharpe_ratio AS sharpe, r.sortino_ratio AS sortino, r.max_drawdown AS max_drawdown, "
         "r.volatility AS volatility, r.correlation_score AS correlation "
         "FROM `portfolio_snapshots` AS s "

@@ -22,6 +22,7 @@ pytestmark = pytest.mark.integration
 START = dt.date(2026, 11, 3)
 DAYS = 4
 DAYS_LIST = [START + dt.timedelta(days=i) for i in range(DAYS)]
+MIN_RETURNS = 2
 
 
 @dataclass(frozen=True)
@@ -39,7 +40,11 @@ def stage(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stage]:
             node.rpc_url, start=START, days=DAYS, blocks_per_day=16, txs_per_block=8, seed=5
         )
         write_chains_yaml(root / "chains.yaml", manifest, rpc_urls=[node.rpc_url])
-        write_portfolios_yaml(root / "portfolios.yaml", manifest)
+        book = write_portfolios_yaml(root / "portfolios.yaml", manifest)
+        # A 4-day chain has 3 returns at most: figures from 2 returns on (the default minimum
+        # of 20 would leave them all null; test_analytics covers the rule itself).
+        with book.open("a") as f:
+            f.write(f"risk:\n  min_observations: {{30: {MIN_RETURNS}, 90: {MIN_RETURNS}}}\n")
         mp = pytest.MonkeyPatch()
         mp.setenv("CHAINS_CONFIG", str(root / "chains.yaml"))
         mp.setenv("PORTFOLIOS_CONFIG", str(root / "portfolios.yaml"))
@@ -173,10 +178,17 @@ def test_risk_rows_and_summary(stage: Stage) -> None:
 
     risk = _clickhouse(stage.root, "SELECT * FROM risk_metrics")
     n = len(stage.manifest.portfolios)
-    assert risk.height == n * DAYS * 2
+    # One row per portfolio and day: the 90-day window covers the same returns as the 30-day
+    # one on a 4-day chain, so it has no row of its own.
+    assert risk.height == n * DAYS
+    assert set(risk["window_days"]) == {30}
     last = risk.filter(pl.col("date") == DAYS_LIST[-1])
     assert set(last["observations"]) == {DAYS - 1}
+    assert last["var_95"].null_count() == 0 and last["volatility"].null_count() == 0
     assert (last["cvar_95"] <= last["var_95"]).all()
+    # below the minimum of returns: the count, no figures
+    early = risk.filter(pl.col("observations") < MIN_RETURNS)
+    assert early.height == 2 * n and early["var_95"].null_count() == early.height
     with ClickHouseResource(
         engine=EmbeddedClickHouse(path=str(stage.root / "clickhouse"))
     ).session() as ch:

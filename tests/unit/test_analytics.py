@@ -179,3 +179,53 @@ def test_cvar_rule_catches_a_swapped_pair() -> None:
     swapped = out.with_columns(var_95=pl.col("cvar_95"), cvar_95=pl.col("var_95"))
     with pytest.raises(pandera.errors.SchemaError, match="cvar_at_least_as_bad_as_var"):
         RiskMetricsModel.validate(swapped)
+
+
+def test_risk_figures_need_the_minimum_of_returns_and_the_90_day_row_must_add_some() -> None:
+    snaps, prices, dates = _history(10)
+    out = risk_metrics_frame(snaps, prices, days=dates[-1:], chain_id=1)
+    RiskMetricsModel.validate(out)
+    # 9 returns: below the default 20 of 30 days. The count is kept, every figure is null;
+    # the 90-day window holds the same 9 returns, so it has no row of its own.
+    assert out["window_days"].to_list() == [30, 30]
+    assert out["observations"].to_list() == [9, 9]
+    figures = [c for c in out.columns if c not in ("portfolio_id", "date", "chain_id",
+                                                   "window_days", "observations")]  # fmt: skip
+    assert all(out[c].null_count() == out.height for c in figures), out
+    # With a minimum of 5 (portfolios.yaml `risk.min_observations: {30: 5}`), the same rows
+    # have figures.
+    lenient = risk_metrics_frame(
+        snaps, prices, days=dates[-1:], chain_id=1, min_observations={30: 5}
+    )
+    assert lenient["sharpe_ratio"].null_count() == 0
+    assert lenient["var_95"].to_list() != [None, None]
+    # 40 days: the 30-day row has figures, the 90-day row covers 39 returns (more than 30),
+    # so it is written, with null figures below its own minimum of 60.
+    snaps, prices, dates = _history(40)
+    out = risk_metrics_frame(snaps, prices, days=dates[-1:], chain_id=1)
+    by_window = {r["window_days"]: r for r in out.filter(pl.col("portfolio_id") == "a").to_dicts()}
+    assert (by_window[30]["observations"], by_window[90]["observations"]) == (30, 39)
+    assert by_window[30]["sharpe_ratio"] is not None and by_window[90]["sharpe_ratio"] is None
+
+
+def test_coverage_rule_catches_a_90_day_row_that_repeats_the_30_day_row() -> None:
+    snaps, prices, dates = _history(10)
+    out = risk_metrics_frame(snaps, prices, days=dates[-1:], chain_id=1)
+    repeated = pl.concat([out, out.with_columns(pl.lit(90, pl.Int32).alias("window_days"))])
+    with pytest.raises(pandera.errors.SchemaError, match="windows_differ_in_coverage"):
+        RiskMetricsModel.validate(repeated)
+
+
+def test_risk_minimum_is_validated_in_portfolios_yaml() -> None:
+    from chainlake.config import ConfigError
+    from chainlake.portfolios import parse_portfolios
+
+    book = parse_portfolios({"risk": {"min_observations": {30: 10}}}, {})
+    assert book.risk.min_observations == {30: 10, 90: 60}
+    assert parse_portfolios({}, {}).risk.min_observations == {30: 20, 90: 60}
+    for bad, message in [
+        ({30: 31}, "30-day window: 31 is not between 1 and 30"),
+        ({45: 3}, "window 45 is not one of the risk windows"),
+    ]:
+        with pytest.raises(ConfigError, match=message):
+            parse_portfolios({"risk": {"min_observations": bad}}, {}, path="p.yaml")
