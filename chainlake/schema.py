@@ -1,9 +1,14 @@
-"""Helpers that make a Pandera model the single definition of a table's columns."""
+"""Helpers that make a Pandera model the single definition of a table's columns: its Polars
+and Arrow schemas, conforming and validating frames, and the column schema Dagster shows
+(`column_schema`, published as `dagster/column_schema` in every asset's definition metadata)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from functools import cache
+from typing import Any
 
+import dagster as dg
 import pandera.polars as pa
 import polars as pl
 import pyarrow as pa_arrow
@@ -81,3 +86,82 @@ def offending_rows(cases: pl.DataFrame, df: pl.DataFrame, limit: int = 10) -> pl
     if index.is_empty():
         return df.clear()
     return df.with_row_index("_row").filter(pl.col("_row").is_in(index.implode())).drop("_row")
+
+
+COLUMN_SCHEMA = "dagster/column_schema"
+
+
+def column_checks(column: Any) -> list[str]:
+    """A Pandera column's checks as short readable rules, e.g. `>= 0`, `in [0, 1]`,
+    `matches ^0x[0-9a-f]{40}$`."""
+    out = []
+    for check in column.checks:
+        stats = dict(check.statistics or {})
+        if check.name == "greater_than_or_equal_to":
+            out.append(f">= {stats['min_value']}")
+        elif check.name == "less_than_or_equal_to":
+            out.append(f"<= {stats['max_value']}")
+        elif check.name == "greater_than":
+            out.append(f"> {stats['min_value']}")
+        elif check.name == "less_than":
+            out.append(f"< {stats['max_value']}")
+        elif check.name == "isin":
+            out.append(f"in {list(stats['allowed_values'])}")
+        elif check.name == "str_matches":
+            out.append(f"matches {stats['pattern']}")
+        else:
+            out.append(str(check.error or check.name))
+    return out
+
+
+def type_name(dtype: Any) -> str:
+    """A Polars type as it reads in a schema: `Decimal(38, 0)`, `Datetime(us, UTC)`, `Int64`."""
+    if isinstance(dtype, pl.Decimal):
+        return f"Decimal({dtype.precision}, {dtype.scale})"
+    if isinstance(dtype, pl.Datetime):
+        return (
+            f"Datetime({dtype.time_unit}, {dtype.time_zone})"
+            if dtype.time_zone
+            else (f"Datetime({dtype.time_unit})")
+        )
+    return str(dtype)
+
+
+def table_columns(model: type[pa.DataFrameModel], prefix: str = "") -> list[dg.TableColumn]:
+    """The model's columns for Dagster: name (after `prefix`), Polars type, description and
+    constraints (nullable, unique, the Pandera checks)."""
+    return [
+        dg.TableColumn(
+            name=f"{prefix}{name}",
+            type=type_name(col.dtype.type),
+            description=col.description or "",
+            constraints=dg.TableColumnConstraints(
+                nullable=bool(col.nullable),
+                unique=bool(col.unique),
+                other=column_checks(col),
+            ),
+        )
+        for name, col in model.to_schema().columns.items()
+    ]
+
+
+def column_schema(model: type[pa.DataFrameModel]) -> dg.TableSchema:
+    """The Dagster table schema of a Pandera model (what the asset's Columns tab shows)."""
+    return dg.TableSchema(columns=table_columns(model))
+
+
+def tables_column_schema(models: Mapping[str, type[pa.DataFrameModel]]) -> dg.TableSchema:
+    """One Dagster table schema for an asset that holds several tables (the DuckDB catalog,
+    the serving views): each column named `<table>.<column>`."""
+    return dg.TableSchema(
+        columns=[c for table, m in models.items() for c in table_columns(m, f"{table}.")]
+    )
+
+
+def schema_metadata(
+    model: type[pa.DataFrameModel] | Mapping[str, type[pa.DataFrameModel]],
+) -> dict[str, dg.TableSchema]:
+    """Definition metadata publishing the column schema of a model (or of several tables) as
+    `dagster/column_schema`, so the UI shows the columns before any materialisation."""
+    schema = tables_column_schema(model) if isinstance(model, Mapping) else column_schema(model)
+    return {COLUMN_SCHEMA: schema}

@@ -41,7 +41,7 @@ from chainlake.partitions import (
     window,
 )
 from chainlake.portfolios import load_portfolios
-from chainlake.schema import conform, polars_schema
+from chainlake.schema import conform, polars_schema, schema_metadata
 from resources.clickhouse import ClickHouseResource, ClickHouseSession, ClickHouseTable
 
 KEY = dg.AssetKey(["analytics", "portfolio_snapshots"])
@@ -286,7 +286,7 @@ def read_history(session: ClickHouseSession, *, chain_id: int, before: dt.date) 
     kinds={"clickhouse", "polars"},
     check_specs=[dg.AssetCheckSpec("schema", asset=KEY, blocking=True)],
     description="One row per portfolio and day: value, returns, allocation (ClickHouse).",
-    metadata={"table": TABLE.name},
+    metadata={"table": TABLE.name, **schema_metadata(PortfolioSnapshotsModel)},
 )
 def portfolio_snapshots(
     context: dg.AssetExecutionContext,

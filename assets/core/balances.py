@@ -41,7 +41,7 @@ from chainlake.partitions import (
 )
 from chainlake.portfolios import WalletConfig, load_portfolios
 from chainlake.rpc import NodeError, RpcClient, RpcError
-from chainlake.schema import conform, empty, polars_schema
+from chainlake.schema import conform, empty, polars_schema, schema_metadata
 from resources.rpc import RpcResource
 
 KEY = dg.AssetKey(["core", "balances"])
@@ -391,7 +391,7 @@ def day_blocks(delta: DeltaStore, chain: ChainConfig, day: dt.date) -> tuple[int
         ),
     ],
     description="One row per (tracked wallet, token, day): closing balance, exact.",
-    metadata={"table": TABLE},
+    metadata={"table": TABLE, **schema_metadata(BalancesModel)},
 )
 def balances(
     context: dg.AssetExecutionContext, delta: dg.ResourceParam[DeltaStore], rpc: RpcResource

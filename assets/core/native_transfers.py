@@ -21,7 +21,7 @@ from chainlake.lake import DeltaStore
 from chainlake.metadata import table_metadata
 from chainlake.partitions import chain_day_partitions
 from chainlake.raw.transactions import TransactionsModel
-from chainlake.schema import conform, polars_schema
+from chainlake.schema import conform, polars_schema, schema_metadata
 
 KEY = dg.AssetKey(["core", "native_transfers"])
 TABLE = "native_transfers"
@@ -103,7 +103,7 @@ def native_transfers_frame(transactions: pl.DataFrame) -> pl.DataFrame:
     kinds={"delta", "polars"},
     check_specs=[dg.AssetCheckSpec("schema", asset=KEY, blocking=True)],
     description="One row per transaction of the chain-day: native value moved and fee paid.",
-    metadata={"table": TABLE},
+    metadata={"table": TABLE, **schema_metadata(NativeTransfersModel)},
 )
 def native_transfers(context: dg.AssetExecutionContext, delta: dg.ResourceParam[DeltaStore]):
     """Write each chain-day's native transfers and fees of the run, from raw/transactions."""

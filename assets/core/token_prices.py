@@ -26,7 +26,7 @@ from chainlake.metadata import table_metadata
 from chainlake.partitions import chain_day_partitions
 from chainlake.raw.logs import LogsModel
 from chainlake.rpc import NodeError, RpcClient, RpcError
-from chainlake.schema import conform, empty, polars_schema
+from chainlake.schema import conform, empty, polars_schema, schema_metadata
 from resources.rpc import RpcResource
 
 KEY = dg.AssetKey(["core", "token_prices"])
@@ -196,7 +196,7 @@ def read_round_data(
     kinds={"delta", "polars"},
     check_specs=[dg.AssetCheckSpec("schema", asset=KEY, blocking=True)],
     description="One row per priced token and day: USD close from its on-chain price feed.",
-    metadata={"table": TABLE},
+    metadata={"table": TABLE, **schema_metadata(TokenPricesModel)},
 )
 def token_prices(
     context: dg.AssetExecutionContext, delta: dg.ResourceParam[DeltaStore], rpc: RpcResource

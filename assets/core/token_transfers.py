@@ -14,7 +14,7 @@ from chainlake.lake import DeltaStore
 from chainlake.metadata import table_metadata
 from chainlake.partitions import chain_day_partitions
 from chainlake.raw.logs import LogsModel
-from chainlake.schema import conform, polars_schema
+from chainlake.schema import conform, polars_schema, schema_metadata
 
 TRANSFER_TOPIC = "0xddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523b3ef"
 MAX_DECIMAL_38 = 10**38 - 1
@@ -101,6 +101,7 @@ def token_transfers_frame(logs: pl.DataFrame) -> pl.DataFrame:
     kinds={"delta", "polars"},
     check_specs=[dg.AssetCheckSpec("schema", asset=KEY, blocking=True)],
     description="One row per ERC-20 Transfer event of the chain-day, amounts exact.",
+    metadata=schema_metadata(TokenTransfersModel),
     backfill_policy=PER_CHAIN_DAYS,
     retry_policy=TRANSIENT_RETRY,
 )

@@ -35,7 +35,7 @@ from chainlake.lake import DeltaStore
 from chainlake.metadata import table_metadata
 from chainlake.partitions import chain_day_partitions, partition_chain_day
 from chainlake.raw.logs import LogsModel
-from chainlake.schema import polars_schema
+from chainlake.schema import polars_schema, schema_metadata
 from resources.clickhouse import ClickHouseResource
 from resources.postgres import PostgresResource
 
@@ -143,6 +143,7 @@ def _last_block(delta: DeltaStore, chain: ChainConfig, day: dt.date) -> tuple[in
     description="One row per event of interest of the chain-day (events of the contracts "
     "listed under the chain's `contracts:` in chains.yaml, ERC-20 transfers touching tracked "
     "wallets), inserted into PostgreSQL `events`.",
+    metadata=schema_metadata(ChainEventsModel),
     backfill_policy=PER_CHAIN_DAYS,
     retry_policy=TRANSIENT_RETRY,
     # follows its sources: today's partition is decoded again whenever they update
@@ -290,6 +291,7 @@ def _read_risk(
     ],
     description="One event per alert of portfolios.yaml whose expression matches a row of the "
     "chain-day's balances or risk metrics, inserted into PostgreSQL `events` (registry analytics).",
+    metadata=schema_metadata(ChainEventsModel),
     backfill_policy=PER_CHAIN_DAY,
     retry_policy=TRANSIENT_RETRY,
     # follows its sources: today's partition is decoded again whenever they update

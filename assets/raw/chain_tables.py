@@ -39,7 +39,7 @@ from chainlake.partitions import chain_day_key, chain_day_partitions
 from chainlake.raw.transactions import ReceiptMismatch
 from chainlake.reorg import ALLOW_DEEP_REORG_TAG, ReorgReport, check_and_repair
 from chainlake.rpc import NodeError
-from chainlake.schema import arrow_schema
+from chainlake.schema import arrow_schema, schema_metadata
 from chainlake.state import (
     Checkpoint,
     cached_day_range,
@@ -69,17 +69,7 @@ def _spec(table: str) -> dg.AssetSpec:
         group_name="raw",
         kinds={"delta", "polars"},
         partitions_def=chain_day_partitions,
-        metadata={"dagster/column_schema": _column_schema(table)},
-    )
-
-
-def _column_schema(table: str) -> dg.TableSchema:
-    cols = RAW_TABLES[table].to_schema().columns
-    return dg.TableSchema(
-        columns=[
-            dg.TableColumn(name, str(c.dtype), description=c.description or "")
-            for name, c in cols.items()
-        ]
+        metadata=schema_metadata(RAW_TABLES[table]),
     )
 
 
