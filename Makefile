@@ -77,8 +77,18 @@ chromium:
 	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium; }
 
-# The UI and the daemon on the demo's data, with the Postgres-backed instance.
+# The UI and the daemon on the demo's data, with the Postgres-backed instance, and the demo's
+# chain back (data/devnet/state.json, saved by `make demo`): anvil detached on the demo's port,
+# a block every DEV_BLOCK_TIME seconds (default 120), saved back and stopped when dev exits.
 dev: env instance
+	@set -e; \
+	if [ -f data/devnet/state.json ]; then \
+	  trap '$(PY) -m tools.devnet down' EXIT; trap 'exit 130' INT TERM; \
+	  $(PY) -m tools.devnet up --state data/devnet/state.json \
+	    --port $${DEMO_RPC_PORT:-8545} --block-time $${DEV_BLOCK_TIME:-120}; \
+	else \
+	  echo "make dev: no saved demo chain (data/devnet/state.json), so no node: run make demo first"; \
+	fi; \
 	$(DEMO_ENV) $(VENV)/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
 bench: env
