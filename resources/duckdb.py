@@ -10,7 +10,14 @@ open the published file read-only; one that is already open keeps its consistent
 (the old inode), the next one sees the new catalog. Neither ever waits on the other.
 
 DuckDB cannot download extensions here: `delta` (and `httpfs`/`aws` for S3) are loaded from
-the `duckdb-extension-*` wheels pinned with duckdb 1.5.5.
+the `duckdb-extension-*` wheels pinned with duckdb 1.5.5 (`load_delta`).
+
+The views over Delta hold no location of one machine: they read
+`delta_scan(chainlake_table('<network>/<subnet>/<table>'))`, a macro that prefixes the
+session variable `chainlake_delta_root`. Whoever opens the file sets it to its own
+DELTA_ROOT (`set_lake_root`; `reader()`, `writer()` and `chainlake sql` do), so the same
+file works on every machine and after the lake moves; a session without it gets an error
+saying what to set.
 """
 
 from __future__ import annotations
@@ -34,6 +41,9 @@ from pydantic import Field
 from resources.env import env_str
 
 DEFAULT_PATH = "data/chainlake.duckdb"
+DEFAULT_DELTA_ROOT = "data/delta"  # as resources.delta's default
+LAKE_ROOT_VARIABLE = "chainlake_delta_root"
+LAKE_MACRO = "chainlake_table"
 _NO_DOWNLOADS: dict[str, str | bool | int | float | list[str]] = {
     "autoinstall_known_extensions": False,
     "autoload_known_extensions": False,
@@ -80,6 +90,32 @@ def load_delta(conn: duckdb.DuckDBPyConnection, storage_options: Mapping[str, st
         for k, v in secret.items()
     )
     conn.execute(f"CREATE OR REPLACE TEMPORARY SECRET chainlake_s3 ({body})")
+
+
+def lake_macro_sql(*, temporary: bool = False) -> str:
+    """The macro the views read Delta tables through: `chainlake_table('devnet/local/blocks')`
+    is that table under the session's lake root, or an error naming what to set."""
+    var = f"getvariable({_literal(LAKE_ROOT_VARIABLE)})"
+    message = _literal(
+        f"the lake's root is not set in this session: SET VARIABLE {LAKE_ROOT_VARIABLE} = "
+        "'<DELTA_ROOT>' (and LOAD the delta extension), or query through `chainlake sql`"
+    )
+    temp = "TEMPORARY " if temporary else ""
+    return (
+        f"CREATE OR REPLACE {temp}MACRO {LAKE_MACRO}(path) AS CASE WHEN {var} IS NULL "
+        f"THEN error({message}) ELSE rtrim({var}, '/') || '/' || path END"
+    )
+
+
+def lake_root(root: str) -> str:
+    """The root as the views need it: an s3:// URI as is, a folder made absolute (DuckDB
+    resolves relative paths against the process's directory, not the file's)."""
+    return root if "://" in root else str(Path(root).resolve())
+
+
+def set_lake_root(conn: duckdb.DuckDBPyConnection, root: str) -> None:
+    """Point this session's views at the Delta tables under `root` (DELTA_ROOT)."""
+    conn.execute(f"SET VARIABLE {LAKE_ROOT_VARIABLE} = {_literal(lake_root(root))}")
 
 
 def duckdb_type(dtype: PolarsDataType) -> str:
@@ -159,18 +195,19 @@ class ServingDuckDB(DuckDBResource):
 
     @contextmanager
     def writer(
-        self, storage_options: Mapping[str, str] | None = None
+        self, storage_options: Mapping[str, str] | None = None, delta_root: str | None = None
     ) -> Iterator[duckdb.DuckDBPyConnection]:
         """A read-write connection on a private copy of the file; when the block ends without
         an error the copy replaces the published file in one rename. On an error the
-        published file is left as it was."""
+        published file is left as it was. With `delta_root`, the views over Delta resolve
+        against it in this session (`set_lake_root`)."""
         target = self.path
         target.parent.mkdir(parents=True, exist_ok=True)
         with _exclusive(target.with_name(f".{target.name}.writer.lock")):
-            yield from self._publish(target, storage_options)
+            yield from self._publish(target, storage_options, delta_root)
 
     def _publish(
-        self, target: Path, storage_options: Mapping[str, str] | None
+        self, target: Path, storage_options: Mapping[str, str] | None, delta_root: str | None
     ) -> Iterator[duckdb.DuckDBPyConnection]:
         if Path(f"{target}.wal").exists():
             # A previous in-place writer died before its checkpoint: fold its WAL in first,
@@ -182,6 +219,8 @@ class ServingDuckDB(DuckDBResource):
         conn = duckdb.connect(str(work), config={**_NO_DOWNLOADS, **self.connection_config})
         try:
             load_delta(conn, storage_options)
+            if delta_root is not None:
+                set_lake_root(conn, delta_root)
             yield conn
             conn.execute("CHECKPOINT")
             conn.close()
@@ -195,10 +234,11 @@ class ServingDuckDB(DuckDBResource):
 
     @contextmanager
     def reader(
-        self, storage_options: Mapping[str, str] | None = None
+        self, storage_options: Mapping[str, str] | None = None, delta_root: str | None = None
     ) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A read-only connection on the published file with `delta_scan` loaded, so the
-        views over Delta can be queried."""
+        """A read-only connection on the published file with `delta_scan` loaded and the views
+        over Delta resolving against `delta_root`, else DELTA_ROOT read now, else
+        data/delta (S3 roots also need the Delta store's `storage_options`)."""
         if not self.path.exists():
             raise FileNotFoundError(
                 f"{self.path} does not exist yet: materialise serving/catalog first"
@@ -208,6 +248,7 @@ class ServingDuckDB(DuckDBResource):
         )
         try:
             load_delta(conn, storage_options)
+            set_lake_root(conn, delta_root or env_str(dg.EnvVar("DELTA_ROOT"), DEFAULT_DELTA_ROOT))
             yield conn
         finally:
             conn.close()

@@ -8,9 +8,14 @@ a row changes; an alert's `last_triggered_at` and `trigger_count` are kept), and
 from the files are deleted. An invalid entry fails the load with an error naming it, before
 anything is written.
 
-serving/views (re)creates `wallet_balances_view` (each tracked wallet's latest balance per
-token) and `recent_transactions_view` (native and token transfers touching tracked wallets in
-the last 7 days of data) over `delta_scan` of every chain's tables.
+serving/views (re)creates the views over the lake: `<chain>_<table>` for every Delta table of
+every chain (`devnet_blocks`), `<table>` over every chain (`blocks`, `balances`, ...), and
+`wallet_balances_view` (each tracked wallet's latest balance per token) and
+`recent_transactions_view` (native and token transfers touching tracked wallets in the last 7
+days of data). They read `delta_scan(chainlake_table('<network>/<subnet>/<table>'))`: the
+location is relative to the lake root a session sets (`resources.duckdb.set_lake_root`), so the
+file holds no absolute path of the machine that wrote it. `chainlake sql` creates the same
+lake views as temporary views at start-up (the lake as it is now), over the file's.
 
 Both write through `ServingDuckDB.writer()` (a private copy renamed over the published file)
 under the `duckdb` pool: readers never wait for the writer, and the writer never fails on a
@@ -21,7 +26,7 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from string import Template
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 from urllib.parse import urlsplit, urlunsplit
 
 import dagster as dg
@@ -33,13 +38,15 @@ from duckdb import DuckDBPyConnection
 from assets.checks import require_schema
 from assets.core.balances import NATIVE_TOKEN, BalancesModel
 from assets.core.native_transfers import NativeTransfersModel
+from assets.core.token_prices import TokenPricesModel
 from assets.core.token_transfers import TokenTransfersModel
 from chainlake.config import ChainConfig, load_chains
+from chainlake.extract import RAW_TABLES
 from chainlake.lake import DeltaStore
 from chainlake.metadata import table_metadata
 from chainlake.portfolios import PortfolioBook, load_portfolios, stable_id
-from chainlake.schema import conform, polars_schema
-from resources.duckdb import ServingDuckDB, duckdb_type, quote
+from chainlake.schema import conform, polars_schema, schema_metadata
+from resources.duckdb import LAKE_MACRO, ServingDuckDB, duckdb_type, lake_macro_sql, quote
 
 CATALOG = dg.AssetKey(["serving", "catalog"])
 VIEWS = dg.AssetKey(["serving", "views"])
@@ -493,18 +500,104 @@ def write_catalog(
 
 # -- views over Delta -----------------------------------------------------------------------
 
+# The lake's tables whose columns are known from their models: a union view over every chain
+# exists for each even before any chain has the table (typed and empty).
+LAKE_MODELS: dict[str, type[pa.DataFrameModel]] = {
+    **RAW_TABLES,
+    "token_transfers": TokenTransfersModel,
+    "native_transfers": NativeTransfersModel,
+    "balances": BalancesModel,
+    "token_prices": TokenPricesModel,
+}
+
+
+class WalletBalancesViewModel(pa.DataFrameModel):
+    """wallet_balances_view: each active tracked wallet's latest closing balance per token."""
+
+    wallet_id: pl.String = pa.Field(description="wallets.id (a UUID)")
+    wallet_name: pl.String = pa.Field(description="wallets.name")
+    address: pl.String = pa.Field(description="wallet address, lowercase 0x-hex")
+    network: pl.String = pa.Field(description="network of the wallet's chain")
+    subnet: pl.String = pa.Field(description="subnet of the wallet's chain")
+    chain: pl.String = pa.Field(description="chain name from chains.yaml")
+    token_symbol: pl.String = pa.Field(description="token symbol from chains.yaml")
+    token_address: pl.String = pa.Field(
+        description="ERC-20 contract; 0xeeee…eeee for the native coin"
+    )
+    balance: Annotated[pl.Decimal, 38, 18] = pa.Field(description="balance in whole tokens")
+    balance_raw: Annotated[pl.Decimal, 38, 0] = pa.Field(
+        description="balance in the token's smallest unit, exact"
+    )
+    decimals: pl.Int32 = pa.Field(description="token decimals")
+    date: pl.Date = pa.Field(description="UTC day of the latest balance")
+    block_number: pl.Int64 = pa.Field(description="that day's last block (the close)")
+    kind: pl.String = pa.Field(description="eoa or contract")
+    source: pl.String = pa.Field(description="carried or chain (see core/balances)")
+
+
+class RecentTransactionsViewModel(pa.DataFrameModel):
+    """recent_transactions_view: native and token transfers touching tracked wallets in the
+    last 7 days of data, newest first."""
+
+    wallet_id: pl.String = pa.Field(description="wallets.id of the tracked wallet touched")
+    wallet_name: pl.String = pa.Field(description="wallets.name")
+    direction: pl.String = pa.Field(description="in, out or self, seen from the wallet")
+    transaction_hash: pl.String = pa.Field(description="hash of the transaction")
+    log_index: pl.Int32 = pa.Field(description="the Transfer log's index; -1 for native value")
+    from_address: pl.String = pa.Field(description="sender, lowercase 0x-hex")
+    to_address: pl.String = pa.Field(description="recipient, lowercase 0x-hex")
+    value: Annotated[pl.Decimal, 38, 18] = pa.Field(description="amount in whole tokens")
+    value_raw: Annotated[pl.Decimal, 38, 0] = pa.Field(
+        description="amount in the token's smallest unit, exact"
+    )
+    token_symbol: pl.String = pa.Field(description="token symbol (the address if unknown)")
+    token_address: pl.String = pa.Field(
+        description="ERC-20 contract; 0xeeee…eeee for the native coin"
+    )
+    network: pl.String = pa.Field(description="network of the wallet's chain")
+    subnet: pl.String = pa.Field(description="subnet of the wallet's chain")
+    chain: pl.String = pa.Field(description="chain name from chains.yaml")
+    date: pl.Date = pa.Field(description="UTC day of the block")
+    block_number: pl.Int64 = pa.Field(description="number of the block")
+    block_timestamp: Annotated[pl.Datetime, "us", "UTC"] = pa.Field(
+        description="time of the block, UTC"
+    )
+
+
+SERVING_VIEWS: dict[str, type[pa.DataFrameModel]] = {
+    "wallet_balances_view": WalletBalancesViewModel,
+    "recent_transactions_view": RecentTransactionsViewModel,
+}
+
 
 def _literal(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def delta_union(uris: Sequence[str], model: type[pa.DataFrameModel]) -> str:
-    """SQL reading a table across chains; a typed empty relation when no chain has it yet.
-    A view's definition cannot take bound parameters: the locations (from the Delta store's
-    configuration) are quoted as string literals."""
-    if uris:
-        scans = (f"SELECT * FROM delta_scan({_literal(u)})" for u in uris)  # noqa: S608
+def view_name(chain: str, table: str) -> str:
+    """The view of one chain's table: `devnet_blocks` (`-` and `/` become `_`)."""
+    return f"{chain}_{table}".replace("-", "_").replace("/", "_")
+
+
+def lake_tables(delta: DeltaStore, chains: Mapping[str, ChainConfig]) -> dict[str, list[str]]:
+    """Every Delta table of every chain, found in storage: chain name → table names
+    (`blocks`, `core/x`), the `_state` tables left out."""
+    return {name: delta.list_tables(chain) for name, chain in chains.items()}
+
+
+def delta_union(paths: Sequence[str], model: type[pa.DataFrameModel] | None = None) -> str:
+    """SQL reading a table across chains, each `<network>/<subnet>/<table>` under the session's
+    lake root; a typed empty relation when no chain has it yet. A view's definition cannot
+    take bound parameters: the paths (from chains.yaml, folder-safe names) are quoted as string
+    literals."""
+    if paths:
+        scans = (
+            f"SELECT * FROM delta_scan({LAKE_MACRO}({_literal(p)}))"  # noqa: S608
+            for p in paths
+        )
         return " UNION ALL BY NAME ".join(scans)
+    if model is None:
+        raise ValueError("an unknown table needs at least one chain that has it")
     cols = ", ".join(
         f"CAST(NULL AS {duckdb_type(t)}) AS {quote(n)}"
         for n, (t, _) in model_columns(model).items()
@@ -512,32 +605,69 @@ def delta_union(uris: Sequence[str], model: type[pa.DataFrameModel]) -> str:
     return f"SELECT {cols} WHERE false"
 
 
-def views_sql(
-    balances: Sequence[str], native: Sequence[str], token_transfers: Sequence[str]
+def lake_views_sql(
+    found: Mapping[str, Sequence[str]],
+    chains: Mapping[str, ChainConfig],
+    *,
+    temporary: bool = False,
 ) -> dict[str, str]:
-    """The serving views' SQL (`sql/*.sql` beside this module) over these Delta tables."""
-    # The sources are quoted by delta_union; the rest is constant SQL from the files.
-    values = {
-        "balances": delta_union(balances, BalancesModel),
-        "native_transfers": delta_union(native, NativeTransfersModel),
-        "token_transfers": delta_union(token_transfers, TokenTransfersModel),
-        "native_token": NATIVE_TOKEN,
-        "recent_days": str(RECENT_DAYS),
-    }
+    """The views over the lake: `<chain>_<table>` for every table a chain has, and `<table>`
+    over every chain (UNION ALL BY NAME; each row keeps its `chain_id`), for every table found
+    and every table of LAKE_MODELS. Paths are relative to the lake root (`chainlake_table`)."""
+    kind = "TEMPORARY VIEW" if temporary else "VIEW"
+    out: dict[str, str] = {}
+    per_table: dict[str, list[str]] = {t: [] for t in LAKE_MODELS}
+    for chain_name, tables in found.items():
+        chain = chains[chain_name]
+        for table in tables:
+            path = f"{chain.network}/{chain.subnet}/{table}"
+            per_table.setdefault(table, []).append(path)
+            name = view_name(chain_name, table)
+            if name in out:
+                raise ValueError(f"two Delta tables would share the view name {name!r}")
+            out[name] = f"CREATE OR REPLACE {kind} {quote(name)} AS {delta_union([path])}"
+    for table, paths in per_table.items():
+        name = table.replace("/", "_")
+        if name in out:
+            raise ValueError(f"the view {name!r} of a chain's table hides the union of {table!r}")
+        union = delta_union(sorted(set(paths)), LAKE_MODELS.get(table))
+        out[name] = f"CREATE OR REPLACE {kind} {quote(name)} AS {union}"
+    return out
+
+
+def views_sql() -> dict[str, str]:
+    """The serving views' SQL (`sql/*.sql` beside this module), over the lake views
+    `balances`, `native_transfers` and `token_transfers` and the catalog tables."""
+    values = {"native_token": NATIVE_TOKEN, "recent_days": str(RECENT_DAYS)}
     return {
         name: Template((SQL_DIR / f"{name}.sql").read_text()).substitute(values)
-        for name in ("wallet_balances_view", "recent_transactions_view")
+        for name in SERVING_VIEWS
     }
 
 
-def existing_uris(delta: DeltaStore, chains: Mapping[str, ChainConfig], table: str) -> list[str]:
-    """The table's location on every chain that has it, absolute (views outlive the cwd)."""
-    out = []
-    for chain in chains.values():
-        if delta.exists(chain, table):
-            uri = delta.table_uri(chain, table)
-            out.append(uri if delta.is_s3 else str(Path(uri).resolve()))
-    return out
+def view_columns(conn: DuckDBPyConnection, name: str) -> list[str]:
+    """The columns of a view or table, in order."""
+    rel = conn.execute(f"SELECT * FROM {quote(name)} LIMIT 0")  # noqa: S608 (quoted identifier)
+    return [d[0] for d in rel.description or []]
+
+
+def create_views(
+    conn: DuckDBPyConnection,
+    delta: DeltaStore,
+    chains: Mapping[str, ChainConfig],
+    *,
+    temporary: bool = False,
+) -> dict[str, str]:
+    """Create the lake macro and every view over the lake in `conn` (whose session has the lake
+    root set), then the serving views when the catalog tables are there; returns the SQL of
+    each view created. With `temporary`, nothing is written to the file (`chainlake sql`)."""
+    conn.execute(lake_macro_sql(temporary=temporary))
+    statements = lake_views_sql(lake_tables(delta, chains), chains, temporary=temporary)
+    if not temporary:
+        statements.update(views_sql())
+    for sql in statements.values():
+        conn.execute(sql)
+    return statements
 
 
 # -- the assets -----------------------------------------------------------------------------
@@ -551,6 +681,7 @@ def existing_uris(delta: DeltaStore, chains: Mapping[str, ChainConfig], table: s
     check_specs=[dg.AssetCheckSpec("schema", asset=CATALOG, blocking=True)],
     description="Catalog tables in DuckDB from portfolios.yaml and chains.yaml: wallets, "
     "nodes, tokens, portfolios, portfolio_wallets, alerts.",
+    metadata=schema_metadata({t.name: t.model for t in TABLES}),
 )
 def catalog(context: dg.AssetExecutionContext, duckdb: ServingDuckDB):
     """Load the catalog tables into DuckDB from portfolios.yaml and chains.yaml."""
@@ -585,15 +716,31 @@ def catalog(context: dg.AssetExecutionContext, duckdb: ServingDuckDB):
     key=VIEWS,
     deps=[
         CATALOG,
+        dg.AssetKey(["raw", "blocks"]),
+        dg.AssetKey(["raw", "transactions"]),
+        dg.AssetKey(["raw", "logs"]),
         dg.AssetKey(["core", "balances"]),
         dg.AssetKey(["core", "native_transfers"]),
+        dg.AssetKey(["core", "token_prices"]),
         dg.AssetKey(["core", "token_transfers"]),
     ],
     group_name="serving",
     kinds={"duckdb", "delta"},
     pool="duckdb",
-    description="DuckDB views over the Delta tables: wallet_balances_view, "
-    "recent_transactions_view.",
+    check_specs=[
+        dg.AssetCheckSpec(
+            "columns",
+            asset=VIEWS,
+            blocking=True,
+            description="The serving views' columns are their models' (the Columns tab).",
+        )
+    ],
+    description="DuckDB views over the Delta tables: `<chain>_<table>` for every table of every "
+    "chain (e.g. devnet_blocks), `<table>` over every chain (blocks, transactions, logs, "
+    "token_transfers, native_transfers, balances, token_prices), and wallet_balances_view, "
+    "recent_transactions_view. Locations are relative to the lake root each session sets "
+    "(chainlake sql does), never one machine's paths.",
+    metadata=schema_metadata(SERVING_VIEWS),
 )
 def views(
     context: dg.AssetExecutionContext, duckdb: ServingDuckDB, delta: dg.ResourceParam[DeltaStore]
@@ -601,24 +748,32 @@ def views(
     """Create the DuckDB views over the Delta tables that exist."""
     started = time.monotonic()
     chains = load_chains()
-    sources = {
-        t: existing_uris(delta, chains, t)
-        for t in ("balances", "native_transfers", "token_transfers")
-    }
-    statements = views_sql(
-        sources["balances"], sources["native_transfers"], sources["token_transfers"]
-    )
-    with duckdb.writer(delta.storage_options()) as conn:
-        for sql in statements.values():
-            conn.execute(sql)
+    with duckdb.writer(delta.storage_options(), delta_root=delta.root) as conn:
+        # Views the lake no longer has (a chain gone from chains.yaml) go.
+        for (name,) in conn.execute(
+            "SELECT view_name FROM duckdb_views() WHERE NOT internal AND NOT temporary"
+        ).fetchall():
+            conn.execute(f"DROP VIEW {quote(name)}")
+        statements = create_views(conn, delta, chains)
         counts = {}
         for name in statements:
             row = conn.execute(f"SELECT count(*) FROM {quote(name)}").fetchone()  # noqa: S608
             counts[name] = row[0] if row else 0
-    return dg.MaterializeResult(
+        mismatched = {
+            name: view_columns(conn, name)
+            for name, model in SERVING_VIEWS.items()
+            if view_columns(conn, name) != list(polars_schema(model))
+        }
+    yield dg.MaterializeResult(
         metadata={
             "duration_s": round(time.monotonic() - started, 3),
+            "views": len(statements),
             **{f"{name}_rows": n for name, n in counts.items()},
-            "tables": dg.MetadataValue.json({t: len(u) for t, u in sources.items()}),
+            "tables": dg.MetadataValue.json(lake_tables(delta, chains)),
         }
+    )
+    yield dg.AssetCheckResult(
+        check_name="columns",
+        passed=not mismatched,
+        metadata={"mismatched": dg.MetadataValue.json(mismatched)},
     )

@@ -82,6 +82,7 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     _config(tmp_path)
     monkeypatch.setenv("CHAINS_CONFIG", str(tmp_path / "chains.yaml"))
     monkeypatch.setenv("PORTFOLIOS_CONFIG", str(tmp_path / "portfolios.yaml"))
+    monkeypatch.setenv("DELTA_ROOT", str(tmp_path / "delta"))  # what readers resolve views by
     return tmp_path
 
 
@@ -165,7 +166,7 @@ def test_views_over_delta_through_the_assets(env: Path) -> None:
     store = _delta(env)
     result = dg.materialize([catalog, views], resources={"duckdb": db, "delta": store})
     assert result.success
-    rows = _rows(db, "SELECT wallet_name, token_symbol, balance, balance_raw, balance_date "
+    rows = _rows(db, "SELECT wallet_name, token_symbol, balance, balance_raw, date "
                      "FROM wallet_balances_view")  # fmt: skip
     assert rows == [
         ("alice", "ETH", Decimal("7.000000000000000001"), Decimal(7 * 10**18 + 1),
@@ -173,6 +174,33 @@ def test_views_over_delta_through_the_assets(env: Path) -> None:
     ]  # fmt: skip
     # No transfers table exists yet: the view is there, typed and empty.
     assert _rows(db, "SELECT count(*) FROM recent_transactions_view") == [(0,)]
+    assert _rows(db, "SELECT count(*) FROM devnet_balances") == [(2,)]
+    assert _rows(db, "SELECT count(*) FROM balances") == [(2,)]
+    assert _rows(db, "SELECT count(*) FROM blocks") == [(0,)]  # typed, no chain has it yet
+
+
+def test_views_hold_no_path_of_the_machine_and_follow_the_lake(
+    env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = ServingDuckDB(database=str(env / "chainlake.duckdb"))
+    store = _delta(env)
+    assert dg.materialize([catalog, views], resources={"duckdb": db, "delta": store}).success
+    definitions = " ".join(r[0] for r in _rows(db, "SELECT sql FROM duckdb_views()"))
+    assert "devnet/local/balances" in definitions
+    assert str(env) not in definitions
+    # The lake moves (another machine, another checkout): the same file reads it there.
+    (env / "delta").rename(env / "moved")
+    monkeypatch.setenv("DELTA_ROOT", str(env / "moved"))
+    assert _rows(db, "SELECT count(*) FROM devnet_balances") == [(2,)]
+    # A session that sets no root is told what to set, not sent to a wrong place.
+    import duckdb
+
+    from resources.duckdb import extension_file
+
+    with duckdb.connect(str(env / "chainlake.duckdb"), read_only=True) as conn:
+        conn.execute(f"LOAD '{extension_file('delta')}'")
+        with pytest.raises(duckdb.Error, match="SET VARIABLE chainlake_delta_root"):
+            conn.execute("SELECT count(*) FROM devnet_balances").fetchall()
 
 
 READER = textwrap.dedent(

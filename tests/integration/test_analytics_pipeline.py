@@ -222,7 +222,8 @@ def test_rematerialising_a_day_keeps_one_row_per_key_everywhere(stage: Stage) ->
         assert dg.materialize([catalog, views], resources=resources).success
     from resources.duckdb import ServingDuckDB
 
-    with ServingDuckDB(database=str(stage.root / "chainlake.duckdb")).reader() as conn:
+    serving = ServingDuckDB(database=str(stage.root / "chainlake.duckdb"))
+    with serving.reader(delta_root=str(stage.root / "delta")) as conn:
         dupes = conn.execute(
             "SELECT count(*) FROM (SELECT address, token_address, count(*) AS n "
             "FROM wallet_balances_view GROUP BY ALL HAVING n > 1)"

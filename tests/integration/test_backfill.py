@@ -104,7 +104,8 @@ class DuckDBReader(threading.Thread):
             if not self.path.exists():
                 continue
             try:
-                with db.reader() as conn:
+                # the views resolve against the lake of the stack (tmp/delta beside the file)
+                with db.reader(delta_root=str(self.path.with_name("delta"))) as conn:
                     conn.execute("SELECT count(*) FROM wallets").fetchone()
                     views = {
                         r[0]

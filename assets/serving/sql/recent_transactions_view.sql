@@ -1,15 +1,15 @@
 -- Run by assets/serving/catalog.py (views_sql): string.Template fills the dollar-prefixed names with
--- a quoted delta_scan() union of the chains' tables or a constant; nothing else is substituted.
+-- constants; the lake is read through the union views over every chain (lake_views_sql).
 CREATE OR REPLACE VIEW recent_transactions_view AS
 WITH moves AS (
     SELECT chain_id, date, block_number, block_timestamp, transaction_hash, from_address,
            to_address, '$native_token' AS token_address, value, -1 AS log_index, status
-    FROM ($native_transfers)
+    FROM native_transfers
     WHERE value > 0
     UNION ALL
     SELECT chain_id, date, block_number, block_timestamp, transaction_hash, from_address,
            to_address, token_address, value, log_index, 1 AS status
-    FROM ($token_transfers)
+    FROM token_transfers
 ),
 recent AS (
     SELECT * FROM moves WHERE date >= (SELECT max(date) FROM moves) - INTERVAL $recent_days DAY
@@ -17,10 +17,10 @@ recent AS (
 SELECT w.id AS wallet_id, w.name AS wallet_name,
        CASE WHEN r.from_address = r.to_address THEN 'self'
             WHEN r.to_address = w.address THEN 'in' ELSE 'out' END AS direction,
-       r.transaction_hash AS hash, r.log_index, r.from_address, r.to_address,
+       r.transaction_hash, r.log_index, r.from_address, r.to_address,
        token_units(r.value, coalesce(t.decimals, 0)) AS value, r.value AS value_raw,
        coalesce(t.symbol, r.token_address) AS token_symbol, r.token_address,
-       w.network, w.subnet, w.chain, r.block_number, r.block_timestamp AS timestamp
+       w.network, w.subnet, w.chain, r.date, r.block_number, r.block_timestamp
 FROM recent AS r
 JOIN wallets AS w ON w.chain_id = r.chain_id AND w.address IN (r.from_address, r.to_address)
 LEFT JOIN tokens AS t ON t.chain_id = r.chain_id AND t.contract_address = r.token_address
