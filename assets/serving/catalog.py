@@ -153,9 +153,9 @@ class PortfoliosModel(pa.DataFrameModel):
         isin=["conservative", "moderate", "aggressive", "custom"],
         description="conservative, moderate, aggressive or custom",
     )
-    target_allocation: pl.List(pl.Struct({"key": pl.String, "value": pl.Float64})) = pa.Field(
+    target_allocation: pl.List(pl.Struct({"key": pl.String, "value": pl.Float64})) = pa.Field(  # type: ignore[valid-type]
         description="token symbol -> target share of the portfolio's value"
-    )  # type: ignore[valid-type]
+    )
     is_active: pl.Boolean = pa.Field(description="whether the portfolio is valued")
 
     class Config:

@@ -76,10 +76,10 @@ class BlocksModel(pa.DataFrameModel):
     withdrawal_count: pl.Int32 = pa.Field(
         nullable=True, description="number of beacon-chain withdrawals; null before Shanghai"
     )
-    withdrawals: WITHDRAWALS = pa.Field(
+    withdrawals: WITHDRAWALS = pa.Field(  # type: ignore[valid-type]
         nullable=True,
         description="beacon-chain withdrawals (index, validator_index, address, amount_gwei)",
-    )  # type: ignore[valid-type]
+    )
     blob_gas_used: pl.Int64 = pa.Field(
         nullable=True, description="blob gas used (EIP-4844); null before Cancun"
     )

@@ -55,9 +55,9 @@ class TransactionsModel(pa.DataFrameModel):
     max_fee_per_blob_gas: Annotated[pl.Decimal, 38, 0] = pa.Field(
         nullable=True, description="EIP-4844 blob fee cap in wei; null unless a blob transaction"
     )
-    blob_versioned_hashes: pl.List(pl.String) = pa.Field(
+    blob_versioned_hashes: pl.List(pl.String) = pa.Field(  # type: ignore[valid-type]
         nullable=True, description="EIP-4844 blob versioned hashes; null unless a blob transaction"
-    )  # type: ignore[valid-type]
+    )
     nonce: Annotated[pl.Decimal, 38, 0] = pa.Field(description="sender's nonce")
     input: pl.String = pa.Field(description="call data, 0x-hex")
     type: pl.Int32 = pa.Field(
