@@ -1,32 +1,70 @@
 """`make demo`: a local chain with days of activity, every asset for every day, a summary.
 
-The chain is deterministic (fixed genesis, seed and dev accounts), so a second run writes the
-same tables. The demo's config files go to `data/devnet/`; `make dev` points the UI at them.
+**Days.** The demo's chain covers the `DEMO_DAYS` days that end today (UTC), so the Dagster
+UI's partitions, which start on the chain's first day (its `start_date` in
+`<data>/devnet/chains.yaml`) and end today, are all filled. The days before today are whole
+days of `DEMO_BLOCKS_PER_DAY` blocks; today holds the blocks of the same plan whose timestamp
+is not after the moment the demo started, so no block lies in the future and the blocks that
+`make dev` mines later on the same chain follow on in time. Today is materialised as the open
+day, as the new-block sensor would.
+
+**Deterministic apart from the dates.** Fixed seed and dev accounts, genesis at the first
+day's midnight: a second run on the same day writes the same rows for the same days (today's
+day then holds the same first blocks and the ones mined since). A run on a later day makes a
+different chain (other timestamps, other hashes): when the chain differs from the one the
+stores under the data directory hold (`<data>/devnet/manifest.json`), the demo removes that
+chain's local tables (Delta, embedded ClickHouse, DuckDB) and its events in PostgreSQL first,
+so no day of an older chain is mixed with the new one.
+
+**Output.** A progress display per phase and per chain-day, only warnings on the console,
+everything else (Dagster's run events at DEBUG, library logs, Python warnings) in
+`<data>/logs/demo-<UTC time>.log`, a closing table per chain-day and per portfolio, dbt style,
+and an HTML report of the portfolios (`<data>/demo-report.html`). A failure prints the failing
+step, its error in two lines and the log's path, and the exit status is 1.
+
+Settings (environment): `DEMO_DAYS` (5), `DEMO_BLOCKS_PER_DAY` (96), `DEMO_TXS_PER_BLOCK` (20),
+`DEMO_RPC_PORT` (8545), `DEMO_DATA_DIR` (`data`: the devnet's config files, the log, the report,
+and the defaults of `DELTA_ROOT`, `CLICKHOUSE_PATH` and `DUCKDB_PATH` when those are unset).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 import os
-import sys
+import shutil
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-import polars as pl
+from tools.demo_console import FILE_ONLY, Display, listen, open_console, run_quietly, setup_logging
 
 log = logging.getLogger("tools.demo")
 
-START = dt.date(2026, 11, 1)
 DAYS = int(os.environ.get("DEMO_DAYS", "5"))
 BLOCKS_PER_DAY = int(os.environ.get("DEMO_BLOCKS_PER_DAY", "96"))
 TXS_PER_BLOCK = int(os.environ.get("DEMO_TXS_PER_BLOCK", "20"))
 SEED = 7
 PORT = int(os.environ.get("DEMO_RPC_PORT", "8545"))
-DEVNET_DIR = Path("data/devnet")
+DATA_DIR = Path(os.environ.get("DEMO_DATA_DIR", "data"))
+DEVNET_DIR = DATA_DIR / "devnet"
+CHAIN = "devnet"
 
-# Later sections (analytics, triggers) add their own lines to the summary.
+# Rows per chain-day in the closing table: (column, asset).
+ROW_COLUMNS = (
+    ("blocks", "raw/blocks"),
+    ("txs", "raw/transactions"),
+    ("logs", "raw/logs"),
+    ("transfers", "core/token_transfers"),
+    ("balances", "core/balances"),
+    ("snapshots", "analytics/portfolio_snapshots"),
+    ("events", "events/chain_events"),
+)
+
+# Later sections (triggers) add their own lines to the summary.
 Summary = Callable[[list[dt.date]], list[str]]
 SUMMARIES: list[Summary] = []
 
@@ -41,45 +79,66 @@ def triggers_summary(days: list[dt.date]) -> list[str]:
 SUMMARIES.append(triggers_summary)
 
 
-def analytics_summary(days: list[dt.date]) -> list[str]:
-    """Per portfolio: the last snapshot and its 30-day risk (ClickHouse), as `make demo` prints."""
-    import dagster as dg
+class DemoFailure(Exception):
+    """A step of the demo failed: `step` names it, `error` is at most two lines."""
 
-    from assets.analytics.risk_metrics import portfolio_summary
-    from pipelines.resources import clickhouse_resource
-
-    # The code location's own configuration, its EnvVars resolved as a run would.
-    with dg.build_resources({"clickhouse": clickhouse_resource()}) as resources:
-        store = resources.clickhouse
-    with store.session() as ch:
-        rows = portfolio_summary(ch).to_dicts()
-
-    def pct(v: float | None) -> str:
-        return "—" if v is None else f"{v * 100:+.2f}%"
-
-    def num(v: float | None) -> str:
-        return "—" if v is None else f"{v:.2f}"
-
-    lines = [
-        f"{'portfolio':<12}{'day':<12}{'value (USD)':>16}{'total ret':>10}{'VaR95':>9}"
-        f"{'CVaR95':>9}{'Sharpe':>8}{'Sortino':>8}{'max DD':>9}{'vol':>8}{'corr':>6}"
-    ]
-    for r in rows:
-        lines.append(
-            f"{r['portfolio_id']:<12}{r['day'].isoformat():<12}{r['total_value']:>16,.2f}"
-            f"{pct(r['total_return']):>10}{pct(r['var_95']):>9}{pct(r['cvar_95']):>9}"
-            f"{num(r['sharpe']):>8}{num(r['sortino']):>8}{pct(r['max_drawdown']):>9}"
-            f"{pct(r['volatility']):>8}{num(r['correlation']):>6}"
-        )
-    lines.append(f"analytics: {store.describe()} (risk over 30 days, annualised over 365)")
-    return lines
+    def __init__(self, step: str, error: list[str]) -> None:
+        super().__init__(f"{step}: {'; '.join(error)}")
+        self.step = step
+        self.error = error[:2]
 
 
-SUMMARIES.insert(0, analytics_summary)
+def error_lines(e: BaseException) -> list[str]:
+    """An exception as two lines: its type and first line, then the next line of its message
+    or of its cause."""
+    lines: list[str] = []
+    cur: BaseException | None = e
+    while cur is not None and len(lines) < 2:
+        text = [x.strip() for x in str(cur).splitlines() if x.strip()]
+        if not lines:
+            lines.append(f"{type(cur).__name__}: {text[0] if text else ''}".rstrip(": "))
+            text = text[1:]
+        lines += text[: 2 - len(lines)]
+        cur = cur.__cause__ or cur.__context__
+    return [x[:240] for x in lines]
+
+
+def dagster_error_lines(error: Any) -> list[str]:
+    """A Dagster `SerializableErrorInfo` as two lines, past Dagster's own wrappers to the
+    asset's exception."""
+    while (
+        error.cause is not None
+        and error.cls_name
+        and (error.cls_name.startswith("Dagster") or error.cls_name == "RetryRequestedFromPolicy")
+    ):
+        error = error.cause
+    lines: list[str] = []
+    cur = error
+    while cur is not None and len(lines) < 2:
+        text = [x.strip() for x in (cur.message or "").splitlines() if x.strip()]
+        if text and cur.cls_name and not text[0].startswith(cur.cls_name) and not lines:
+            text[0] = f"{cur.cls_name}: {text[0]}"
+        lines += text[: 2 - len(lines)]
+        cur = cur.cause
+    return [x[:240] for x in lines] or [str(error.cls_name)]
+
+
+def demo_days(today: dt.date, days: int = DAYS) -> list[dt.date]:
+    """The `days` days that end with `today`, oldest first."""
+    if days < 1:
+        raise ValueError(f"DEMO_DAYS must be at least 1, not {days}")
+    return [today - dt.timedelta(days=days - 1 - i) for i in range(days)]
+
+
+def use_data_dir() -> None:
+    """The stores default to the demo's data directory (a variable already set wins)."""
+    os.environ.setdefault("DELTA_ROOT", str(DATA_DIR / "delta"))
+    os.environ.setdefault("CLICKHOUSE_PATH", str(DATA_DIR / "clickhouse"))
+    os.environ.setdefault("DUCKDB_PATH", str(DATA_DIR / "chainlake.duckdb"))
 
 
 def write_configs(manifest, rpc_url: str) -> tuple[Path, Path]:
-    """Write the devnet's manifest, chains.yaml and portfolios.yaml under data/devnet.
+    """Write the devnet's manifest, chains.yaml and portfolios.yaml under <data>/devnet.
 
     Returns:
         The chains.yaml and portfolios.yaml written.
@@ -95,138 +154,415 @@ def write_configs(manifest, rpc_url: str) -> tuple[Path, Path]:
     return chains, portfolios
 
 
-def materialise(days: list[dt.date]) -> None:
-    """Materialise the unpartitioned assets, every partitioned one for each of `days` on the devnet,
-    then the DuckDB views again."""
+def _chain_identity(m) -> tuple[Any, ...]:
+    return (m.chain_id, m.seed, m.genesis_timestamp, m.blocks_per_day, m.txs_per_block)
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    return path.resolve().is_relative_to(folder.resolve())
+
+
+def forget_older_chain(manifest) -> None:
+    """Remove what the stores hold of another chain than `manifest`'s (module docstring):
+    its local Delta tables, embedded ClickHouse and DuckDB files under the data directory and
+    its events in PostgreSQL. Stores elsewhere (S3, a ClickHouse server) are left alone, with
+    a warning."""
+    from tools.devnet.configs import read_manifest
+
+    previous_path = DEVNET_DIR / "manifest.json"
+    if previous_path.exists():
+        try:
+            previous = read_manifest(previous_path)
+        except (ValueError, KeyError) as e:
+            log.info("unreadable %s (%s): treated as another chain", previous_path, e)
+        else:
+            if _chain_identity(previous) == _chain_identity(manifest):
+                return
+            log.info(
+                "the stores hold another chain (%s, %s days from %s): removing it",
+                previous_path,
+                previous.days,
+                previous.start_date,
+            )
+    delta_root = os.environ["DELTA_ROOT"]
+    local = [
+        Path(delta_root) / "devnet" if "://" not in delta_root else None,
+        Path(os.environ["CLICKHOUSE_PATH"]) if not os.environ.get("CLICKHOUSE_URL") else None,
+        Path(os.environ["DUCKDB_PATH"]),
+    ]
+    for path in local:
+        if path is None or not path.exists():
+            continue
+        if not _inside(path, DATA_DIR):
+            log.warning("%s is outside %s: days of an older demo chain may remain", path, DATA_DIR)
+            continue
+        log.info("removing %s", path)
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    if "://" in delta_root or os.environ.get("CLICKHOUSE_URL"):
+        log.warning(
+            "DELTA_ROOT or CLICKHOUSE_URL is remote: days of an older demo chain may remain"
+        )
+    _forget_events(manifest.chain_id)
+
+
+def _forget_events(chain_id: int) -> None:
+    import psycopg
+
+    from chainlake.events import db
+    from resources.postgres import PostgresResource
+
+    url = PostgresResource().database_url()  # POSTGRES_URL, else the instance's own
+    try:
+        with db.connection(url) as conn:
+            n = conn.execute("DELETE FROM events WHERE chain_id = %s", (chain_id,)).rowcount
+        log.info("removed %s events of chain %s from PostgreSQL", n, chain_id)
+    except psycopg.errors.UndefinedTable:
+        pass  # no schema yet: nothing to forget
+    except psycopg.OperationalError as e:
+        if "does not exist" not in str(e):
+            raise
+
+
+@dataclass
+class DayResult:
+    """One chain-day's run: its status, rows written per asset and its checks."""
+
+    day: dt.date
+    ok: bool
+    seconds: float
+    rows: dict[str, int] = field(default_factory=dict)
+    checks_passed: int = 0
+    checks_total: int = 0
+    failed_checks: list[tuple[str, str]] = field(default_factory=list)
+
+
+def _run_failure(result, where: str) -> DemoFailure | None:
+    """The first failed step of a run, as a DemoFailure naming its asset and `where`."""
+    for event in result.all_events:
+        if event.is_step_failure:
+            step = event.step_key or "?"
+            asset = step.replace("__", "/") if "__" in step else step
+            return DemoFailure(
+                f"{asset} ({where})", dagster_error_lines(event.step_failure_data.error)
+            )
+    if not result.success:
+        return DemoFailure(where, ["the run failed before any step (see the log)"])
+    return None
+
+
+def _rows(result) -> dict[str, int]:
+    rows: dict[str, int] = {}
+    for event in result.get_asset_materialization_events():
+        mat = event.step_materialization_data.materialization
+        count = mat.metadata.get("dagster/row_count")
+        if count is not None:
+            key = mat.asset_key.to_user_string()
+            rows[key] = rows.get(key, 0) + int(count.value)
+    return rows
+
+
+def materialise(display: Display, days: list[dt.date]) -> list[DayResult]:
+    """Materialise the unpartitioned assets, then every partitioned one for each of `days` on
+    the devnet, one run per chain-day; DemoFailure at the first failed step."""
     import dagster as dg
 
     from pipelines.definitions import defs
 
     instance = dg.DagsterInstance.get()
-    repo = defs.get_repository_def()
-    graph = repo.asset_graph
+    graph = defs.get_repository_def().asset_graph
     partitioned = [k for k in graph.materializable_asset_keys if graph.get(k).is_partitioned]
     unpartitioned = [k for k in graph.materializable_asset_keys if not graph.get(k).is_partitioned]
     if unpartitioned:
+        task = display.task("serving (unpartitioned)", total=len(unpartitioned))
         job = defs.resolve_implicit_job_def_def_for_assets(unpartitioned)
         assert job is not None
-        log.info("materialising %s", ", ".join(k.to_user_string() for k in unpartitioned))
-        job.execute_in_process(instance=instance, asset_selection=unpartitioned)
-    for i, day in enumerate(days, 1):
-        started = time.monotonic()
-        job = defs.resolve_implicit_job_def_def_for_assets(partitioned)
-        assert job is not None
-        result = job.execute_in_process(
-            instance=instance,
-            partition_key=f"devnet|{day.isoformat()}",
-            asset_selection=partitioned,
-            raise_on_error=False,
-        )
-        failed_checks = [
-            f"{e.asset_key.to_user_string()}:{e.check_name}"
-            for e in result.get_asset_check_evaluations()
+        with listen(_advance_on_materialisation(task)):
+            result = run_quietly(
+                job, instance=instance, asset_selection=unpartitioned, raise_on_error=False
+            )
+        failure = _run_failure(result, "unpartitioned")
+        task.finish("FAIL" if failure else "OK")
+        if failure:
+            raise failure
+    results: list[DayResult] = []
+    overall = display.task("materialise", total=len(days), unit="chain-days")
+    job = defs.resolve_implicit_job_def_def_for_assets(partitioned)
+    assert job is not None
+    for day in days:
+        task = display.task(f"  {CHAIN} {day}", total=len(partitioned), unit="assets")
+        with listen(_advance_on_materialisation(task)):
+            result = run_quietly(
+                job,
+                instance=instance,
+                partition_key=f"{CHAIN}|{day.isoformat()}",
+                asset_selection=partitioned,
+                raise_on_error=False,
+            )
+        evaluations = list(result.get_asset_check_evaluations())
+        failed = [
+            (
+                f"{e.asset_key.to_user_string()}:{e.check_name}",
+                str(e.description or e.metadata.get("error") or "check failed"),
+            )
+            for e in evaluations
             if not e.passed
         ]
-        status = "ok" if result.success and not failed_checks else "FAILED"
-        log.info(
-            "[%d/%d] devnet %s: %s in %.1fs%s",
-            i,
-            len(days),
-            day,
-            status,
-            time.monotonic() - started,
-            f" (failed checks: {', '.join(failed_checks)})" if failed_checks else "",
+        res = DayResult(
+            day=day,
+            ok=result.success and not failed,
+            seconds=task.seconds,
+            rows=_rows(result),
+            checks_passed=len(evaluations) - len(failed),
+            checks_total=len(evaluations),
+            failed_checks=failed,
         )
-        if not result.success:
-            raise SystemExit(f"demo: materialising devnet {day} failed; see the log above")
-    # The DuckDB views read the Delta tables the days just wrote: refresh them now.
-    views = defs.resolve_implicit_job_def_def_for_assets([dg.AssetKey(["serving", "views"])])
-    if views is not None:
-        views.execute_in_process(
-            instance=instance, asset_selection=[dg.AssetKey(["serving", "views"])]
+        results.append(res)
+        task.finish(
+            "OK" if res.ok else "FAIL",
+            f"checks {res.checks_passed}/{res.checks_total}",
         )
+        overall.advance()
+        failure = _run_failure(result, f"{CHAIN} {day}")
+        if failure:
+            overall.finish("FAIL")
+            failure.results = results  # type: ignore[attr-defined]
+            raise failure
+    overall.finish("OK" if all(r.ok for r in results) else "FAIL")
+    return results
 
 
-def raw_summary(days: list[dt.date]) -> list[str]:
-    """The demo summary's raw section: rows per day of the devnet's raw and core tables."""
+def _advance_on_materialisation(task) -> Callable[[Any], None]:
+    def on_event(event: Any) -> None:
+        if event.event_type_value == "ASSET_MATERIALIZATION":
+            task.advance(note=event.asset_key.to_user_string() if event.asset_key else "")
+        elif event.event_type_value == "STEP_START":
+            task.update(task.completed, note=(event.step_key or "").replace("__", "/"))
+
+    return on_event
+
+
+def refresh_views() -> None:
+    """The DuckDB views read the Delta tables the days just wrote: refresh them."""
     import dagster as dg
 
-    from chainlake.config import load_chains
-    from pipelines.resources import delta_resource
+    from pipelines.definitions import defs
 
-    chain = load_chains()["devnet"]
-    # The code location's store (S3 settings included when DELTA_ROOT is s3://).
-    with dg.build_resources({"delta": delta_resource()}) as resources:
-        store = resources.delta
-    counts = {}
-    for table in ("blocks", "transactions", "logs", "token_transfers"):
-        lf = store.scan(chain, table)
-        counts[table] = (
-            lf.group_by("date").len().collect()
-            if lf is not None
-            else pl.DataFrame({"date": [], "len": []})
+    key = dg.AssetKey(["serving", "views"])
+    job = defs.resolve_implicit_job_def_def_for_assets([key])
+    if job is None:
+        return
+    result = run_quietly(
+        job, instance=dg.DagsterInstance.get(), asset_selection=[key], raise_on_error=False
+    )
+    failure = _run_failure(result, "views")
+    if failure:
+        raise failure
+
+
+def _num(v: float | None, fmt: str) -> str:
+    return "—" if v is None else format(v, fmt)
+
+
+def _pct(v: float | None) -> str:
+    return "—" if v is None else f"{v * 100:+.2f}%"
+
+
+def day_lines(results: list[DayResult], days: list[dt.date], today: dt.date) -> list[str]:
+    """The closing table per chain-day, dbt style."""
+    head = f"{'':<16}{'chain-day':<22}" + "".join(f"{c:>10}" for c, _ in ROW_COLUMNS)
+    lines = [head + f"{'checks':>9}"]
+    done = {r.day: r for r in results}
+    for i, day in enumerate(days, 1):
+        label = f"{CHAIN} {day}" + (" (open)" if day == today else "")
+        r = done.get(day)
+        if r is None:
+            lines.append(f"{f'{i} of {len(days)} SKIP':<16}{label:<22}")
+            continue
+        status = "OK" if r.ok else "FAIL"
+        cells = "".join(f"{r.rows.get(asset, 0):>10,}" for _, asset in ROW_COLUMNS)
+        checks = f"{r.checks_passed}/{r.checks_total}"
+        lines.append(
+            f"{f'{i} of {len(days)} {status}':<16}{label:<22}{cells}{checks:>9}  [{r.seconds:.1f}s]"
         )
-    lines = [f"{'day':<12}{'blocks':>8}{'txs':>8}{'logs':>8}{'transfers':>11}"]
-    for day in days:
-        row = [
-            next(iter(counts[t].filter(pl.col("date") == day)["len"].to_list()), 0)
-            for t in ("blocks", "transactions", "logs", "token_transfers")
-        ]
-        lines.append(f"{day.isoformat():<12}{row[0]:>8}{row[1]:>8}{row[2]:>8}{row[3]:>11}")
-    lines.append(f"Delta tables: {store.table_uri(chain, '<table>')}")
+        lines += [f"{'':<16}  failed check {name}: {text[:160]}" for name, text in r.failed_checks]
     return lines
 
 
+def portfolio_lines(days: list[dt.date]) -> tuple[list[str], int, int]:
+    """Per portfolio: OK when it has a snapshot on every demo day, with its last value and its
+    30-day risk (ClickHouse); the lines, passes and failures."""
+    from assets.analytics.risk_metrics import portfolio_summary
+    from tools.demo_report import clickhouse_store, read_portfolios
+
+    store = clickhouse_store()
+    snapshots, _risk = read_portfolios(store, days)
+    with store.session() as ch:
+        rows = portfolio_summary(ch).to_dicts()
+    covered = {
+        p: n
+        for p, n in snapshots.group_by("portfolio_id").len().iter_rows()  # (portfolio, days)
+    }
+    lines = [
+        f"{'':<16}{'portfolio':<12}{'days':>5} {'last day':<11}{'value (USD)':>16}"
+        f"{'total ret':>10}{'VaR95':>9}{'CVaR95':>9}{'Sharpe':>8}{'Sortino':>8}{'max DD':>9}"
+        f"{'vol':>8}{'corr':>6}"
+    ]
+    passed = failed = 0
+    for i, r in enumerate(rows, 1):
+        n = covered.get(r["portfolio_id"], 0)
+        ok = n == len(days) and r["total_value"] is not None
+        passed, failed = passed + ok, failed + (not ok)
+        status = f"{i} of {len(rows)} " + ("OK" if ok else "FAIL")
+        lines.append(
+            f"{status:<16}{r['portfolio_id']:<12}"
+            f"{f'{n}/{len(days)}':>5} {r['day'].isoformat():<11}{r['total_value']:>16,.2f}"
+            f"{_pct(r['total_return']):>10}{_pct(r['var_95']):>9}{_pct(r['cvar_95']):>9}"
+            f"{_num(r['sharpe'], '.2f'):>8}{_num(r['sortino'], '.2f'):>8}"
+            f"{_pct(r['max_drawdown']):>9}{_pct(r['volatility']):>8}"
+            f"{_num(r['correlation'], '.2f'):>6}"
+        )
+    lines.append(f"{'':<16}analytics: {store.describe()} (risk over 30 days, annualised over 365)")
+    return lines, passed, failed
+
+
+def _phase(display: Display, name: str, fn: Callable[[], Any], total: int | None = 1) -> Any:
+    """Run one phase with its line in the display; any exception becomes a DemoFailure."""
+    task = display.task(name, total=total)
+    try:
+        out = fn()
+    except DemoFailure:
+        task.finish("FAIL")
+        raise
+    except Exception as e:
+        task.finish("FAIL")
+        log.error("%s failed", name, exc_info=True, extra=FILE_ONLY)
+        raise DemoFailure(name, error_lines(e)) from e
+    task.finish("OK")
+    return out
+
+
 def main() -> int:
-    """Run `make demo`: start anvil, generate the chain, materialise everything and print the
-    summary; the exit status."""
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stdout
+    """Run `make demo`: start anvil, generate the chain, materialise everything, print the
+    closing tables and write the report; the exit status."""
+    started = dt.datetime.now(dt.UTC)
+    t0 = time.monotonic()
+    console = open_console()
+    log_path = DATA_DIR / "logs" / f"demo-{started:%Y%m%dT%H%M%SZ}.log"
+    setup_logging(log_path, console)
+    use_data_dir()
+    days = demo_days(started.date())
+    console.print(
+        f"chainlake demo: {CHAIN}, {len(days)} days {days[0]} .. {days[-1]} "
+        f"(today up to {started:%H:%M} UTC), {BLOCKS_PER_DAY} blocks × {TXS_PER_BLOCK} txs a day",
+        highlight=False,
     )
-    logging.getLogger("httpx").setLevel(logging.WARNING)
-    from tools.devnet.anvil import Anvil, AnvilError
+    console.print(f"log: {log_path}", highlight=False)
+    from tools.devnet.anvil import Anvil
+
+    node = None
+    results: list[DayResult] = []
+    lines: list[str] = []
+    try:
+        with Display(console) as display:
+            node = _phase(display, "start chain", lambda: Anvil(port=PORT, genesis=days[0]).start())
+            log.info("local chain at %s", node.rpc_url)
+            manifest = _generate(display, node.rpc_url, days, int(started.timestamp()))
+
+            def configure() -> None:
+                forget_older_chain(manifest)
+                chains, portfolios = write_configs(manifest, node.rpc_url)
+                os.environ["CHAINS_CONFIG"] = str(chains)
+                os.environ["PORTFOLIOS_CONFIG"] = str(portfolios)
+
+            _phase(display, "configure", configure)
+            try:
+                results = materialise(display, days)
+            except DemoFailure as f:
+                results = getattr(f, "results", [])
+                raise
+            _phase(display, "views", refresh_views)
+            portfolios, p_ok, p_fail = _phase(display, "portfolios", lambda: portfolio_lines(days))
+            for section in SUMMARIES:
+                name = section.__name__.replace("_", " ")
+                lines += _phase(display, name, functools.partial(section, days))
+            report = _phase(display, "report", lambda: _write_report(days))
+    except DemoFailure as f:
+        _print(console, day_lines(results, days, started.date()))
+        console.print()
+        console.print(f"[red]FAIL[/red] {f.step}", highlight=False)
+        for line in f.error:
+            console.print(f"  {line}", markup=False, highlight=False)
+        console.print(f"log: {log_path}", highlight=False)
+        d_ok = sum(r.ok for r in results)
+        console.print(
+            f"[red]Done.[/red] PASS={d_ok} FAIL={len(results) - d_ok or 1} "
+            f"SKIP={len(days) - len(results)} in {time.monotonic() - t0:.0f}s",
+            highlight=False,
+        )
+        return 1
+    finally:
+        if node is not None:
+            node.stop()
+    console.print()
+    _print(console, day_lines(results, days, started.date()))
+    console.print()
+    _print(console, portfolios)
+    console.print()
+    _print(console, lines)
+    console.print()
+    d_ok = sum(r.ok for r in results)
+    passed, failed = d_ok + p_ok, len(results) - d_ok + p_fail
+    console.print(f"report: {report}", highlight=False)
+    console.print(f"log: {log_path}", highlight=False)
+    colour = "green" if not failed else "red"
+    console.print(
+        f"[{colour}]Done.[/{colour}] PASS={passed} FAIL={failed} "
+        f"({len(results)} chain-days, {p_ok + p_fail} portfolios) in "
+        f"{time.monotonic() - t0:.0f}s; `make dev` opens the Dagster UI on this data",
+        highlight=False,
+    )
+    if failed:
+        first = next((r for r in results if not r.ok), None)
+        if first is not None and first.failed_checks:
+            name, text = first.failed_checks[0]
+            console.print(f"[red]FAIL[/red] {name} ({CHAIN} {first.day})", highlight=False)
+            console.print(f"  {text[:240]}", markup=False, highlight=False)
+        return 1
+    return 0
+
+
+def _generate(display: Display, rpc_url: str, days: list[dt.date], until: int):
     from tools.devnet.generator import generate
 
-    days = [START + dt.timedelta(days=i) for i in range(DAYS)]
-    t0 = time.monotonic()
+    task = display.task("generate", total=None, unit="blocks")
     try:
-        node = Anvil(port=PORT, genesis=START).start()
-    except AnvilError as e:
-        print(f"demo: cannot start the local chain on 127.0.0.1:{PORT}: {e}", file=sys.stderr)
-        return 1
-    try:
-        log.info(
-            "local chain at %s; generating %d days × %d blocks × %d txs",
-            node.rpc_url,
-            DAYS,
-            BLOCKS_PER_DAY,
-            TXS_PER_BLOCK,
-        )
         manifest = generate(
-            node.rpc_url,
-            start=START,
-            days=DAYS,
+            rpc_url,
+            start=days[0],
+            days=len(days),
             blocks_per_day=BLOCKS_PER_DAY,
             txs_per_block=TXS_PER_BLOCK,
             seed=SEED,
+            until=until,
+            progress=lambda done, total: task.update(done, total),
         )
-        chains, portfolios = write_configs(manifest, node.rpc_url)
-        os.environ["CHAINS_CONFIG"] = str(chains)
-        os.environ["PORTFOLIOS_CONFIG"] = str(portfolios)
-        log.info("generated %d blocks in %.1fs", manifest.head_block + 1, time.monotonic() - t0)
-        materialise(days)
-        node.dump_state(DEVNET_DIR / "state.json")  # `make dev` starts the chain from it
-        print()
-        print("chainlake demo: devnet", f"{days[0]} .. {days[-1]}")
-        for section in [raw_summary, *SUMMARIES]:
-            for line in section(days):
-                print("  " + line)
-        print(
-            f"  done in {time.monotonic() - t0:.0f}s; `make dev` opens the Dagster UI on this data"
-        )
-    finally:
-        node.stop()
-    return 0
+    except Exception as e:
+        task.finish("FAIL")
+        log.error("generate failed", exc_info=True, extra=FILE_ONLY)
+        raise DemoFailure("generate", error_lines(e)) from e
+    task.finish("OK", f"{manifest.head_block + 1} blocks")
+    return manifest
+
+
+def _write_report(days: list[dt.date]) -> Path:
+    from tools.demo_report import write_report
+
+    return write_report(DATA_DIR / "demo-report.html", days)
+
+
+def _print(console, lines: list[str]) -> None:
+    for line in lines:
+        console.print("  " + line, markup=False, highlight=False)
 
 
 if __name__ == "__main__":

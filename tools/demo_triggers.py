@@ -59,6 +59,7 @@ def summary(days: list[dt.date]) -> list[str]:
     from pipelines.resources import RESOURCES
     from pipelines.triggers import evaluate_triggers_job
     from resources.postgres import PostgresResource
+    from tools.demo_console import run_quietly
 
     receiver = _Receiver()
     os.environ["CHAINLAKE_ACTION_SECRET_WEBHOOK_URL"] = receiver.url
@@ -75,7 +76,8 @@ def summary(days: list[dt.date]) -> list[str]:
                 "SELECT registry, count(*) AS n FROM events WHERE retracted_at IS NULL "
                 "GROUP BY registry ORDER BY registry"
             ).fetchall()
-        result = evaluate_triggers_job.execute_in_process(
+        result = run_quietly(
+            evaluate_triggers_job,
             run_config={
                 "ops": {"evaluate_triggers": {"config": {"after_seq": 0, "up_to_seq": last}}}
             },
@@ -83,7 +85,16 @@ def summary(days: list[dt.date]) -> list[str]:
             resources={"notifiers": RESOURCES["notifiers"], "postgres": PostgresResource(url=url)},
             tags={"chainlake/demo": "triggers"},
         )
-        out = result.output_for_node("evaluate_triggers") if result.success else {}
+        if not result.success:
+            errors = [e.step_failure_data.error for e in result.all_events if e.is_step_failure]
+            cause = errors[0] if errors else None
+            while cause is not None and cause.cause is not None:
+                cause = cause.cause  # past Dagster's wrappers to the op's own exception
+            raise RuntimeError(
+                "the trigger evaluation run failed: "
+                + (f"{cause.cls_name}: {cause.message.strip()}" if cause else "see the log")
+            )
+        out = result.output_for_node("evaluate_triggers")
         with db.connection(url) as conn:
             done = store.list_deliveries(conn, status="succeeded", limit=1000)
             failed = store.list_deliveries(conn, status="failed", limit=1000)

@@ -35,7 +35,7 @@ import math
 import random
 import time
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -916,6 +916,8 @@ def generate(
     seed: int = 7,
     verify: bool = True,
     progress_every: int = 100,
+    until: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> DevnetManifest:
     """Deploy the devnet contracts and fill ``days`` days from ``start`` with activity.
 
@@ -923,15 +925,24 @@ def generate(
     with at least 20 dev accounts. Day 0 also holds four setup blocks (deployments, funding,
     first agents) in its first seconds. Returns the manifest; nothing is written to disk.
 
+    ``until`` (unix seconds, e.g. the wall clock) leaves out every planned block stamped after
+    it, so a chain whose last day is today holds that day's blocks up to then and none in the
+    future. The blocks kept are exactly the first ones of the full plan (same transactions,
+    same hashes): the plan of a day does not depend on where it is cut. ``until`` before the
+    setup blocks is an error.
+
     Pipelines that read historical state (balances at a day's last block) need the node to
     keep every block's state: ``Anvil(keep_states=...)`` at least the chain's length.
     ``txs_per_block`` is bounded by the block gas limit (about 250 with anvil's 30M).
-    Progress is logged every ``progress_every`` blocks.
+    Progress is logged every ``progress_every`` blocks, and ``progress(done, total)`` is called
+    after every block when given.
     """
     if days < 1 or blocks_per_day < 1 or txs_per_block < 1:
         raise ValueError("days, blocks_per_day and txs_per_block must be at least 1")
     if blocks_per_day > SECONDS_PER_DAY // 2:
         raise ValueError(f"blocks_per_day must be at most {SECONDS_PER_DAY // 2}")
+    if until is not None and until < day_start_timestamp(start):
+        raise ValueError(f"until {until} is before {start}")
     t0 = time.monotonic()
     rng = random.Random(seed)
     rpc = Rpc(rpc_url)
@@ -972,6 +983,8 @@ def generate(
                 progress_every,
                 first_block_day0,
                 head_number,
+                until,
+                progress,
             )
         finally:
             if automine:
@@ -1049,6 +1062,8 @@ def _run(
     progress_every: int,
     first_block_day0: int,
     head_number: int,
+    until: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> tuple[list[DayBlocks], int]:
     rng = world.rng
     number = head_number
@@ -1057,7 +1072,28 @@ def _run(
     t0 = time.monotonic()
     gas_limit = int(rpc.call("eth_getBlockByNumber", "latest", False)["gasLimit"], 16)
     gas_budget = int(gas_limit * BLOCK_GAS_SHARE)
-    total_blocks = days * blocks_per_day
+    setup = world.setup_blocks() if not world.registry else []
+    day0 = day_start_timestamp(start)
+    reserved = len(setup) + 1
+    if until is not None and setup and day0 + len(setup) > until:
+        raise GeneratorError(
+            f"the setup blocks of {start} are stamped up to {day0 + len(setup)}, after "
+            f"until={until}; start the chain a day earlier"
+        )
+    # Each day's block timestamps, without those after `until`.
+    plan = [
+        [
+            ts
+            for ts in _daily_timestamps(
+                day_start_timestamp(start + dt.timedelta(days=d)),
+                blocks_per_day,
+                reserved if d == 0 else 0,
+            )
+            if until is None or ts <= until
+        ]
+        for d in range(days)
+    ]
+    total_blocks = sum(len(p) for p in plan)
 
     def mine(block_txs: list[_Tx], ts: int) -> None:
         nonlocal number
@@ -1067,20 +1103,18 @@ def _run(
         if verify:
             planned.append((number, block_txs, hashes))
 
-    setup = world.setup_blocks() if not world.registry else []
-    day0 = day_start_timestamp(start)
     for i, txs in enumerate(setup):
         mine(txs, day0 + 1 + i)
-    reserved = len(setup) + 1
 
     updates = min(PRICE_UPDATES_PER_DAY, blocks_per_day)
     update_blocks = {((2 * k + 1) * blocks_per_day) // (2 * updates) for k in range(updates)}
     done = 0
     for d in range(days):
         day = start + dt.timedelta(days=d)
-        day_ts = day_start_timestamp(day)
         first = first_block_day0 if d == 0 else number + 1
-        timestamps = _daily_timestamps(day_ts, blocks_per_day, reserved if d == 0 else 0)
+        timestamps = plan[d]
+        if d > 0 and not timestamps:
+            break  # every later day lies after `until`
         # Scheduled kinds for the day, at distinct random blocks in dependency order.
         slots = sorted(rng.sample(range(blocks_per_day), min(len(DAILY_KINDS), blocks_per_day)))
         scheduled: dict[int, list[str]] = defaultdict(list)
@@ -1097,6 +1131,8 @@ def _run(
             txs += world.filler(max(0, txs_per_block - len(txs)))
             mine(txs, ts)
             done += 1
+            if progress is not None:
+                progress(done, total_blocks)
             if progress_every and done % progress_every == 0:
                 rate = done / max(time.monotonic() - t0, 1e-9)
                 log.info(
