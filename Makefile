@@ -15,8 +15,17 @@ unexport PYTHONDONTWRITEBYTECODE
 
 .PHONY: env demo test test-unit test-integration lint typecheck dev bench clean instance chromium
 
-# The Dagster instance of `make dev` (dagster.yaml): runs, event logs and schedules in PostgreSQL.
-export DAGSTER_POSTGRES_URL ?= postgresql+psycopg2://postgres@127.0.0.1:5432/dagster
+# This checkout's own instance (README "Your own instance"): the PostgreSQL databases of
+# `make dev` (Dagster storage, config/dagster/dagster.yaml) and of the events are named after
+# CHAINLAKE_INSTANCE, else after this checkout's path, by chainlake/instance_names.py (asked
+# with the system Python, so it answers before .venv exists). An explicit
+# DAGSTER_POSTGRES_URL or POSTGRES_URL wins; the events URL needs no export (the code derives it
+# the same way).
+ifndef DAGSTER_POSTGRES_URL
+export DAGSTER_POSTGRES_URL := $(shell $(PY_VERSION) -m chainlake.instance_names dagster-url)
+endif
+# `make dev DEV_PORT=3001` when another checkout's UI holds port 3000.
+DEV_PORT ?= 3000
 # The demo's stores, shared by `make dev` so the UI shows the demo's data.
 # `make demo` writes its chain's config to data/devnet/; without it, config/ is used.
 DEMO_CONFIG := $(if $(wildcard data/devnet/chains.yaml),data/devnet,config)
@@ -67,7 +76,8 @@ test-unit: env
 test-integration: env postgres chromium
 	$(VENV)/bin/pytest -m integration
 
-# Links dagster.yaml into DAGSTER_HOME, creates the instance database, sets the pool limits.
+# Creates this instance's two databases, links config/dagster/dagster.yaml (the PostgreSQL
+# instance) into DAGSTER_HOME, sets the pool limits; prints the instance's name and databases.
 instance: env postgres
 	$(PY) -m chainlake.instance
 
@@ -89,11 +99,14 @@ dev: env instance
 	else \
 	  echo "make dev: no saved demo chain (data/devnet/state.json), so no node: run make demo first"; \
 	fi; \
-	$(DEMO_ENV) $(VENV)/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+	$(DEMO_ENV) $(VENV)/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p $(DEV_PORT)
 
 bench: env
 	$(PY) bench/extract.py
 	$(PY) bench/transform.py
 
+# data/, .dagster_home and this instance's two PostgreSQL databases (the line names them).
 clean:
 	rm -rf data .dagster_home
+	@if [ -x $(PY) ]; then $(PY) -m chainlake.instance drop; \
+	else echo "make clean: no $(PY), so this instance's PostgreSQL databases were left as they are"; fi

@@ -12,7 +12,8 @@ A fresh clone runs with no environment at all: every store then has its embedded
 | `CLICKHOUSE_URL` | unset | at load (the ClickHouse switch below), then as `EnvVar` |
 | `CLICKHOUSE_PATH` | `data/clickhouse` | at run time, embedded engine only |
 | `DUCKDB_PATH` | `data/chainlake.duckdb` | at run time |
-| `POSTGRES_URL` | `postgresql://postgres@127.0.0.1:5432/chainlake` | at run time |
+| `POSTGRES_URL` | `postgresql://postgres@127.0.0.1:5432/<instance>_events` (`chainlake.instance_names`) | at run time |
+| `CHAINLAKE_INSTANCE` | named after the checkout's path | at run time, when `POSTGRES_URL` is unset |
 | `CHAINLAKE_SECRET_KEY` | unset | at run time |
 | `CHAINLAKE_RESIDENT_EVALUATOR_SECONDS` | `3600` | at run time (and by the sensor) |
 | `SMTP_HOST`, `SMTP_PORT`, `SMTP_USERNAME`, `SMTP_PASSWORD`, `SMTP_FROM` | see `resources.notifiers` | at run time |

@@ -1,7 +1,8 @@
 """PostgreSQL: the events outbox, triggers, deliveries and their audit trail.
 
 Fields left unset are read from the environment when the resource is used (see
-`resources.env`): `url` from `POSTGRES_URL` (else the local `chainlake` database),
+`resources.env`): `url` from `POSTGRES_URL` (else the instance's `<instance>_events` database,
+named from `CHAINLAKE_INSTANCE` or the checkout: `chainlake.instance_names`),
 `secret_key` from `CHAINLAKE_SECRET_KEY` (else none), `resident_evaluator_seconds` from
 `CHAINLAKE_RESIDENT_EVALUATOR_SECONDS` (else 3600). Callers use `database_url()`,
 `fernet_key()` and `resident_lifetime_seconds()`, which apply that rule.
@@ -15,9 +16,10 @@ from contextlib import contextmanager
 import dagster as dg
 from pydantic import Field
 
+from chainlake import instance_names
 from chainlake.events import db
 from chainlake.events.db import Conn
-from resources.env import env_int, env_optional, env_str
+from resources.env import env_int, env_optional
 
 # URLs whose schema this process has found current (checked once per process).
 _SCHEMA_CHECKED: set[str] = set()
@@ -29,7 +31,9 @@ class PostgresResource(dg.ConfigurableResource):
     url: str | None = Field(
         default=None,
         description="libpq URL of the events database, e.g. postgresql://user@host:5432/"
-        f"chainlake. Unset: POSTGRES_URL when used, else {db.DEFAULT_POSTGRES_URL}.",
+        "chainlake. Unset: POSTGRES_URL when used, else this instance's own database "
+        f"{instance_names.EVENTS_URL_TEMPLATE} (<instance>: CHAINLAKE_INSTANCE, else named "
+        "after the checkout's path).",
     )
     secret_key: str | None = Field(
         default=None,
@@ -60,8 +64,18 @@ class PostgresResource(dg.ConfigurableResource):
     )
 
     def database_url(self) -> str:
-        """The events database's URL: `url`, else POSTGRES_URL read now, else the default."""
-        return self.url or env_str(dg.EnvVar("POSTGRES_URL"), db.DEFAULT_POSTGRES_URL)
+        """The events database's URL: `url`, else POSTGRES_URL read now, else the instance's
+        own (CHAINLAKE_INSTANCE read now).
+
+        Raises:
+            chainlake.instance_names.InstanceNameError: CHAINLAKE_INSTANCE cannot name a
+                database.
+        """
+        explicit = self.url or env_optional(dg.EnvVar("POSTGRES_URL"))
+        if explicit:
+            return explicit
+        instance = env_optional(dg.EnvVar("CHAINLAKE_INSTANCE")) or ""
+        return instance_names.names({"CHAINLAKE_INSTANCE": instance}).events_url
 
     def fernet_key(self) -> str | None:
         """The key for agents' MCP tokens: `secret_key`, else CHAINLAKE_SECRET_KEY read now."""

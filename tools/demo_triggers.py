@@ -56,6 +56,7 @@ def summary(days: list[dt.date]) -> list[str]:
 
     from chainlake.events import db, store
     from chainlake.events.spec import apply_spec, default_resolver, load_spec
+    from chainlake.instance_names import events_postgres_url
     from pipelines.resources import RESOURCES
     from pipelines.triggers import evaluate_triggers_job
     from resources.postgres import PostgresResource
@@ -66,7 +67,7 @@ def summary(days: list[dt.date]) -> list[str]:
     # the demo's receiver listens on 127.0.0.1: the operator's allow-list lets actions reach it
     os.environ["CHAINLAKE_ACTION_ALLOW_HOSTS"] = "127.0.0.1,::1"
     try:
-        url = os.environ.get("POSTGRES_URL") or db.DEFAULT_POSTGRES_URL
+        url = events_postgres_url()  # POSTGRES_URL, else the instance's own
         db.ensure_schema(url)
         spec = load_spec(TRIGGERS_FILE, resolver=default_resolver())
         with db.connection(url) as conn:

@@ -1,7 +1,8 @@
 """Connections to the events database (PostgreSQL) and its migrations.
 
 Everything takes the URL as an argument; resolving it from `POSTGRES_URL` is the job of
-`resources/postgres.py` (Dagster) and of the CLI, so nothing here reads the environment.
+`resources/postgres.py` (Dagster) and of the CLI, so nothing here reads the environment. Unset,
+it is the instance's own events database (`chainlake.instance_names.events_postgres_url`).
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from psycopg.rows import DictRow, dict_row
 # Every connection of the events code returns rows as dicts.
 Conn = psycopg.Connection[DictRow]
 
-DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/chainlake"
 # Dagster's own storage (dagster-postgres) keeps its revision in `alembic_version`; ours has a
 # name of its own so both can share one database.
 VERSION_TABLE = "chainlake_alembic_version"

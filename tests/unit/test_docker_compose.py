@@ -25,7 +25,12 @@ LONG_RUNNING = {"postgres", "clickhouse", "minio", "anvil", "user-code", "webser
 ONE_SHOT = {"minio-init", "devnet-seed"}
 DOCKER_SOCKET = "/var/run/docker.sock"
 # Read by the code but meaningful only on a developer machine.
-LOCAL_ONLY = re.compile(r"^(DEMO_|TEST_|CHAINLAKE_ANVIL$|PYTEST)")
+# CHAINLAKE_INSTANCE names the databases of a checkout's instance when their URLs are unset; a
+# deployment sets DAGSTER_POSTGRES_URL and POSTGRES_URL.
+LOCAL_ONLY = re.compile(r"^(DEMO_|TEST_|CHAINLAKE_ANVIL$|CHAINLAKE_INSTANCE$|PYTEST)")
+# The PostgreSQL instance `python -m chainlake.instance` links into DAGSTER_HOME (the image
+# installs docker/dagster.yaml at the same path).
+LOCAL_INSTANCE = ROOT / "config" / "dagster" / "dagster.yaml"
 # `dg.EnvVar("X")` (a field value, or `.get_value()` at run time), `dg.EnvVar.int("X")`, os.environ
 _ENV_READ = re.compile(
     r"""(?:\benv|EnvVar(?:\.int)?|os\.environ\.get|os\.getenv|os\.environ\[)\(?\s*["']([A-Z][A-Z0-9_]+)["']"""
@@ -47,8 +52,9 @@ def env_vars_read_by_the_code() -> set[str]:
     for folder in SOURCES:
         for path in (ROOT / folder).rglob("*.py"):
             names.update(_ENV_READ.findall(path.read_text()))
-    # dagster.yaml reads its settings with `env:`
-    names.update(re.findall(r"env:\s*([A-Z][A-Z0-9_]+)", (ROOT / "dagster.yaml").read_text()))
+    # the instance configs read their settings with `env:`
+    for config in (ROOT / "dagster.yaml", LOCAL_INSTANCE):
+        names.update(re.findall(r"env:\s*([A-Z][A-Z0-9_]+)", config.read_text()))
     return {n for n in names if not LOCAL_ONLY.match(n)}
 
 
@@ -241,9 +247,9 @@ def test_compose_instance_passes_dagsters_validation(compose_instance: dict[str,
 def test_compose_instance_keeps_the_local_queue_limits_and_retries(
     compose_instance: dict[str, Any],
 ) -> None:
-    """Only the launcher differs from dagster.yaml: one run per chain, pools, retries and the
-    instance's storage are the same in both deployments."""
-    local = yaml.safe_load((ROOT / "dagster.yaml").read_text())
+    """Only the launcher differs from the local PostgreSQL instance: one run per chain, pools,
+    retries and the instance's storage are the same in both deployments."""
+    local = yaml.safe_load(LOCAL_INSTANCE.read_text())
     assert "run_launcher" not in local
     for key in ("storage", "run_coordinator", "concurrency", "run_retries", "run_monitoring"):
         assert compose_instance[key] == local[key], key
@@ -282,8 +288,11 @@ def test_run_containers_get_the_image_network_volumes_and_variables(
 
 def test_image_installs_the_compose_instance_and_installs_node_tools_like_make() -> None:
     dockerfile = (ROOT / "docker" / "Dockerfile").read_text()
-    assert re.search(r"^COPY docker/dagster\.yaml \./dagster\.yaml$", dockerfile, flags=re.M)
-    assert "ln -s /opt/chainlake/dagster.yaml /opt/dagster/home/dagster.yaml" in dockerfile
+    # where `python -m chainlake.instance` (the daemon's command) links from, and linked already
+    installed = "config/dagster/dagster.yaml"
+    assert installed == LOCAL_INSTANCE.relative_to(ROOT).as_posix()
+    assert re.search(rf"^COPY docker/dagster\.yaml \./{installed}$", dockerfile, flags=re.M)
+    assert f"ln -s /opt/chainlake/{installed} /opt/dagster/home/dagster.yaml" in dockerfile
     # `npm ci` refuses package-lock.json here (see the Makefile); the image does as make does.
     assert not re.search(r"^RUN npm ci", dockerfile, flags=re.M)
     assert "npm install --no-audit --no-fund --no-save" in dockerfile

@@ -175,7 +175,7 @@ def test_rendered_instance_passes_dagsters_instance_validation(
 def test_run_queue_is_the_one_of_dagster_yaml(values: dict[str, Any]) -> None:
     """One run per chain at a time, four in all, op pools of one slot by default, the same
     coordinator and retries: the cluster runs backfills as `make dev` does."""
-    local = yaml.safe_load((ROOT / "dagster.yaml").read_text())
+    local = yaml.safe_load((ROOT / "config" / "dagster" / "dagster.yaml").read_text())
     rendered = instance_config(values)
     assert rendered["concurrency"] == local["concurrency"]
     assert rendered["run_coordinator"] == local["run_coordinator"]

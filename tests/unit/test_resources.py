@@ -14,6 +14,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from chainlake import instance_names
 from chainlake.lake import DeltaStore
 from resources.clickhouse import ClickHouseResource, ClickHouseServer, EmbeddedClickHouse
 from resources.delta import DeltaResource, LocalStorage, S3Storage
@@ -41,6 +42,7 @@ def no_store_variables(monkeypatch: pytest.MonkeyPatch) -> None:
         "CLICKHOUSE_PATH",
         "DUCKDB_PATH",
         "POSTGRES_URL",
+        "CHAINLAKE_INSTANCE",
         "CHAINLAKE_SECRET_KEY",
         "CHAINLAKE_RESIDENT_EVALUATOR_SECONDS",
         "SMTP_HOST",
@@ -294,7 +296,8 @@ def test_optional_settings_of_the_other_resources_are_read_when_used(
 ) -> None:
     duckdb, postgres, notifiers = ServingDuckDB(), PostgresResource(), NotifiersResource()
     assert duckdb.path == Path("data/chainlake.duckdb")
-    assert postgres.database_url() == "postgresql://postgres@127.0.0.1:5432/chainlake"
+    # this checkout's own events database (tests/unit/test_instance_names.py: its name)
+    assert postgres.database_url() == instance_names.names({}).events_url
     assert postgres.fernet_key() is None and postgres.resident_lifetime_seconds() == 3600
     smtp = notifiers.smtp_settings()
     assert (smtp.host, smtp.port, smtp.sender) == ("127.0.0.1", 25, "chainlake@localhost")
