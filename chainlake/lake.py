@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from dataclasses import field as dataclass_field
 from functools import cached_property
 from pathlib import Path
-from typing import Any, TypeAlias
+from typing import Any, TypeAlias, TypeVar
 from urllib.parse import urlparse
 
 import polars as pl
@@ -35,6 +35,7 @@ from chainlake.retry import backoff_delay
 
 PARTITION_COLUMN = "date"
 COMMIT_ATTEMPTS = 8
+T = TypeVar("T")
 # Vacuum keeps every file a version of the last week needs: delta-rs' own default
 # (delta.deletedFileRetentionDuration), below which it refuses to vacuum unless forced.
 DEFAULT_RETENTION_HOURS = 168
@@ -338,31 +339,28 @@ class DeltaStore:
             log.warning("%s: schema differs from the files'; writing through delta-rs", uri)
             return self.replace_day(chain, table, day, _files_reader(files, schema, day))
         adds = [self._place(uri, day, f) for f in files]
-        for attempt in range(COMMIT_ATTEMPTS):
+
+        def commit() -> None:
             t = self._table(uri)
-            try:
-                if t is None:
-                    create_table_with_add_actions(
-                        uri,
-                        DeltaSchema.from_arrow(schema),
-                        adds,
-                        mode="append",
-                        partition_by=[PARTITION_COLUMN],
-                        storage_options=self.storage_options() or None,
-                    )
-                else:
-                    t.create_write_transaction(
-                        list(adds),  # type: ignore[arg-type]
-                        mode="overwrite",
-                        schema=t.schema(),
-                        partition_by=[PARTITION_COLUMN],
-                        partition_filters=[(PARTITION_COLUMN, "=", day.isoformat())],
-                    )
-                break
-            except (CommitFailedError, DeltaError) as e:
-                if not _is_commit_race(e):
-                    raise
-                _commit_backoff(uri, attempt, e)
+            if t is None:
+                create_table_with_add_actions(
+                    uri,
+                    DeltaSchema.from_arrow(schema),
+                    adds,
+                    mode="append",
+                    partition_by=[PARTITION_COLUMN],
+                    storage_options=self.storage_options() or None,
+                )
+            else:
+                t.create_write_transaction(
+                    list(adds),  # type: ignore[arg-type]
+                    mode="overwrite",
+                    schema=t.schema(),
+                    partition_by=[PARTITION_COLUMN],
+                    partition_filters=[(PARTITION_COLUMN, "=", day.isoformat())],
+                )
+
+        retrying_commit(uri, commit)
         t = self._table(uri)
         assert t is not None
         return t.version()
@@ -411,16 +409,14 @@ class DeltaStore:
     def delete(self, chain: ChainConfig, table: str, predicate: str) -> int:
         """Delete rows matching a predicate built by the caller from trusted values only."""
         uri = self.table_uri(chain, table)
-        for attempt in range(COMMIT_ATTEMPTS):
+
+        def commit() -> int:
             t = self._table(uri)
             if t is None:
                 return 0
-            try:
-                metrics = t.delete(predicate)
-                return int(metrics.get("num_deleted_rows", 0))
-            except CommitFailedError as e:
-                _commit_backoff(uri, attempt, e)
-        raise AssertionError("unreachable")
+            return int(t.delete(predicate).get("num_deleted_rows", 0))
+
+        return retrying_commit(uri, commit)
 
     def _write(
         self,
@@ -449,17 +445,13 @@ class DeltaStore:
             kwargs["predicate"] = (
                 predicate if day is None else f"({kwargs['predicate']}) AND ({predicate})"
             )
-        for attempt in range(COMMIT_ATTEMPTS):
-            source = data() if callable(data) else data
-            try:
-                write_deltalake(uri, source, **kwargs)
-                break
-            except (CommitFailedError, DeltaError) as e:
-                if not _is_commit_race(e) or (
-                    isinstance(source, pa.RecordBatchReader) and not callable(data)
-                ):
-                    raise
-                _commit_backoff(uri, attempt, e)
+        # A record-batch stream passed as is was consumed by the first attempt: not retried.
+        once = isinstance(data, pa.RecordBatchReader)
+        retrying_commit(
+            uri,
+            lambda: write_deltalake(uri, data() if callable(data) else data, **kwargs),
+            retry=lambda e: not once and _is_commit_race(e),
+        )
         t = self._table(uri)
         assert t is not None
         return t.version()
@@ -547,25 +539,22 @@ class DeltaStore:
         """
         uri = self.table_uri(chain, table)
         started = time.monotonic()
-        for attempt in range(COMMIT_ATTEMPTS):
+
+        def commit() -> tuple[int, tuple[int, int, int | None], dict[str, Any]]:
             t = self._table(uri)
             if t is None:
                 raise FileNotFoundError(f"Delta table {uri} does not exist")
             if PARTITION_COLUMN not in t.metadata().partition_columns:
                 raise ValueError(f"Delta table {uri} is not partitioned by {PARTITION_COLUMN}")
-            version_before = t.version()
-            before = _day_files(t, day)
-            try:
-                metrics = t.optimize.compact(
-                    partition_filters=[(PARTITION_COLUMN, "=", day.isoformat())],
-                    target_size=target_size,
-                    writer_properties=_COMPACT_WRITER,
-                )
-                break
-            except (CommitFailedError, DeltaError) as e:
-                if not _is_commit_race(e):
-                    raise
-                _commit_backoff(uri, attempt, e)
+            version, files = t.version(), _day_files(t, day)
+            metrics = t.optimize.compact(
+                partition_filters=[(PARTITION_COLUMN, "=", day.isoformat())],
+                target_size=target_size,
+                writer_properties=_COMPACT_WRITER,
+            )
+            return version, files, metrics
+
+        version_before, before, metrics = retrying_commit(uri, commit)
         t = self._table(uri)
         assert t is not None
         after = _day_files(t, day)
@@ -622,23 +611,21 @@ class DeltaStore:
         """
         uri = self.table_uri(chain, table)
         started = time.monotonic()
-        for attempt in range(COMMIT_ATTEMPTS):
+
+        def commit() -> tuple[int, list[str]]:
             t = self._table(uri)
             if t is None:
                 raise FileNotFoundError(f"Delta table {uri} does not exist")
-            version_before = t.version()
-            try:
-                deleted = t.vacuum(
-                    retention_hours=retention_hours,
-                    dry_run=dry_run,
-                    enforce_retention_duration=True,
-                    full=full,
-                )
-                break
-            except (CommitFailedError, DeltaError) as e:
-                if not _is_commit_race(e):
-                    raise
-                _commit_backoff(uri, attempt, e)
+            version = t.version()
+            deleted = t.vacuum(
+                retention_hours=retention_hours,
+                dry_run=dry_run,
+                enforce_retention_duration=True,
+                full=full,
+            )
+            return version, deleted
+
+        version_before, deleted = retrying_commit(uri, commit)
         t = self._table(uri)
         assert t is not None
         return VacuumResult(
@@ -672,12 +659,22 @@ def _is_commit_race(e: Exception) -> bool:
     return "version" in msg and ("already exists" in msg or "conflict" in msg)
 
 
-def _commit_backoff(uri: str, attempt: int, e: Exception) -> None:
-    if attempt + 1 >= COMMIT_ATTEMPTS:
-        raise e
-    delay = backoff_delay(attempt + 1, base=0.05, cap=2.0, jitter=random.random)
-    log.warning("Delta commit to %s lost a race (%s); retrying in %.2fs", uri, e, delay)
-    time.sleep(delay)
+def retrying_commit(
+    uri: str, commit: Callable[[], T], *, retry: Callable[[Exception], bool] = _is_commit_race
+) -> T:
+    """`commit()`, again after a short backoff each time it loses a race to another writer of
+    the table (up to COMMIT_ATTEMPTS in all). `commit` opens the table itself, so each attempt
+    starts from the version the winner left. Other errors are raised at once."""
+    for attempt in range(1, COMMIT_ATTEMPTS + 1):
+        try:
+            return commit()
+        except (CommitFailedError, DeltaError) as e:
+            if attempt == COMMIT_ATTEMPTS or not retry(e):
+                raise
+            delay = backoff_delay(attempt, base=0.05, cap=2.0, jitter=random.random)
+            log.warning("Delta commit to %s lost a race (%s); retrying in %.2fs", uri, e, delay)
+            time.sleep(delay)
+    raise AssertionError("unreachable")
 
 
 # Compacted files stay for good: zstd, as the extraction writes its files, is smaller than

@@ -10,7 +10,7 @@ import polars as pl
 
 from chainlake.config import ChainConfig
 from chainlake.extract import DayRange
-from chainlake.lake import DeltaStore
+from chainlake.lake import DeltaStore, retrying_commit
 
 CHECKPOINT_TABLE = "_state/checkpoint"
 DAY_RANGE_TABLE = "_state/day_ranges"
@@ -57,12 +57,17 @@ def write_checkpoint(store: DeltaStore, chain: ChainConfig, cp: Checkpoint) -> N
         ],
         schema=_CHECKPOINT_SCHEMA,
     )
-    # One row per chain: the whole (tiny) table is replaced in one commit.
+    # One row per chain: the whole (tiny) table is replaced in one commit. Runs of closed days
+    # may write it at the same time as the open day's run (a fresh chain's backfill): the
+    # commit that loses the race is made again.
     uri = store.table_uri(chain, CHECKPOINT_TABLE)
     from deltalake import write_deltalake
 
-    write_deltalake(
-        uri, df.to_arrow(), mode="overwrite", storage_options=store.storage_options() or None
+    retrying_commit(
+        uri,
+        lambda: write_deltalake(
+            uri, df.to_arrow(), mode="overwrite", storage_options=store.storage_options() or None
+        ),
     )
 
 
