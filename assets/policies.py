@@ -21,10 +21,11 @@ such a rectangle. So:
 - `PER_CHAIN_RANGE`: one run per chain over the whole selected date range. For assets that
   take a range in one go (`context.partition_keys`, see `chain_days`), e.g. rolling analytics.
 
-The instance limits (`dagster.yaml`) keep one run per chain at a time, chains in parallel
-(a run of several chains, of a `FROM_DAY_BEFORE` asset, takes no chain's slot: it writes
-only its own table, other days than any other run), and the pools cap RPC, DuckDB and
-ClickHouse work across runs.
+The instance limits (`dagster.yaml`) keep one run per chain at its open edge (today and
+yesterday) and up to three runs of a chain's closed days at once, chains in parallel (see
+`chainlake/run_coordinator.py`; a run of several chains, of a `FROM_DAY_BEFORE` asset, takes
+no chain's slot: it writes only its own table, other days than any other run), and the pools
+cap RPC, DuckDB and ClickHouse work across runs.
 """
 
 from __future__ import annotations
