@@ -145,16 +145,33 @@ def table_columns(model: type[pa.DataFrameModel], prefix: str = "") -> list[dg.T
     ]
 
 
+def table_rules(model: type[pa.DataFrameModel], prefix: str = "") -> list[str]:
+    """The model's rules over whole rows: its unique key and its dataframe checks, each with
+    the check's docstring."""
+    schema = model.to_schema()
+    rules = [f"{prefix}unique ({', '.join(schema.unique)})"] if schema.unique else []
+    for check in schema.checks:
+        doc = " ".join((getattr(getattr(model, check.name, None), "__doc__", None) or "").split())
+        rules.append(f"{prefix}{check.name}" + (f": {doc}" if doc else ""))
+    return rules
+
+
 def column_schema(model: type[pa.DataFrameModel]) -> dg.TableSchema:
     """The Dagster table schema of a Pandera model (what the asset's Columns tab shows)."""
-    return dg.TableSchema(columns=table_columns(model))
+    return dg.TableSchema(
+        columns=table_columns(model),
+        constraints=dg.TableConstraints(other=table_rules(model)),
+    )
 
 
 def tables_column_schema(models: Mapping[str, type[pa.DataFrameModel]]) -> dg.TableSchema:
     """One Dagster table schema for an asset that holds several tables (the DuckDB catalog,
-    the serving views): each column named `<table>.<column>`."""
+    the serving views): each column and rule named `<table>.<column>`."""
     return dg.TableSchema(
-        columns=[c for table, m in models.items() for c in table_columns(m, f"{table}.")]
+        columns=[c for table, m in models.items() for c in table_columns(m, f"{table}.")],
+        constraints=dg.TableConstraints(
+            other=[r for table, m in models.items() for r in table_rules(m, f"{table}.")]
+        ),
     )
 
 
