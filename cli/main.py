@@ -12,6 +12,7 @@ from typing import Any
 
 import click
 
+from chainlake import instance_names
 from cli.commands.backfill import backfill
 from cli.commands.catalog import catalog
 from cli.commands.db import db
@@ -49,9 +50,21 @@ def _cause(e: BaseException) -> str:
     return f"{type(e).__name__}: {first}"
 
 
-def _log_traceback(e: BaseException) -> Path:
+def _log_folder() -> Path:
+    """CHAINLAKE_LOG_DIR, else a folder of this instance's under the temporary directory, so
+    two checkouts' tracebacks never mix."""
     base = os.environ.get("CHAINLAKE_LOG_DIR")
-    folder = Path(base) if base else Path(tempfile.gettempdir()) / "chainlake"
+    if base:
+        return Path(base)
+    try:
+        name = instance_names.name()
+    except instance_names.InstanceNameError:  # the error being logged may be that very name
+        name = "unnamed"
+    return Path(tempfile.gettempdir()) / f"chainlake-{name}"
+
+
+def _log_traceback(e: BaseException) -> Path:
+    folder = _log_folder()
     try:
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / "cli-errors.log"

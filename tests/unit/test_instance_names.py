@@ -225,3 +225,20 @@ def test_the_makefile_exports_the_libraries_dagster_url() -> None:
     )
     explicit = "postgresql+psycopg2://u@db:5432/mine"
     assert _make_exports(DAGSTER_POSTGRES_URL=explicit) == explicit
+
+
+def test_cli_tracebacks_go_to_a_folder_of_the_instances(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from cli.main import _log_folder
+
+    monkeypatch.delenv("CHAINLAKE_LOG_DIR", raising=False)
+    monkeypatch.setenv("CHAINLAKE_INSTANCE", "gina")
+    gina = _log_folder()
+    monkeypatch.setenv("CHAINLAKE_INSTANCE", "hank")
+    assert gina.name == "chainlake-gina" and _log_folder() == gina.parent / "chainlake-hank"
+    # the error being logged may be the variable itself: the log still has a place
+    monkeypatch.setenv("CHAINLAKE_INSTANCE", "not a name")
+    assert _log_folder().name == "chainlake-unnamed"
+    monkeypatch.setenv("CHAINLAKE_LOG_DIR", str(tmp_path))
+    assert _log_folder() == tmp_path
