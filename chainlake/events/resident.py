@@ -11,6 +11,12 @@ Liveness is a session-level advisory lock, held on the evaluator's LISTEN connec
 one evaluator runs per database, and when its process dies PostgreSQL drops the lock with the
 connection, so `chain_events_sensor` sees at once that it must launch batch runs again. The
 evaluator names itself in `application_name`, which is how the sensor says which run is live.
+
+Nothing here is shared between two instances on one server: the URL is the instance's events
+database (`PostgresResource.database_url()`: POSTGRES_URL, else `<instance>_events` from
+`chainlake.instance_names`), and the advisory lock, the NOTIFY channel and the deliveries it
+leases all live in that database (PostgreSQL scopes advisory locks and notifications to one
+database; `live_evaluator` looks in the current one only).
 """
 
 from __future__ import annotations
