@@ -163,3 +163,40 @@ def test_table_output_and_errors_name_their_cause(lake: Lake, tmp_path: Path) ->
     )
     assert empty.exit_code == 1
     assert f"DELTA_ROOT={tmp_path / 'nothing'} holds no Delta table" in empty.output
+
+
+def _readme_section() -> str:
+    text = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    return text.split("## Query the data", 1)[1].split("\n## ", 1)[0]
+
+
+def test_the_readme_examples_run(lake: Lake) -> None:
+    import ast
+    import shlex
+
+    import polars as pl
+
+    section = _readme_section()
+    commands = [
+        line.split("  #")[0] for line in section.splitlines() if line.startswith("chainlake sql -c")
+    ]
+    assert len(commands) >= 2
+    for command in commands:
+        args = shlex.split(command)[1:]
+        result = CliRunner().invoke(main, args, env=lake.env)
+        assert result.exit_code == 0, (command, result.output)
+        assert len(result.stdout.splitlines()) >= 2, (command, result.stdout)
+    # The Python examples, pointed at this lake (the README's paths are the demo's).
+    blocks = section.split("```python\n")[1:]
+    assert len(blocks) == 2
+    for block in blocks:
+        code = block.split("```", 1)[0]
+        code = code.replace("data/delta", lake.env["DELTA_ROOT"])
+        code = code.replace("data/clickhouse", lake.env["CLICKHOUSE_PATH"])
+        tree = ast.parse(code)
+        last = tree.body[-1]
+        assert isinstance(last, ast.Expr)  # each example ends with the frame it shows
+        tree.body[-1] = ast.Assign([ast.Name("shown", ast.Store())], last.value)
+        scope: dict[str, object] = {}
+        exec(compile(ast.fix_missing_locations(tree), "README.md", "exec"), scope)
+        assert isinstance(scope["shown"], pl.DataFrame)
