@@ -33,6 +33,7 @@ import datetime as dt
 import functools
 import logging
 import os
+import re
 import shutil
 import time
 from collections.abc import Callable
@@ -88,9 +89,30 @@ class DemoFailure(Exception):
         self.error = error[:2]
 
 
+def _where(frames: list[tuple[str, int, str]]) -> str:
+    """`at <file>:<line> in <function>` of the innermost frame of this project (else of any)."""
+    if not frames:
+        return ""
+    root = Path.cwd().resolve()
+    own = [f for f in frames if Path(f[0]).resolve().is_relative_to(root) and ".venv" not in f[0]]
+    path, line, fn = (own or frames)[-1]
+    shown = Path(path).resolve()
+    text = str(shown.relative_to(root)) if shown.is_relative_to(root) else path
+    return f"at {text}:{line} in {fn}"
+
+
+def _two(lines: list[str], where: str) -> list[str]:
+    out = [x[:240] for x in lines[:2]]
+    if len(out) < 2 and where:
+        out.append(where)
+    return out
+
+
 def error_lines(e: BaseException) -> list[str]:
     """An exception as two lines: its type and first line, then the next line of its message
-    or of its cause."""
+    or of its cause, else where it was raised."""
+    import traceback
+
     lines: list[str] = []
     cur: BaseException | None = e
     while cur is not None and len(lines) < 2:
@@ -100,12 +122,17 @@ def error_lines(e: BaseException) -> list[str]:
             text = text[1:]
         lines += text[: 2 - len(lines)]
         cur = cur.__cause__ or cur.__context__
-    return [x[:240] for x in lines]
+    frames = [(f.filename, f.lineno or 0, f.name) for f in traceback.extract_tb(e.__traceback__)]
+    return _two(lines, _where(frames))
+
+
+_FRAME = re.compile(r'File "([^"]+)", line (\d+), in (\S+)')
 
 
 def dagster_error_lines(error: Any) -> list[str]:
     """A Dagster `SerializableErrorInfo` as two lines, past Dagster's own wrappers to the
-    asset's exception."""
+    asset's exception: its type and message, then the message's next line or where it was
+    raised."""
     while (
         error.cause is not None
         and error.cls_name
@@ -120,7 +147,12 @@ def dagster_error_lines(error: Any) -> list[str]:
             text[0] = f"{cur.cls_name}: {text[0]}"
         lines += text[: 2 - len(lines)]
         cur = cur.cause
-    return [x[:240] for x in lines] or [str(error.cls_name)]
+    frames = [
+        (m.group(1), int(m.group(2)), m.group(3))
+        for entry in error.stack or []
+        if (m := _FRAME.search(entry))
+    ]
+    return _two(lines or [str(error.cls_name)], _where(frames))
 
 
 def demo_days(today: dt.date, days: int = DAYS) -> list[dt.date]:
@@ -163,27 +195,29 @@ def _inside(path: Path, folder: Path) -> bool:
 
 
 def forget_older_chain(manifest) -> None:
-    """Remove what the stores hold of another chain than `manifest`'s (module docstring):
-    its local Delta tables, embedded ClickHouse and DuckDB files under the data directory and
-    its events in PostgreSQL. Stores elsewhere (S3, a ClickHouse server) are left alone, with
-    a warning."""
+    """Remove what the stores hold of the chain of an earlier run (`<data>/devnet/manifest.json`)
+    when it is not `manifest`'s chain (module docstring): its local Delta tables, embedded
+    ClickHouse and DuckDB files under the data directory and its events in PostgreSQL. Stores
+    elsewhere (S3, a ClickHouse server, a path outside the data directory) are left alone,
+    with a warning."""
     from tools.devnet.configs import read_manifest
 
     previous_path = DEVNET_DIR / "manifest.json"
-    if previous_path.exists():
-        try:
-            previous = read_manifest(previous_path)
-        except (ValueError, KeyError) as e:
-            log.info("unreadable %s (%s): treated as another chain", previous_path, e)
-        else:
-            if _chain_identity(previous) == _chain_identity(manifest):
-                return
-            log.info(
-                "the stores hold another chain (%s, %s days from %s): removing it",
-                previous_path,
-                previous.days,
-                previous.start_date,
-            )
+    if not previous_path.exists():
+        return  # no chain of an earlier run here
+    try:
+        previous = read_manifest(previous_path)
+    except (ValueError, KeyError) as e:
+        log.info("unreadable %s (%s): treated as another chain", previous_path, e)
+    else:
+        if _chain_identity(previous) == _chain_identity(manifest):
+            return
+        log.info(
+            "the stores hold another chain (%s, %s days from %s): removing it",
+            previous_path,
+            previous.days,
+            previous.start_date,
+        )
     delta_root = os.environ["DELTA_ROOT"]
     local = [
         Path(delta_root) / "devnet" if "://" not in delta_root else None,
@@ -376,7 +410,7 @@ def day_lines(results: list[DayResult], days: list[dt.date], today: dt.date) -> 
         label = f"{CHAIN} {day}" + (" (open)" if day == today else "")
         r = done.get(day)
         if r is None:
-            lines.append(f"{f'{i} of {len(days)} SKIP':<16}{label:<22}")
+            lines.append(f"{f'{i} of {len(days)} SKIP':<16}{label}")
             continue
         status = "OK" if r.ok else "FAIL"
         cells = "".join(f"{r.rows.get(asset, 0):>10,}" for _, asset in ROW_COLUMNS)
@@ -450,7 +484,11 @@ def main() -> int:
     log_path = DATA_DIR / "logs" / f"demo-{started:%Y%m%dT%H%M%SZ}.log"
     setup_logging(log_path, console)
     use_data_dir()
-    days = demo_days(started.date())
+    try:
+        days = demo_days(started.date())
+    except ValueError as e:
+        console.print(f"demo: {e}", highlight=False)
+        return 2
     console.print(
         f"chainlake demo: {CHAIN}, {len(days)} days {days[0]} .. {days[-1]} "
         f"(today up to {started:%H:%M} UTC), {BLOCKS_PER_DAY} blocks × {TXS_PER_BLOCK} txs a day",
@@ -487,6 +525,7 @@ def main() -> int:
                 lines += _phase(display, name, functools.partial(section, days))
             report = _phase(display, "report", lambda: _write_report(days))
     except DemoFailure as f:
+        console.print()
         _print(console, day_lines(results, days, started.date()))
         console.print()
         console.print(f"[red]FAIL[/red] {f.step}", highlight=False)
