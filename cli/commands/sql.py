@@ -190,8 +190,8 @@ def render_csv(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 def render_table(
     columns: Sequence[str], rows: Sequence[Sequence[Any]], *, max_width: int = 66
 ) -> str:
-    """The result as an aligned text table (numbers right-aligned, NULL shown as NULL, cells
-    longer than `max_width` cut with …) and a row count."""
+    """The result as an aligned text table (numbers right-aligned and whole, NULL shown as
+    NULL, other cells longer than `max_width` cut with …) and a row count."""
     numeric = [
         bool(rows) and all(isinstance(r[i], (int, float, Decimal)) or r[i] is None for r in rows)
         for i in range(len(columns))
@@ -199,7 +199,9 @@ def render_table(
 
     def cell(v: Any) -> str:
         text = "NULL" if v is None else _text(v).replace("\n", " ")
-        return text if len(text) <= max_width else text[: max_width - 1] + "…"
+        if len(text) <= max_width or isinstance(v, (int, float, Decimal)):
+            return text  # a number is never cut
+        return text[: max_width - 1] + "…"
 
     cells = [[cell(v) for v in row] for row in rows]
     widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
