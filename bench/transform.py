@@ -249,8 +249,7 @@ def run_project(data: Path, out: Path, chunk_days: int) -> dict[str, float]:
     token_list = tokens["token_address"].to_list()
     (out / "balances").mkdir(parents=True, exist_ok=True)
     snapshot_parts: list[pl.DataFrame] = []
-    history = pl.DataFrame(schema={"portfolio_id": pl.String, "date": pl.Date,
-                                   "daily_return": pl.Float64})  # fmt: skip
+    state: pl.DataFrame | None = None  # the since-inception state of the chunk's day before
     previous_close = None
     t_bal = t_snap = 0.0
     for i in range(0, len(all_days), chunk_days):
@@ -271,9 +270,8 @@ def run_project(data: Path, out: Path, chunk_days: int) -> dict[str, float]:
         )
         inputs = bal if previous_close is None else pl.concat([previous_close, bal])
         snaps = portfolio_snapshots_frame(inputs, day_prices, members, days=days,
-                                          chain_id=CHAIN_ID, history=history)  # fmt: skip
-        history = pl.concat([history, snaps.select(
-            "portfolio_id", "date", "daily_return")])  # fmt: skip
+                                          chain_id=CHAIN_ID, state=state)  # fmt: skip
+        state = snaps.filter(pl.col("date") == days[-1])
         t_snap += time.monotonic() - t1
         last = bal.filter(pl.col("date") == days[-1])
         opening = last.select(
@@ -309,13 +307,13 @@ def run_daily(data: Path, project_out: Path, day_numbers: list[int], reps: int) 
 
     What each asset reads, from stores laid out like the real ones: the day before's close
     from the stored balances (Delta: one partition a day; here the range run's Parquet files,
-    pruned by date), the day's transfers from Delta; the earlier daily returns (the asset's
-    `read_history`, since-inception figures) and the 89 earlier snapshots (the risk windows)
+    pruned by date), the day's transfers from Delta; the day before's snapshots (the asset's
+    `read_state`: the since-inception state) and the 89 earlier snapshots (the risk windows)
     from the stored snapshots, rewritten first (untimed) one Parquet file a month as the
     ClickHouse table is partitioned (`toYYYYMM(date)`). Reads and transforms are timed
     apart. The days are timed in turn, `reps` times (alternating order) after one untimed
     round, so machine load falls on all of them alike; the median is kept."""
-    from assets.analytics.portfolio_snapshots import portfolio_snapshots_frame
+    from assets.analytics.portfolio_snapshots import STATE_COLUMNS, portfolio_snapshots_frame
     from assets.analytics.risk_metrics import WINDOWS, risk_metrics_frame
     from assets.core.balances import balance_movements, closing_balances
     from assets.core.native_transfers import NativeTransfersModel
@@ -341,8 +339,7 @@ def run_daily(data: Path, project_out: Path, day_numbers: list[int], reps: int) 
     shutil.rmtree(by_month, ignore_errors=True)
     by_month.mkdir(parents=True)
     stored = pl.read_parquet(project_out / "snapshots.parquet").select(
-        "portfolio_id", "date", "daily_return",
-        "asset_allocation",
+        "date", "daily_return", "asset_allocation", *STATE_COLUMNS,
     )  # fmt: skip
     months = stored.with_columns(pl.col("date").dt.strftime("%Y%m").alias("month"))
     for (month,), part in months.partition_by("month", as_dict=True, include_key=False).items():
@@ -384,10 +381,8 @@ def run_daily(data: Path, project_out: Path, day_numbers: list[int], reps: int) 
                                chain_id=CHAIN_ID, block_numbers=block)  # fmt: skip
         t2 = time.monotonic()
         t["balances_read_s"], t["balances_compute_s"] = t1 - t0, t2 - t1
-        # snapshots: every earlier daily return (read_history), both days' balances and prices
-        history = snapshots_between(
-            all_days[0], day - one, ["portfolio_id", "date", "daily_return"]
-        )
+        # snapshots: the day before's rows (read_state), both days' balances and prices
+        history = snapshots_between(day - one, day - one, list(STATE_COLUMNS))
         t3 = time.monotonic()
         cols = ["date", "address", "token_address", "token_symbol", "decimals", "balance"]
         both = pl.concat(
@@ -396,7 +391,7 @@ def run_daily(data: Path, project_out: Path, day_numbers: list[int], reps: int) 
         )
         snaps = portfolio_snapshots_frame(
             both, prices.filter(pl.col("date").is_between(day - one, day)), members,
-            days=[day], chain_id=CHAIN_ID, history=history,
+            days=[day], chain_id=CHAIN_ID, state=history,
         )  # fmt: skip
         t4 = time.monotonic()
         t["snapshots_read_s"], t["snapshots_compute_s"] = t3 - t2, t4 - t3
@@ -416,7 +411,7 @@ def run_daily(data: Path, project_out: Path, day_numbers: list[int], reps: int) 
         t6 = time.monotonic()
         t["risk_read_s"], t["risk_compute_s"] = t5 - t4, t6 - t5
         t["total_s"] = t6 - t0
-        t["history_rows"], t["window_rows"], t["risk_rows"] = (
+        t["state_rows"], t["window_rows"], t["risk_rows"] = (
             history.height, window.height, risk.height,
         )  # fmt: skip
         return t, bal

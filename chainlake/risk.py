@@ -216,6 +216,19 @@ def series_risk(returns: Sequence[float | None]) -> dict[str, float | None]:
 
 
 INCEPTION_COLUMNS = ("total_return", "sharpe_ratio", "max_drawdown", "volatility")
+# The running state behind the since-inception figures, kept in each snapshot row so the next
+# day starts from it instead of from the whole history (a daily run stays flat as the history
+# grows). `max_drawdown` is part of it too.
+INCEPTION_STATE: dict[str, pl.DataType] = {
+    "returns_count": pl.Int32(),  # daily returns so far
+    "return_shift": pl.Float64(),  # the first return: sums are of (r - shift), for precision
+    "return_sum": pl.Float64(),  # sum of (r - shift)
+    "return_sum_squares": pl.Float64(),  # sum of (r - shift)^2
+    "wealth": pl.Float64(),  # product of (1 + r): 1 + total_return, unrounded
+    "peak_wealth": pl.Float64(),  # running peak of the wealth, at least 1
+    "max_return": pl.Float64(),  # the best and worst daily return so far (a series that
+    "min_return": pl.Float64(),  # never moved has no Sharpe ratio)
+}
 
 
 def inception_risk(
@@ -226,51 +239,113 @@ def inception_risk(
     date_col: str = "date",
     returns_col: str = "daily_return",
     annualization: int = ANNUALIZATION,
+    state: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
-    """Since-inception figures (`INCEPTION_COLUMNS`) at each date of `as_of`, one row per
-    (`by`, as-of date) present in `returns`, from every return up to that date.
+    """Since-inception figures (`INCEPTION_COLUMNS`) and their running state
+    (`INCEPTION_STATE`) at each date of `as_of`, one row per (`by`, as-of date) present in
+    `returns`.
 
-    Computed with running (cumulative) expressions in one pass over the history, so a year
-    of days costs the same as one: the compounded wealth, its running peak and drawdown are
-    the same products as `max_drawdown`/`total_return`; mean and variance come from running
-    sums of the returns, shifted by the series' first return for precision."""
+    Without `state`, `returns` is each series from its first day. With `state` (one row per
+    `by`: the `INCEPTION_STATE` columns and `max_drawdown` of the day before `returns` starts,
+    as this function returned them), `returns` holds the days after it only, and a series
+    missing from `state` starts there. Either way the figures come from running sums and
+    products taken in date order, each day's added to the day before's, so a range of days
+    and the same days one at a time (each from the day before's state) give the same floats;
+    sums are of the returns less the series' first return, for precision."""
     as_of = sorted(set(as_of))
-    out_schema: dict[str, pl.DataType] = {by: returns.schema[by], date_col: pl.Date()} | {
-        c: pl.Float64() for c in INCEPTION_COLUMNS
-    }
+    out_schema: dict[str, pl.DataType] = (
+        {by: returns.schema[by], date_col: pl.Date()}
+        | {c: pl.Float64() for c in INCEPTION_COLUMNS}
+        | INCEPTION_STATE
+    )
     if not as_of or returns.height == 0:
         return pl.DataFrame(schema=out_schema)
     r = pl.col(returns_col)
-    x = r - pl.col("_shift")
-    n = r.is_not_null().cum_sum().over(by)
-    s1 = x.fill_null(0.0).cum_sum().over(by)
-    s2 = (x * x).fill_null(0.0).cum_sum().over(by)
-    variance = ((s2 - s1 * s1 / n) / (n - 1)).clip(lower_bound=0.0)
-    mean = pl.col("_shift") + s1 / n
-    wealth = (r + 1.0).fill_null(1.0).cum_prod().over(by)
-    spread = r.cum_max().forward_fill().over(by) - r.cum_min().forward_fill().over(by)
-    out = (
+    rows = (
         returns.lazy()
         .filter(pl.col(date_col) <= as_of[-1])
-        .select(by, pl.col(date_col).cast(pl.Date), r.cast(pl.Float64))
+        .select(by, pl.col(date_col).cast(pl.Date), r.cast(pl.Float64), pl.lit(False).alias("_s"))
+    )
+    carried = pl.LazyFrame(
+        schema={by: returns.schema[by], date_col: pl.Date(), "_mdd0": pl.Float64()}
+        | INCEPTION_STATE
+    )
+    if state is not None and state.height:
+        carried = (
+            state.lazy()
+            .select(
+                by,
+                pl.col("max_drawdown").fill_null(0.0).alias("_mdd0"),
+                *[pl.col(c).cast(t) for c, t in INCEPTION_STATE.items()],
+            )
+            # the state stands one day before the first return of its series
+            .join(
+                rows.group_by(by).agg(pl.col(date_col).min()),
+                on=by,
+                how="inner",
+            )
+            .with_columns(pl.col(date_col) - dt.timedelta(days=1))
+            .select(by, date_col, "_mdd0", *INCEPTION_STATE)
+        )
+    seeds = carried.select(
+        by,
+        date_col,
+        pl.lit(None, pl.Float64).alias(returns_col),
+        pl.lit(True).alias("_s"),
+        "_mdd0",
+        *INCEPTION_STATE,
+    )
+    shift = (
+        pl.when(pl.col("_s"))
+        .then(pl.col("return_shift"))
+        .otherwise(r)
+        .drop_nulls()
+        .first()
+        .over(by)
+        .fill_null(0.0)
+    )
+    x = r - pl.col("_shift")
+
+    def seeded(seed: str, step: pl.Expr) -> pl.Expr:
+        """The seed row adds the state's value, a day its own step: one running figure in date
+        order, whether it starts from a state or from the first day."""
+        return pl.when(pl.col("_s")).then(pl.col(seed)).otherwise(step)
+
+    n = seeded("returns_count", r.is_not_null().cast(pl.Int32)).cum_sum().over(by)
+    s1 = seeded("return_sum", x.fill_null(0.0)).cum_sum().over(by)
+    s2 = seeded("return_sum_squares", (x * x).fill_null(0.0)).cum_sum().over(by)
+    wealth = seeded("wealth", (r + 1.0).fill_null(1.0)).cum_prod().over(by)
+    high = seeded("max_return", r).cum_max().forward_fill().over(by)
+    low = seeded("min_return", r).cum_min().forward_fill().over(by)
+    out = (
+        pl.concat([seeds, rows], how="diagonal_relaxed")
         .sort(by, date_col)
-        # Shifting by the first return (not a later mean) keeps each day's figures independent
-        # of the days after it: one day or a range gives the same floats.
-        .with_columns(r.drop_nulls().first().over(by).fill_null(0.0).alias("_shift"))
+        .with_columns(shift.alias("_shift"))
         .with_columns(
             n.alias("_n"),
-            variance.sqrt().alias("_sd"),
-            mean.alias("_mean"),
+            s1.alias("_s1"),
+            s2.alias("_s2"),
             wealth.alias("_w"),
-            spread.alias("_spread"),
+            high.alias("_high"),
+            low.alias("_low"),
         )
         .with_columns(
-            (pl.col("_w") / pl.col("_w").cum_max().over(by).clip(lower_bound=1.0) - 1.0)
-            .cum_min()
-            .over(by)
-            .alias("_mdd")
+            pl.max_horizontal(
+                seeded("peak_wealth", pl.col("_w")).cum_max().over(by), pl.lit(1.0)
+            ).alias("_peak")
         )
-        .filter(pl.col(date_col).is_in(as_of))
+        .with_columns(
+            seeded("_mdd0", pl.col("_w") / pl.col("_peak") - 1.0).cum_min().over(by).alias("_mdd")
+        )
+        .filter(~pl.col("_s") & pl.col(date_col).is_in(as_of))
+        .with_columns(
+            ((pl.col("_s2") - pl.col("_s1") * pl.col("_s1") / pl.col("_n")) / (pl.col("_n") - 1))
+            .clip(lower_bound=0.0)
+            .sqrt()
+            .alias("_sd"),
+            (pl.col("_shift") + pl.col("_s1") / pl.col("_n")).alias("_mean"),
+            (pl.col("_high") - pl.col("_low")).alias("_spread"),
+        )
         .select(
             by,
             date_col,
@@ -282,6 +357,14 @@ def inception_risk(
             pl.when(pl.col("_n") >= 2)
             .then(pl.col("_sd") * math.sqrt(annualization))
             .alias("volatility"),
+            pl.col("_n").alias("returns_count"),
+            pl.when(pl.col("_n") >= 1).then(pl.col("_shift")).alias("return_shift"),
+            pl.col("_s1").alias("return_sum"),
+            pl.col("_s2").alias("return_sum_squares"),
+            pl.col("_w").alias("wealth"),
+            pl.col("_peak").alias("peak_wealth"),
+            pl.col("_high").alias("max_return"),
+            pl.col("_low").alias("min_return"),
         )
     )
     return out.collect().cast(pl.Schema(out_schema)).sort(by, date_col)

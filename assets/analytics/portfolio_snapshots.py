@@ -9,7 +9,10 @@ sum(q[d-1] * p[d]) / sum(q[d-1] * p[d-1]) - 1 over the tokens priced on both day
 withdrawals, transfers between the portfolio's wallets and fees are flows, not returns, so they
 do not show up as gains or losses (a time-weighted return). `total_return`, `sharpe_ratio`,
 `max_drawdown` and `volatility` are since the portfolio's first snapshot, with the conventions
-of `chainlake.risk` (annualised over 365 days; drawdown <= 0).
+of `chainlake.risk` (annualised over 365 days; drawdown <= 0). Each row also keeps the running
+state behind them (`returns_count`, `return_sum`, `wealth`, ...): a day goes on from the day
+before's row, so its cost does not grow with the history. A portfolio without a row the day
+before (new, or left out of portfolios.yaml for a while) starts its history again that day.
 
 The table lives in ClickHouse (embedded engine or server), MergeTree partitioned by month and
 ordered by (portfolio_id, date); a day is replaced whole, so re-materialising leaves one
@@ -81,6 +84,30 @@ class PortfolioSnapshotsModel(pa.DataFrameModel):
     )
     unpriced_tokens: pl.List(pl.String) = pa.Field(  # type: ignore[valid-type]
         description="tokens held without a price that day (left out of total_value)"
+    )
+    # The running state of the since-inception figures (chainlake.risk.INCEPTION_STATE): the
+    # next day starts from it, so a day costs the same at day 30 as at day 3,000.
+    returns_count: pl.Int32 = pa.Field(ge=0, description="daily returns since the first snapshot")
+    return_shift: pl.Float64 = pa.Field(
+        nullable=True, description="running state: the first daily return (null before one)"
+    )
+    return_sum: pl.Float64 = pa.Field(
+        description="running state: sum of (daily_return - return_shift)"
+    )
+    return_sum_squares: pl.Float64 = pa.Field(
+        ge=0.0, description="running state: sum of (daily_return - return_shift)^2"
+    )
+    wealth: pl.Float64 = pa.Field(
+        ge=0.0, description="running state: product of (1 + daily_return); 1 + total_return"
+    )
+    peak_wealth: pl.Float64 = pa.Field(
+        ge=1.0, description="running state: highest wealth so far, at least 1"
+    )
+    max_return: pl.Float64 = pa.Field(
+        nullable=True, description="running state: best daily return so far"
+    )
+    min_return: pl.Float64 = pa.Field(
+        nullable=True, description="running state: worst daily return so far"
     )
 
     class Config:
@@ -154,14 +181,15 @@ def portfolio_snapshots_frame(
     *,
     days: Sequence[dt.date],
     chain_id: int,
-    history: pl.DataFrame | None = None,
+    state: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """Pure transform: snapshots of `days` (consecutive).
 
     balances / prices: rows of `days` and of the day before the first (for its return).
     portfolio_wallets: (portfolio_id, address).
-    history: (portfolio_id, date, daily_return) of the snapshots before `days`, for the
-    since-inception figures; None or empty when `days` start the portfolio's history."""
+    state: the snapshots of the day before `days` (their `max_drawdown` and running-state
+    columns, see `read_state`), from which the since-inception figures go on; a portfolio
+    without a row there starts its history on the first of `days`."""
     days = sorted(days)
     schema = polars_schema(PortfolioSnapshotsModel)
     if not days:
@@ -238,20 +266,9 @@ def portfolio_snapshots_frame(
             pl.col("unpriced_tokens").fill_null(pl.lit([], pl.List(pl.String))),
         )
     )
-    past = (
-        history.select("portfolio_id", pl.col("date").cast(pl.Date), "daily_return")
-        if history is not None and history.height
-        else pl.DataFrame(
-            schema={"portfolio_id": pl.String, "date": pl.Date, "daily_return": pl.Float64}
-        )
+    inception = risk.inception_risk(
+        frame.select("portfolio_id", "date", "daily_return"), as_of=days, state=state
     )
-    series = pl.concat(
-        [
-            past.filter(pl.col("date") < days[0]),
-            frame.select("portfolio_id", "date", "daily_return"),
-        ]
-    )
-    inception = risk.inception_risk(series, as_of=days)
     out = frame.join(inception, on=["portfolio_id", "date"], how="left").with_columns(
         pl.lit(chain_id, pl.Int64).alias("chain_id"),
     )
@@ -261,13 +278,17 @@ def portfolio_snapshots_frame(
 # -- the asset ------------------------------------------------------------------------------
 
 
-def read_history(session: ClickHouseSession, *, chain_id: int, before: dt.date) -> pl.DataFrame:
-    """Daily returns of the chain's snapshots before `before` (for since-inception figures)."""
+STATE_COLUMNS = ("portfolio_id", "max_drawdown", *risk.INCEPTION_STATE)
+
+
+def read_state(session: ClickHouseSession, *, chain_id: int, day: dt.date) -> pl.DataFrame:
+    """The since-inception state of the chain's snapshots of the day before `day`: one day's
+    rows, whatever the length of the history."""
+    columns = ", ".join(f"`{c}`" for c in STATE_COLUMNS)
     return session.query(
-        "SELECT portfolio_id, date, daily_return "
-        "FROM `portfolio_snapshots` WHERE chain_id = {chain:Int64} "
-        "AND date < {day:Date} ORDER BY portfolio_id, date",
-        {"chain": chain_id, "day": before},
+        f"SELECT {columns} FROM `portfolio_snapshots` WHERE chain_id = {{chain:Int64}} "  # noqa: S608
+        "AND date = {day:Date} ORDER BY portfolio_id",
+        {"chain": chain_id, "day": day - dt.timedelta(days=1)},
     )
 
 
@@ -312,10 +333,10 @@ def _one_day(delta: DeltaStore, clickhouse: ClickHouseResource, chain, day):
     prices = delta.read_days(chain, "token_prices", both, schema=polars_schema(TokenPricesModel))
     with clickhouse.session() as ch:
         ch.ensure(TABLE)
-        history = read_history(ch, chain_id=chain.chain_id, before=day)
+        state = read_state(ch, chain_id=chain.chain_id, day=day)
         try:
             df = portfolio_snapshots_frame(
-                balances, prices, members, days=[day], chain_id=chain.chain_id, history=history
+                balances, prices, members, days=[day], chain_id=chain.chain_id, state=state
             )
         except ValueError as e:
             raise dg.Failure(description=f"{chain.name} {day}: {e}", allow_retries=False) from e

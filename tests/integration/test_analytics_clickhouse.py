@@ -88,6 +88,14 @@ def _snapshots(
             "asset_allocation": [[{"key": "ETH", "value": 0.75}, {"key": "USDC", "value": 0.25}]]
             * n,
             "unpriced_tokens": [["XYZ"]] * n,
+            "returns_count": [0] * n,
+            "return_shift": [None] * n,
+            "return_sum": [0.0] * n,
+            "return_sum_squares": [0.0] * n,
+            "wealth": [1.01] * n,
+            "peak_wealth": [1.01] * n,
+            "max_return": [None] * n,
+            "min_return": [None] * n,
         },
         schema=SNAPSHOTS.polars_schema(),
     )

@@ -12,6 +12,7 @@ import pytest
 from assets.analytics.portfolio_snapshots import PortfolioSnapshotsModel, portfolio_snapshots_frame
 from assets.analytics.risk_metrics import RiskMetricsModel, asset_returns, risk_metrics_frame
 from assets.core.balances import NATIVE_TOKEN, BalancesModel
+from chainlake import risk
 from chainlake.schema import conform, polars_schema
 
 W1, W2, W3 = ("0x" + c * 40 for c in "123")
@@ -65,13 +66,15 @@ PRICES = _prices(
 
 
 def test_snapshot_value_return_and_allocation() -> None:
+    # p1's history before D1: a first day without a return, then +2 % on D0 (its state)
     history = pl.DataFrame(
         {"portfolio_id": ["p1", "p1"], "date": [D0 - dt.timedelta(days=1), D0],
          "daily_return": [None, 0.02]},
         schema={"portfolio_id": pl.String, "date": pl.Date, "daily_return": pl.Float64},
     )  # fmt: skip
+    state = risk.inception_risk(history, as_of=[D0])
     out = portfolio_snapshots_frame(
-        BALANCES, PRICES, MEMBERS, days=[D1, D2], chain_id=1, history=history
+        BALANCES, PRICES, MEMBERS, days=[D1, D2], chain_id=1, state=state
     )
     PortfolioSnapshotsModel.validate(out)
     rows = {(r["portfolio_id"], r["date"]): r for r in out.iter_rows(named=True)}
@@ -86,6 +89,8 @@ def test_snapshot_value_return_and_allocation() -> None:
     # Since inception: the history's 2 % then D1 (no previous close in the inputs: null) and D2.
     assert p1["total_return"] == pytest.approx(1.02 * (1 + want) - 1, rel=1e-12)
     assert p1["max_drawdown"] == 0.0
+    assert (p1["returns_count"], p1["return_shift"]) == (2, 0.02)
+    assert p1["wealth"] == pytest.approx(1.02 * (1 + want), rel=1e-12)
     # p2 had nothing priced on D1: no return on D2, value exact to the wei.
     p2 = rows[("p2", D2)]
     assert p2["daily_return"] is None
@@ -98,9 +103,8 @@ def test_snapshot_value_return_and_allocation() -> None:
 def test_one_day_at_a_time_equals_a_range() -> None:
     together = portfolio_snapshots_frame(BALANCES, PRICES, MEMBERS, days=[D1, D2], chain_id=1)
     first = portfolio_snapshots_frame(BALANCES, PRICES, MEMBERS, days=[D1], chain_id=1)
-    history = first.select("portfolio_id", "date", "daily_return")
     second = portfolio_snapshots_frame(
-        BALANCES, PRICES, MEMBERS, days=[D2], chain_id=1, history=history
+        BALANCES, PRICES, MEMBERS, days=[D2], chain_id=1, state=first
     )
     assert pl.concat([first, second]).sort("portfolio_id", "date").equals(together)
 

@@ -199,7 +199,7 @@ def test_inception_figures_agree_with_empyrical() -> None:
     start = dt.date(2025, 1, 1)
     as_of = [start + dt.timedelta(days=i) for i in (0, 1, 2, 39, 41, 120, 199)]
     out = risk.inception_risk(df, as_of=as_of)
-    assert out.columns == ["portfolio_id", "date", *risk.INCEPTION_COLUMNS]
+    assert out.columns == ["portfolio_id", "date", *risk.INCEPTION_COLUMNS, *risk.INCEPTION_STATE]
     assert out.height == 3 * len(as_of)
     for row in out.iter_rows(named=True):
         r = df.filter(
@@ -218,3 +218,37 @@ def test_inception_figures_agree_with_empyrical() -> None:
     for day in as_of:
         one = risk.inception_risk(df, as_of=[day])
         assert one.equals(out.filter(pl.col("date") == day))
+
+
+def test_inception_figures_from_the_day_befores_state_equal_the_whole_history() -> None:
+    """Each day from the day before's carried state (what a daily run reads) gives the same
+    floats as the range from the first day, to the last bit, and so does a range that starts
+    from a state; a series missing from the state starts on its first day."""
+    df = _frame(120, 3)
+    days = sorted(df["date"].unique().to_list())
+    whole = risk.inception_risk(df, as_of=days)
+    state = None
+    for day in days:
+        one = risk.inception_risk(df.filter(pl.col("date") == day), as_of=[day], state=state)
+        assert one.equals(whole.filter(pl.col("date") == day)), day
+        # p1 has no row on day 40: its state of day 39 carries over the gap
+        kept = (
+            []
+            if state is None
+            else [state.filter(~pl.col("portfolio_id").is_in(one["portfolio_id"].implode()))]
+        )
+        state = pl.concat([*kept, one]).sort("portfolio_id")
+    middle = days[60]
+    before = whole.filter(pl.col("date") == middle - dt.timedelta(days=1))
+    rest = risk.inception_risk(df.filter(pl.col("date") >= middle), as_of=days[60:], state=before)
+    assert rest.equals(whole.filter(pl.col("date") >= middle))
+    # p0 missing from the state: its figures start at `middle`, as if that were its first day
+    partial = risk.inception_risk(
+        df.filter(pl.col("date") >= middle),
+        as_of=days[60:],
+        state=before.filter(pl.col("portfolio_id") != "p0"),
+    )
+    fresh = risk.inception_risk(
+        df.filter((pl.col("date") >= middle) & (pl.col("portfolio_id") == "p0")), as_of=days[60:]
+    )
+    assert partial.filter(pl.col("portfolio_id") == "p0").equals(fresh)
