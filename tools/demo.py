@@ -19,7 +19,8 @@ so no day of an older chain is mixed with the new one.
 **Output.** A progress display per phase and per chain-day, only warnings on the console,
 everything else (Dagster's run events at DEBUG, library logs, Python warnings) in
 `<data>/logs/demo-<UTC time>.log`, a closing table per chain-day and per portfolio, dbt style,
-and an HTML report of the portfolios (`<data>/demo-report.html`). A failure prints the failing
+and an HTML report of the portfolios (`<data>/demo-report.html`). The chain is saved to
+`<data>/devnet/state.json`, from which `make dev` starts it again. A failure prints the failing
 step, its error in two lines and the log's path, and the exit status is 1.
 
 Settings (environment): `DEMO_DAYS` (5), `DEMO_BLOCKS_PER_DAY` (96), `DEMO_TXS_PER_BLOCK` (20),
@@ -519,6 +520,8 @@ def main() -> int:
                 results = getattr(f, "results", [])
                 raise
             _phase(display, "views", refresh_views)
+            # `make dev` starts the chain from it (tools/devnet up --state)
+            _phase(display, "save chain", lambda: node.dump_state(DEVNET_DIR / "state.json"))
             portfolios, p_ok, p_fail = _phase(display, "portfolios", lambda: portfolio_lines(days))
             for section in SUMMARIES:
                 name = section.__name__.replace("_", " ")

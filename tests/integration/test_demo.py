@@ -8,6 +8,7 @@ checkout's data/ is never touched."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import re
 import subprocess
@@ -160,6 +161,9 @@ def test_demo_is_quiet_and_ends_with_the_summary(demo_env: dict[str, str], tmp_p
     assert page.count('<img alt="chart" src="data:image/svg+xml;base64,') == len(ids) + 2
     assert f"{first.isoformat()} .. {today.isoformat()}" in page
     assert "http://" not in page and "https://" not in page
+
+    # The chain is saved for `make dev` (anvil's JSON snapshot).
+    assert json.loads((data / "devnet" / "state.json").read_text())["blocks"]
 
     # The chain's partitions start on its first day; no block lies after the demo's start.
     chains = yaml.safe_load((data / "devnet" / "chains.yaml").read_text())["chains"]
