@@ -128,6 +128,8 @@ def open_session(
         raise click.ClickException(_first_line(e)) from None
     try:
         store = _delta_store(delta_root)
+        if store.is_s3:
+            store.check_bucket()  # a missing bucket or refused credentials, said plainly
         found = lake_tables(store, chains)
     except Exception as e:
         raise click.ClickException(f"cannot list the lake: {_first_line(e)}") from None

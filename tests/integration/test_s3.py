@@ -299,3 +299,34 @@ def test_the_code_locations_delta_resource_reads_s3_settings_when_the_run_starts
             pass
     assert isinstance(e.value.__cause__, ObjectStoreError)
     assert "refused the credentials for bucket 'from-env'" in str(e.value.__cause__)
+
+
+def test_chainlake_sql_reads_the_lake_on_s3(s3: S3, tmp_path: Path) -> None:
+    """`chainlake sql` with an s3:// DELTA_ROOT and the S3 settings of the Delta resource:
+    DuckDB reads the chain's tables there (its own S3 client, given the same credentials)."""
+    from click.testing import CliRunner
+
+    from cli.main import main
+
+    store = s3.store("s3://sql-lake/delta", s3_create_bucket=True)
+    for n, day in enumerate((dt.date(2026, 11, 2), dt.date(2026, 11, 3)), start=1):
+        rows = pl.DataFrame({"date": [day] * n, "block_number": list(range(n))})
+        store.replace_day(CHAIN, "blocks", day, rows)
+    env = {
+        "CHAINS_CONFIG": str(write_chains_yaml(tmp_path / "c.yaml", ["http://127.0.0.1:1"])),
+        "DELTA_ROOT": "s3://sql-lake/delta",
+        "S3_ENDPOINT_URL": s3.endpoint,
+        "AWS_ACCESS_KEY_ID": s3.key_id,
+        "AWS_SECRET_ACCESS_KEY": s3.secret,
+        "DUCKDB_PATH": str(tmp_path / "none.duckdb"),
+    }
+    query = "SELECT date, count(*) AS n FROM devnet_blocks GROUP BY date ORDER BY date"
+    result = CliRunner().invoke(
+        main, ["sql", "-c", query, "--format", "csv", "--no-clickhouse"], env=env
+    )
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines() == ["date,n", "2026-11-02,1", "2026-11-03,2"]
+    wrong = CliRunner().invoke(
+        main, ["sql", "-c", query, "--no-clickhouse"], env={**env, "AWS_SECRET_ACCESS_KEY": "x"}
+    )
+    assert wrong.exit_code == 1 and "refused the credentials" in wrong.output
