@@ -150,7 +150,7 @@ def open_session(
         conn = duckdb.connect(":memory:", config=_NO_DOWNLOADS)
         notes.append(
             f"no catalog: {path} does not exist (materialise serving/catalog or run "
-            "`chainlake catalog import`); the lake and the analytics are here"
+            "`chainlake catalog import`): no catalog tables or serving views in this session"
         )
     load_delta(conn, store.storage_options())
     set_lake_root(conn, store.root)
@@ -244,6 +244,8 @@ def _tables(conn: Any) -> str:
 
 def repl(conn: Any, fmt: str, max_width: int) -> None:
     """Read statements at a prompt until `.quit` or end of input."""
+    if sys.stdin.isatty():
+        import readline  # noqa: F401  (line editing and history for input())
     click.echo("chainlake sql: DuckDB over the lake, the catalog and the analytics.", err=True)
     click.echo("End a statement with ;  .tables lists what to query, .quit leaves.", err=True)
     buffer: list[str] = []
