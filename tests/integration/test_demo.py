@@ -229,3 +229,30 @@ def test_a_bad_setting_stops_the_demo_before_any_run(demo_env: dict[str, str]) -
     assert re.fullmatch(r"  at tools/devnet/generator\.py:\d+ in \w+", lines[fail + 2])
     assert lines[fail + 3] == f"log: {run.printed_path('log')}"
     assert re.match(r"Done\. PASS=0 FAIL=1 SKIP=2 ", lines[-1]), lines[-1]
+
+
+def test_a_chain_cut_at_until_is_the_start_of_the_full_chain() -> None:
+    """`generate(until=...)`, as the demo uses it for today: no block after `until`, and the
+    blocks kept are the full plan's first blocks, hash for hash."""
+    from tools.devnet.anvil import Anvil
+    from tools.devnet.generator import Rpc, generate
+
+    start = dt.date(2025, 3, 1)
+    until = int(dt.datetime(2025, 3, 2, 13, 30, tzinfo=dt.UTC).timestamp())
+    hashes: list[list[str]] = []
+    for cut in (None, until):
+        with Anvil(genesis=start) as node, Rpc(node.rpc_url) as rpc:
+            manifest = generate(
+                node.rpc_url, start=start, days=2, blocks_per_day=12, txs_per_block=4, until=cut
+            )
+            blocks = rpc.batch(
+                [("eth_getBlockByNumber", [hex(n), False]) for n in range(manifest.head_block + 1)]
+            )
+        hashes.append([b["hash"] for b in blocks])
+        if cut is not None:
+            assert max(int(b["timestamp"], 16) for b in blocks) <= cut
+            # day 2: the blocks at 00:00, 02:00, ..., 12:00 of its 12
+            assert manifest.day_blocks[-1].count == 7
+    full, cut_chain = hashes
+    assert len(cut_chain) < len(full)
+    assert cut_chain == full[: len(cut_chain)]
