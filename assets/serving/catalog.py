@@ -652,19 +652,14 @@ def view_columns(conn: DuckDBPyConnection, name: str) -> list[str]:
 
 
 def create_views(
-    conn: DuckDBPyConnection,
-    delta: DeltaStore,
-    chains: Mapping[str, ChainConfig],
-    *,
-    temporary: bool = False,
+    conn: DuckDBPyConnection, delta: DeltaStore, chains: Mapping[str, ChainConfig]
 ) -> dict[str, str]:
-    """Create the lake macro and every view over the lake in `conn` (whose session has the lake
-    root set), then the serving views when the catalog tables are there; returns the SQL of
-    each view created. With `temporary`, nothing is written to the file (`chainlake sql`)."""
-    conn.execute(lake_macro_sql(temporary=temporary))
-    statements = lake_views_sql(lake_tables(delta, chains), chains, temporary=temporary)
-    if not temporary:
-        statements.update(views_sql())
+    """Create, in the file, the lake macro, every view over the lake (`conn`'s session has the
+    lake root set) and the serving views (which need the catalog tables); returns the SQL of
+    each view. `chainlake sql` creates the same lake views as temporary ones instead."""
+    conn.execute(lake_macro_sql())
+    statements = lake_views_sql(lake_tables(delta, chains), chains)
+    statements.update(views_sql())
     for sql in statements.values():
         conn.execute(sql)
     return statements
