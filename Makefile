@@ -101,9 +101,12 @@ dev: env instance
 	fi; \
 	$(DEMO_ENV) $(VENV)/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p $(DEV_PORT)
 
-bench: env
+# Each writes bench/results/<name>-<time>.json; bench/README.md records the figures.
+bench: env postgres
 	$(PY) bench/extract.py
 	$(PY) bench/transform.py
+	$(PY) bench/backfill.py
+	$(PY) bench/triggers.py
 
 # data/, .dagster_home and this instance's two PostgreSQL databases (the line names them).
 clean:
