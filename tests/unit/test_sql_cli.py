@@ -86,3 +86,34 @@ def test_an_empty_lake_is_an_error_naming_delta_root(tmp_path: Path) -> None:
 def test_the_sql_is_given_once(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["sql", "SELECT 1", "-c", "SELECT 2"])
     assert result.exit_code == 2 and "give the SQL once" in result.output
+
+
+def test_views_per_chain_and_over_every_chain(tmp_path: Path) -> None:
+    import polars as pl
+
+    chains = {"chains": [
+        {"name": name, "network": network, "subnet": "local", "chain_id": chain_id,
+         "rpc_urls": ["http://127.0.0.1:8545"], "start_date": "2026-11-01"}
+        for name, network, chain_id in (("devnet", "devnet", 31337), ("side-net", "side", 7))
+    ]}  # fmt: skip
+    (tmp_path / "chains.yaml").write_text(yaml.safe_dump(chains))
+    for network, chain_id, n in (("devnet", 31337, 3), ("side", 7, 2)):
+        pl.DataFrame(
+            {"chain_id": [chain_id] * n, "date": [dt.date(2026, 11, 3)] * n,
+             "block_number": list(range(n))}
+        ).write_delta(str(tmp_path / "delta" / network / "local" / "blocks"))  # fmt: skip
+    env = {
+        "CHAINS_CONFIG": str(tmp_path / "chains.yaml"),
+        "DELTA_ROOT": str(tmp_path / "delta"),
+        "DUCKDB_PATH": str(tmp_path / "none.duckdb"),
+    }
+    query = (
+        "SELECT (SELECT count(*) FROM devnet_blocks) AS a, (SELECT count(*) FROM side_net_blocks)"
+        " AS b, (SELECT count(*) FROM blocks) AS total, (SELECT count(*) FROM logs) AS logs"
+    )
+    result = CliRunner().invoke(
+        main, ["sql", "-c", query, "--format", "csv", "--no-clickhouse"], env=env
+    )
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines() == ["a,b,total,logs", "3,2,5,0"]
+    assert "no catalog: " in result.stderr
