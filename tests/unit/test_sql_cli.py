@@ -88,7 +88,7 @@ def test_the_sql_is_given_once(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "give the SQL once" in result.output
 
 
-def test_views_per_chain_and_over_every_chain(tmp_path: Path) -> None:
+def _two_chain_lake(tmp_path: Path) -> dict[str, str]:
     import polars as pl
 
     chains = {"chains": [
@@ -102,11 +102,15 @@ def test_views_per_chain_and_over_every_chain(tmp_path: Path) -> None:
             {"chain_id": [chain_id] * n, "date": [dt.date(2026, 11, 3)] * n,
              "block_number": list(range(n))}
         ).write_delta(str(tmp_path / "delta" / network / "local" / "blocks"))  # fmt: skip
-    env = {
+    return {
         "CHAINS_CONFIG": str(tmp_path / "chains.yaml"),
         "DELTA_ROOT": str(tmp_path / "delta"),
         "DUCKDB_PATH": str(tmp_path / "none.duckdb"),
     }
+
+
+def test_views_per_chain_and_over_every_chain(tmp_path: Path) -> None:
+    env = _two_chain_lake(tmp_path)
     query = (
         "SELECT (SELECT count(*) FROM devnet_blocks) AS a, (SELECT count(*) FROM side_net_blocks)"
         " AS b, (SELECT count(*) FROM blocks) AS total, (SELECT count(*) FROM logs) AS logs"
@@ -117,3 +121,13 @@ def test_views_per_chain_and_over_every_chain(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert result.stdout.splitlines() == ["a,b,total,logs", "3,2,5,0"]
     assert "no catalog: " in result.stderr
+
+
+def test_statements_piped_to_stdin(tmp_path: Path) -> None:
+    env = _two_chain_lake(tmp_path)
+    script = "CREATE TEMP TABLE t AS SELECT * FROM blocks;\nSELECT count(*) AS n FROM t;\n"
+    result = CliRunner().invoke(main, ["sql", "--no-clickhouse"], env=env, input=script)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines() == ["n", "-", "5", "(1 row)"]
+    nothing = CliRunner().invoke(main, ["sql", "--no-clickhouse"], env=env, input="  \n")
+    assert nothing.exit_code == 2 and "no SQL" in nothing.output
