@@ -427,10 +427,10 @@ def portfolio_lines(days: list[dt.date]) -> tuple[list[str], int, int]:
     """Per portfolio: OK when it has a snapshot on every demo day, with its last value and its
     30-day risk (ClickHouse); the lines, passes and failures."""
     from assets.analytics.risk_metrics import portfolio_summary
-    from tools.demo_report import clickhouse_store, read_portfolios
+    from tools.demo_report import clickhouse_store, min_observations, read_portfolios
 
     store = clickhouse_store()
-    snapshots, _risk = read_portfolios(store, days)
+    snapshots, risk = read_portfolios(store, days)
     with store.session() as ch:
         rows = portfolio_summary(ch).to_dicts()
     covered = {
@@ -457,6 +457,12 @@ def portfolio_lines(days: list[dt.date]) -> tuple[list[str], int, int]:
             f"{_num(r['correlation'], '.2f'):>6}"
         )
     lines.append(f"{'':<16}analytics: {store.describe()} (risk over 30 days, annualised over 365)")
+    if risk.height and risk["var_95"].is_null().all():
+        seen = max(risk["observations"].drop_nulls().to_list(), default=0)
+        lines.append(
+            f"{'':<16}no risk figures yet: they need {min_observations()} daily returns in 30 "
+            f"days and these days give {seen} (DEMO_DAYS={min_observations() + 1} shows them)"
+        )
     return lines, passed, failed
 
 
@@ -542,6 +548,9 @@ def main() -> int:
             highlight=False,
         )
         return 1
+    except KeyboardInterrupt:
+        console.print(f"\ninterrupted; log: {log_path}", highlight=False)
+        return 130
     finally:
         if node is not None:
             node.stop()
@@ -554,6 +563,11 @@ def main() -> int:
     console.print()
     d_ok = sum(r.ok for r in results)
     passed, failed = d_ok + p_ok, len(results) - d_ok + p_fail
+    first = next((r for r in results if not r.ok and r.failed_checks), None)
+    if first is not None:
+        name, text = first.failed_checks[0]
+        console.print(f"[red]FAIL[/red] {name} ({CHAIN} {first.day})", highlight=False)
+        console.print(f"  {text[:240]}", markup=False, highlight=False)
     console.print(f"report: {report}", highlight=False)
     console.print(f"log: {log_path}", highlight=False)
     colour = "green" if not failed else "red"
@@ -563,14 +577,7 @@ def main() -> int:
         f"{time.monotonic() - t0:.0f}s; `make dev` opens the Dagster UI on this data",
         highlight=False,
     )
-    if failed:
-        first = next((r for r in results if not r.ok), None)
-        if first is not None and first.failed_checks:
-            name, text = first.failed_checks[0]
-            console.print(f"[red]FAIL[/red] {name} ({CHAIN} {first.day})", highlight=False)
-            console.print(f"  {text[:240]}", markup=False, highlight=False)
-        return 1
-    return 0
+    return 1 if failed else 0
 
 
 def _generate(display: Display, rpc_url: str, days: list[dt.date], until: int):

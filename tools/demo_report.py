@@ -3,7 +3,8 @@
 Per portfolio, from the ClickHouse tables of `analytics/portfolio_snapshots` and
 `analytics/risk_metrics`: the value at each day's close, the drawdown (the fall from the
 highest close so far within the demo's days, computed here from those values) and the 30-day
-historical VaR 95 % as the asset stored it (empty where it is null). The charts are the SVGs
+historical VaR 95 % as the asset stored it (null below the minimum of daily returns, which
+the page then states). The charts are the SVGs
 of `chainlake.metadata` (the ones the Dagster UI shows), inlined as data URIs, so the file
 opens anywhere without a network.
 """
@@ -59,6 +60,17 @@ def read_portfolios(store: Any, days: list[dt.date]) -> tuple[pl.DataFrame, pl.D
     return snapshots, risk
 
 
+def min_observations(window: int = RISK_WINDOW) -> int:
+    """The fewest daily returns a `window`-day risk figure needs (portfolios.yaml
+    `risk.min_observations`, else the default)."""
+    from chainlake import risk
+    from chainlake.config import load_chains
+    from chainlake.portfolios import load_portfolios
+
+    configured = load_portfolios(load_chains()).risk.min_observations
+    return {**risk.DEFAULT_MIN_OBSERVATIONS, **configured}[window]
+
+
 def _image(chart: Any) -> str:
     """The <img> of a `line_chart` (its Markdown holds the SVG as a data URI)."""
     found = _IMAGE.search(str(chart.value))
@@ -75,10 +87,11 @@ def _series(frame: pl.DataFrame, column: str, days: list[dt.date]) -> dict[str, 
     return out
 
 
-def render(snapshots: pl.DataFrame, risk: pl.DataFrame, days: list[dt.date]) -> str:
-    """The report's HTML."""
+def render(snapshots: pl.DataFrame, risk: pl.DataFrame, days: list[dt.date], minimum: int) -> str:
+    """The report's HTML; `minimum`: the daily returns a VaR figure needs."""
     values = _series(snapshots, "total_value", days)
     drawdowns = _series(snapshots, "drawdown", days)
+    returns = _series(snapshots, "daily_return", days)
     var = _series(risk, "var_95", days)
     sections = []
     for portfolio, points in values.items():
@@ -96,7 +109,18 @@ def render(snapshots: pl.DataFrame, risk: pl.DataFrame, days: list[dt.date]) -> 
     drawdown_chart = line_chart(
         drawdowns, title="Drawdown from the highest close", value_format="{:.2%}"
     )
-    var_chart = line_chart(var, title=f"VaR 95 % over {RISK_WINDOW} days", value_format="{:.2%}")
+    returns_chart = line_chart(returns, title="Daily return", value_format="{:.2%}")
+    if risk["var_95"].is_not_null().any():
+        var_section = _image(
+            line_chart(var, title=f"VaR 95 % over {RISK_WINDOW} days", value_format="{:.2%}")
+        )
+    else:
+        seen = max(risk["observations"].drop_nulls().to_list(), default=0)
+        var_section = (
+            f"<p>No VaR yet: a {RISK_WINDOW}-day figure needs at least {minimum} daily returns "
+            f"(portfolios.yaml <code>risk.min_observations</code>) and these days give {seen}. "
+            f"<code>DEMO_DAYS={minimum + 1}</code> or more shows it.</p>"
+        )
     table = ["<tr><th>portfolio</th><th>day</th><th>value (USD)</th><th>daily return</th>"
              "<th>drawdown</th><th>VaR 95 %</th><th>returns in window</th></tr>"]  # fmt: skip
     risk_by = {(r["portfolio_id"], r["date"]): r for r in risk.iter_rows(named=True)}
@@ -129,7 +153,8 @@ VaR 95 % of the daily returns over {RISK_WINDOW} days as <code>analytics/risk_me
 stores it (a loss is negative; empty where it is null).</p>
 {"".join(sections)}
 <section><h2>Drawdown</h2>{_image(drawdown_chart)}</section>
-<section><h2>VaR</h2>{_image(var_chart)}</section>
+<section><h2>Daily returns</h2>{_image(returns_chart)}</section>
+<section><h2>VaR</h2>{var_section}</section>
 <h2>Per day</h2>
 <table>{"".join(table)}</table>
 </body></html>
@@ -144,5 +169,5 @@ def write_report(path: Path, days: list[dt.date]) -> Path:
     """Write the report of `days` to `path`; the path."""
     snapshots, risk = read_portfolios(clickhouse_store(), days)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render(snapshots, risk, days), encoding="utf-8")
+    path.write_text(render(snapshots, risk, days, min_observations()), encoding="utf-8")
     return path

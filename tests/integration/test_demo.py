@@ -25,6 +25,7 @@ import yaml
 from dagster_stack import free_port
 
 from chainlake.events import db
+from chainlake.risk import DEFAULT_MIN_OBSERVATIONS
 
 pytestmark = pytest.mark.integration
 
@@ -158,7 +159,11 @@ def test_demo_is_quiet_and_ends_with_the_summary(demo_env: dict[str, str], tmp_p
     page = report.read_text()
     for pid in ids:
         assert f"<h2>{pid}</h2>" in page
+    # a value chart per portfolio, drawdown, daily returns; VaR is null with 1 return a day old
     assert page.count('<img alt="chart" src="data:image/svg+xml;base64,') == len(ids) + 2
+    minimum = DEFAULT_MIN_OBSERVATIONS[30]  # the demo's portfolios.yaml sets none
+    assert f"No VaR yet: a 30-day figure needs at least {minimum} daily returns" in page
+    assert "these days give 1" in page
     assert f"{first.isoformat()} .. {today.isoformat()}" in page
     assert "http://" not in page and "https://" not in page
 
