@@ -1,8 +1,9 @@
 """The demo's report: one self-contained HTML page of the portfolios over the demo's days.
 
 Per portfolio, from the ClickHouse tables of `analytics/portfolio_snapshots` and
-`analytics/risk_metrics`: the value at each day's close, the drawdown (the fall from the
-highest close so far within the demo's days, computed here from those values) and the 30-day
+`analytics/risk_metrics`: the value at each day's close, the daily returns, the drawdown (the
+fall of the return index, the daily returns compounded, from its peak so far within the demo's
+days: flows in and out are not gains or losses) and the 30-day
 historical VaR 95 % as the asset stored it (null below the minimum of daily returns, which
 the page then states). The charts are the SVGs
 of `chainlake.metadata` (the ones the Dagster UI shows), inlined as data URIs, so the file
@@ -36,8 +37,8 @@ def clickhouse_store() -> Any:
 
 
 def read_portfolios(store: Any, days: list[dt.date]) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """(snapshots, risk) of `days`: (portfolio_id, date, total_value, daily_return,
-    drawdown) and (portfolio_id, date, var_95, observations) of the 30-day window."""
+    """(snapshots, risk) of `days`: (portfolio_id, date, total_value, daily_return, drawdown of
+    the return index) and (portfolio_id, date, var_95, observations) of the 30-day window."""
     params = {"first": days[0], "last": days[-1]}
     with store.session() as ch:
         snapshots = ch.query(
@@ -52,10 +53,17 @@ def read_portfolios(store: Any, days: list[dt.date]) -> tuple[pl.DataFrame, pl.D
             "ORDER BY portfolio_id, date",
             {**params, "w": RISK_WINDOW},
         )
-    snapshots = snapshots.with_columns(
-        (pl.col("total_value") / pl.col("total_value").cum_max().over("portfolio_id") - 1.0)
-        .fill_nan(None)
-        .alias("drawdown")
+    # The return index (daily returns compounded, so deposits and withdrawals do not count as
+    # gains or losses) and its fall from its running peak.
+    wealth = (1.0 + pl.col("daily_return").fill_null(0.0)).cum_prod().over("portfolio_id")
+    snapshots = (
+        snapshots.with_columns(wealth.alias("_wealth"))
+        .with_columns(
+            (pl.col("_wealth") / pl.col("_wealth").cum_max().over("portfolio_id") - 1.0).alias(
+                "drawdown"
+            )
+        )
+        .drop("_wealth")
     )
     return snapshots, risk
 
@@ -107,7 +115,7 @@ def render(snapshots: pl.DataFrame, risk: pl.DataFrame, days: list[dt.date], min
             f"{_image(chart)}</section>"
         )
     drawdown_chart = line_chart(
-        drawdowns, title="Drawdown from the highest close", value_format="{:.2%}"
+        drawdowns, title="Drawdown of the return index", value_format="{:.2%}"
     )
     returns_chart = line_chart(returns, title="Daily return", value_format="{:.2%}")
     if risk["var_95"].is_not_null().any():
@@ -148,7 +156,8 @@ td:first-child, th:first-child {{ text-align: left; }}
 </style></head><body>
 <h1>Portfolios, {days[0]} .. {days[-1]}</h1>
 <p>The demo's devnet: {len(days)} days ending {days[-1]} (the last one up to the demo's start).
-Values at each day's close; drawdown from the highest close within these days; historical
+Values at each day's close; daily returns of the holdings (flows in and out excluded);
+drawdown of those returns compounded, from their peak within these days; historical
 VaR 95 % of the daily returns over {RISK_WINDOW} days as <code>analytics/risk_metrics</code>
 stores it (a loss is negative; empty where it is null).</p>
 {"".join(sections)}
