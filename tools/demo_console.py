@@ -5,9 +5,9 @@ alembic, httpx, the generator) in one log file.
 Where the noise came from, and where it goes now:
 
 - Dagster's run events: a job's default `console` logger writes every event, DEBUG included,
-  to stderr. `run_quietly(job)` gives the run one logger instead, `chainlake.demo.dagster`, a plain
-  Python logger whose records reach the root handlers below: all of them the file, none the
-  console (a run's failure is reported by the demo itself, in two lines).
+  to stderr. `run_quietly(job)` gives the run one logger instead, `chainlake.demo.dagster`, a
+  plain Python logger whose records reach the root handlers below: all of them the file, only
+  warnings the console (a run's failure is reported by the demo itself, in two lines).
 - A run's compute-log capture points file descriptors 1 and 2 into the run's log files (and
   mirrors them back), so the console writes to a copy of the terminal's stdout taken before
   any run (`open_console`).
