@@ -450,7 +450,7 @@ def portfolio_lines(days: list[dt.date]) -> tuple[list[str], int, int]:
         status = f"{i} of {len(rows)} " + ("OK" if ok else "FAIL")
         lines.append(
             f"{status:<16}{r['portfolio_id']:<12}"
-            f"{f'{n}/{len(days)}':>5} {r['day'].isoformat():<11}{r['total_value']:>16,.2f}"
+            f"{f'{n}/{len(days)}':>5} {r['date'].isoformat():<11}{r['total_value']:>16,.2f}"
             f"{_pct(r['total_return']):>10}{_pct(r['var_95']):>9}{_pct(r['cvar_95']):>9}"
             f"{_num(r['sharpe'], '.2f'):>8}{_num(r['sortino'], '.2f'):>8}"
             f"{_pct(r['max_drawdown']):>9}{_pct(r['volatility']):>8}"

@@ -296,7 +296,7 @@ def portfolio_summary(session: ClickHouseSession, *, window_days: int = WINDOWS[
     """The latest snapshot of every portfolio with its risk over `window_days`: what
     `make demo` prints."""
     return session.query(
-        "SELECT s.portfolio_id AS portfolio_id, s.date AS day, "
+        "SELECT s.portfolio_id AS portfolio_id, s.date AS date, "
         "s.total_value AS total_value, s.total_return AS total_return, "
         "s.daily_return AS daily_return, r.observations AS observations, "
         "r.var_95 AS var_95, r.cvar_95 AS cvar_95, "

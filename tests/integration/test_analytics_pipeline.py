@@ -193,7 +193,7 @@ def test_risk_rows_and_summary(stage: Stage) -> None:
         engine=EmbeddedClickHouse(path=str(stage.root / "clickhouse"))
     ).session() as ch:
         summary = portfolio_summary(ch)
-    assert summary.height == n and summary["day"].to_list() == [DAYS_LIST[-1]] * n
+    assert summary.height == n and summary["date"].to_list() == [DAYS_LIST[-1]] * n
 
 
 def test_rematerialising_a_day_keeps_one_row_per_key_everywhere(stage: Stage) -> None:
