@@ -251,3 +251,50 @@ def _line_svg(
         parts.append(f'<rect x="{lx}" y="{height - 12}" width="10" height="3" fill="{color}"/>')
         parts.append(_svg_text(lx + 14, height - 8, name[:18]))
     return "".join(parts) + "</svg>"
+
+
+# -- per-portfolio figures over time ---------------------------------------------------------
+
+# Numeric metadata entries per materialisation (the UI plots each over materialisations) and
+# lines per chart stay few, whatever the number of portfolios: the largest are shown.
+PLOTTED_KEYS = 10
+CHARTED_KEYS = len(_PALETTE)
+
+
+def numbers_by_key(
+    frame: pl.DataFrame, *, key: str, value: str, prefix: str, order: list[str] | None = None
+) -> dict[str, dg.MetadataValue]:
+    """`<prefix>/<key>` → the float of `value` for the first `PLOTTED_KEYS` keys of `order`
+    (default: the frame's, sorted), leaving out missing values. The Dagster UI plots numeric
+    metadata over an asset's materialisations, so each entry becomes a small time series."""
+    keys = order if order is not None else sorted(frame[key].unique().to_list())
+    values = dict(frame.select(key, pl.col(value).cast(pl.Float64)).iter_rows())
+    out: dict[str, dg.MetadataValue] = {}
+    for k in keys[:PLOTTED_KEYS]:
+        v = _num(values.get(k))
+        if v is not None:
+            out[f"{prefix}/{k}"] = dg.MetadataValue.float(v)
+    return out
+
+
+def chart_by_key(
+    frame: pl.DataFrame,
+    *,
+    key: str,
+    x: str,
+    y: str,
+    title: str,
+    order: list[str] | None = None,
+    value_format: str = "{:,.4g}",
+) -> dg.MetadataValue:
+    """A `line_chart` of `y` over `x` (ISO dates), one line for each of the first
+    `CHARTED_KEYS` keys of `order` (default: sorted)."""
+    keys = order if order is not None else sorted(frame[key].unique().to_list())
+    series: dict[str, list[Point]] = {}
+    for k in keys[:CHARTED_KEYS]:
+        rows = frame.filter(pl.col(key) == k).sort(x)
+        series[str(k)] = [
+            (str(d), None if v is None else float(v))
+            for d, v in rows.select(x, pl.col(y).cast(pl.Float64)).iter_rows()
+        ]
+    return line_chart(series, title=title, value_format=value_format)

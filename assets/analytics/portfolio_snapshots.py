@@ -37,7 +37,7 @@ from assets.ranges import each_day, run_chain_days
 from chainlake import risk
 from chainlake.config import load_chains
 from chainlake.lake import DeltaStore
-from chainlake.metadata import table_metadata
+from chainlake.metadata import chart_by_key, numbers_by_key, table_metadata
 from chainlake.partitions import (
     chain_day_partitions,
     previous_day,
@@ -279,6 +279,39 @@ def portfolio_snapshots_frame(
 
 
 STATE_COLUMNS = ("portfolio_id", "max_drawdown", *risk.INCEPTION_STATE)
+# Days of history drawn in the materialisation's charts.
+CHART_DAYS = 30
+
+
+def read_recent(session: ClickHouseSession, *, chain_id: int, day: dt.date) -> pl.DataFrame:
+    """Value and daily return of the chain's portfolios over the `CHART_DAYS` days to `day`."""
+    return session.query(
+        "SELECT portfolio_id, date, total_value, daily_return FROM `portfolio_snapshots` "
+        "WHERE chain_id = {chain:Int64} AND date BETWEEN {first:Date} AND {day:Date} "
+        "ORDER BY portfolio_id, date",
+        {"chain": chain_id, "first": day - dt.timedelta(days=CHART_DAYS - 1), "day": day},
+    )
+
+
+def chart_metadata(day_frame: pl.DataFrame, recent: pl.DataFrame) -> dict[str, dg.MetadataValue]:
+    """What the UI draws for a day: each large portfolio's value and return as numbers (plotted
+    over materialisations) and as small charts of the last `CHART_DAYS` days."""
+    if day_frame.height == 0:
+        return {}
+    largest = day_frame.sort("total_value", "portfolio_id", descending=[True, False])[
+        "portfolio_id"
+    ].to_list()
+    return {
+        **numbers_by_key(day_frame, key="portfolio_id", value="total_value", prefix="value_usd",
+                         order=largest),
+        **numbers_by_key(day_frame, key="portfolio_id", value="daily_return",
+                         prefix="daily_return", order=largest),
+        "value_chart": chart_by_key(recent, key="portfolio_id", x="date", y="total_value",
+                                    title=f"Value at close (USD), last {CHART_DAYS} days",
+                                    order=largest),
+        "return_chart": chart_by_key(recent, key="portfolio_id", x="date", y="daily_return",
+                                     title="Daily return", order=largest, value_format="{:+.2%}"),
+    }  # fmt: skip
 
 
 def read_state(session: ClickHouseSession, *, chain_id: int, day: dt.date) -> pl.DataFrame:
@@ -344,6 +377,7 @@ def _one_day(delta: DeltaStore, clickhouse: ClickHouseResource, chain, day):
             PortfolioSnapshotsModel, df, f"{chain.name} {day}: snapshots"
         )
         ch.replace_days(TABLE, df, chain_id=chain.chain_id, days=[day])
+        recent = read_recent(ch, chain_id=chain.chain_id, day=day)
     unpriced = sorted({t for ts in df["unpriced_tokens"].to_list() for t in ts})
     yield dg.MaterializeResult(
         metadata=table_metadata(
@@ -357,5 +391,6 @@ def _one_day(delta: DeltaStore, clickhouse: ClickHouseResource, chain, day):
             total_value_usd=str(df["total_value"].sum()) if df.height else "0",
             unpriced_tokens=", ".join(unpriced) or None,
         )
+        | chart_metadata(df, recent)
     )
     yield schema

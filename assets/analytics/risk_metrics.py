@@ -36,7 +36,7 @@ from assets.policies import PER_CHAIN_RANGE, chain_days
 from chainlake import risk
 from chainlake.config import load_chains
 from chainlake.lake import DeltaStore
-from chainlake.metadata import table_metadata
+from chainlake.metadata import chart_by_key, numbers_by_key, table_metadata
 from chainlake.partitions import chain_day_partitions, window
 from chainlake.portfolios import load_portfolios
 from chainlake.schema import conform, polars_schema, schema_metadata
@@ -264,6 +264,7 @@ def risk_metrics(
             )
             yield from require_schema(RiskMetricsModel, df, f"{name} {first}..{last}: risk metrics")
             ch.replace_days(TABLE, df, chain_id=chain.chain_id, days=days)
+            recent = read_recent(ch, chain_id=chain.chain_id, day=last)
             written += df.height
             rows_checked += df.height
             below_minimum += df.filter(
@@ -284,12 +285,53 @@ def risk_metrics(
             "min_observations": ", ".join(f"{w} days: {n}" for w, n in sorted(minimum.items())),
             "rows_below_minimum": dg.MetadataValue.int(below_minimum),
         }
+        | (chart_metadata(recent) if written else {})
     )
     yield dg.AssetCheckResult(
         check_name="schema",
         passed=True,  # every chain's frame passed require_schema above, or the step failed
         metadata={"rows_checked": rows_checked, "model": RiskMetricsModel.__name__},
     )
+
+
+CHART_DAYS = 30
+
+
+def read_recent(session: ClickHouseSession, *, chain_id: int, day: dt.date) -> pl.DataFrame:
+    """The 30-day window's figures of the chain's portfolios over the `CHART_DAYS` days to
+    `day`."""
+    return session.query(
+        "SELECT portfolio_id, date, observations, var_95, max_drawdown, volatility "
+        "FROM `risk_metrics` WHERE chain_id = {chain:Int64} AND window_days = {w:Int32} "
+        "AND date BETWEEN {first:Date} AND {day:Date} ORDER BY portfolio_id, date",
+        {
+            "chain": chain_id,
+            "w": WINDOWS[0],
+            "first": day - dt.timedelta(days=CHART_DAYS - 1),
+            "day": day,
+        },
+    )
+
+
+def chart_metadata(recent: pl.DataFrame) -> dict[str, dg.MetadataValue]:
+    """The 30-day figures of the run's last day as numbers (plotted over materialisations) and
+    the last `CHART_DAYS` days as small charts; null figures (too few returns) are left out."""
+    if recent.height == 0:
+        return {}
+    day = recent["date"].max()
+    last = recent.filter(pl.col("date") == day)
+    out: dict[str, dg.MetadataValue] = {}
+    for column in ("var_95", "max_drawdown", "volatility"):
+        out |= numbers_by_key(last, key="portfolio_id", value=column, prefix=f"{column}_30d")
+    out["var_chart"] = chart_by_key(
+        recent, key="portfolio_id", x="date", y="var_95",
+        title=f"VaR 95 % over 30 days, last {CHART_DAYS} days", value_format="{:+.2%}",
+    )  # fmt: skip
+    out["drawdown_chart"] = chart_by_key(
+        recent, key="portfolio_id", x="date", y="max_drawdown",
+        title="Max drawdown over 30 days", value_format="{:+.2%}",
+    )  # fmt: skip
+    return out
 
 
 def portfolio_summary(session: ClickHouseSession, *, window_days: int = WINDOWS[0]) -> pl.DataFrame:

@@ -30,6 +30,7 @@ class Stage:
     url: str
     manifest: DevnetManifest
     root: Path
+    last: dg.ExecuteInProcessResult  # the last day's run
 
 
 @pytest.fixture(scope="module")
@@ -49,9 +50,8 @@ def stage(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stage]:
         mp.setenv("CHAINS_CONFIG", str(root / "chains.yaml"))
         mp.setenv("PORTFOLIOS_CONFIG", str(root / "portfolios.yaml"))
         try:
-            for day in DAYS_LIST:
-                _run_day(root, day)
-            yield Stage(node.rpc_url, manifest, root)
+            results = [_run_day(root, day) for day in DAYS_LIST]
+            yield Stage(node.rpc_url, manifest, root, results[-1])
         finally:
             mp.undo()
 
@@ -233,3 +233,32 @@ def test_rematerialising_a_day_keeps_one_row_per_key_everywhere(stage: Stage) ->
     assert dupes == (0,)
     assert wallets == (len(stage.manifest.tracked_wallets),)
     assert recent is not None and recent[0] > 0
+
+
+def test_the_ui_gets_each_portfolios_figures_as_numbers_and_charts(stage: Stage) -> None:
+    """Per portfolio: the day's value, return and 30-day risk as numeric metadata (the UI plots
+    each over materialisations), and SVG charts of the last days."""
+    day = DAYS_LIST[-1]
+    mats = {
+        m.asset_key.to_user_string(): m.metadata
+        for m in stage.last.asset_materializations_for_node("analytics__portfolio_snapshots")
+        + stage.last.asset_materializations_for_node("analytics__risk_metrics")
+    }
+    snaps = _clickhouse(stage.root, "SELECT * FROM portfolio_snapshots").filter(
+        pl.col("date") == day
+    )
+    risk = _clickhouse(stage.root, "SELECT * FROM risk_metrics").filter(
+        (pl.col("date") == day) & (pl.col("window_days") == 30)
+    )
+    values = mats["analytics/portfolio_snapshots"]
+    for row in snaps.iter_rows(named=True):
+        pid = row["portfolio_id"]
+        assert values[f"value_usd/{pid}"].value == pytest.approx(float(row["total_value"]))
+        assert values[f"daily_return/{pid}"].value == pytest.approx(row["daily_return"])
+    figures = mats["analytics/risk_metrics"]
+    for row in risk.iter_rows(named=True):
+        assert figures[f"var_95_30d/{row['portfolio_id']}"].value == pytest.approx(row["var_95"])
+    for md, key in ((values, "value_chart"), (values, "return_chart"), (figures, "var_chart")):
+        assert "data:image/svg+xml;base64," in md[key].value, key
+        for pid in snaps["portfolio_id"].to_list()[:6]:
+            assert f"`{pid}`" in md[key].value, (key, pid)

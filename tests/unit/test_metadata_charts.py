@@ -53,3 +53,38 @@ def test_bar_chart_lists_every_weight() -> None:
     md = bar_chart({"ETH": 0.6, "USDC": 0.4}, title="Allocation").value
     assert len(_svg(md).findall(f"{SVG}rect")) == 1 + 2  # background + two bars
     assert "| ETH | 60.0% |" in md and "| USDC | 40.0% |" in md
+
+
+def test_per_portfolio_numbers_and_charts_keep_to_the_largest_few() -> None:
+    import polars as pl
+
+    from chainlake.metadata import CHARTED_KEYS, PLOTTED_KEYS, chart_by_key, numbers_by_key
+
+    days = [dt.date(2026, 11, d) for d in (1, 2, 3)]
+    ids = [f"p{i:02d}" for i in range(12)]
+    frame = pl.DataFrame(
+        {
+            "portfolio_id": [p for p in ids for _ in days],
+            "date": days * len(ids),
+            "value": [float(i * 10 + d) for i in range(12) for d in range(3)],
+        }
+    ).with_columns(
+        pl.when(pl.col("portfolio_id") == "p03")
+        .then(None)
+        .otherwise(pl.col("value"))
+        .alias("value")
+    )
+    order = ids[::-1]  # largest first
+    numbers = numbers_by_key(
+        frame.filter(pl.col("date") == days[-1]), key="portfolio_id", value="value",
+        prefix="value_usd", order=order,
+    )  # fmt: skip
+    # the first ten of the order, less p03, whose value is missing
+    assert list(numbers) == [f"value_usd/{p}" for p in order[:PLOTTED_KEYS] if p != "p03"]
+    assert numbers["value_usd/p11"].value == 112.0
+    chart = chart_by_key(frame, key="portfolio_id", x="date", y="value", title="v", order=order)
+    svg = _svg(chart.value)
+    assert len(svg.findall(f"{SVG}polyline")) == CHARTED_KEYS
+    assert [f"`{p}`" in chart.value for p in order] == [True] * CHARTED_KEYS + [False] * (
+        len(order) - CHARTED_KEYS
+    )
