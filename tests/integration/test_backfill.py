@@ -10,8 +10,10 @@ and read by this process in a loop, the way an analyst's notebook would.
 
 It must finish with every run successful, no DuckDB lock error (in runs or for the reader), no
 Delta commit conflict, every chain-day in the tables exactly once and materialised exactly once
-per asset, far fewer runs than chain-days (multi-day runs), at most one run per chain at a time (the `chainlake/chain` limit) with both chains progressing in parallel, and the daemon's
-processes holding no file of an embedded store afterwards.
+per asset, far fewer runs than chain-days (multi-day runs), closed days of one chain in
+parallel (runs tagged `chainlake/chain-history`, at most three of a chain at once) with both
+chains progressing in parallel, and the daemon's processes holding no file of an embedded
+store afterwards.
 """
 
 from __future__ import annotations
@@ -67,6 +69,12 @@ LOCK_OR_CONFLICT = re.compile(
     r"|CommitFailedError|concurrent transaction|Commit failed|ConcurrentAppend|ConcurrentDelete",
     re.IGNORECASE,
 )
+
+
+def _most_at_once(spans: list[tuple[float, float]]) -> int:
+    """The most of these (start, end) intervals that were open at one moment."""
+    edges = sorted([(start, 1) for start, _ in spans] + [(end, -1) for _, end in spans])
+    return max(itertools.accumulate(step for _, step in edges), default=0)
 
 
 def _portfolios_yaml(path: Path, chains: list[Chain]) -> None:
@@ -249,10 +257,13 @@ def test_thirty_days_two_chains_backfill(tmp_path: Path, monkeypatch: pytest.Mon
             assert not reader.errors, reader.errors[:5]
             assert reader.reads > 0, "the serving file was never readable during the backfill"
 
-            # the run queue's per-chain limit: runs tagged by chain, never two of one chain at once
+            # the run queue's per-chain limits: every day is closed, so every run of one chain is
+            # tagged as history (none as the open edge), up to three of a chain ran at once, and
+            # at least two did
             by_chain: dict[str, list[tuple[float, float]]] = {}
             for rec in instance.get_run_records(runs_filter):
-                chain = rec.dagster_run.tags.get("chainlake/chain")
+                assert "chainlake/chain" not in rec.dagster_run.tags, rec.dagster_run.tags
+                chain = rec.dagster_run.tags.get("chainlake/chain-history")
                 if chain is None:
                     # Dagster takes a self-dependent asset's first partitions across chains
                     # (a rectangle: days of both); such a run writes only that asset's table
@@ -262,10 +273,9 @@ def test_thirty_days_two_chains_backfill(tmp_path: Path, monkeypatch: pytest.Mon
                 assert chain in {"chain-a", "chain-b"}, rec.dagster_run.tags
                 assert rec.start_time and rec.end_time
                 by_chain.setdefault(chain, []).append((rec.start_time, rec.end_time))
-            for chain, spans in by_chain.items():
-                spans.sort()
-                overlaps = [(a, b) for a, b in itertools.pairwise(spans) if b[0] < a[1]]
-                assert not overlaps, f"{chain}: {len(overlaps)} runs overlapped another of its runs"
+            most = {chain: _most_at_once(spans) for chain, spans in by_chain.items()}
+            assert all(n <= 3 for n in most.values()), most
+            assert max(most.values()) >= 2, f"no two runs of one chain ran at once: {most}"
             a, b = by_chain["chain-a"], by_chain["chain-b"]
             parallel = sum(1 for x in a for y in b if x[0] < y[1] and y[0] < x[1])
             assert parallel, "the two chains never ran at the same time"
