@@ -13,10 +13,8 @@ again as blocks arrive, and only new events reach the triggers.
 """
 
 import datetime as dt
-import json
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 import dagster as dg
 import polars as pl
@@ -29,7 +27,7 @@ from chainlake.config import ChainConfig, ContractConfig
 from chainlake.events import store
 from chainlake.events.columns import decoded_events_model
 from chainlake.events.db import scalar
-from chainlake.events.decode import EventAbi, registry_events, transfer_events
+from chainlake.events.decode import CHAIN_EVENTS_MODEL, chain_events_frame, frame_events
 from chainlake.extract import day_bounds
 from chainlake.lake import DeltaStore
 from chainlake.metadata import table_metadata
@@ -45,54 +43,7 @@ NO_CONTRACTS = "(none configured in chains.yaml)"
 # One row per event of interest: the columns of the PostgreSQL `events` table that the decoder
 # fills, built from their single definition (chainlake.events.columns, which the test suite
 # checks against the migrated table).
-ChainEventsModel = decoded_events_model("ChainEventsModel")
-
-
-def chain_events_frame(
-    logs: pl.DataFrame,
-    transfers: pl.DataFrame,
-    *,
-    contracts: Sequence[ContractConfig],
-    tracked: list[str],
-    abis: Mapping[str, list[EventAbi]] | None = None,
-) -> pl.DataFrame:
-    """Pure transform: a chain-day's logs and transfers -> events of interest, in chain order.
-
-    Args:
-        logs: the day's raw/logs rows.
-        transfers: the day's core/token_transfers rows.
-        contracts: the chain's `contracts:` (chains.yaml); their logs are decoded.
-        tracked: tracked wallet addresses; transfers touching them become `erc20` events.
-        abis: ABI name -> events, to decode with; default: the ABIs in `chainlake/abis/`.
-    """
-    rows = registry_events(logs, contracts, abis) + transfer_events(transfers, tracked)
-    schema = polars_schema(ChainEventsModel)
-    records = []
-    for r in rows:
-        rec = {c: r.get(c) for c in schema if c != "data"}
-        # Oversized integers were kept as text by the decoder; they belong in `data` only.
-        for c, t in schema.items():
-            if t == pl.Int64 and isinstance(rec.get(c), str):
-                r.setdefault("data", {})[c] = rec[c]
-                rec[c] = None
-        rec["data"] = json.dumps(r.get("data") or {}, sort_keys=True)
-        records.append(rec)
-    frame = (
-        pl.DataFrame(records, schema=schema, orient="row")
-        if records
-        else pl.DataFrame(schema=schema)
-    )
-    return frame.sort("block_number", "log_index")
-
-
-def frame_events(frame: pl.DataFrame) -> list[dict[str, Any]]:
-    """Rows of the frame as `events` rows (data parsed back, nulls dropped)."""
-    out = []
-    for r in frame.iter_rows(named=True):
-        ev = {k: v for k, v in r.items() if v is not None}
-        ev["data"] = json.loads(r["data"])
-        out.append(ev)
-    return out
+ChainEventsModel = decoded_events_model(CHAIN_EVENTS_MODEL)
 
 
 def contracts_summary(contracts: Sequence[ContractConfig]) -> str:

@@ -10,6 +10,7 @@ grows an event argument loses nothing.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -19,8 +20,9 @@ import polars as pl
 
 from chainlake.abis import load_abi, registry_of
 from chainlake.config import ContractConfig
-from chainlake.events.columns import DECODED_COLUMNS
+from chainlake.events.columns import DECODED_COLUMNS, decoded_events_model
 from chainlake.events.store import event_id
+from chainlake.schema import polars_schema
 
 # ABI argument names that do not simply snake-case into a column
 ARG_ALIASES = {
@@ -49,6 +51,8 @@ LOG_COLUMNS = frozenset(
 # columns an ABI argument may fill
 ARG_COLUMNS = frozenset(c.name for c in DECODED_COLUMNS) - LOG_COLUMNS
 BIGINT_MAX = 2**63 - 1
+# the class name of the decoded frame's Pandera model (`decoded_events_model` caches it by name)
+CHAIN_EVENTS_MODEL = "ChainEventsModel"
 INT_MAX = 2**31 - 1
 
 
@@ -271,3 +275,51 @@ def transfer_events(transfers: pl.DataFrame, tracked: Iterable[str]) -> list[dic
         }
         for r in hits.iter_rows(named=True)
     ]
+
+
+def chain_events_frame(
+    logs: pl.DataFrame,
+    transfers: pl.DataFrame,
+    *,
+    contracts: Sequence[ContractConfig],
+    tracked: list[str],
+    abis: Mapping[str, list[EventAbi]] | None = None,
+) -> pl.DataFrame:
+    """A chain-day's logs and transfers -> events of interest, in chain order (the frame
+    `events/chain_events` inserts and `chainlake.events.backtest` evaluates).
+
+    Args:
+        logs: the day's raw/logs rows.
+        transfers: the day's core/token_transfers rows.
+        contracts: the chain's `contracts:` (chains.yaml); their logs are decoded.
+        tracked: tracked wallet addresses; transfers touching them become `erc20` events.
+        abis: ABI name -> events, to decode with; default: the ABIs in `chainlake/abis/`.
+    """
+    rows = registry_events(logs, contracts, abis) + transfer_events(transfers, tracked)
+    schema = polars_schema(decoded_events_model(CHAIN_EVENTS_MODEL))
+    records = []
+    for r in rows:
+        rec = {c: r.get(c) for c in schema if c != "data"}
+        # Oversized integers were kept as text by the decoder; they belong in `data` only.
+        for c, t in schema.items():
+            if t == pl.Int64 and isinstance(rec.get(c), str):
+                r.setdefault("data", {})[c] = rec[c]
+                rec[c] = None
+        rec["data"] = json.dumps(r.get("data") or {}, sort_keys=True)
+        records.append(rec)
+    frame = (
+        pl.DataFrame(records, schema=schema, orient="row")
+        if records
+        else pl.DataFrame(schema=schema)
+    )
+    return frame.sort("block_number", "log_index")
+
+
+def frame_events(frame: pl.DataFrame) -> list[dict[str, Any]]:
+    """Rows of the frame as `events` rows (data parsed back, nulls dropped)."""
+    out = []
+    for r in frame.iter_rows(named=True):
+        ev = {k: v for k, v in r.items() if v is not None}
+        ev["data"] = json.loads(r["data"])
+        out.append(ev)
+    return out

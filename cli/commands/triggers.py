@@ -7,6 +7,7 @@ chainlake triggers replay --failed                # or DELIVERY_ID ...; --now de
 chainlake triggers run-once                       # evaluate and deliver without Dagster
 chainlake triggers failures                       # events a trigger could not evaluate
 chainlake triggers reevaluate EVENT_ID            # or --all; --now delivers here
+chainlake triggers backtest FILE --from DAY --to DAY   # what FILE would have fired (Delta)
 """
 
 from __future__ import annotations
@@ -21,11 +22,15 @@ from chainlake.events import db as events_db
 from chainlake.events import store
 from chainlake.uri import redact_text
 from cli.commands.options import postgres_url, url_option
+from cli.commands.triggers_backtest import backtest
 
 
 @click.group()
 def triggers() -> None:
     """Triggers, their actions and deliveries."""
+
+
+triggers.add_command(backtest)
 
 
 @triggers.command()
