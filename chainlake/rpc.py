@@ -31,6 +31,7 @@ import random
 import re
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -63,6 +64,7 @@ Call = tuple[str, Sequence[Any]]
 T = TypeVar("T")
 
 DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024 * 1024
+LATENCY_SAMPLES = 256  # round trips per URL kept for the latency percentiles
 _QUANTITY_RE = re.compile(r"^0[xX][0-9a-fA-F]+$")
 
 
@@ -137,11 +139,31 @@ class _Endpoint:
     # its chain id was checked since it last failed, or was last failed over to
     verified: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    lock_stats: threading.Lock = field(default_factory=threading.Lock, repr=False)
     # the URL as it may be logged, stored or shown: credentials redacted
     name: str = field(init=False)
+    # measurements of this URL's round trips (see `RpcClient.health`)
+    latencies: deque[float] = field(default_factory=lambda: deque(maxlen=LATENCY_SAMPLES))
+    errors: int = 0
+    last_error: str | None = None
+    last_error_at: float | None = None  # wall-clock seconds
+    last_ok_at: float | None = None
+    head: int | None = None
+    head_at: float | None = None
 
     def __post_init__(self) -> None:
         self.name = redact_uri(self.url)
+
+    def record(self, seconds: float | None, error: str | None, now: float) -> None:
+        """One round trip: its duration when it succeeded, else its error (already redacted)."""
+        with self.lock_stats:
+            if error is None:
+                if seconds is not None:
+                    self.latencies.append(seconds)
+                self.last_ok_at = now
+            else:
+                self.errors += 1
+                self.last_error, self.last_error_at = error[:300], now
 
     def scrub(self, text: str) -> str:
         """`text` (an httpx error may quote the URL) with the URL's credentials taken out."""
@@ -232,6 +254,7 @@ class RpcClient:
         cooldown: float = 5.0,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
         transport: httpx.BaseTransport | None = None,
         chain_id: int | None = None,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
@@ -260,6 +283,7 @@ class RpcClient:
         self.cooldown = cooldown
         self._sleep = sleep
         self._clock = clock
+        self._wall = wall
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
         self._slots = threading.BoundedSemaphore(max_in_flight)
@@ -418,10 +442,15 @@ class RpcClient:
                 self._check_chain(ep)
                 with self._slots:
                     self.stats._enter(ep.name)
+                    started = time.perf_counter()
                     try:
                         body = self._post(ep, payload)
+                    except (_Retryable, RpcUnavailable) as e:
+                        ep.record(None, str(e), self._wall())
+                        raise
                     finally:
                         self.stats._leave()
+                ep.record(time.perf_counter() - started, None, self._wall())
                 self._served.name = ep.name
                 result = check(body)
                 self._mark_ok(ep)
@@ -458,6 +487,69 @@ class RpcClient:
                 self.stats.add(retries=1)
                 log.warning("RPC retry %d/%d in %.2fs: %s", attempt, self.max_retries, delay, e)
                 self._sleep(delay)
+
+    # -- health -------------------------------------------------------------------------
+
+    def probe(self) -> list[NodeHealth]:
+        """Ask every URL in rotation for its head (`eth_blockNumber`), each once, with no
+        retry and no failover, recording the round trip like any other (latency, or the
+        error and its time); returns `health()`. A URL on another chain, or answering a head
+        that is not a quantity, is taken out of rotation as in normal traffic."""
+        for ep in self._endpoints:
+            if ep.refused is not None:
+                continue
+            payload = orjson.dumps(
+                {"jsonrpc": "2.0", "id": next(self._ids), "method": "eth_blockNumber", "params": []}
+            )
+            try:
+                self._check_chain(ep)
+                started = time.perf_counter()
+                try:
+                    raw = self._post(ep, payload)
+                except (_Retryable, RpcUnavailable) as e:
+                    ep.record(None, str(e), self._wall())
+                    self._mark_failed(ep, None)
+                    continue
+                elapsed = time.perf_counter() - started
+                body = _loads(raw)
+                value = body.get("result") if isinstance(body, dict) else None
+                if not is_quantity(value):
+                    raise _Refuse(f"answered eth_blockNumber with {value!r}, not a 0x-hex quantity")
+                ep.record(elapsed, None, self._wall())
+                with ep.lock_stats:
+                    ep.head, ep.head_at = int(str(value), 16), self._wall()
+                self._mark_ok(ep)
+            except _Refuse as e:
+                ep.record(None, str(e), self._wall())
+                self._refuse(ep, str(e))
+            except (_Retryable, RpcUnavailable, _TooLarge) as e:
+                ep.record(None, str(e), self._wall())
+                self._mark_failed(ep, None)
+        return self.health()
+
+    def health(self) -> list[NodeHealth]:
+        """What this client measured of each URL, in configured order (URLs redacted)."""
+        out = []
+        for priority, ep in enumerate(self._endpoints):
+            with ep.lock_stats:
+                samples = sorted(ep.latencies)
+                out.append(
+                    NodeHealth(
+                        url=ep.name,
+                        priority=priority,
+                        head=ep.head,
+                        head_at=ep.head_at,
+                        latency_p50_ms=_percentile_ms(samples, 0.50),
+                        latency_p95_ms=_percentile_ms(samples, 0.95),
+                        samples=len(samples),
+                        errors=ep.errors,
+                        last_error=ep.last_error,
+                        last_error_at=ep.last_error_at,
+                        last_ok_at=ep.last_ok_at,
+                        refused=ep.refused,
+                    )
+                )
+        return out
 
     # -- public API -----------------------------------------------------------------------
 
@@ -661,6 +753,41 @@ class RpcClient:
             ]
         )
         return ids, payload
+
+
+@dataclass(frozen=True)
+class NodeHealth:
+    """One URL as a client measured it: its last head, the latency of its successful round
+    trips (percentiles over the last LATENCY_SAMPLES), its failed ones. `url` is redacted;
+    times are wall-clock seconds."""
+
+    url: str
+    priority: int
+    head: int | None
+    head_at: float | None
+    latency_p50_ms: float | None
+    latency_p95_ms: float | None
+    samples: int
+    errors: int
+    last_error: str | None
+    last_error_at: float | None
+    last_ok_at: float | None
+    refused: str | None
+
+    @property
+    def healthy(self) -> bool:
+        """In rotation, and its latest round trip succeeded (a URL never asked is not)."""
+        if self.refused is not None or self.last_ok_at is None:
+            return False
+        return self.last_error_at is None or self.last_ok_at >= self.last_error_at
+
+
+def _percentile_ms(ordered: Sequence[float], q: float) -> float | None:
+    """The nearest-rank q-quantile of sorted seconds, in milliseconds (None without samples)."""
+    if not ordered:
+        return None
+    rank = max(1, -(-len(ordered) * q // 1))  # ceil(n * q), at least the first
+    return round(ordered[int(rank) - 1] * 1000.0, 3)
 
 
 _ERROR_DTYPE = pl.Struct({"code": pl.Int64, "message": pl.String})
