@@ -27,7 +27,11 @@ the node exits on SIGTERM). The snapshot holds every block, transaction and rece
 states the node kept in memory (``keep_states``), so blocks keep their hashes and historical
 queries still answer for those blocks after a reload; ``--preserve-historical-states`` keeps
 them in the snapshot written at exit too. Nothing goes to the cache directory: the file
-holds at most ``keep_states`` states, so it stops growing like the node's memory. The oldest of those states are dropped once
+holds at most ``keep_states`` states, so it stops growing like the node's memory. Measured on
+2026-12-01 with ``make demo``'s chain (468 blocks of 20 transactions): 345 MB of JSON, about
+0.74 MB a block (each state is the whole account and storage set), loaded in 3.3 s by a node of
+1 GB resident memory, written at exit in 2 s; each block mined afterwards adds about as much,
+up to ``keep_states`` blocks (about 1.5 GB). The oldest of those states are dropped once
 ``keep_states`` newer blocks have been mined: a day older than that still reads its blocks,
 transactions and logs, but ``eth_getBalance`` / ``eth_call`` at its last block fail with
 ``BlockOutOfRangeError`` (so do ``core/balances`` and ``core/token_prices`` for that day).

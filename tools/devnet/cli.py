@@ -17,7 +17,13 @@ chain again: the Delta tables hold the demo's block hashes (the checkpoint, the 
 only the same blocks keep them valid; the saved file carries them, with every transaction,
 receipt and the per-block states `eth_getBalance` at an old block reads (see
 `tools/devnet/anvil.py`), and loads in seconds where generating takes a minute or more and
-would stamp the days relative to a later run.
+would stamp the days relative to a later run. tests/integration/test_devnet_state.py checks
+that a reloaded chain answers as saved (hashes, receipts, native and token balances at each
+day's last block) and that `down` keeps the blocks mined meanwhile. The limit: the node keeps
+the states of its last 2,048 blocks, so after about 1,580 blocks of `make dev` (some 53 hours
+at the default 120 s) the demo's first day loses them, and re-materialising it then fails in
+`core/balances` and `core/token_prices` (`BlockOutOfRangeError`) while raw and core transfers
+still succeed; `make demo` again gives a fresh chain.
 """
 
 from __future__ import annotations
