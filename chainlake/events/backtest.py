@@ -28,7 +28,7 @@ import polars as pl
 
 from chainlake.config import ChainConfig
 from chainlake.events import failures as failures_
-from chainlake.events.columns import DECODED_REGISTRIES
+from chainlake.events.columns import DECODED_REGISTRIES, EVENT_COLUMNS
 from chainlake.events.conditions import Trigger
 from chainlake.events.decode import abi_events, chain_events_frame, frame_events
 from chainlake.events.evaluate import plan
@@ -142,7 +142,9 @@ def run(triggers: Sequence[Trigger], chain_days: Iterable[ChainDay]) -> Result:
         events = []
         for ev in sorted(cd.events, key=_chain_order):
             seq += 1
-            events.append({**ev, "seq": seq})
+            # every column, as a row of `events` has them (NULL ones too), so the delivery
+            # context is the one the live engine would store
+            events.append({**dict.fromkeys(EVENT_COLUMNS), **ev, "seq": seq})
         result.days.append((cd.chain, cd.day, len(events), cd.blocks))
         planned, states, fired = plan(triggers, events, states, result.failures)
         for tid, n in fired.items():

@@ -7,6 +7,7 @@ triples, with triggers whose cooldown and rate limit make chain time matter."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -130,8 +131,8 @@ def test_backtest_equals_live_delivery(
             delivered += run.succeeded
         with db.connection(url) as c:
             live_rows = c.execute(
-                "SELECT id, trigger_id, event_id, context->>'action_name' AS action, status "
-                "FROM deliveries"
+                "SELECT id, trigger_id, event_id, context->>'action_name' AS action, status, "
+                "context FROM deliveries"
             ).fetchall()
             matching_in = c.execute(
                 "SELECT count(*) AS n FROM events WHERE registry = 'erc20' AND "
@@ -175,6 +176,11 @@ def test_backtest_equals_live_delivery(
     # the idempotency keys are the live ones, and exactly those reached the receiver once each
     assert set(frame["idempotency_key"]) == {r["id"] for r in live_rows} == set(received)
     assert len(received) == len(set(received))
+    # and each would-be delivery carries the context the live one was rendered from
+    contexts = dict(frame.select("idempotency_key", "context").iter_rows())
+    assert {r["id"]: json.loads(contexts[r["id"]]) for r in live_rows} == {
+        r["id"]: r["context"] for r in live_rows
+    }
 
     fired = frame.unique(["trigger_id", "event_id"]).group_by("trigger_id").len()
     per_trigger = dict(fired.iter_rows())
@@ -208,3 +214,19 @@ def test_backtest_equals_live_delivery(
         ]
     assert f"devnet {before}: no blocks in the lake" in cli.stderr
     assert f"written to {out}" in lines[-1] and f"{frame.height} would-be deliveries" in lines[-1]
+
+    # a range the lake holds no block of: refused in one line, nothing written
+    monkeypatch.chdir(tmp_path)
+    args = ["triggers", "backtest", str(triggers_file), "--delta-root", str(lake)]
+    early = CliRunner().invoke(main, [*args, "--from", "2026-10-01", "--to", "2026-10-02"])
+    assert early.exit_code == 1 and early.stdout == ""
+    assert early.stderr.strip() == (
+        f"Error: the lake ({lake}) holds no block of devnet from 2026-10-01 to 2026-10-02: "
+        "materialise those days first"
+    )
+    assert not (tmp_path / "data").exists()
+    # without --out: under data/backtests/ of the working directory, the path printed
+    again = CliRunner().invoke(main, [*args, "--from", str(START), "--to", str(DAYS[-1])])
+    default = Path("data/backtests") / f"triggers_{START}_{DAYS[-1]}.parquet"
+    assert again.exit_code == 0 and again.stdout.splitlines()[-1].endswith(f"written to {default}")
+    assert pl.read_parquet(tmp_path / default).equals(frame)
