@@ -226,7 +226,9 @@ def test_backtest_equals_live_delivery(
     )
     assert not (tmp_path / "data").exists()
     # without --out: under data/backtests/ of the working directory, the path printed
-    again = CliRunner().invoke(main, [*args, "--from", str(START), "--to", str(DAYS[-1])])
-    default = Path("data/backtests") / f"triggers_{START}_{DAYS[-1]}.parquet"
+    again = CliRunner().invoke(
+        main, [*args, "--from", str(START), "--to", str(DAYS[-1]), "--chain", "devnet"]
+    )
+    default = Path("data/backtests") / f"triggers_devnet_{START}_{DAYS[-1]}.parquet"
     assert again.exit_code == 0 and again.stdout.splitlines()[-1].endswith(f"written to {default}")
     assert pl.read_parquet(tmp_path / default).equals(frame)
