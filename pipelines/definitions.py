@@ -20,6 +20,7 @@ from pipelines.maintenance import MAINTENANCE_JOBS, MAINTENANCE_SCHEDULES
 from pipelines.resources import RESOURCES
 from pipelines.schedules import SCHEDULES
 from pipelines.triggers import TRIGGER_JOBS, TRIGGER_SCHEDULES, TRIGGER_SENSORS
+from sensors.livestate import livestate_sensor
 from sensors.reorg_repairs import reorg_repairs_sensor
 
 # In the order of the flow: raw → core → analytics → events → serving. Each asset carries its
@@ -48,5 +49,5 @@ defs = dg.Definitions(
     resources=RESOURCES,
     jobs=[*JOBS, *TRIGGER_JOBS, *MAINTENANCE_JOBS],
     schedules=[*SCHEDULES, *TRIGGER_SCHEDULES, *MAINTENANCE_SCHEDULES],
-    sensors=[*TRIGGER_SENSORS, reorg_repairs_sensor, freshness_checks_sensor],
+    sensors=[*TRIGGER_SENSORS, reorg_repairs_sensor, freshness_checks_sensor, livestate_sensor],
 )

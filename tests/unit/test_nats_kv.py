@@ -9,6 +9,7 @@ import re
 import httpx
 import orjson
 import pytest
+from click.testing import CliRunner
 
 from chainlake.nats_kv import (
     AlertStats,
@@ -24,6 +25,7 @@ from chainlake.nats_kv import (
     node_key,
 )
 from chainlake.rpc import NodeHealth, RpcClient
+from cli.main import main
 
 # NATS's own rule for a key (nats-py's _is_key_valid): these characters, no leading or
 # trailing dot; a token between dots must not be empty.
@@ -185,3 +187,10 @@ def test_bucket_names_are_per_instance() -> None:
     assert bucket_name("alpha", "nodes") == "alpha_nodes"
     with pytest.raises(LiveStateError, match=r"NATS_KV_PREFIX='a\.b' cannot prefix"):
         bucket_prefix({"NATS_KV_PREFIX": "a.b"})
+
+
+def test_cli_without_nats_url_says_live_state_is_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("NATS_URL", raising=False)
+    result = CliRunner().invoke(main, ["livestate", "rebuild"])
+    assert result.exit_code == 2
+    assert "NATS_URL is not set" in result.output
