@@ -367,8 +367,9 @@ class KvWriter:
         if self._nc is not None:
             await self._nc.close()
 
-    async def bucket(self, name: str) -> Any:
-        """The instance's bucket `name` (one of BUCKETS), created when missing."""
+    async def bucket(self, name: str, *, create: bool = True) -> Any:
+        """The instance's bucket `name` (one of BUCKETS), created when missing (without
+        `create`, None when missing: reading never creates a bucket)."""
         from nats.js.errors import (
             BucketNotFoundError,
             NoStreamResponseError,
@@ -381,6 +382,8 @@ class KvWriter:
                 try:
                     self._kv[name] = await self._js.key_value(full)
                 except BucketNotFoundError:
+                    if not create:
+                        return None
                     from nats.js.api import KeyValueConfig
 
                     self._kv[name] = await self._js.create_key_value(
@@ -423,18 +426,26 @@ class KvWriter:
         """The keys the bucket holds (deleted ones not included)."""
         from nats.js.errors import NoKeysError
 
-        kv = await self.bucket(bucket)
+        kv = await self.bucket(bucket, create=False)
+        if kv is None:
+            return []
         try:
             return list(await kv.keys())
         except NoKeysError:
             return []
 
     async def read(self, bucket: str) -> dict[str, dict[str, Any]]:
-        """The whole bucket, decoded (for checks and `chainlake livestate show`)."""
-        kv = await self.bucket(bucket)
-        out = {}
-        for key in await self.keys(bucket):
-            entry = await kv.get(key)
+        """The whole bucket, decoded (for checks and `chainlake livestate show`); empty when
+        the bucket does not exist."""
+        from nats.js.errors import KeyDeletedError, KeyNotFoundError
+
+        kv = await self.bucket(bucket, create=False)
+        out: dict[str, dict[str, Any]] = {}
+        for key in await self.keys(bucket) if kv is not None else []:
+            try:
+                entry = await kv.get(key)
+            except (KeyNotFoundError, KeyDeletedError):  # deleted since it was listed
+                continue
             out[key] = json.loads(entry.value)
         return out
 

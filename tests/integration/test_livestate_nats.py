@@ -285,6 +285,13 @@ def test_a_killed_writer_loses_nothing_after_a_rebuild(stores: dict, prefix: str
     assert kv == expected
     assert wallet_id in kv["wallets"] and "ghost" not in kv["alerts"]
 
+    shown = subprocess.run(
+        [CHAINLAKE, "livestate", "show", "alerts"], env=env, capture_output=True, text=True
+    )
+    assert shown.returncode == 0, shown.stderr
+    lines = [json.loads(line) for line in shown.stdout.splitlines()]
+    assert {line["key"]: line["value"] for line in lines} == expected["alerts"]
+
 
 def test_the_sensor_pushes_only_when_nats_url_is_set(
     stores: dict, prefix: str, monkeypatch: pytest.MonkeyPatch
@@ -302,6 +309,12 @@ def test_the_sensor_pushes_only_when_nats_url_is_set(
         "NATS_URL is not set: live state is off"
     )
     assert read_buckets(NATS, prefix, ["wallets"])["wallets"] == {}
+
+    async def exists() -> bool:
+        async with KvWriter(NATS, prefix) as w:
+            return await w.bucket("wallets", create=False) is not None
+
+    assert not asyncio.run(exists())  # neither the sensor nor reading created it
 
     monkeypatch.setenv("NATS_URL", NATS)
     monkeypatch.setenv("NATS_KV_PREFIX", prefix)
