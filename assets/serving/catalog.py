@@ -4,7 +4,8 @@ over the Delta tables for ad-hoc SQL.
 serving/catalog loads `config/portfolios.yaml` and `config/chains.yaml` into the tables
 `wallets`, `nodes`, `tokens`, `portfolios`, `portfolio_wallets` and `alerts`, idempotently:
 ids are derived from each entry's natural key, rows are upserted (`updated_at` moves only when
-a row changes; an alert's `last_triggered_at` and `trigger_count` are kept), and entries gone
+a row changes; an alert's `last_triggered_at` and `trigger_count` and a node's measured
+`is_active` are kept), and entries gone
 from the files are deleted. An invalid entry fails the load with an error naming it, before
 anything is written.
 
@@ -100,7 +101,11 @@ class NodesModel(pa.DataFrameModel):
     vmtype: pl.String = pa.Field(description="virtual machine type (evm)")
     rpc_url: pl.String = pa.Field(description="credentials in the URL are masked")
     priority: pl.Int32 = pa.Field(ge=0, description="0 is tried first")
-    is_active: pl.Boolean = pa.Field(description="whether the node is used")
+    is_active: pl.Boolean = pa.Field(
+        description="whether the node is healthy: in rotation and its latest round trip "
+        "succeeded, as livestate_sensor measures it (with NATS_URL set); true until measured, "
+        "and kept when the catalog is loaded again"
+    )
 
     class Config:
         strict = True
@@ -202,8 +207,8 @@ class AlertsModel(pa.DataFrameModel):
 
 
 class CatalogTable:
-    """A catalog table: its model, key, DuckDB-only column types and columns the pipeline
-    does not own (kept across loads)."""
+    """A catalog table: its model, key, DuckDB-only column types, columns the pipeline
+    does not own (kept across loads) and model columns set for new rows only (`kept`)."""
 
     def __init__(
         self,
@@ -213,10 +218,13 @@ class CatalogTable:
         *,
         types: Mapping[str, str] | None = None,
         runtime: Mapping[str, str] | None = None,
+        kept: Sequence[str] = (),
     ) -> None:
         self.name, self.model, self.key = name, model, tuple(key)
         self.types = dict(types or {})
         self.runtime = dict(runtime or {})
+        # model columns a load sets for new rows only (measured state, e.g. node health)
+        self.kept = tuple(kept)
 
     def columns(self) -> dict[str, str]:
         """The model's columns with their DuckDB types (`NOT NULL` unless nullable)."""
@@ -250,7 +258,7 @@ def model_columns(model: type[pa.DataFrameModel]) -> dict[str, tuple[pl.DataType
 
 TABLES = (
     CatalogTable("wallets", WalletsModel, ["id"], types={"id": "UUID"}),
-    CatalogTable("nodes", NodesModel, ["id"], types={"id": "UUID"}),
+    CatalogTable("nodes", NodesModel, ["id"], types={"id": "UUID"}, kept=["is_active"]),
     CatalogTable("tokens", TokensModel, ["id"], types={"id": "UUID"}),
     CatalogTable("portfolios", PortfoliosModel, ["portfolio_id"]),
     CatalogTable(
@@ -426,8 +434,9 @@ def _insert_expr(name: str, sql_type: str) -> str:
 def sync_table(
     conn: DuckDBPyConnection, table: CatalogTable, frame: pl.DataFrame
 ) -> dict[str, int]:
-    """Make the table hold exactly `frame`'s rows (by key), keeping runtime columns and
-    `created_at`; `updated_at` changes only for rows whose values changed."""
+    """Make the table hold exactly `frame`'s rows (by key), keeping runtime columns, the
+    table's `kept` columns of existing rows and `created_at`; `updated_at` changes only for
+    rows whose values changed."""
     conn.execute(table.create_sql())
     have = [
         r[0]
@@ -454,7 +463,7 @@ def sync_table(
         ).fetchone()
         names = ", ".join(quote(n) for n in cols)
         values = ", ".join(_insert_expr(n, t) for n, t in cols.items())
-        others = [n for n in cols if n not in table.key]
+        others = [n for n in cols if n not in table.key and n not in table.kept]
         if others:
             sets = ", ".join(f"{quote(n)} = excluded.{quote(n)}" for n in others)
             old = ", ".join(f"CAST(t.{quote(n)} AS VARCHAR)" for n in others)

@@ -235,6 +235,11 @@ def test_node_taken_down_shows_in_its_entry_and_the_catalog(
     with stores["duckdb"].reader() as conn:
         active = {r["priority"]: r["is_active"] for r in catalog_rows(conn, "nodes")}
     assert active == {0: True, 1: False}
+    # loading the catalog again keeps the measured health
+    _import_catalog(stores["tmp"], stores["duckdb"])
+    with stores["duckdb"].reader() as conn:
+        active = {r["priority"]: r["is_active"] for r in catalog_rows(conn, "nodes")}
+    assert active == {0: True, 1: False}
 
 
 KILLED_WRITER = """
