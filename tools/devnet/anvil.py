@@ -36,6 +36,12 @@ up to ``keep_states`` blocks (about 1.5 GB). The oldest of those states are drop
 transactions and logs, but ``eth_getBalance`` / ``eth_call`` at its last block fail with
 ``BlockOutOfRangeError`` (so do ``core/balances`` and ``core/token_prices`` for that day).
 
+Each start from a snapshot leaves a second block 0 in the node's store (stamped with the time
+of the load, anvil 1.7.1), which the snapshot written at exit keeps; the next load may then
+serve it as block 0, whose late timestamp breaks every day → block range (the day of block 0
+becomes today's first). ``repair_state_file`` drops such extra genesis blocks (every block 0
+but the earliest) before each load.
+
 With ``state_file`` and ``block_time``, the node starts without mining, moves its clock past
 the snapshot's last block if that block is later than the wall clock (anvil would otherwise
 stamp new blocks with the wall clock, behind the last one), and only then mines a block every
@@ -158,6 +164,65 @@ def _chain_id(url: str, timeout: float = 1.0) -> int | None:
         return None
 
 
+def _skip_ws(text: str, i: int) -> int:
+    while text[i] in " \t\r\n":
+        i += 1
+    return i
+
+
+def repair_state_file(path: str | Path) -> int:
+    """Drop the extra genesis blocks of an anvil JSON snapshot (module docstring): of the
+    blocks numbered 0 only the earliest stays. Only the top-level keys before ``blocks`` and the
+    blocks themselves are parsed; the rest of the file (transactions, historical states) is
+    copied as it is. Returns how many blocks were dropped (0: the file is left untouched)."""
+    target = Path(path)
+    text = target.read_text()
+    decoder = json.JSONDecoder()
+    i = _skip_ws(text, 0)
+    if text[i] != "{":
+        raise AnvilError(f"{target}: not an anvil state snapshot (no JSON object)")
+    i += 1
+    while True:
+        i = _skip_ws(text, i)
+        if text[i] == "}":
+            return 0  # no blocks key
+        key, i = decoder.raw_decode(text, i)
+        i = _skip_ws(text, i)
+        i = _skip_ws(text, i + 1)  # the colon
+        if key == "blocks":
+            break
+        _, i = decoder.raw_decode(text, i)
+        i = _skip_ws(text, i)
+        if text[i] == ",":
+            i += 1
+    if text[i] != "[":
+        raise AnvilError(f"{target}: 'blocks' is not a list")
+    start = i + 1
+    spans: list[tuple[int, int, int, int]] = []  # (begin, end, number, timestamp)
+    i = start
+    while True:
+        i = _skip_ws(text, i)
+        if text[i] == "]":
+            break
+        begin = i
+        block, i = decoder.raw_decode(text, i)
+        header = block["header"]
+        spans.append((begin, i, int(header["number"], 16), int(header["timestamp"], 16)))
+        i = _skip_ws(text, i)
+        if text[i] == ",":
+            i += 1
+    geneses = sorted((ts, b) for b, _, number, ts in spans if number == 0)
+    drop = {b for _, b in geneses[1:]}
+    if not drop:
+        return 0
+    kept = ",".join(text[b:e] for b, e, _, _ in spans if b not in drop)
+    tmp = target.with_name(target.name + ".tmp")
+    tmp.write_text(text[:start] + kept + text[i:])
+    tmp.replace(target)
+    log.info("%s: dropped %d extra genesis block(s)", target, len(drop))
+    return len(drop)
+
+
 class Anvil:
     """An anvil node on 127.0.0.1 owned by this process.
 
@@ -276,6 +341,8 @@ class Anvil:
         fixed_port = self.port is not None
         if fixed_port and _chain_id(f"http://{self.host}:{self.port}") is not None:
             raise AnvilError(f"a node already answers on {self.host}:{self.port}")
+        if self.state_file is not None and self.state_file.exists():
+            repair_state_file(self.state_file)
         attempts = 1 if fixed_port else 3
         for attempt in range(attempts):
             port = self.port if fixed_port else free_port(self.host)
