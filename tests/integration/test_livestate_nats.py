@@ -372,3 +372,49 @@ def test_two_writers_racing_on_one_key_lose_no_update(prefix: str) -> None:
                 assert (await kv.get("k")).value == values[-1]
 
     asyncio.run(run())
+
+
+def test_the_alerts_asset_firing_reaches_the_bucket(stores: dict, prefix: str) -> None:
+    """events/analytics_alerts itself fires the alert on a day's balances; the next push
+    shows the firing in the alerts bucket and the catalog."""
+    from decimal import Decimal
+
+    import dagster as dg
+
+    from assets.core.balances import BalancesModel
+    from assets.events.chain_events import analytics_alerts
+    from chainlake.lake import DeltaStore
+    from chainlake.schema import conform
+    from resources.clickhouse import ClickHouseResource, EmbeddedClickHouse
+    from resources.postgres import PostgresResource
+
+    day = dt.date(2026, 11, 2)
+    chain = load_chains(stores["tmp"] / "chains.yaml")["devnet"]
+    delta = DeltaStore(root=str(stores["tmp"] / "delta"))
+    row = {"chain_id": 31337, "date": day, "address": TREASURY, "token_address": "0x" + "e" * 40,
+           "token_symbol": "ETH", "decimals": 18, "balance": Decimal(4 * 10**18),
+           "net_change": Decimal(0), "block_number": 7, "account_type": "eoa", "source": "chain"}  # fmt: skip
+    frame = pl.DataFrame(
+        [row], schema_overrides={"balance": pl.Decimal(38, 0), "net_change": pl.Decimal(38, 0)}
+    )
+    delta.replace_day(chain, "balances", day, conform(frame, BalancesModel))
+    _push(stores, prefix)
+    (alert,) = read_buckets(NATS, prefix, ["alerts"])["alerts"].values()
+    assert alert["trigger_count"] == 0
+
+    resources = {
+        "delta": delta,
+        "postgres": PostgresResource(url=stores["postgres"]),
+        "clickhouse": ClickHouseResource(
+            engine=EmbeddedClickHouse(path=str(stores["tmp"] / "clickhouse"))
+        ),
+    }
+    result = dg.materialize(
+        [analytics_alerts], partition_key=f"devnet|{day.isoformat()}", resources=resources
+    )
+    assert result.success
+    pushed = _push(stores, prefix)
+    assert pushed.alerts_changed == 1
+    (alert,) = read_buckets(NATS, prefix, ["alerts"])["alerts"].values()
+    assert alert["trigger_count"] == 1 and alert["last_triggered_at"] is not None
+    assert read_buckets(NATS, prefix, ["alerts"])["alerts"] == _expected(stores)["alerts"]
