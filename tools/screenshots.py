@@ -75,7 +75,7 @@ IN_PROGRESS = """
 query InProgress {
   runsOrError(filter: {statuses: [QUEUED, NOT_STARTED, STARTING, STARTED]}) {
     __typename
-    ... on Runs { results { runId } }
+    ... on Runs { results { runId assetSelection { path } } }
     ... on PythonError { message }
   }
 }
@@ -123,11 +123,12 @@ def latest_ticks(base: str) -> dict[str, str | None]:
 
 
 def runs_in_progress(base: str) -> int:
-    """How many runs are queued or running."""
+    """How many runs that materialise assets are queued or running (the resident trigger
+    evaluator's run, which materialises nothing, runs all the time)."""
     found = graphql(base, IN_PROGRESS, {})["runsOrError"]
     if "results" not in found:
         raise ScreenshotError(f"runsOrError: {found.get('message', found['__typename'])}")
-    return len(found["results"])
+    return sum(1 for run in found["results"] if run["assetSelection"])
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 2.0) -> Any:
