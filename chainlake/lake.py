@@ -458,12 +458,21 @@ class DeltaStore:
 
     # -- reads ----------------------------------------------------------------------------
 
-    def scan(self, chain: ChainConfig, table: str) -> pl.LazyFrame | None:
-        """A lazy scan of the chain's `table`, or None when it does not exist."""
+    def current_version(self, chain: ChainConfig, table: str) -> int | None:
+        """The chain's `table`'s latest version, or None when it does not exist. Read it once
+        before reading with `version=` so what a run records is exactly what it read."""
+        t = self._table(self.table_uri(chain, table))
+        return None if t is None else t.version()
+
+    def scan(
+        self, chain: ChainConfig, table: str, *, version: int | None = None
+    ) -> pl.LazyFrame | None:
+        """A lazy scan of the chain's `table` (as of `version`, when given: time travel), or
+        None when it does not exist."""
         uri = self.table_uri(chain, table)
         if self._table(uri) is None:
             return None
-        return pl.scan_delta(uri, storage_options=self.storage_options() or None)
+        return pl.scan_delta(uri, version=version, storage_options=self.storage_options() or None)
 
     def read_days(
         self,
@@ -472,10 +481,13 @@ class DeltaStore:
         days: Iterable[dt.date],
         columns: Sequence[str] | None = None,
         schema: pl.Schema | None = None,
+        *,
+        version: int | None = None,
     ) -> pl.DataFrame:
-        """The rows of `days` (an empty frame of `schema`, if given, when the table is absent)."""
+        """The rows of `days` (an empty frame of `schema`, if given, when the table is absent),
+        as of `version` when given."""
         days = list(days)
-        lf = self.scan(chain, table)
+        lf = self.scan(chain, table, version=version)
         if lf is None:
             if schema is None:
                 raise FileNotFoundError(
@@ -495,9 +507,11 @@ class DeltaStore:
         day: dt.date,
         columns: Sequence[str] | None = None,
         schema: pl.Schema | None = None,
+        *,
+        version: int | None = None,
     ) -> pl.DataFrame:
         """The rows of one day (see `read_days`)."""
-        return self.read_days(chain, table, [day], columns, schema)
+        return self.read_days(chain, table, [day], columns, schema, version=version)
 
     def history(self, chain: ChainConfig, table: str, limit: int = 1) -> list[dict[str, Any]]:
         """The table's latest `limit` commits, newest first (none if it does not exist)."""

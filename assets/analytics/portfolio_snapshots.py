@@ -37,6 +37,14 @@ from assets.ranges import each_day, run_chain_days
 from chainlake import risk
 from chainlake.config import load_chains
 from chainlake.lake import DeltaStore
+from chainlake.lineage import (
+    day_block_range,
+    day_lineage,
+    lineage_frame,
+    lineage_markdown,
+    read_versions,
+    with_lineage,
+)
 from chainlake.metadata import chart_by_key, numbers_by_key, table_metadata
 from chainlake.partitions import (
     chain_day_partitions,
@@ -108,6 +116,40 @@ class PortfolioSnapshotsModel(pa.DataFrameModel):
     )
     min_return: pl.Float64 = pa.Field(
         nullable=True, description="running state: worst daily return so far"
+    )
+    # Lineage (chainlake.lineage): what the row was computed from, read back by
+    # `chainlake explain` through Delta time travel.
+    balances_version: pl.Int64 = pa.Field(
+        nullable=True,
+        ge=0,
+        description="lineage: Delta version of balances read (the day's and the day before's "
+        "closing balances); null: the table did not exist",
+    )
+    prices_version: pl.Int64 = pa.Field(
+        nullable=True,
+        ge=0,
+        description="lineage: Delta version of token_prices read; null: the table did not exist",
+    )
+    token_transfers_version: pl.Int64 = pa.Field(
+        nullable=True,
+        ge=0,
+        description="lineage: Delta version of token_transfers when the row was computed (the "
+        "day's token movements behind the balances); null: the table did not exist",
+    )
+    native_transfers_version: pl.Int64 = pa.Field(
+        nullable=True,
+        ge=0,
+        description="lineage: Delta version of native_transfers when the row was computed (the "
+        "day's native movements and fees behind the balances); null: the table did not exist",
+    )
+    first_block: pl.Int64 = pa.Field(
+        nullable=True, ge=0, description="lineage: the chain-day's first block; null: no block"
+    )
+    last_block: pl.Int64 = pa.Field(
+        nullable=True,
+        ge=0,
+        description="lineage: the chain-day's last block (the close; the open day's newest); "
+        "null: no block",
     )
 
     class Config:
@@ -182,6 +224,7 @@ def portfolio_snapshots_frame(
     days: Sequence[dt.date],
     chain_id: int,
     state: pl.DataFrame | None = None,
+    lineage: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """Pure transform: snapshots of `days` (consecutive).
 
@@ -189,7 +232,9 @@ def portfolio_snapshots_frame(
     portfolio_wallets: (portfolio_id, address).
     state: the snapshots of the day before `days` (their `max_drawdown` and running-state
     columns, see `read_state`), from which the since-inception figures go on; a portfolio
-    without a row there starts its history on the first of `days`."""
+    without a row there starts its history on the first of `days`.
+    lineage: (date, lineage columns) of `days` (`chainlake.lineage.lineage_frame`): the
+    versions the inputs were read at and the day's blocks; None leaves them null."""
     days = sorted(days)
     schema = polars_schema(PortfolioSnapshotsModel)
     if not days:
@@ -272,6 +317,7 @@ def portfolio_snapshots_frame(
     out = frame.join(inception, on=["portfolio_id", "date"], how="left").with_columns(
         pl.lit(chain_id, pl.Int64).alias("chain_id"),
     )
+    out = with_lineage(out, lineage)
     return conform(out, PortfolioSnapshotsModel).sort("portfolio_id", "date")
 
 
@@ -362,14 +408,31 @@ def _one_day(delta: DeltaStore, clickhouse: ClickHouseResource, chain, day):
     book = load_portfolios(load_chains())
     members = book.portfolio_wallets(chain.name)
     both = [day - dt.timedelta(days=1), day]
-    balances = delta.read_days(chain, "balances", both, schema=polars_schema(BalancesModel))
-    prices = delta.read_days(chain, "token_prices", both, schema=polars_schema(TokenPricesModel))
+    # Each input's version once, then every read at it: the row records exactly what it read.
+    versions = read_versions(delta, chain)
+    lineage = day_lineage(versions, day_block_range(delta, chain, day))
+    balances = delta.read_days(
+        chain, "balances", both, schema=polars_schema(BalancesModel), version=versions["balances"]
+    )
+    prices = delta.read_days(
+        chain,
+        "token_prices",
+        both,
+        schema=polars_schema(TokenPricesModel),
+        version=versions["token_prices"],
+    )
     with clickhouse.session() as ch:
         ch.ensure(TABLE)
         state = read_state(ch, chain_id=chain.chain_id, day=day)
         try:
             df = portfolio_snapshots_frame(
-                balances, prices, members, days=[day], chain_id=chain.chain_id, state=state
+                balances,
+                prices,
+                members,
+                days=[day],
+                chain_id=chain.chain_id,
+                state=state,
+                lineage=lineage_frame({day: lineage}),
             )
         except ValueError as e:
             raise dg.Failure(description=f"{chain.name} {day}: {e}", allow_retries=False) from e
@@ -391,6 +454,7 @@ def _one_day(delta: DeltaStore, clickhouse: ClickHouseResource, chain, day):
             total_value_usd=str(df["total_value"].sum()) if df.height else "0",
             unpriced_tokens=", ".join(unpriced) or None,
         )
+        | {"lineage": dg.MetadataValue.md(lineage_markdown([(chain.name, day, lineage)]))}
         | chart_metadata(df, recent)
     )
     yield schema

@@ -36,6 +36,7 @@ from assets.policies import PER_CHAIN_RANGE, chain_days
 from chainlake import risk
 from chainlake.config import load_chains
 from chainlake.lake import DeltaStore
+from chainlake.lineage import LINEAGE_COLUMNS, Lineage, lineage_markdown, with_lineage
 from chainlake.metadata import chart_by_key, numbers_by_key, table_metadata
 from chainlake.partitions import chain_day_partitions, window
 from chainlake.portfolios import load_portfolios
@@ -82,6 +83,41 @@ class RiskMetricsModel(pa.DataFrameModel):
         ge=-1.0,
         le=1.0,
         description="mean pairwise correlation of the held tokens' daily price returns",
+    )
+    # Lineage (chainlake.lineage): what the row was computed from, read back by
+    # `chainlake explain` through Delta time travel.
+    balances_version: pl.Int64 = pa.Field(
+        nullable=True,
+        ge=0,
+        description="lineage: Delta version of balances behind the day's snapshot (its "
+        "holdings weigh the correlation), from that snapshot row",
+    )
+    prices_version: pl.Int64 = pa.Field(
+        nullable=True,
+        ge=0,
+        description="lineage: Delta version of token_prices this row read (the window's price "
+        "returns); null: the table did not exist",
+    )
+    token_transfers_version: pl.Int64 = pa.Field(
+        nullable=True,
+        ge=0,
+        description="lineage: Delta version of token_transfers behind the day's snapshot, from "
+        "that snapshot row",
+    )
+    native_transfers_version: pl.Int64 = pa.Field(
+        nullable=True,
+        ge=0,
+        description="lineage: Delta version of native_transfers behind the day's snapshot, "
+        "from that snapshot row",
+    )
+    first_block: pl.Int64 = pa.Field(
+        nullable=True, ge=0, description="lineage: the chain-day's first block; null: no block"
+    )
+    last_block: pl.Int64 = pa.Field(
+        nullable=True,
+        ge=0,
+        description="lineage: the chain-day's last block (the close; the open day's newest); "
+        "null: no block",
     )
 
     class Config:
@@ -149,6 +185,7 @@ def risk_metrics_frame(
     chain_id: int,
     windows: Sequence[int] = WINDOWS,
     min_observations: Mapping[int, int] | None = None,
+    lineage: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """Pure transform: risk of every portfolio for `days` and each window length.
 
@@ -158,7 +195,10 @@ def risk_metrics_frame(
     A window with fewer returns than `min_observations[window]` (default
     `risk.DEFAULT_MIN_OBSERVATIONS`) has its count and null figures. A longer window's row is
     written only when it covers more returns than the next shorter one: before 30 days of
-    history the 90-day row would repeat the 30-day row, so it is left out."""
+    history the 90-day row would repeat the 30-day row, so it is left out.
+
+    lineage: (portfolio_id, date, lineage columns) of `days` (see `snapshot_lineage`); None
+    leaves them null."""
     minimum = {**risk.DEFAULT_MIN_OBSERVATIONS, **(min_observations or {})}
     days = sorted(set(days))
     returns = snapshots.select("portfolio_id", pl.col("date").cast(pl.Date), "daily_return")
@@ -193,19 +233,34 @@ def risk_metrics_frame(
         shorter = figures.select("portfolio_id", "date", pl.col("observations").alias("_shorter"))
         frames.append(frame.drop("_shorter", strict=False))
     out = pl.concat(frames).with_columns(pl.lit(chain_id, pl.Int64).alias("chain_id"))
+    out = with_lineage(out, lineage)
     return conform(out, RiskMetricsModel).sort("portfolio_id", "date", "window_days")
 
 
 # -- the asset ------------------------------------------------------------------------------
 
 
+def snapshot_lineage(
+    snapshots: pl.DataFrame, days: Sequence[dt.date], prices_version: int | None
+) -> pl.DataFrame:
+    """(portfolio_id, date, lineage columns) of `days`: the day's snapshot row's versions of
+    balances and transfers and its blocks, with the prices version this run read."""
+    return snapshots.filter(pl.col("date").is_in(list(days))).select(
+        "portfolio_id",
+        pl.col("date").cast(pl.Date),
+        *(c if c != "prices_version" else pl.lit(prices_version, pl.Int64).alias(c)
+          for c in LINEAGE_COLUMNS),
+    )  # fmt: skip
+
+
 def read_snapshots(
     session: ClickHouseSession, *, chain_id: int, first: dt.date, last: dt.date
 ) -> pl.DataFrame:
-    """The chain's daily snapshots (return and allocation) from `first` to `last`, from
-    ClickHouse."""
+    """The chain's daily snapshots (return, allocation and lineage) from `first` to `last`,
+    from ClickHouse."""
+    lineage = ", ".join(f"`{c}`" for c in LINEAGE_COLUMNS)
     return session.query(
-        "SELECT portfolio_id, date, daily_return, asset_allocation "
+        f"SELECT portfolio_id, date, daily_return, asset_allocation, {lineage} "  # noqa: S608
         "FROM `portfolio_snapshots` WHERE chain_id = {chain:Int64} "
         "AND date BETWEEN {first:Date} AND {last:Date} "
         "ORDER BY portfolio_id, date",
@@ -243,6 +298,7 @@ def risk_metrics(
         by_chain.setdefault(chain.name, []).append(day)
         chains[chain.name] = chain
     written = rows_checked = below_minimum = 0
+    lineage_rows: list[tuple[str, dt.date, Lineage]] = []
     minimum = load_portfolios(load_chains()).risk.min_observations
     with clickhouse.session() as ch:
         ch.ensure(SNAPSHOTS)
@@ -256,12 +312,30 @@ def risk_metrics(
                 start - dt.timedelta(days=1) + dt.timedelta(days=i)
                 for i in range((last - start).days + 2)
             ]
+            # the version once, then the read at it: the rows record exactly what was read
+            prices_version = delta.current_version(chain, "token_prices")
             prices = delta.read_days(
-                chain, "token_prices", price_days, schema=polars_schema(TokenPricesModel)
+                chain,
+                "token_prices",
+                price_days,
+                schema=polars_schema(TokenPricesModel),
+                version=prices_version,
             )
+            lineage = snapshot_lineage(snaps, days, prices_version)
             df = risk_metrics_frame(
-                snaps, prices, days=days, chain_id=chain.chain_id, min_observations=minimum
+                snaps,
+                prices,
+                days=days,
+                chain_id=chain.chain_id,
+                min_observations=minimum,
+                lineage=lineage,
             )
+            lineage_rows += [
+                (name, r["date"], Lineage.from_row(r))
+                for r in lineage.unique(["date", *LINEAGE_COLUMNS])
+                .sort("date")
+                .iter_rows(named=True)
+            ]
             yield from require_schema(RiskMetricsModel, df, f"{name} {first}..{last}: risk metrics")
             ch.replace_days(TABLE, df, chain_id=chain.chain_id, days=days)
             recent = read_recent(ch, chain_id=chain.chain_id, day=last)
@@ -285,6 +359,7 @@ def risk_metrics(
             "min_observations": ", ".join(f"{w} days: {n}" for w, n in sorted(minimum.items())),
             "rows_below_minimum": dg.MetadataValue.int(below_minimum),
         }
+        | ({"lineage": dg.MetadataValue.md(lineage_markdown(lineage_rows))} if lineage_rows else {})
         | (chart_metadata(recent) if written else {})
     )
     yield dg.AssetCheckResult(

@@ -56,7 +56,8 @@ FRAME_COLUMNS: dict[str, tuple[str, ...]] = {
     "risk_metrics": (
         "date", "portfolio_id", "chain_id", "window_days", "observations", "var_95",
         "cvar_95", "sharpe_ratio", "sortino_ratio", "max_drawdown", "volatility",
-        "correlation_score",
+        "correlation_score", "balances_version", "prices_version", "token_transfers_version",
+        "native_transfers_version", "first_block", "last_block",
     ),
 }  # fmt: skip
 # The frame each dataset name of an expression is evaluated on.

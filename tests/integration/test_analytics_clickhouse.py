@@ -96,6 +96,12 @@ def _snapshots(
             "peak_wealth": [1.01] * n,
             "max_return": [None] * n,
             "min_return": [None] * n,
+            "balances_version": [7] * n,
+            "prices_version": [5] * n,
+            "token_transfers_version": [3] * n,
+            "native_transfers_version": [3] * n,
+            "first_block": [100] * n,
+            "last_block": [199] * n,
         },
         schema=SNAPSHOTS.polars_schema(),
     )

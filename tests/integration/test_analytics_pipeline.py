@@ -207,9 +207,21 @@ def test_rematerialising_a_day_keeps_one_row_per_key_everywhere(stage: Stage) ->
     _run_day(stage.root, day, raw=False)
     for table, frame in before.items():
         assert _delta(stage.root, table).sort(pl.all()).equals(frame), table
-    assert _clickhouse(stage.root, "SELECT * FROM portfolio_snapshots ORDER BY ALL").equals(
-        snaps_before
+    snaps_after = _clickhouse(stage.root, "SELECT * FROM portfolio_snapshots ORDER BY ALL")
+    # The same figures; only the re-materialised day's lineage moved on to the new versions.
+    from deltalake import DeltaTable
+
+    from chainlake.lineage import LINEAGE_COLUMNS, VERSION_COLUMNS
+
+    assert snaps_after.drop(LINEAGE_COLUMNS).equals(snaps_before.drop(LINEAGE_COLUMNS))
+    moved = snaps_after.join(snaps_before, on=["portfolio_id", "date"], suffix="_before").filter(
+        pl.col("balances_version") != pl.col("balances_version_before")
     )
+    assert set(moved["date"]) == {day}
+    # each the version its table had when the day was re-materialised: what was read
+    for column, table in VERSION_COLUMNS.items():
+        now = DeltaTable(str(stage.root / "delta" / "devnet" / "local" / table)).version()
+        assert set(moved[column]) == {now}, column
     for table, key in (("portfolio_snapshots", "portfolio_id, date"),
                        ("risk_metrics", "portfolio_id, date, window_days")):  # fmt: skip
         dupes = _clickhouse(
