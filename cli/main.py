@@ -17,6 +17,7 @@ from cli.commands.backfill import backfill
 from cli.commands.catalog import catalog
 from cli.commands.db import db
 from cli.commands.db_ops import attach as attach_db_ops
+from cli.commands.explain import explain
 from cli.commands.livestate import livestate
 from cli.commands.sql import sql
 from cli.commands.triggers import triggers
@@ -88,6 +89,7 @@ attach_db_ops(db)
 main.add_command(backfill)
 main.add_command(catalog)
 main.add_command(db)
+main.add_command(explain)
 main.add_command(livestate)
 main.add_command(sql)
 main.add_command(triggers)
