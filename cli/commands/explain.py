@@ -20,12 +20,15 @@ import datetime as dt
 import json
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import polars as pl
 
 from cli.commands.sql import _clickhouse, _delta_store, _first_line, _text, render_table
+
+if TYPE_CHECKING:
+    from chainlake.explain import Explanation
 
 
 def _snapshot_rows(
@@ -99,13 +102,13 @@ def _table(title: str, frame: pl.DataFrame, columns: Sequence[str] | None = None
     return f"{title}\n" + render_table(frame.columns, frame.rows(), max_width=66)
 
 
-def render_text(doc: Mapping[str, Any], explanation: Any, risk: pl.DataFrame) -> str:
+def render_text(doc: Mapping[str, Any], explanation: Explanation, risk: pl.DataFrame) -> str:
     """The explanation as readable tables."""
     lin = explanation.lineage
     v = lin.versions()
     blocks = (
         "no block"
-        if lin.first_block is None
+        if lin.first_block is None or lin.last_block is None
         else f"blocks {lin.first_block}–{lin.last_block} ({lin.last_block - lin.first_block + 1})"
     )
     out = [
@@ -119,7 +122,11 @@ def render_text(doc: Mapping[str, Any], explanation: Any, risk: pl.DataFrame) ->
             f"snapshot: total_value {snapshot['total_value']}, daily_return "
             f"{snapshot['daily_return']}, total_return {snapshot['total_return']}; the holdings "
             f"below at these versions are worth {explanation.total_value}"
-            + (" (equal)" if explanation.total_value == Decimal(snapshot["total_value"]) else "")
+            + (
+                " (equal)"
+                if explanation.total_value == Decimal(snapshot["total_value"])
+                else " (differs: have the portfolio's wallets in portfolios.yaml changed since?)"
+            )
         )
     else:
         out.append(
