@@ -17,7 +17,7 @@ Chromium (Debian's /usr/bin/chromium through playwright) saves:
 - `asset-columns.png`: `core/token_transfers`, a chain × day partitioned asset, with its
   columns and their descriptions;
 - `portfolio-chart.png`: `analytics/portfolio_snapshots`, its numeric metadata plotted over
-  its partitions (total and per-portfolio value in USD over the demo's days);
+  its partitions (each portfolio's value in USD over the demo's days);
 - `automation.png`: Automation, the schedules and sensors with their latest ticks.
 
 At the end it stops `make dev` as Ctrl-C would (SIGINT to its process group), which saves the
@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -213,11 +214,14 @@ def shoot(base: str, out: Path) -> list[Path]:
             def button(icon: str) -> Any:
                 return page.get_by_role("button").filter(has=page.get_by_role("img", name=icon))
 
-            def save(name: str) -> None:
-                wait_for(lambda: runs_in_progress(base) == 0, 300, "the runs in progress to end")
-                page.wait_for_timeout(3_000)  # the UI polls every 2 s
+            def save(name: str, settle_ms: int = 3_000) -> None:
                 path = out / name
-                page.screenshot(path=str(path))
+                for _ in range(10):  # a run may start between the check and the picture
+                    wait_for(lambda: runs_in_progress(base) == 0, 300, "the runs in progress")
+                    page.wait_for_timeout(settle_ms)  # the UI polls every 2 s
+                    page.screenshot(path=str(path))
+                    if runs_in_progress(base) == 0:
+                        break
                 saved.append(path)
                 print(f"  {path}")
 
@@ -225,7 +229,11 @@ def shoot(base: str, out: Path) -> list[Path]:
             expanded = ",".join(f"global@global:{g}" for g in groups)
             page.goto(f"{base}/asset-groups/?expanded={expanded}", wait_until="domcontentloaded")
             page.get_by_text("token_transfers", exact=True).first.wait_for(timeout=180_000)
-            button("panel_show_right").first.click(timeout=30_000)
+            # the graph's own side panel (the navigation's button has the same icon, lower down)
+            toggles = button("panel_show_right")
+            toggles.first.wait_for(timeout=30_000)
+            top = min(toggles.all(), key=lambda b: (b.bounding_box() or {"y": 1e9})["y"])
+            top.click(timeout=30_000)
             for _ in range(2):
                 button("zoom_out").first.click(timeout=30_000)
                 page.wait_for_timeout(300)
@@ -238,13 +246,13 @@ def shoot(base: str, out: Path) -> list[Path]:
             save("asset-columns.png")
 
             # portfolio values plotted over the partitions of portfolio_snapshots (Overview →
-            # Metadata → Plots), scrolled to the value plots
+            # Metadata → Plots), scrolled to the plots of each portfolio's value in USD
             page.goto(f"{base}/assets/analytics/portfolio_snapshots", wait_until="domcontentloaded")
             plots = page.get_by_role("button", name="Plots")
             plots.wait_for(timeout=120_000)
             plots.scroll_into_view_if_needed()
             plots.click()
-            title = page.get_by_text("total_value_usd", exact=True).first
+            title = page.get_by_text(re.compile(r"^value_usd/")).first
             title.wait_for(timeout=60_000)
             page.locator("canvas").first.wait_for(timeout=60_000)
             title.evaluate("e => e.scrollIntoView({block: 'start'})")
@@ -253,7 +261,7 @@ def shoot(base: str, out: Path) -> list[Path]:
             # schedules and sensors with their latest ticks
             page.goto(f"{base}/automation", wait_until="domcontentloaded")
             page.get_by_text("new_block_sensor", exact=True).first.wait_for(timeout=120_000)
-            save("automation.png")
+            save("automation.png", settle_ms=10_000)  # the switches and ticks load row by row
         finally:
             browser.close()
     return saved
