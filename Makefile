@@ -90,10 +90,10 @@ chromium:
 # The UI and the daemon on the demo's data, with the Postgres-backed instance, and the demo's
 # chain back (data/devnet/state.json, saved by `make demo`): anvil detached on the demo's port,
 # a block every DEV_BLOCK_TIME seconds (default 120), saved back and stopped when dev exits.
-# The webserver and the daemon each start their code server (the legacy behaviour): the code
-# location's origin then stays the same from one `make dev` to the next, and the Automation page
-# finds the ticks of sensors whose state an earlier session stored (dagster 1.13 looks them up
-# by the origin of the stored state).
+# Dagster 1.13 gives each `dagster dev` session a new code-location origin and the Automation
+# page looks a sensor's latest tick up by the origin its state was stored with, so from the
+# second session on that column stays empty (the ticks are stored; `--use-legacy-code-server-
+# behavior` was tried and shows none even in the first session).
 dev: env instance
 	@set -e; \
 	if [ -f data/devnet/state.json ]; then \
@@ -103,8 +103,7 @@ dev: env instance
 	else \
 	  echo "make dev: no saved demo chain (data/devnet/state.json), so no node: run make demo first"; \
 	fi; \
-	$(DEMO_ENV) $(VENV)/bin/dagster dev --use-legacy-code-server-behavior -w workspace.yaml \
-	  -h 127.0.0.1 -p $(DEV_PORT)
+	$(DEMO_ENV) $(VENV)/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p $(DEV_PORT)
 
 # Each writes bench/results/<name>-<time>.json; bench/README.md records the figures.
 bench: env postgres
