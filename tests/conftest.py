@@ -72,12 +72,63 @@ def devnet() -> Iterator[Devnet]:
         yield Devnet(node=node, manifest=manifest)
 
 
+def _defs_state_storage_is_reset_in_order_only() -> None:
+    """Dagster 1.13.27 keeps "the current defs-state storage" in a context variable, set by
+    `DagsterInstance.__enter__` through a context manager held in the instance's ExitStack, whose
+    exit sets the variable back to what it held before. Two ways that exit comes late, at
+    whatever moment the garbage collector reaches the abandoned stack, and then puts back the
+    storage of an older instance that no longer exists:
+
+    - `DagsterInstance.__exit__` disposes the instance without closing that stack;
+    - an evaluation context made by `build_schedule_context`/`build_sensor_context` opens its
+      instance on first use and is rarely closed by a test.
+
+    The next `materialize()` anywhere in the process then fails with "Attempted to resolve
+    undefined DagsterInstance weakref" or opens a deleted runs.db (seen in clean CI runs, in a
+    module fixture after test_schedules.py). Here an instance's exit closes its stack at once,
+    and a context manager closed by the garbage collector leaves the variable alone."""
+    from contextlib import contextmanager
+
+    from dagster import DagsterInstance
+    from dagster._core.storage.defs_state import base
+
+    dispose_on_exit = DagsterInstance.__exit__
+
+    def exit_and_close(self: DagsterInstance, *exc: object) -> None:
+        try:
+            dispose_on_exit(self, *exc)  # type: ignore[arg-type]
+        finally:
+            stack = getattr(self, "_exit_stack", None)
+            if stack is not None:
+                stack.close()
+
+    @contextmanager
+    def set_defs_state_storage(storage: object) -> Iterator[None]:
+        token = base._current_storage.set(storage)  # type: ignore[arg-type]
+        collected = False
+        try:
+            yield
+        except GeneratorExit:
+            collected = True  # closed by the garbage collector, out of order
+            raise
+        finally:
+            if not collected:
+                try:
+                    base._current_storage.reset(token)
+                except ValueError:
+                    base._current_storage.set(None)
+
+    DagsterInstance.__exit__ = exit_and_close  # type: ignore[method-assign,assignment]
+    base.set_defs_state_storage = set_defs_state_storage  # type: ignore[assignment]
+
+
+_defs_state_storage_is_reset_in_order_only()
+
+
 @pytest.fixture(autouse=True)
 def _fresh_defs_state_storage() -> Iterator[None]:
-    """Each test starts with no Dagster defs-state storage. Evaluating a schedule against
-    `instance_for_test()` leaves that instance's storage in a context variable after the
-    instance is gone, and the next `materialize()` then fails with "Attempted to resolve
-    undefined DagsterInstance weakref" (Dagster 1.13.27)."""
+    """Each test starts and ends with no Dagster defs-state storage (see
+    `_defs_state_storage_is_reset_in_order_only`)."""
     from dagster._core.storage.defs_state import base
 
     # Set, not restored: restoring the value from before the test could bring back a storage
