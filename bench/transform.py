@@ -357,8 +357,8 @@ def run_daily(data: Path, project_out: Path, day_numbers: list[int], reps: int) 
                                 ("date", pl.Date), ("daily_return", pl.Float64)] if c in columns})  # fmt: skip
         return (
             pl.scan_parquet(files)
-            .select(columns)
             .filter(pl.col("date").is_between(first, last))
+            .select(columns)
             .collect()
         )
 
