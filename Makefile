@@ -90,10 +90,6 @@ chromium:
 # The UI and the daemon on the demo's data, with the Postgres-backed instance, and the demo's
 # chain back (data/devnet/state.json, saved by `make demo`): anvil detached on the demo's port,
 # a block every DEV_BLOCK_TIME seconds (default 120), saved back and stopped when dev exits.
-# Dagster 1.13 gives each `dagster dev` session a new code-location origin and the Automation
-# page looks a sensor's latest tick up by the origin its state was stored with, so from the
-# second session on that column stays empty (the ticks are stored; `--use-legacy-code-server-
-# behavior` was tried and shows none even in the first session).
 dev: env instance
 	@set -e; \
 	if [ -f data/devnet/state.json ]; then \
