@@ -383,7 +383,8 @@ def backfill(
         step_seconds: dict[str, float] = {}
         for rec in records:
             run = rec.dagster_run
-            chain = run.tags.get("chainlake/chain", "?")
+            # the open edge's tag, or the closed days' (chainlake.run_coordinator)
+            chain = run.tags.get("chainlake/chain") or run.tags.get("chainlake/chain-history", "?")
             started: dict[str, float] = {}
             for entry in instance.all_logs(
                 run.run_id,
