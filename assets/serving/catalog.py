@@ -125,8 +125,8 @@ class TokensModel(pa.DataFrameModel):
     asset_type: pl.String = pa.Field(
         isin=["native", "erc20"], description="native for the chain's coin, erc20 otherwise"
     )
-    contract_address: pl.String = pa.Field(
-        str_matches=ADDRESS, description="0xeeee…eeee for the native coin"
+    token_address: pl.String = pa.Field(
+        str_matches=ADDRESS, description="ERC-20 contract; 0xeeee…eeee for the native coin"
     )
     chain: pl.String = pa.Field(description="chain name from chains.yaml")
     chain_id: pl.Int64 = pa.Field(description="EIP-155 chain id of the chain the row belongs to")
@@ -136,7 +136,7 @@ class TokensModel(pa.DataFrameModel):
         nullable=True,
         description="price feed contract, lowercase 0x-hex; null when unpriced",
     )
-    price_feed_decimals: pl.Int32 = pa.Field(
+    feed_decimals: pl.Int32 = pa.Field(
         nullable=True, description="decimals of the feed's answer; null when unpriced"
     )
     is_active: pl.Boolean = pa.Field(description="whether the token is tracked")
@@ -246,6 +246,11 @@ class CatalogTable:
         body = ",\n    ".join(cols)
         return f"CREATE TABLE IF NOT EXISTS {quote(self.name)} (\n    {body}\n)"
 
+    def derived(self) -> bool:
+        """Whether every column comes from the config files (no runtime or kept columns): a
+        table with other columns than the model's can then be replaced without losing state."""
+        return not self.runtime and not self.kept
+
     def expected_columns(self) -> list[str]:
         """Every column the table should have, in order, runtime and timestamp columns included."""
         return [*self.columns(), *self.runtime, "created_at", "updated_at"]
@@ -338,12 +343,12 @@ def catalog_frames(
                 "symbol": c.native_symbol,
                 "name": c.native_symbol,
                 "asset_type": "native",
-                "contract_address": NATIVE_TOKEN,
+                "token_address": NATIVE_TOKEN,
                 "chain": c.name,
                 "chain_id": c.chain_id,
                 "decimals": c.native_decimals,
                 "price_feed": native_feed.price_feed if native_feed else None,
-                "price_feed_decimals": native_feed.price_feed_decimals if native_feed else None,
+                "feed_decimals": native_feed.price_feed_decimals if native_feed else None,
                 "is_active": True,
             }
         )
@@ -353,12 +358,12 @@ def catalog_frames(
                 "symbol": t.symbol,
                 "name": t.symbol,
                 "asset_type": "erc20",
-                "contract_address": t.address,
+                "token_address": t.address,
                 "chain": c.name,
                 "chain_id": c.chain_id,
                 "decimals": t.decimals,
                 "price_feed": t.price_feed,
-                "price_feed_decimals": t.price_feed_decimals if t.price_feed else None,
+                "feed_decimals": t.price_feed_decimals if t.price_feed else None,
                 "is_active": True,
             }
             for t in c.tokens
@@ -431,21 +436,33 @@ def _insert_expr(name: str, sql_type: str) -> str:
     return quote(name)
 
 
+def _table_columns(conn: DuckDBPyConnection, name: str) -> list[str]:
+    """The columns of a table of the file, in order."""
+    return [
+        r[0]
+        for r in conn.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = ? "
+            "ORDER BY ordinal_position",
+            [name],
+        ).fetchall()
+    ]
+
+
 def sync_table(
     conn: DuckDBPyConnection, table: CatalogTable, frame: pl.DataFrame
 ) -> dict[str, int]:
     """Make the table hold exactly `frame`'s rows (by key), keeping runtime columns, the
     table's `kept` columns of existing rows and `created_at`; `updated_at` changes only for
-    rows whose values changed."""
+    rows whose values changed. A table whose columns differ from its model's is replaced
+    when it holds only config-derived columns (`CatalogTable.derived`), else an error."""
     conn.execute(table.create_sql())
-    have = [
-        r[0]
-        for r in conn.execute(
-            "SELECT column_name FROM information_schema.columns WHERE table_name = ? "
-            "ORDER BY ordinal_position",
-            [table.name],
-        ).fetchall()
-    ]
+    have = _table_columns(conn, table.name)
+    if have != table.expected_columns() and table.derived():
+        # Every column comes from the config files (e.g. tokens after a column rename): the
+        # table is dropped and created anew, then filled below; only created_at restarts.
+        conn.execute(f"DROP TABLE {quote(table.name)}")
+        conn.execute(table.create_sql())
+        have = _table_columns(conn, table.name)
     if have != table.expected_columns():
         raise CatalogSchemaMismatch(
             f"DuckDB table {table.name!r} has columns {have}, its model wants "

@@ -129,6 +129,23 @@ def test_catalog_load_is_idempotent_and_follows_the_files(env: Path) -> None:
     assert _rows(db, "SELECT trigger_count, parameters->>'threshold' FROM alerts") == [(3, "1")]
 
 
+def test_a_tokens_table_with_the_old_column_names_is_replaced(env: Path) -> None:
+    # A file written before tokens said token_address/feed_decimals (contract_address,
+    # price_feed_decimals): the catalog replaces the table, nothing else is touched.
+    db = ServingDuckDB(database=str(env / "chainlake.duckdb"))
+    _load(db)
+    with db.writer() as conn:
+        conn.execute("ALTER TABLE tokens RENAME COLUMN token_address TO contract_address")
+        conn.execute("ALTER TABLE tokens RENAME COLUMN feed_decimals TO price_feed_decimals")
+        conn.execute("UPDATE alerts SET trigger_count = 3")
+    _load(db)
+    assert _rows(db, "SELECT symbol, token_address, feed_decimals FROM tokens ORDER BY symbol") == [
+        ("ETH", NATIVE_TOKEN, 8),
+        ("TKN", TOKEN, None),
+    ]
+    assert _rows(db, "SELECT trigger_count FROM alerts") == [(3,)]
+
+
 def test_invalid_file_fails_naming_the_entry_and_writes_nothing(env: Path) -> None:
     db = ServingDuckDB(database=str(env / "chainlake.duckdb"))
     _load(db)

@@ -23,5 +23,5 @@ SELECT w.id AS wallet_id, w.name AS wallet_name,
        w.network, w.subnet, w.chain, r.date, r.block_number, r.block_timestamp
 FROM recent AS r
 JOIN wallets AS w ON w.chain_id = r.chain_id AND w.address IN (r.from_address, r.to_address)
-LEFT JOIN tokens AS t ON t.chain_id = r.chain_id AND t.contract_address = r.token_address
+LEFT JOIN tokens AS t ON t.chain_id = r.chain_id AND t.token_address = r.token_address
 ORDER BY r.block_timestamp DESC, r.log_index
