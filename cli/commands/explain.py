@@ -25,7 +25,8 @@ from typing import TYPE_CHECKING, Any
 import click
 import polars as pl
 
-from cli.commands.sql import _clickhouse, _delta_store, _first_line, _text, render_table
+from cli.commands.options import delta_root_option, delta_store
+from cli.commands.sql import _clickhouse, _first_line, _text, render_table
 
 if TYPE_CHECKING:
     from chainlake.explain import Explanation
@@ -192,12 +193,7 @@ def render_text(doc: Mapping[str, Any], explanation: Explanation, risk: pl.DataF
     show_default=True,
     help="table: readable tables; json: one JSON document (amounts as exact strings).",
 )
-@click.option(
-    "--delta-root",
-    default=None,
-    metavar="ROOT",
-    help="Lake root, a folder or s3://bucket/prefix (default: $DELTA_ROOT or data/delta).",
-)
+@delta_root_option
 def explain(
     portfolio: str, date: dt.datetime, lineage_text: str | None, fmt: str, delta_root: str | None
 ) -> None:
@@ -242,7 +238,7 @@ def explain(
         lineage = Lineage.from_row(row)
     try:
         explanation = explain_day(
-            _delta_store(delta_root),
+            delta_store(delta_root),
             chain,
             day,
             portfolio_id=p.id,

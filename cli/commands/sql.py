@@ -43,6 +43,7 @@ from typing import Any
 import click
 
 from cli.commands.catalog import DEFAULT_DUCKDB_PATH, _quiet_imports
+from cli.commands.options import delta_root_option, delta_store
 
 ANALYTICS = ("portfolio_snapshots", "risk_metrics")
 CLICKHOUSE_WAIT_SECONDS = 30.0
@@ -51,14 +52,6 @@ CLICKHOUSE_WAIT_SECONDS = 30.0
 def _first_line(e: BaseException) -> str:
     text = str(e).strip()
     return text.splitlines()[0] if text else type(e).__name__
-
-
-def _delta_store(root: str | None) -> Any:
-    from resources.delta import DeltaResource, LocalStorage, S3Storage
-
-    value = root or os.environ.get("DELTA_ROOT") or ""
-    storage = S3Storage() if value.startswith("s3://") else LocalStorage()
-    return DeltaResource(root=root or None, storage=storage).store()
 
 
 def _clickhouse() -> Any:
@@ -127,7 +120,7 @@ def open_session(
     except ConfigError as e:
         raise click.ClickException(_first_line(e)) from None
     try:
-        store = _delta_store(delta_root)
+        store = delta_store(delta_root)
         if store.is_s3:
             store.check_bucket()  # a missing bucket or refused credentials, said plainly
         found = lake_tables(store, chains)
@@ -294,12 +287,7 @@ def repl(conn: Any, fmt: str, max_width: int) -> None:
     default=None,
     help=f"Serving file with the catalog (default: $DUCKDB_PATH or {DEFAULT_DUCKDB_PATH}).",
 )
-@click.option(
-    "--delta-root",
-    default=None,
-    metavar="ROOT",
-    help="Lake root, a folder or s3://bucket/prefix (default: $DELTA_ROOT or data/delta).",
-)
+@delta_root_option
 @click.option(
     "--no-clickhouse", is_flag=True, help="Leave the ClickHouse analytics out (faster start)."
 )

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import click
 
+from cli.commands.options import delta_root_option, delta_store
+
 DEFAULT_OUT_DIR = Path("data/backtests")
 
 
@@ -53,11 +55,7 @@ def _default_out(path: str, start: dt.date, end: dt.date, chain: str | None) -> 
 @click.option(
     "--include-disabled", is_flag=True, help="Evaluate the triggers marked enabled: false too."
 )
-@click.option(
-    "--delta-root",
-    default=None,
-    help="Lake root, a folder or s3://bucket/prefix (default: $DELTA_ROOT or data/delta).",
-)
+@delta_root_option
 def backtest(
     path: str,
     start: dt.datetime,
@@ -74,7 +72,6 @@ def backtest(
     from chainlake.config import ConfigError, load_chains
     from chainlake.events import backtest as bt
     from chainlake.events.spec import SpecError, default_resolver, load_spec
-    from cli.commands.sql import _delta_store
 
     first, last = start.date(), end.date()
     try:
@@ -121,7 +118,7 @@ def backtest(
     except ConfigError as e:
         raise click.ClickException(str(e)) from None
 
-    delta = _delta_store(delta_root)
+    delta = delta_store(delta_root)
     read: list[bt.ChainDay] = []
     for cfg in sorted(
         {by_id[t.chain_id].name: by_id[t.chain_id] for t in triggers}.values(), key=lambda c: c.name
