@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import uuid
 from pathlib import Path
 
 import dagster as dg
@@ -303,14 +304,16 @@ def test_optional_settings_of_the_other_resources_are_read_when_used(
     assert (smtp.host, smtp.port, smtp.sender) == ("127.0.0.1", 25, "chainlake@localhost")
 
     monkeypatch.setenv("DUCKDB_PATH", str(tmp_path / "serving.duckdb"))
-    monkeypatch.setenv("POSTGRES_URL", "postgresql://app@db:5432/chainlake")
+    # never connected to: a name of this test's own, as every test's database has
+    own_url = f"postgresql://app@db:5432/chainlake_test_{uuid.uuid4().hex[:8]}"
+    monkeypatch.setenv("POSTGRES_URL", own_url)
     monkeypatch.setenv("CHAINLAKE_SECRET_KEY", "k")
     monkeypatch.setenv("CHAINLAKE_RESIDENT_EVALUATOR_SECONDS", "0")
     monkeypatch.setenv("SMTP_HOST", "mail.example")
     monkeypatch.setenv("SMTP_PORT", "587")
     monkeypatch.setenv("SMTP_FROM", "")  # docker-compose's `${SMTP_FROM:-}`: unset
     assert duckdb.path == tmp_path / "serving.duckdb"
-    assert postgres.database_url() == "postgresql://app@db:5432/chainlake"
+    assert postgres.database_url() == own_url
     assert postgres.fernet_key() == "k" and postgres.resident_lifetime_seconds() == 0
     smtp = notifiers.smtp_settings()
     assert (smtp.host, smtp.port, smtp.sender) == ("mail.example", 587, "chainlake@localhost")
