@@ -21,7 +21,8 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 SOURCES = ["chainlake", "pipelines", "assets", "resources", "sensors"]
 APP_SERVICES = {"minio-init", "devnet-seed", "user-code", "webserver", "daemon"}
-LONG_RUNNING = {"postgres", "clickhouse", "minio", "anvil", "user-code", "webserver", "daemon"}
+STORES = {"postgres", "clickhouse", "minio", "nats", "anvil"}
+LONG_RUNNING = STORES | {"user-code", "webserver", "daemon"}
 ONE_SHOT = {"minio-init", "devnet-seed"}
 DOCKER_SOCKET = "/var/run/docker.sock"
 # Read by the code but meaningful only on a developer machine.
@@ -34,6 +35,8 @@ LOCAL_INSTANCE = ROOT / "config" / "dagster" / "dagster.yaml"
 # `dg.EnvVar("X")` (a field value, or `.get_value()` at run time), `dg.EnvVar.int("X")`, os.environ
 _ENV_READ = re.compile(
     r"""(?:\benv|EnvVar(?:\.int)?|os\.environ\.get|os\.getenv|os\.environ\[)\(?\s*["']([A-Z][A-Z0-9_]+)["']"""
+    # or named once as a constant and read through it: `NATS_URL_VARIABLE = "NATS_URL"`
+    r"""|_VARIABLE\s*=\s*["']([A-Z][A-Z0-9_]+)["']"""
 )
 
 
@@ -51,7 +54,7 @@ def env_vars_read_by_the_code() -> set[str]:
     names: set[str] = set()
     for folder in SOURCES:
         for path in (ROOT / folder).rglob("*.py"):
-            names.update(_ENV_READ.findall(path.read_text()))
+            names.update(n for pair in _ENV_READ.findall(path.read_text()) for n in pair if n)
     # the instance configs read their settings with `env:`
     for config in (ROOT / "dagster.yaml", LOCAL_INSTANCE):
         names.update(re.findall(r"env:\s*([A-Z][A-Z0-9_]+)", config.read_text()))
@@ -106,6 +109,11 @@ def test_stores_are_servers_in_the_deployment(compose: dict[str, Any]) -> None:
     init_sql = (ROOT / "docker" / "postgres-init.sql").read_text()
     assert "CREATE DATABASE dagster" in init_sql
     assert compose["services"]["postgres"]["environment"]["POSTGRES_DB"] == "chainlake"
+    # live state: JetStream on (KV needs it), the app on that server, the code server after it
+    nats = compose["services"]["nats"]
+    assert "-js" in nats["command"]
+    assert env["NATS_URL"].endswith("@nats:4222}") or env["NATS_URL"].endswith("//nats:4222}")
+    assert "nats" in compose["services"]["user-code"]["depends_on"]
 
 
 def test_webserver_and_daemon_never_see_the_embedded_stores(compose: dict[str, Any]) -> None:
