@@ -13,6 +13,7 @@ from assets.core.token_transfers import token_transfers
 from assets.events.chain_events import analytics_alerts, chain_events
 from assets.raw.chain_tables import raw_chain_tables
 from assets.serving.catalog import catalog, views
+from assets.serving.rpc_nodes import rpc_nodes
 from pipelines.executors import EXECUTOR
 from pipelines.freshness import FRESHNESS_CHECKS, freshness_checks_sensor
 from pipelines.jobs import JOBS
@@ -38,9 +39,11 @@ ASSETS = [
     catalog,
     views,
 ]
+# Observed by a sensor, never materialised: no table of the lake, no model.
+OBSERVED = [rpc_nodes]
 
 defs = dg.Definitions(
-    assets=ASSETS,
+    assets=[*ASSETS, *OBSERVED],
     # per-layer freshness (pipelines/freshness.py), evaluated by freshness_checks_sensor
     asset_checks=FRESHNESS_CHECKS,
     # forkserver multiprocess on the run's machine, or Celery workers on several machines

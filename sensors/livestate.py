@@ -1,17 +1,22 @@
-"""livestate_sensor: when NATS_URL is set, mirror the live state into NATS JetStream KV
-(`chainlake.nats_kv`) every tick, from the stores of record; it launches no run.
+"""livestate_sensor: node health for the catalog and the UI, and, when NATS_URL is set, the
+live state mirrored into NATS JetStream KV (`chainlake.nats_kv`) every tick, from the stores of
+record; it launches no run.
 
 Each tick probes every RPC URL of every chain (the client's own measurements: head, latency,
 errors), writes each node's health to the catalog's `nodes.is_active` and each alert's firing
 count and last firing (from PostgreSQL `events`) to the catalog's `alerts`, when they changed,
-then syncs the buckets: changed keys written, stale keys deleted. A sync is a rebuild, so a
-writer killed half-way loses nothing: the next tick (or `chainlake livestate rebuild`, which
-runs the same function) puts the buckets back equal to the stores.
+and records the health as an observation of `serving/rpc_nodes` when it changed (and every
+10 minutes). With NATS_URL it then syncs the buckets: changed keys written, stale keys
+deleted. A sync is a rebuild, so a writer killed half-way loses nothing: the next tick (or
+`chainlake livestate rebuild`, which runs the same function) puts the buckets back equal to
+the stores.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
+import time
 from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,6 +39,11 @@ from chainlake.nats_kv import (
     sync_state,
     wallet_entries,
 )
+from chainlake.node_health import (
+    NODE_OBSERVATION_SECONDS,
+    health_fingerprint,
+    node_health_observation,
+)
 from chainlake.rpc import RpcClient
 from resources.duckdb import ServingDuckDB
 from resources.postgres import PostgresResource
@@ -47,16 +57,20 @@ _CLIENTS: dict[str, RpcClient] = {}
 
 @dataclass
 class PushResult:
-    """What a push did: the sync's report, the catalog rows it changed, what it left out."""
+    """What a push did: the nodes measured, the sync's report (empty without NATS), the
+    catalog rows it changed, what it left out."""
 
     report: SyncReport
+    nodes: list[ChainNodes] = field(default_factory=list)
     nodes_changed: list[tuple[str, int, bool]] = field(default_factory=list)
     alerts_changed: int = 0
     notes: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
         """One line for a sensor tick or the CLI."""
-        parts = [self.report.summary() or "nothing synced"]
+        up = sum(h.healthy for c in self.nodes for h in c.health)
+        total = sum(len(c.health) for c in self.nodes)
+        parts = [self.report.summary() or "nothing synced", f"RPC URLs up: {up}/{total}"]
         if self.nodes_changed:
             parts.append(
                 "catalog nodes.is_active: "
@@ -105,7 +119,7 @@ def _alert_updates(
 
 def push_live_state(
     *,
-    url: str,
+    url: str | None,
     prefix: str,
     chains: Mapping[str, ChainConfig],
     duckdb: ServingDuckDB,
@@ -117,6 +131,7 @@ def push_live_state(
     make the buckets equal to the stores of record.
 
     Args:
+        url: The NATS server; None measures and updates the catalog without syncing buckets.
         strict: A missing catalog or an unreachable events database raises (the CLI's
             rebuild); otherwise the buckets it feeds are left as they are and a note says so.
 
@@ -127,7 +142,9 @@ def push_live_state(
 
     notes: list[str] = []
     nodes = measure_nodes(chains, clients)
-    state: State = {"nodes": node_entries(nodes), "settings": settings_entries(prefix, url)}
+    state: State = {"nodes": node_entries(nodes)}
+    if url is not None:
+        state["settings"] = settings_entries(prefix, url)
     stats: dict[str, AlertStats] | None = None
     try:
         with db.connection(postgres_url) as conn:
@@ -137,7 +154,7 @@ def push_live_state(
         if strict:
             raise LiveStateError(f"{msg}; alerts cannot be rebuilt") from None
         notes.append(f"alerts left as they are: {msg}")
-    result = PushResult(report=SyncReport(), notes=notes)
+    result = PushResult(report=SyncReport(), nodes=nodes, notes=notes)
     if not duckdb.path.exists():
         msg = f"no catalog at {duckdb.path} (materialise serving/catalog or `chainlake catalog import`)"
         if strict:
@@ -167,39 +184,59 @@ def push_live_state(
         state["wallets"] = wallet_entries(wallets)
         if stats is not None:
             state["alerts"] = alert_entries(alerts, stats)
-    result.report = sync_state(url, prefix, state)
+    if url is not None:
+        result.report = sync_state(url, prefix, state)
     return result
+
+
+def _observe(
+    context: dg.SensorEvaluationContext, nodes: list[ChainNodes]
+) -> tuple[list[dg.AssetObservation], str]:
+    """The observation of serving/rpc_nodes when the health changed since the last one or the
+    period passed, and the cursor that remembers it."""
+    last = json.loads(context.cursor) if context.cursor else {}
+    fingerprint = health_fingerprint(nodes)
+    now = time.time()
+    due = now - float(last.get("observed_at", 0)) >= NODE_OBSERVATION_SECONDS
+    if nodes and (fingerprint != last.get("fingerprint") or due):
+        cursor = json.dumps({"fingerprint": fingerprint, "observed_at": now})
+        return [node_health_observation(nodes)], cursor
+    return [], context.cursor or ""
 
 
 @dg.sensor(
     minimum_interval_seconds=30,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="When NATS_URL is set: probe the RPC URLs, bring the catalog's node health "
-    "and alert statistics up to date and mirror wallets, alerts, nodes and settings into "
-    "NATS JetStream KV (a read model). Launches no run.",
+    description="Probe every RPC URL, bring the catalog's node health and alert statistics up "
+    "to date, record the health on serving/rpc_nodes when it changes, and, when NATS_URL is "
+    "set, mirror wallets, alerts, nodes and settings into NATS JetStream KV (a read model). "
+    "Launches no run.",
 )
 def livestate_sensor(
     context: dg.SensorEvaluationContext, duckdb: ServingDuckDB, postgres: PostgresResource
-) -> dg.SkipReason:
-    """Push the live state to NATS, or say why not."""
-    from chainlake.config import load_chains
+) -> dg.SensorResult:
+    """Measure the nodes and push the live state, or say why not."""
+    from chainlake.config import ConfigError, load_chains
     from chainlake.nats_kv import bucket_prefix, nats_url
 
     url = nats_url()
-    if url is None:
-        return dg.SkipReason("NATS_URL is not set: live state is off")
     try:
         result = push_live_state(
             url=url,
-            prefix=bucket_prefix(),
+            prefix=bucket_prefix() if url is not None else "",
             chains=load_chains(),
             duckdb=duckdb,
             postgres_url=postgres.database_url(),
             clients=_CLIENTS,
         )
-    except LiveStateError as e:
+    except (LiveStateError, ConfigError) as e:
         context.log.warning(str(e))
-        return dg.SkipReason(str(e))
+        return dg.SensorResult(skip_reason=str(e))
     for note in result.notes:
         context.log.warning(note)
-    return dg.SkipReason(f"live state pushed: {result.summary()}")
+    events, cursor = _observe(context, result.nodes)
+    if url is None:
+        message = f"NATS_URL is not set: node health only; {result.summary()}"
+    else:
+        message = f"live state pushed: {result.summary()}"
+    return dg.SensorResult(skip_reason=message, asset_events=events, cursor=cursor or None)

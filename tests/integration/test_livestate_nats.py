@@ -310,9 +310,8 @@ def test_the_sensor_pushes_only_when_nats_url_is_set(
     monkeypatch.delenv("NATS_URL", raising=False)
     with dg.build_sensor_context(resources=resources) as context:
         off = livestate_sensor(context)
-    assert isinstance(off, dg.SkipReason) and off.skip_message == (
-        "NATS_URL is not set: live state is off"
-    )
+    assert isinstance(off, dg.SensorResult) and off.skip_reason is not None
+    assert off.skip_reason.skip_message.startswith("NATS_URL is not set: node health only;")
     assert read_buckets(NATS, prefix, ["wallets"])["wallets"] == {}
 
     async def exists() -> bool:
@@ -325,8 +324,61 @@ def test_the_sensor_pushes_only_when_nats_url_is_set(
     monkeypatch.setenv("NATS_KV_PREFIX", prefix)
     with dg.build_sensor_context(resources=resources) as context:
         on = livestate_sensor(context)
-    assert isinstance(on, dg.SkipReason) and "live state pushed" in (on.skip_message or "")
+    assert isinstance(on, dg.SensorResult) and on.skip_reason is not None
+    assert on.skip_reason.skip_message.startswith("live state pushed:")
     assert read_buckets(NATS, prefix, ["wallets", "alerts"]) == _expected(stores)
+
+
+def test_node_health_reaches_the_catalog_and_the_ui_without_nats(
+    stores: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without NATS the sensor still probes every URL: the catalog's nodes.is_active and an
+    observation of serving/rpc_nodes (the UI's view) follow a node going down, and an
+    unchanged health records nothing new."""
+    import dagster as dg
+
+    from chainlake.node_health import RPC_NODES
+    from pipelines.definitions import defs
+    from resources.postgres import PostgresResource
+    from sensors.livestate import livestate_sensor
+
+    assert defs.resolve_asset_graph().has(RPC_NODES)  # the UI shows the asset
+    resources = {"duckdb": stores["duckdb"], "postgres": PostgresResource(url=stores["postgres"])}
+    monkeypatch.delenv("NATS_URL", raising=False)
+
+    def tick(cursor: str | None) -> dg.SensorResult:
+        with dg.build_sensor_context(resources=resources, cursor=cursor) as context:
+            result = livestate_sensor(context)
+        assert isinstance(result, dg.SensorResult)
+        return result
+
+    def active() -> dict[int, bool]:
+        with stores["duckdb"].reader() as conn:
+            return {r["priority"]: r["is_active"] for r in catalog_rows(conn, "nodes")}
+
+    first = tick(None)
+    (seen,) = first.asset_events
+    assert isinstance(seen, dg.AssetObservation) and seen.asset_key == RPC_NODES
+    md = seen.metadata
+    assert (md["nodes_up"].value, md["nodes_down"].value, md["down"].value) == (2, 0, "none")
+    rows = md["nodes"].value.records
+    assert [(r.data["priority"], r.data["is_active"]) for r in rows] == [(0, True), (1, True)]
+    assert all(API_KEY not in str(r.data) for r in rows)  # redacted, as in NATS
+    assert active() == {0: True, 1: True}
+
+    assert tick(first.cursor).asset_events == []  # the same health: nothing new recorded
+
+    stores["proxies"][1].stop()  # the second node goes down
+    down = tick(first.cursor)
+    (seen,) = down.asset_events
+    md = seen.metadata
+    assert (md["nodes_up"].value, md["nodes_down"].value, md["down"].value) == (
+        1,
+        1,
+        "devnet #1",
+    )
+    assert "RPC URLs up: 1/2" in (down.skip_reason.skip_message if down.skip_reason else "")
+    assert active() == {0: True, 1: False}
 
 
 def test_rebuild_without_nats_names_the_server(stores: dict) -> None:

@@ -40,7 +40,7 @@ def build_snapshot() -> dict[str, Any]:
             "kinds": sorted(node.kinds),
             "partitions": partitions,
             "backfill_policy": str(node.backfill_policy) if node.backfill_policy else None,
-            "pools": sorted(node.pools),
+            "pools": sorted(node.pools or ()),
             "deps": sorted(p.to_user_string() for p in node.parent_keys),
         }
     checks = sorted(f"{c.asset_key.to_user_string()}:{c.name}" for c in graph.asset_check_keys)
