@@ -1,4 +1,4 @@
-"""Benchmark: extraction of blocks, transactions, receipts and logs from one anvil node.
+"""Benchmark: extraction of blocks, transactions, receipts, logs and traces from one anvil node.
 
     .venv/bin/python bench/extract.py                  # 2,000 blocks × 50 transactions
     .venv/bin/python bench/extract.py --blocks 300     # quick
@@ -8,13 +8,19 @@ One node holds the chain (filled with `tools.devnet.generator.fill`, all blocks 
 UTC day); then, side by side in the same run, against that node:
 
 - (a) raw ceiling: a minimal batched JSON-RPC reader (httpx + threads) fetching every block
-  with its full transactions and its receipts (`eth_getBlockByNumber`, `eth_getBlockReceipts`
-  in one batch), reading each response body whole and throwing it away. A few in-flight /
+  with its full transactions, its receipts and its traces (`eth_getBlockByNumber`,
+  `eth_getBlockReceipts`, `trace_block` in one batch; `--no-traces` leaves the traces out, as
+  before issue 12), reading each response body whole and throwing it away. A few in-flight /
   batch-size settings are tried and the best is the ceiling.
 - (b) ethereum-etl 2.4.2 from PyPI, in its own virtual environment (`bench/.venv-etl`, made
   by this script on first use), exporting blocks + transactions then receipts + logs, with
   the best of a few `--batch-size` / `--max-workers` settings.
-- (c) chainlake: `dg.materialize` of `raw/blocks`, `raw/transactions`, `raw/logs` for the day
+- (d) cryo 0.3.2 from PyPI (its Rust extractor behind a Python wheel), in its own virtual
+  environment (`bench/.venv-cryo`, made on first use), collecting blocks, transactions, logs
+  and traces of the same blocks into Parquet, with the best of a few concurrency / chunk
+  settings.
+- (c) chainlake: `dg.materialize` of the raw tables (`raw/blocks`, `raw/transactions`,
+  `raw/logs`, and `raw/traces` where the code location has it) for the day
   into a fresh local Delta root, in a child process (so its peak RSS is its own). Its RSS is
   sampled every 0.2 s; the peaks of each quarter of the run, and the peaks of runs over two
   smaller days the node also holds (a quarter and a half of the blocks), show whether memory
@@ -55,6 +61,9 @@ ETL_VENV = ROOT / "bench" / ".venv-etl"
 # ethereum-etl pins web3 5, hence its own venv; parsimonious 0.9.0 goes in over its pin,
 # which fails on Python 3.11
 ETL_PACKAGES = (["ethereum-etl==2.4.2"], ["parsimonious==0.9.0"])
+CRYO_VENV = ROOT / "bench" / ".venv-cryo"
+CRYO_PACKAGE = "cryo==0.3.2"
+CRYO_DATATYPES = ("blocks", "transactions", "logs", "traces")
 DAY = dt.date(2026, 10, 1)
 SECONDS_PER_BLOCK = 12  # 2,000 blocks in 6 h 40 min: inside one day
 
@@ -132,7 +141,9 @@ def start_chain(days: list[tuple[dt.date, int]], txs: int) -> tuple[Any, dict[dt
 # -- (a) the raw ceiling ----------------------------------------------------------------------
 
 
-def raw_ceiling(url: str, first: int, last: int, in_flight: int, per_batch: int) -> float:
+def raw_ceiling(
+    url: str, first: int, last: int, in_flight: int, per_batch: int, traces: bool = True
+) -> float:
     import httpx
     import orjson
 
@@ -144,22 +155,15 @@ def raw_ceiling(url: str, first: int, last: int, in_flight: int, per_batch: int)
     def fetch(start: int) -> int:
         calls = []
         for n in range(start, min(start + per_batch, last + 1)):
-            calls.append(
-                {
-                    "jsonrpc": "2.0",
-                    "id": 2 * n,
-                    "method": "eth_getBlockByNumber",
-                    "params": [hex(n), True],
-                }
-            )
-            calls.append(
-                {
-                    "jsonrpc": "2.0",
-                    "id": 2 * n + 1,
-                    "method": "eth_getBlockReceipts",
-                    "params": [hex(n)],
-                }
-            )
+            methods = [
+                ("eth_getBlockByNumber", [hex(n), True]),
+                ("eth_getBlockReceipts", [hex(n)]),
+                *([("trace_block", [hex(n)])] if traces else []),
+            ]
+            for i, (method, params) in enumerate(methods):
+                calls.append(
+                    {"jsonrpc": "2.0", "id": 3 * n + i, "method": method, "params": params}
+                )
         r = client.post(
             url, content=orjson.dumps(calls), headers={"content-type": "application/json"}
         )
@@ -219,6 +223,58 @@ def ethereum_etl(
     rows = sum(1 for _ in (work / "receipts.csv").open()) - 1
     assert rows > 0, "ethereum-etl exported no receipts"
     return seconds
+
+
+# -- (d) cryo ---------------------------------------------------------------------------------
+
+
+CRYO_CHILD = r"""
+import json, sys, time
+import cryo
+import polars as pl
+from pathlib import Path
+
+url, first, last, out, concurrent, chunk = sys.argv[1:7]
+t0 = time.perf_counter()
+cryo.freeze(
+    list(sys.argv[7].split(",")), blocks=[f"{first}:{int(last) + 1}"], rpc=url, output_dir=out,
+    max_concurrent_requests=int(concurrent), chunk_size=int(chunk), no_verbose=True,
+)
+seconds = time.perf_counter() - t0
+rows = {}
+for f in Path(out).glob("*.parquet"):
+    kind = f.name.split("__")[1]
+    rows[kind] = rows.get(kind, 0) + pl.scan_parquet(f).select(pl.len()).collect().item()
+print(json.dumps({"seconds": seconds, "rows": rows}))
+"""
+
+
+def ensure_cryo() -> Path:
+    python = CRYO_VENV / "bin" / "python"
+    if python.exists():
+        return python
+    log(f"installing {CRYO_PACKAGE} into {CRYO_VENV} (once)")
+    subprocess.run([sys.executable, "-m", "venv", str(CRYO_VENV)], check=True)
+    subprocess.run(
+        [str(python), "-m", "pip", "install", "--quiet", CRYO_PACKAGE, "polars"],
+        check=True,
+        env=child_env(),
+    )
+    return python
+
+
+def cryo(
+    url: str, first: int, last: int, concurrent: int, chunk: int, work: Path
+) -> dict[str, Any]:
+    python = str(ensure_cryo())
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    out = subprocess.run(
+        [python, "-c", CRYO_CHILD, url, str(first), str(last), str(work), str(concurrent),
+         str(chunk), ",".join(CRYO_DATATYPES)],
+        check=True, capture_output=True, text=True, env=child_env(), cwd=work,
+    )  # fmt: skip
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 # -- (c) chainlake ----------------------------------------------------------------------------
@@ -348,6 +404,13 @@ def main() -> None:
     p.add_argument("--in-flight", type=int, default=4, help="chainlake's max_requests_in_flight")
     p.add_argument("--batch-size", type=int, default=25, help="chainlake's batch_size")
     p.add_argument("--skip-etl", action="store_true")
+    p.add_argument("--skip-cryo", action="store_true")
+    p.add_argument(
+        "--no-traces",
+        dest="traces",
+        action="store_false",
+        help="the raw ceiling (a) reads no traces (the figures before issue 12)",
+    )
     p.add_argument(
         "--no-flatness",
         dest="flatness",
@@ -360,6 +423,8 @@ def main() -> None:
     log(f"machine: {info}")
     if not args.skip_etl:
         ensure_etl()
+    if not args.skip_cryo:
+        ensure_cryo()
     # smaller days before the benchmark's, to show that memory does not grow with the day
     smaller = [
         (DAY - dt.timedelta(days=2), args.blocks // 4),
@@ -369,13 +434,13 @@ def main() -> None:
     url, first, last = node.rpc_url, ranges[DAY].start, ranges[DAY].stop - 1
     n_blocks, n_txs = args.blocks, args.blocks * args.txs
     work = Path(tempfile.mkdtemp(prefix="chainlake-bench-"))
-    runs: dict[str, list[dict[str, Any]]] = {"a": [], "b": [], "c": [], "a_bracket": []}
+    runs: dict[str, list[dict[str, Any]]] = {"a": [], "b": [], "c": [], "d": [], "a_bracket": []}
     try:
 
         def side_a(r: int) -> None:
             for in_flight, per_batch in ((4, 25), (8, 10), (4, 50), (2, 25)):
                 with Cpu(node.pid) as cpu:
-                    s = raw_ceiling(url, first, last, in_flight, per_batch)
+                    s = raw_ceiling(url, first, last, in_flight, per_batch, args.traces)
                 runs["a"].append(
                     {"round": r, "in_flight": in_flight, "blocks_per_batch": per_batch,
                      "seconds": s, **cpu.figures()}
@@ -396,12 +461,29 @@ def main() -> None:
                     f"(b) ethereum-etl, batch {batch_size} × {workers} workers: {n_blocks / s:.0f} blocks/s, {cpu}"
                 )
 
+        def side_d(r: int) -> None:
+            for concurrent, chunk in ((8, 100), (16, 50), (4, 250)):
+                with Cpu(node.pid) as cpu:
+                    d = cryo(url, first, last, concurrent, chunk, work / "cryo")
+                assert d["rows"].get("blocks") == n_blocks, d
+                assert d["rows"].get("transactions") == n_txs, d
+                runs["d"].append(
+                    {"round": r, "max_concurrent_requests": concurrent, "chunk_size": chunk,
+                     **d, **cpu.figures()}
+                )  # fmt: skip
+                log(
+                    f"(d) cryo, {concurrent} concurrent × chunks of {chunk}: "
+                    f"{n_blocks / d['seconds']:.0f} blocks/s, rows {d['rows']}, {cpu}"
+                )
+
         def bracket(r: int, when: str) -> None:
             # the raw reader at the best setting seen so far, right before and right after c:
             # the node's speed drifts by 20 % or more over a run, so c is compared with the
             # ceiling of its own minute
             best = min(runs["a"], key=lambda x: x["seconds"])
-            s = raw_ceiling(url, first, last, best["in_flight"], best["blocks_per_batch"])
+            s = raw_ceiling(
+                url, first, last, best["in_flight"], best["blocks_per_batch"], args.traces
+            )
             runs["a_bracket"].append({"round": r, "when": when, "seconds": s})
             log(f"(a) bracket {when} c: {n_blocks / s:.0f} blocks/s")
 
@@ -422,7 +504,12 @@ def main() -> None:
                 f"{', '.join(f'{q / 2**20:.0f}' for q in c['rss_peak_by_quarter'])} MiB)"
             )
 
-        sides = [side_a, *([] if args.skip_etl else [side_b]), side_c]
+        sides = [
+            side_a,
+            *([] if args.skip_etl else [side_b]),
+            *([] if args.skip_cryo else [side_d]),
+            side_c,
+        ]
         for r in range(args.rounds):
             # the node serves later requests a little slower (its state grows): odd rounds run
             # the sides in reverse order, so no side always has the fresher node
@@ -448,8 +535,10 @@ def main() -> None:
         node.stop()
         shutil.rmtree(work, ignore_errors=True)
 
-    best = {k: min(x["seconds"] for x in v) for k, v in runs.items() if v and k in ("a", "b", "c")}
-    summary = {
+    best = {
+        k: min(x["seconds"] for x in v) for k, v in runs.items() if v and k in ("a", "b", "c", "d")
+    }
+    summary: dict[str, Any] = {
         side: {
             "seconds": s,
             "blocks_per_s": round(n_blocks / s, 1),
@@ -460,6 +549,10 @@ def main() -> None:
     summary["c/a"] = round(best["a"] / best["c"], 3)
     if "b" in best:
         summary["c/b"] = round(best["b"] / best["c"], 3)
+    if "d" in best:
+        summary["c/d"] = round(best["d"] / best["c"], 3)
+    summary["a_reads_traces"] = args.traces
+    summary["c_tables"] = sorted(runs["c"][0]["rows"]) if runs["c"] else []
     # the ratios round by round too: within a round the sides ran minutes apart
     summary["per_round"] = []
     for r in range(args.rounds):
@@ -470,6 +563,8 @@ def main() -> None:
         }
         if runs["b"]:
             row["c/b"] = round(min(x["seconds"] for x in runs["b"] if x["round"] == r) / c_s, 3)
+        if runs["d"]:
+            row["c/d"] = round(min(x["seconds"] for x in runs["d"] if x["round"] == r) / c_s, 3)
         around = [x["seconds"] for x in runs["a_bracket"] if x["round"] == r]
         if around:
             # c's speed over the mean speed of the two bracketing raw reads
