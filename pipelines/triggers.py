@@ -3,7 +3,8 @@ below call `chainlake.events` and `chainlake.actions`, where the logic and its t
 
     events inserted --NOTIFY/cursor--> chain_events_sensor --> evaluate_triggers_job
     events inserted --NOTIFY--> resident_evaluator_job (kept live by resident_evaluator_sensor;
-                                chain_events_sensor stands aside while it is)
+                                chain_events_sensor stands aside while it is); its head
+                                thread reads each chain's head for `phase: fast` triggers
     pending deliveries --NOTIFY/cursor--> pending_actions_sensor --> deliver_actions_job
     events_retention_schedule (daily) / event_views_schedule (hourly) --> events_maintenance_job
 """
@@ -134,6 +135,11 @@ class ResidentConfig(dg.Config):
     idle_wait_seconds: float = Field(
         default=1.0, description="Longest wait on NOTIFY before looking at the table anyway."
     )
+    head_interval_seconds: float = Field(
+        default=0.25,
+        description="How often each chain's head is polled for the triggers with `phase: fast` "
+        "(0: not at all; fast triggers then fire at confirmation only).",
+    )
 
 
 @dg.op(
@@ -147,8 +153,15 @@ def serve_triggers(
     notifiers: NotifiersResource,
 ) -> dg.Output[dict]:
     """Run the resident evaluator until `max_seconds` pass; returns its report."""
+    from chainlake.events.head import default_readers
     from chainlake.events.resident import serve
 
+    heads = []
+    if config.head_interval_seconds > 0:
+        try:
+            heads = default_readers()
+        except Exception as e:  # a broken chains.yaml must not stop the confirmed triggers
+            context.log.error(f"no head reader for fast triggers: {type(e).__name__}: {e}")
     report = serve(
         postgres.migrated_url(),
         owner=context.run_id,
@@ -156,6 +169,8 @@ def serve_triggers(
         max_seconds=config.max_seconds,
         idle_wait_seconds=config.idle_wait_seconds,
         log=context.log.info,
+        heads=heads,
+        head_interval=config.head_interval_seconds,
     )
     summary = report.summary() if report else {"events": 0, "skipped": 1}
     return dg.Output(dict(summary), metadata=dict(summary))

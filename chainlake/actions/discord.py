@@ -8,7 +8,7 @@ from typing import Any
 
 from chainlake.actions.base import ActionError, ConfigError, SendContext, http_request, require
 from chainlake.actions.policy import discord_url_refusal
-from chainlake.actions.templates import check_template, render
+from chainlake.actions.templates import check_template, phase_mark, render
 
 DEFAULT_CONTENT = (
     "**{trigger_name}**: {registry} {event_type} on chain {chain_id} (event {event_id})"
@@ -32,7 +32,10 @@ class Discord:
         """Post the rendered content (at most 2000 characters); return the status and message id."""
         cfg = ctx.secrets.resolve(dict(config))
         payload: dict[str, Any] = {
-            "content": render(cfg.get("content_template", DEFAULT_CONTENT), ctx.context)[:2000]
+            "content": (
+                phase_mark(ctx.context)
+                + render(cfg.get("content_template", DEFAULT_CONTENT), ctx.context)
+            )[:2000]
         }
         if cfg.get("username"):
             payload["username"] = cfg["username"]

@@ -88,7 +88,12 @@ class McpToolCall:
         target = self.endpoint(cfg, ctx)
         # the MCP client is not ours to guard: check the endpoint's addresses before the call
         check_url(target.url, OutboundPolicy.from_env(ctx.secrets.getenv))
-        arguments = render_value(cfg.get("arguments_template", DEFAULT_ARGUMENTS), ctx.context)
+        default = (
+            {**DEFAULT_ARGUMENTS, "phase": "{phase}"}
+            if ctx.context.get("phase")
+            else DEFAULT_ARGUMENTS
+        )
+        arguments = render_value(cfg.get("arguments_template", default), ctx.context)
         timeout = int(cfg.get("timeout_ms", 30000)) / 1000
         return asyncio.run(
             call_tool(target, cfg["tool_name"], arguments, timeout=timeout, key=ctx.idempotency_key)

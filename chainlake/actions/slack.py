@@ -18,7 +18,7 @@ from typing import Any
 
 from chainlake.actions.base import ActionError, ConfigError, SendContext, http_request, require
 from chainlake.actions.policy import slack_url_refusal
-from chainlake.actions.templates import check_template, render
+from chainlake.actions.templates import check_template, phase_mark, render
 
 DEFAULT_TEXT = "*{trigger_name}*: {registry} {event_type} on chain {chain_id} (event {event_id})"
 DEFAULT_CONTEXT = "chain {chain_id} · block {block_number} · tx `{transaction_hash}`"
@@ -49,7 +49,9 @@ class Slack:
     def payload(self, config: Mapping[str, Any], context: Mapping[str, Any]) -> dict[str, Any]:
         """The JSON body Slack receives for `context` (values escaped, the template's markup
         kept)."""
-        text = render(config.get("text_template", DEFAULT_TEXT), context, escape=escape_mrkdwn)
+        text = phase_mark(context) + render(
+            config.get("text_template", DEFAULT_TEXT), context, escape=escape_mrkdwn
+        )
         blocks: list[dict[str, Any]] = [
             {"type": "section", "text": {"type": "mrkdwn", "text": text[:SECTION_LIMIT]}}
         ]

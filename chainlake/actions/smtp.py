@@ -15,7 +15,7 @@ from email.message import EmailMessage
 from typing import Any
 
 from chainlake.actions.base import ActionError, ConfigError, SendContext
-from chainlake.actions.templates import check_template, render
+from chainlake.actions.templates import check_template, phase_mark, render
 
 DEFAULT_SUBJECT = "[chainlake] {trigger_name}"
 DEFAULT_BODY = (
@@ -70,7 +70,9 @@ class Email:
         msg = EmailMessage()
         msg["From"] = cfg.get("from", s.sender)
         msg["To"] = ", ".join(to)
-        msg["Subject"] = render(cfg.get("subject_template", DEFAULT_SUBJECT), ctx.context)
+        msg["Subject"] = phase_mark(ctx.context) + render(
+            cfg.get("subject_template", DEFAULT_SUBJECT), ctx.context
+        )
         # Lets a mail filter (or a person) spot the duplicate of an at-least-once retry.
         msg["X-Idempotency-Key"] = ctx.idempotency_key
         msg.set_content(render(cfg.get("body_template", DEFAULT_BODY), ctx.context))

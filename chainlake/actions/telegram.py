@@ -10,7 +10,7 @@ from typing import Any
 
 from chainlake.actions.base import ActionError, ConfigError, SendContext, http_request, require
 from chainlake.actions.policy import DEFAULT_TELEGRAM_API_BASE, telegram_api_base
-from chainlake.actions.templates import check_template, render
+from chainlake.actions.templates import check_template, phase_mark, render
 
 DEFAULT_API_BASE = DEFAULT_TELEGRAM_API_BASE  # the operator may set another one
 DEFAULT_MESSAGE = "{trigger_name}: {registry} {event_type} on chain {chain_id} (event {event_id})"
@@ -39,7 +39,8 @@ class Telegram:
         cfg = ctx.secrets.resolve({"bot_token": "${TELEGRAM_BOT_TOKEN}", **config})
         payload: dict[str, Any] = {
             "chat_id": cfg["chat_id"],
-            "text": render(cfg.get("message_template", DEFAULT_MESSAGE), ctx.context),
+            "text": phase_mark(ctx.context)
+            + render(cfg.get("message_template", DEFAULT_MESSAGE), ctx.context),
         }
         if cfg.get("parse_mode"):
             payload["parse_mode"] = cfg["parse_mode"]

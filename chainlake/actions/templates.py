@@ -34,7 +34,24 @@ CONTEXT_FIELDS: frozenset[str] = EVENT_FIELDS | {
     "block_time",
     "alert_name",
     "alert_value",
+    "phase",
 }
+
+# A fast trigger's delivery (`phase: fast`) says which phase it is: text channels put this mark
+# before the rendered message, JSON channels carry `phase` (see README, "Two-phase alerts").
+PHASE_MARKS = {
+    "unconfirmed": "[UNCONFIRMED]",
+    "confirmed": "[CONFIRMED]",
+    "retracted": "[RETRACTED]",
+}
+
+
+def phase_mark(context: Mapping[str, Any]) -> str:
+    """The mark a text message of a phased delivery starts with ("[UNCONFIRMED] ", ...), or
+    "" for a trigger without phases."""
+    mark = PHASE_MARKS.get(str(context.get("phase") or ""))
+    return f"{mark} " if mark else ""
+
 
 _PLACEHOLDER = re.compile(r"\{\{|\}\}|(?<!\$)\{([^{}]*)\}")
 # `${VAR}` is an environment reference (resolved by actions.base.Secrets), not a placeholder.

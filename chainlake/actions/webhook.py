@@ -57,8 +57,12 @@ class RestWebhook:
         url = render(cfg["url"], ctx.context)
         headers = {k: render(str(v), ctx.context) for k, v in (cfg.get("headers") or {}).items()}
         headers.setdefault("Idempotency-Key", ctx.idempotency_key)
+        phase = ctx.context.get("phase")
+        if phase:
+            headers.setdefault("X-Chainlake-Phase", str(phase))
         method = str(cfg.get("method", "POST")).upper()
-        body = render_value(cfg.get("body_template", DEFAULT_BODY), ctx.context)
+        default = {**DEFAULT_BODY, "phase": "{phase}"} if phase else DEFAULT_BODY
+        body = render_value(cfg.get("body_template", default), ctx.context)
         status, resp = http_request(
             ctx.http,
             method,

@@ -20,6 +20,15 @@ from decimal import Context, Decimal, Inexact, InvalidOperation, Overflow
 from typing import Any
 
 RETRACTED = "retracted"
+# A trigger's phase: `confirmed` evaluates events of confirmed blocks only (the default);
+# `fast` evaluates events read at the head and follows each delivery with a confirmed or
+# retracted message (see chainlake.events.head).
+PHASE_CONFIRMED = "confirmed"
+PHASE_FAST = "fast"
+TRIGGER_PHASES = (PHASE_CONFIRMED, PHASE_FAST)
+# The phases of a fast trigger's deliveries, in the order a receiver gets them.
+UNCONFIRMED, CONFIRMED = "unconfirmed", "confirmed"
+DELIVERY_PHASES = (UNCONFIRMED, CONFIRMED, RETRACTED)
 
 # Every arithmetic on an amount goes through this context: 80 digits hold any uint256 (78), and
 # a result that would lose a digit raises instead (Python's default context keeps 28 digits, and
@@ -92,6 +101,12 @@ class Trigger:
     user_id: str = ""
     enabled: bool = True
     cooldown_seconds: int = 0
+    phase: str = PHASE_CONFIRMED
+
+    @property
+    def is_fast(self) -> bool:
+        """Whether the trigger fires at the head (`phase: fast`), before confirmation."""
+        return self.phase == PHASE_FAST
 
     @property
     def is_stateful(self) -> bool:

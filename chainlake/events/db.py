@@ -27,7 +27,7 @@ MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 NOTIFY_CHANNEL = "new_event"
 # The newest revision in migrations/versions (a unit test keeps the two in step), so checking
 # that a database is current needs one query, not alembic.
-HEAD_REVISION = "0006"
+HEAD_REVISION = "0007"
 
 _SCHEME_RE = re.compile(r"^postgres(?:ql)?(?:\+[a-z0-9]+)?://")
 

@@ -15,8 +15,15 @@ from decimal import Decimal
 from typing import Any
 
 from chainlake.events import failures as failures_
-from chainlake.events import store
-from chainlake.events.conditions import AMOUNT_CONTEXT, Action, Trigger, evaluate_trigger
+from chainlake.events import phases, store
+from chainlake.events.conditions import (
+    AMOUNT_CONTEXT,
+    CONFIRMED,
+    UNCONFIRMED,
+    Action,
+    Trigger,
+    evaluate_trigger,
+)
 from chainlake.events.db import Conn
 
 DEFAULT_MAX_ATTEMPTS = 5
@@ -49,10 +56,27 @@ def _plain(v: Any) -> Any:
     return v
 
 
+def delivery_key(
+    trigger: Trigger, action: Action, event: Mapping[str, Any], phase: str | None = None
+) -> str:
+    """The idempotency key of a delivery: per (trigger, event, action), and per phase for a
+    fast trigger (see store.phased_delivery_id)."""
+    if phase is None:
+        return store.delivery_id(trigger.id, event["id"], action.name)
+    return store.phased_delivery_id(
+        trigger.id, event["id"], str(event["block_hash"]), action.name, phase
+    )
+
+
 def delivery_context(
-    trigger: Trigger, action: Action, event: Mapping[str, Any], details: Mapping[str, Any]
+    trigger: Trigger,
+    action: Action,
+    event: Mapping[str, Any],
+    details: Mapping[str, Any],
+    phase: str | None = None,
 ) -> dict[str, Any]:
-    """The fields a template may name (see chainlake.actions.templates.CONTEXT_FIELDS)."""
+    """The fields a template may name (see chainlake.actions.templates.CONTEXT_FIELDS); a
+    fast trigger's delivery carries its `phase` too."""
     ctx = {k: _plain(v) for k, v in event.items() if k not in ("created_at", "retracted_at", "seq")}
     ts = event.get("timestamp")
     ctx.update(
@@ -60,9 +84,11 @@ def delivery_context(
         trigger_id=trigger.id,
         trigger_name=trigger.name,
         action_name=action.name,
-        idempotency_key=store.delivery_id(trigger.id, event["id"], action.name),
+        idempotency_key=delivery_key(trigger, action, event, phase),
         block_time=None if ts is None else dt.datetime.fromtimestamp(int(ts), dt.UTC).isoformat(),
     )
+    if phase is not None:
+        ctx["phase"] = phase
     data = event.get("data") or {}
     for k in ("alert_name", "alert_value", "chain_name"):
         if k in data:
@@ -76,12 +102,22 @@ def plan(
     events: Iterable[Mapping[str, Any]],
     states: Mapping[str, Mapping[str, Any]],
     failures: list[failures_.Failure] | None = None,
+    *,
+    at_head: bool = False,
+    seen_at_head: frozenset[tuple[str, str]] = frozenset(),
 ) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]], dict[str, int]]:
     """(deliveries to enqueue, new state per trigger, firings per trigger). Events in seq order.
 
     With `failures`, an exception while a trigger evaluates an event (or builds the event's
     delivery context) is appended there instead of raised: that trigger skips that event, its
     state as before it, and every other (trigger, event) pair is evaluated as usual.
+
+    Fast triggers (`phase: fast`): `at_head` says the events were read at the head, unconfirmed
+    (`chainlake.events.head`); their deliveries are then the `unconfirmed` phase, keyed by
+    event and block hash, with no `event_id` (the event is not in `events` yet). Otherwise a
+    fast trigger skips the events in `seen_at_head` ((id, block hash) pairs it evaluated at the
+    head: their confirmation is a follow-up, not a second firing) and its firings on the
+    others (events the head reader never saw) are delivered once, as `confirmed`.
     """
     new_states: dict[str, dict[str, Any]] = {t.id: dict(states.get(t.id) or {}) for t in triggers}
     deliveries: list[dict[str, Any]] = []
@@ -91,17 +127,24 @@ def plan(
         by_scope.setdefault((t.chain_id, t.registry), []).append(t)
     for ev in events:
         for t in by_scope.get((int(ev["chain_id"]), ev["registry"]), ()):
+            if at_head and not t.is_fast:
+                continue
+            if t.is_fast and not at_head and (ev["id"], ev.get("block_hash")) in seen_at_head:
+                continue
+            phase = (UNCONFIRMED if at_head else CONFIRMED) if t.is_fast else None
             try:
                 out = evaluate_trigger(t, ev, new_states[t.id])
                 planned = [
                     {
-                        "id": store.delivery_id(t.id, ev["id"], a.name),
+                        "id": delivery_key(t, a, ev, phase),
                         "trigger_id": t.id,
-                        "event_id": ev["id"],
+                        "event_id": None if at_head else ev["id"],
                         "action_id": a.id,
                         "action_type": a.action_type,
                         "max_attempts": int(a.config.get("max_attempts", DEFAULT_MAX_ATTEMPTS)),
-                        "context": delivery_context(t, a, ev, out.details),
+                        "context": delivery_context(t, a, ev, out.details, phase),
+                        "phase": phase,
+                        "head_event": f"{ev['id']}@{ev['block_hash']}" if phase else None,
                     }
                     for a in (t.actions if out.fired else ())
                 ]
@@ -109,7 +152,9 @@ def plan(
                 if failures is None:
                     raise
                 failures.append(
-                    failures_.Failure(str(ev["id"]), int(ev["seq"]), t.id, failures_.describe(e))
+                    failures_.Failure(
+                        str(ev["id"]), int(ev.get("seq") or 0), t.id, failures_.describe(e)
+                    )
                 )
                 continue
             new_states[t.id] = out.state
@@ -136,6 +181,8 @@ def evaluate_batch(
     The caller commits (or uses `db.connection`, which does).
     """
     watermark = store.lock_watermark(conn)
+    # events read at the head whose block is now confirmed, or gone: their follow-ups
+    phases.settle(conn)
     if up_to_seq is not None and watermark >= up_to_seq:
         return Report()
     events = store.read_events_after(conn, watermark, up_to_seq=up_to_seq, limit=limit)
@@ -158,7 +205,8 @@ def evaluate_batch(
         return Report(**report)
     states = store.lock_trigger_states(conn, [t.id for t in triggers])
     failed: list[failures_.Failure] = []
-    deliveries, new_states, fired = plan(triggers, events, states, failed)
+    seen = phases.seen_at_head(conn, events) if any(t.is_fast for t in triggers) else frozenset()
+    deliveries, new_states, fired = plan(triggers, events, states, failed, seen_at_head=seen)
     added = store.enqueue_deliveries(conn, deliveries, claim_for=claim_for)
     store.save_trigger_states(conn, new_states)
     failures_.record(conn, failed)

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +34,7 @@ from chainlake.events import db
 from chainlake.events.db import Conn
 from chainlake.events.evaluate import evaluate_batch
 from chainlake.events.feed import EVENT_CHANNEL
+from chainlake.events.head import FollowReport, HeadReader, follow
 
 # pg_advisory_lock(int4, int4) keys: "chainlake", "resident evaluator"
 LOCK_KEYS = (0x636C, 1)
@@ -67,6 +68,7 @@ class ResidentReport:
     # (trigger, event) pairs that raised, recorded in evaluation_failures and skipped
     failed_evaluations: int = 0
     delivered: DeliveryReport | None = None
+    heads: FollowReport | None = None
     seconds: float = 0.0
 
     def summary(self) -> dict[str, int | float]:
@@ -81,6 +83,9 @@ class ResidentReport:
             "succeeded": d.succeeded,
             "failed": d.failed,
             "requeued": d.requeued,
+            "head_events": self.heads.events if self.heads else 0,
+            "head_fired": self.heads.fired if self.heads else 0,
+            "head_follow_ups": self.heads.follow_ups if self.heads else 0,
             "seconds": round(self.seconds, 1),
         }
 
@@ -95,9 +100,15 @@ def serve(
     progress_every_seconds: float = 30.0,
     log: Callable[[str], None] = print,
     should_stop: Callable[[], bool] = lambda: False,
+    heads: Sequence[HeadReader] = (),
+    head_interval: float = 0.25,
 ) -> ResidentReport | None:
     """Evaluate and deliver as events commit, for `max_seconds` (or until `should_stop()`).
-    Returns None, doing nothing, when another evaluator already holds the lock."""
+    Returns None, doing nothing, when another evaluator already holds the lock.
+
+    With `heads`, a thread of its own polls each chain's head every `head_interval` seconds
+    for the fast triggers (`chainlake.events.head.follow`); their unconfirmed deliveries and
+    follow-ups wake the delivery threads at once."""
     started = time.monotonic()
     deadline = started + max_seconds
     report = ResidentReport()
@@ -121,6 +132,25 @@ def serve(
 
         pump = threading.Thread(target=deliver, name="resident-deliver", daemon=True)
         pump.start()
+        following: dict[str, Any] = {}
+
+        def watch_heads() -> None:
+            try:
+                following["report"] = follow(
+                    url,
+                    heads,
+                    stop=stop,
+                    owner=owner,
+                    interval=head_interval,
+                    on_deliveries=wake.notify,
+                    log_fn=log,
+                )
+            except BaseException as e:  # surfaced when the evaluator ends
+                following["error"] = e
+
+        watcher = threading.Thread(target=watch_heads, name="resident-heads", daemon=True)
+        if heads:
+            watcher.start()
         next_progress = started + progress_every_seconds
         try:
             with db.connection(url) as conn:
@@ -156,10 +186,15 @@ def serve(
         finally:
             stop.set()
             wake.notify()
+            if heads:
+                watcher.join()
             pump.join()
         if "error" in delivering:
             raise RuntimeError("delivery threads failed") from delivering["error"]
         report.delivered = delivering["report"]
+        if "error" in following:
+            raise RuntimeError("head reader failed") from following["error"]
+        report.heads = following.get("report")
         listen.execute("SELECT pg_advisory_unlock(%s, %s)", LOCK_KEYS)
     report.seconds = time.monotonic() - started
     log(f"resident evaluator {owner} done: {report.summary()}")

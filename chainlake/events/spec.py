@@ -9,6 +9,7 @@ triggers:
     chain: devnet                  # a chain of chains.yaml (or chain_id: 31337)
     registry: erc20                # identity | reputation | validation | erc20 | analytics
     cooldown: 10m                  # at most one firing per 10 minutes of chain time
+    phase: fast                    # optional: fire at the head, then confirmed/retracted
     conditions:
       - {type: address_in, field: to_address, value: tracked}   # wallets of portfolios.yaml
       - {type: amount_threshold, operator: gte, value: 1000, config: {decimals: 18}}
@@ -41,6 +42,9 @@ from chainlake.actions.policy import ActionSecrets, config_problems
 from chainlake.actions.templates import TemplateError
 from chainlake.events import store
 from chainlake.events.conditions import (
+    PHASE_CONFIRMED,
+    PHASE_FAST,
+    TRIGGER_PHASES,
     Action,
     Condition,
     ConditionError,
@@ -63,6 +67,7 @@ TRIGGER_KEYS = {
     "registry",
     "enabled",
     "cooldown",
+    "phase",
     "conditions",
     "actions",
 }
@@ -222,6 +227,17 @@ def _parse_trigger(
         except ConditionError as ce:
             e("cooldown", str(ce).split(": ", 1)[1])
 
+    phase = entry.get("phase", PHASE_CONFIRMED)
+    if phase not in TRIGGER_PHASES:
+        e("phase", f"{phase!r} is not one of {', '.join(TRIGGER_PHASES)}")
+        phase = PHASE_CONFIRMED
+    elif phase == PHASE_FAST and registry == "analytics":
+        e(
+            "phase",
+            "'fast' needs events read at the chain's head; analytics events come from the "
+            "day's balances and risk metrics (use phase: confirmed, the default)",
+        )
+
     conditions: list[Condition] = []
     raw_conditions = entry.get("conditions")
     if not isinstance(raw_conditions, list) or not raw_conditions:
@@ -343,6 +359,7 @@ def _parse_trigger(
         user_id=user,
         enabled=bool(enabled),
         cooldown_seconds=cooldown,
+        phase=str(phase),
     )
     return TriggerSpec(trigger, entry.get("description"))
 
@@ -392,6 +409,7 @@ def apply_spec(conn: Conn, spec: Spec, *, prune: bool = False) -> ApplyResult:
                 user_id=user_id,
                 enabled=t.enabled,
                 cooldown_seconds=t.cooldown_seconds,
+                phase=t.phase,
             ),
             description=ts.description,
         )

@@ -262,12 +262,12 @@ def save_trigger(conn: Conn, trigger: Trigger, *, description: str | None = None
     """
     upsert = (
         "INSERT INTO triggers (id, user_id, name, description, chain_id, registry, enabled, "
-        "is_stateful, cooldown_seconds) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) "
+        "is_stateful, cooldown_seconds, phase) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
         "ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, "
         "description = EXCLUDED.description, chain_id = EXCLUDED.chain_id, "
         "registry = EXCLUDED.registry, enabled = EXCLUDED.enabled, "
-        "is_stateful = EXCLUDED.is_stateful, cooldown_seconds = EXCLUDED.cooldown_seconds "
-        "WHERE triggers.user_id = EXCLUDED.user_id RETURNING id"
+        "is_stateful = EXCLUDED.is_stateful, cooldown_seconds = EXCLUDED.cooldown_seconds, "
+        "phase = EXCLUDED.phase WHERE triggers.user_id = EXCLUDED.user_id RETURNING id"
     )
     try:
         saved = conn.execute(
@@ -282,6 +282,7 @@ def save_trigger(conn: Conn, trigger: Trigger, *, description: str | None = None
                 trigger.enabled,
                 trigger.is_stateful,
                 trigger.cooldown_seconds,
+                trigger.phase,
             ),
         ).fetchone()
     except pg_errors.InsufficientPrivilege as e:
@@ -375,6 +376,7 @@ def load_triggers(
             user_id=r["user_id"],
             enabled=r["enabled"],
             cooldown_seconds=r["cooldown_seconds"],
+            phase=r["phase"],
         )
         for r in rows
     ]
@@ -439,10 +441,24 @@ def get_trigger_state(conn: Conn, trigger_id: str) -> dict[str, Any] | None:
 
 # ---- deliveries and action results ---------------------------------------------------------
 
+# A delivery that `follows` another (a fast trigger's confirmed or retracted message) is due
+# once that one is no longer pending or in progress: `claim_deliveries` and `due_deliveries`
+# say so in their SQL.
+
 
 def delivery_id(trigger_id: str, event_id_: str, action_name: str) -> str:
     """The idempotency key of one (trigger, event, action)."""
     return f"{trigger_id}:{event_id_}:{action_name}"
+
+
+def phased_delivery_id(
+    trigger_id: str, event_id_: str, block_hash: str, action_name: str, phase: str
+) -> str:
+    """The idempotency key of one phase of a fast trigger's delivery: the event is named with
+    its block (a reorg at the head may put another block, with a log at the same index, at
+    the same height), the phase comes last:
+    `{trigger}:{event}@{block_hash}:{action}:{unconfirmed|confirmed|retracted}`."""
+    return f"{trigger_id}:{event_id_}@{block_hash}:{action_name}:{phase}"
 
 
 def enqueue_deliveries(
@@ -470,6 +486,9 @@ def enqueue_deliveries(
                 "action_type": r["action_type"],
                 "max_attempts": r["max_attempts"],
                 "context": r["context"],
+                "phase": r.get("phase"),
+                "head_event": r.get("head_event"),
+                "follows": r.get("follows"),
             }
             for r in rows
         ],
@@ -477,12 +496,14 @@ def enqueue_deliveries(
     )
     rows_added = conn.execute(
         "INSERT INTO deliveries (id, trigger_id, event_id, action_id, action_type, max_attempts, "
-        "context, status, locked_by, locked_until) "
+        "context, phase, head_event, follows, status, locked_by, locked_until) "
         "SELECT id, trigger_id, event_id, action_id, action_type, max_attempts, context, "
+        "phase, head_event, follows, "
         "CASE WHEN %s::text IS NULL THEN 'pending' ELSE 'in_progress' END, %s::text, "
         "CASE WHEN %s::text IS NULL THEN NULL ELSE now() + make_interval(secs => %s) END "
         "FROM jsonb_to_recordset(%s::jsonb) AS r(id text, trigger_id text, event_id text, "
-        "action_id integer, action_type text, max_attempts integer, context jsonb) "
+        "action_id integer, action_type text, max_attempts integer, context jsonb, phase text, "
+        "head_event text, follows text) "
         "ON CONFLICT (id) DO NOTHING RETURNING id",
         (claim_for, claim_for, claim_for, lease_seconds, payload),
     ).fetchall()
@@ -500,14 +521,19 @@ def claim_deliveries(
 ) -> list[dict[str, Any]]:
     """Take up to `limit` due deliveries for `worker`: pending and due, in progress with an
     expired lease (a worker that died), or already leased to `owner` (created for it by
-    `enqueue_deliveries(claim_for=...)`). Concurrent claimers skip each other's rows."""
+    `enqueue_deliveries(claim_for=...)`). Concurrent claimers skip each other's rows.
+
+    A follow-up (a fast trigger's confirmed or retracted message) waits while the delivery it
+    `follows` is still pending or in progress, so a receiver never gets it first."""
     return conn.execute(
         "UPDATE deliveries d SET status = 'in_progress', locked_by = %s, "
         "locked_until = now() + make_interval(secs => %s) "
-        "WHERE d.id IN (SELECT id FROM deliveries WHERE "
+        "WHERE d.id IN (SELECT id FROM deliveries q WHERE "
         "((status = 'pending' AND next_attempt_at <= now()) "
         " OR (status = 'in_progress' AND (locked_until < now() OR locked_by = %s::text))) "
-        "AND (%s::text[] IS NULL OR id = ANY(%s::text[])) "
+        "AND (%s::text[] IS NULL OR id = ANY(%s::text[])) AND "
+        "(q.follows IS NULL OR NOT EXISTS (SELECT 1 FROM deliveries p WHERE p.id = q.follows "
+        "AND p.status IN ('pending', 'in_progress'))) "
         "ORDER BY seq LIMIT %s FOR UPDATE SKIP LOCKED) RETURNING d.*",
         (worker, lease_seconds, owner, ids, ids, limit),
     ).fetchall()
@@ -542,8 +568,8 @@ def record_attempt(
     """
     conn.execute(
         "INSERT INTO action_results (job_id, delivery_id, trigger_id, event_id, action_type, "
-        "status, duration_ms, error_message, response_data, retry_count) "
-        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+        "status, duration_ms, error_message, response_data, retry_count, phase) "
+        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
         (
             job_id,
             delivery["id"],
@@ -557,6 +583,7 @@ def record_attempt(
             if response is None
             else Jsonb(json.loads(json.dumps(response, default=_json_default))),
             attempt - 1,
+            delivery.get("phase"),
         ),
     )
     if status == "success":
@@ -622,9 +649,12 @@ def replay_deliveries(
 def due_deliveries(conn: Conn, *, limit: int = 1000) -> list[dict[str, Any]]:
     """What the pending-actions sensor looks at: due, unclaimed (or abandoned) deliveries."""
     return conn.execute(
-        "SELECT id, seq, attempts, status FROM deliveries WHERE "
-        "(status = 'pending' AND next_attempt_at <= now()) "
-        "OR (status = 'in_progress' AND locked_until < now()) ORDER BY seq LIMIT %s",
+        "SELECT id, seq, attempts, status FROM deliveries q WHERE "
+        "((status = 'pending' AND next_attempt_at <= now()) "
+        "OR (status = 'in_progress' AND locked_until < now())) AND "
+        "(q.follows IS NULL OR NOT EXISTS (SELECT 1 FROM deliveries p WHERE p.id = q.follows "
+        "AND p.status IN ('pending', 'in_progress'))) "
+        "ORDER BY seq LIMIT %s",
         (limit,),
     ).fetchall()
 
@@ -648,7 +678,7 @@ def list_deliveries(
     """The most recent deliveries, optionally of one status or trigger."""
     return conn.execute(
         "SELECT id, trigger_id, event_id, action_type, status, attempts, max_attempts, "
-        "last_error, created_at, delivered_at FROM deliveries "
+        "last_error, created_at, delivered_at, phase FROM deliveries "
         "WHERE (%s::text IS NULL OR status = %s::text) AND (%s::text IS NULL OR trigger_id = %s::text) "
         "ORDER BY seq DESC LIMIT %s",
         (status, status, trigger_id, trigger_id, limit),

@@ -87,7 +87,8 @@ def list_(url: str | None, show_all: bool) -> None:
         fired = states[t.id].get("fired_count", 0)
         d = {s: counts.get((t.id, s), 0) for s in ("succeeded", "pending", "failed")}
         click.echo(
-            f"{t.id}  [{t.registry} on chain {t.chain_id}{'' if t.enabled else ', disabled'}]  "
+            f"{t.id}  [{t.registry} on chain {t.chain_id}{', phase fast' if t.is_fast else ''}"
+            f"{'' if t.enabled else ', disabled'}]  "
             f"fired {fired}, deliveries: {d['succeeded']} ok, {d['pending']} pending, {d['failed']} failed"
         )
         click.echo(f"    {t.name}")
@@ -116,8 +117,10 @@ def deliveries(url: str | None, status: str | None, trigger_id: str | None, limi
         # stored redacted; redacted again for rows written before the redaction existed
         shown = redact_text(r["last_error"] or "")
         err = f"  ({shown})" if shown and r["status"] != "succeeded" else ""
+        # a fast trigger's delivery names its phase: unconfirmed, confirmed or retracted
+        phase = f"{r['phase']:<11} " if r.get("phase") else ""
         click.echo(
-            f"{when:%Y-%m-%d %H:%M:%S}  {r['status']:<10} {r['action_type']:<8} "
+            f"{when:%Y-%m-%d %H:%M:%S}  {r['status']:<10} {r['action_type']:<8} {phase}"
             f"attempts {r['attempts']}/{r['max_attempts']}  {r['id']}{err}"
         )
 
