@@ -13,6 +13,12 @@ What a backtest cannot see: `analytics` events (portfolios.yaml alerts over bala
 not the chain tables) and reorg retractions (the lake holds the chain as it is now, so an event
 a reorg removed is not there and a trigger on `retracted` never fires).
 
+Triggers with `phase: fast` are evaluated once per event, like the others, and their would-be
+deliveries are the `confirmed` phase (`{trigger}:{event}@{block_hash}:{action}:confirmed`, the
+key the live confirmed message carries). Live, the same firing is first an `unconfirmed`
+message at the head; events a reorg removed before confirmation (an unconfirmed and a retracted
+message live) are not in the lake. The CLI says so under the table.
+
 `run` is pure; `read_chain_days` reads the lake.
 """
 

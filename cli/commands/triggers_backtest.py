@@ -155,6 +155,14 @@ def backtest(
     )
     for line in bt.firings_table(result):
         click.echo(line)
+    fast = [t.id for t in triggers if t.is_fast]
+    if fast:
+        click.echo(
+            "phase: fast, evaluated once per event of the confirmed chain (the firing counted "
+            "once, as live; live it is an unconfirmed message at the head, then this confirmed "
+            "one; events a reorg removed before confirmation are not in the lake, so their "
+            f"unconfirmed and retracted messages are not shown): {', '.join(fast)}"
+        )
     if disabled:
         click.echo(f"disabled, not evaluated (--include-disabled): {', '.join(disabled)}")
     if analytics:

@@ -116,6 +116,22 @@ def test_cooldown_and_rate_limit_run_on_chain_time_across_days() -> None:
     assert result.states["in-cooldown"]["fired_count"] == 3
 
 
+def test_a_fast_trigger_fires_once_per_event_as_its_confirmed_phase() -> None:
+    import dataclasses
+
+    fast = dataclasses.replace(COOLDOWN, id="fast-cooldown", phase="fast")
+    result = bt.run([COOLDOWN, fast], DAYS)
+    # the same firings as the trigger without phases: the cooldown counts each firing once
+    assert fired_events(result, "fast-cooldown") == fired_events(result, "in-cooldown")
+    rows = [d for d in result.deliveries if d["trigger_id"] == "fast-cooldown"]
+    block = "0x" + f"{10:064x}"
+    assert rows[0]["idempotency_key"] == f"fast-cooldown:{CHAIN}-10-3@{block}:hook:confirmed"
+    assert {json.loads(d["context"])["phase"] for d in rows} == {"confirmed"}
+    plain = [d for d in result.deliveries if d["trigger_id"] == "in-cooldown"]
+    assert all("phase" not in json.loads(d["context"]) for d in plain)
+    assert result.states["fast-cooldown"]["fired_count"] == 3
+
+
 def test_days_are_evaluated_in_date_order_whatever_the_input_order() -> None:
     assert bt.run([COOLDOWN, RATE], list(reversed(DAYS))).deliveries == (
         bt.run([COOLDOWN, RATE], DAYS).deliveries
