@@ -251,7 +251,7 @@ def events_maintenance(
     """Apply retention (if asked), then refresh the hourly views."""
     from chainlake.events import store
 
-    deleted = {"events": 0, "action_results": 0}
+    deleted = {"events": 0, "action_results": 0, "head_events": 0}
     if config.retention:
         now = dt.datetime.fromisoformat(config.as_of) if config.as_of else dt.datetime.now(dt.UTC)
         with postgres.connection() as conn:

@@ -707,7 +707,9 @@ def apply_retention(
     action_results_days: int = ACTION_RESULTS_RETENTION_DAYS,
 ) -> dict[str, int]:
     """Delete events and action results older than their retention, measured from `now` (the
-    schedule's tick time, so a late run deletes what the tick meant)."""
+    schedule's tick time, so a late run deletes what the tick meant), and the events read at
+    the head (fast triggers) settled before the events' retention; an unconfirmed one stays
+    until it is settled."""
     ar = conn.execute(
         "DELETE FROM action_results WHERE executed_at < %s",
         (now - dt.timedelta(days=action_results_days),),
@@ -715,7 +717,11 @@ def apply_retention(
     ev = conn.execute(
         "DELETE FROM events WHERE created_at < %s", (now - dt.timedelta(days=events_days),)
     ).rowcount
-    return {"events": ev, "action_results": ar}
+    head = conn.execute(
+        "DELETE FROM head_events WHERE status <> 'unconfirmed' AND settled_at < %s",
+        (now - dt.timedelta(days=events_days),),
+    ).rowcount
+    return {"events": ev, "action_results": ar, "head_events": head}
 
 
 def refresh_views(conn: Conn) -> None:

@@ -339,6 +339,10 @@ def test_replay_from_the_ui_and_the_maintenance_schedule(
     res = events_maintenance_job.execute_in_process(
         run_config=request.run_config, resources=engine.resources, instance=engine.instance
     )
-    assert res.output_for_node("events_maintenance") == {"events": 0, "action_results": 0}
+    assert res.output_for_node("events_maintenance") == {
+        "events": 0,
+        "action_results": 0,
+        "head_events": 0,
+    }
     with db.connection(url) as c:
         assert db.scalar(c, "SELECT count(*) FROM action_metrics_hourly") >= 1

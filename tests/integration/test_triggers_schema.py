@@ -206,8 +206,22 @@ def test_views_retention_and_tokens(url: str) -> None:
         ).fetchone()
         assert hourly["n"] >= 2
     with db.connection(url) as c:
+        # events read at the head: a settled one goes with the events' retention, an
+        # unconfirmed one stays until it is settled
+        for eid, status, age in (
+            ("31337-1-0", "confirmed", 400),
+            ("31337-2-0", "unconfirmed", 400),
+        ):
+            c.execute(
+                "INSERT INTO head_events (id, block_hash, chain_id, block_number, event, status, "
+                "seen_at, settled_at) VALUES (%s, '0x01', 31337, 1, '{}', %s, "
+                "now() - make_interval(days => %s), CASE WHEN %s = 'unconfirmed' THEN NULL "
+                "ELSE now() - make_interval(days => %s) END)",
+                (eid, status, age, status, age),
+            )
         deleted = store.apply_retention(c, now=dt.datetime.now(dt.UTC))
-        assert deleted == {"events": 0, "action_results": 1}
+        assert deleted == {"events": 0, "action_results": 1, "head_events": 1}
+        assert [r["id"] for r in c.execute("SELECT id FROM head_events")] == ["31337-2-0"]
         later = store.apply_retention(c, now=dt.datetime.now(dt.UTC) + dt.timedelta(days=366))
         assert later["events"] >= 2
         key = new_key()
