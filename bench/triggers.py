@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/triggers.py                      # 10,000 events over 60 s
     .venv/bin/python bench/triggers.py --events 2000 --seconds 20 --instance fast
+    .venv/bin/python bench/triggers.py --fast-phase         # block at the head -> unconfirmed delivery
 
 What runs: a Dagster instance on PostgreSQL (the project's dagster.yaml, set up like `make dev`
 by chainlake.instance; `--instance fast` swaps in a plain run coordinator and threaded sensors
@@ -13,6 +14,13 @@ webhook receiver in this process.
 Events are inserted at a steady rate (a commit every 100 ms); each event's latency is from its
 commit to its arrival at the receiver. Lost = events never received; duplicates = deliveries
 received more than once (by idempotency key). Results go to stdout and bench/results/ (JSON).
+
+`--fast-phase`: two-phase alerts. An anvil node (tools.devnet) with an ERC-20 token of the
+devnet contracts, a chains.yaml with `confirmations` and a portfolios.yaml tracking the
+recipient, one trigger with `phase: fast` (every Transfer -> REST webhook). Blocks are mined one
+by one (`evm_mine`), each with one transfer to the tracked wallet; a block's latency is from
+the moment `evm_mine` returned (the node serves the block) to the arrival of its unconfirmed
+delivery, read at the head by the resident evaluator's head reader.
 """
 
 from __future__ import annotations
@@ -489,6 +497,166 @@ def count_runs(records: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
     return out
 
 
+# ---- fast phase: a block at the head -> its unconfirmed delivery ----------------------------
+
+
+def _chain_files(home: Path, rpc_url: str, confirmations: int, wallet: str) -> dict[str, str]:
+    """chains.yaml and portfolios.yaml of the bench's chain; the env vars naming them."""
+    chains = home / "chains.yaml"
+    chains.write_text(
+        "chains:\n  - name: devnet\n    network: devnet\n    subnet: local\n"
+        f'    chain_id: {CHAIN}\n    rpc_urls: ["{rpc_url}"]\n'
+        f"    confirmations: {confirmations}\n    start_date: 2026-11-01\n"
+    )
+    portfolios = home / "portfolios.yaml"
+    portfolios.write_text(
+        f'wallets:\n  - {{name: bench, address: "{wallet}", chain: devnet}}\n'
+        "portfolios:\n  - {id: bench, name: Bench, chain: devnet, wallets: [bench]}\n"
+    )
+    return {"CHAINS_CONFIG": str(chains), "PORTFOLIOS_CONFIG": str(portfolios)}
+
+
+def run_fast_phase(args: argparse.Namespace) -> dict[str, Any]:
+    from chainlake.events import db
+    from chainlake.events.resident import live_evaluator
+    from chainlake.events.spec import Resolver, apply_spec, parse_spec
+    from chainlake.instance import ensure_instance
+    from tools.devnet.anvil import Anvil
+    from tools.devnet.artifacts import load_artifact
+
+    tag = uuid.uuid4().hex[:8]
+    events_url = f"{PG}chainlake_bench_{tag}"
+    dagster_url = f"postgresql+psycopg2://postgres@127.0.0.1:5432/dagster_bench_{tag}"
+    home = Path(tempfile.mkdtemp(prefix="dagster-bench-"))
+    results_dir = ROOT / "bench" / "results"
+    results_dir.mkdir(parents=True, exist_ok=True)
+    receiver = Receiver()
+    info: dict[str, Any] = {"machine": machine(), "mode": "fast-phase", "instance": args.instance,
+                            "location": args.location, "blocks": args.blocks,
+                            "block_interval_s": args.block_interval,
+                            "confirmations": args.confirmations}  # fmt: skip
+    node = Anvil(automine=False).start()
+    try:
+        accounts = node.rpc("eth_accounts")
+        sender, wallet = accounts[0], accounts[1].lower()
+        token = load_artifact("Token")
+        node.rpc(
+            "eth_sendTransaction",
+            {"from": sender, "data": token.deploy_data("Bench", "BNC", 18, 10**30), "gas": hex(3_000_000)},
+        )  # fmt: skip
+        node.rpc("evm_mine")
+        latest = node.rpc("eth_getBlockByNumber", "latest", True)
+        receipt = node.rpc("eth_getTransactionReceipt", latest["transactions"][0]["hash"])
+        token_address = receipt["contractAddress"]
+        for _ in range(args.confirmations):
+            node.rpc("evm_mine")
+
+        def transfer_block(amount: int) -> tuple[int, float]:
+            """One block with one transfer to the tracked wallet: (its number, when served)."""
+            node.rpc(
+                "eth_sendTransaction",
+                {"from": sender, "to": token_address, "gas": hex(100_000),
+                 "data": token.call_data("transfer", wallet, amount)},
+            )  # fmt: skip
+            node.rpc("evm_mine")
+            served = time.time()
+            return int(node.rpc("eth_blockNumber"), 16), served
+
+        db.migrate(events_url)
+        ensure_instance(home, dagster_url)
+        if args.instance == "fast":
+            (home / "dagster.yaml").unlink()
+            (home / "dagster.yaml").write_text(FAST_INSTANCE)
+        files = _chain_files(home, node.rpc_url, args.confirmations, wallet)
+        spec = parse_spec(
+            {"user": "bench", "triggers": [{
+                "id": "fast-transfer", "chain_id": CHAIN, "registry": "erc20", "phase": "fast",
+                "conditions": [{"type": "event_type_equals", "value": "Transfer"}],
+                "actions": [{"name": "hook", "type": "rest", "url": "${CHAINLAKE_ACTION_SECRET_BENCH_HOOK}"}],
+            }]},
+            resolver=Resolver(),
+        )  # fmt: skip
+        with db.connection(events_url) as conn:
+            apply_spec(conn, spec)
+        env_vars = {
+            "DAGSTER_HOME": str(home), "DAGSTER_POSTGRES_URL": dagster_url,
+            "POSTGRES_URL": events_url, "CHAINLAKE_ACTION_SECRET_BENCH_HOOK": receiver.url,
+            "CHAINLAKE_ACTION_ALLOW_HOSTS": "127.0.0.1,::1",
+            "CHAINLAKE_RESIDENT_EVALUATOR_SECONDS": "3600", **files,
+            # with --location full, the confirmed pipeline's runs write a lake of their own
+            "DELTA_ROOT": str(home / "delta"),
+        }  # fmt: skip
+        with dagster_processes(home, env_vars, home, args.location) as ui:
+            t0 = time.time()
+            wait_http(f"{ui}/server_info", 180)
+            while True:
+                with db.connection(events_url, autocommit=True) as conn:
+                    if live_evaluator(conn):
+                        break
+                if time.time() - t0 > 300:
+                    raise TimeoutError("no resident evaluator live within 300 s: " + str(home))
+                time.sleep(0.2)
+            info["startup_to_resident_live_s"] = round(time.time() - t0, 1)
+            # warm-up: one block through the whole path before the clock starts (not counted)
+            transfer_block(1)
+            while receiver.count() < 1:
+                if time.time() - t0 > 300:
+                    raise TimeoutError("warm-up block not delivered within 300 s: " + str(home))
+                time.sleep(0.1)
+            info["startup_to_first_delivery_s"] = round(time.time() - t0, 1)
+            with receiver.lock:
+                receiver.arrivals.clear()
+            print(f"warm: first fast delivery {info['startup_to_first_delivery_s']} s after start")
+            served: dict[int, float] = {}
+            start = time.time()
+            for i in range(args.blocks):
+                number, at = transfer_block(10**18 + i)
+                served[number] = at
+                time.sleep(max(0.0, start + (i + 1) * args.block_interval - time.time()))
+            deadline = time.time() + args.drain_timeout
+            while receiver.count() < len(served) and time.time() < deadline:
+                time.sleep(0.2)
+            with receiver.lock:
+                arrivals = {k: list(v) for k, v in receiver.arrivals.items()}
+            with db.connection(events_url) as c:
+                phases = {r["phase"]: r["n"] for r in c.execute(
+                    "SELECT phase, count(*) AS n FROM deliveries GROUP BY phase").fetchall()}  # fmt: skip
+        by_block: dict[int, list[float]] = {}
+        for key, times in arrivals.items():
+            # fast-transfer:31337-<block>-<log>@<hash>:hook:unconfirmed
+            if key.endswith(":unconfirmed"):
+                number = int(key.split(":")[1].split("-")[1])
+                by_block.setdefault(number, []).extend(times)
+        latencies = sorted(by_block[n][0] - served[n] for n in served if n in by_block)
+        info.update(
+            blocks_mined=len(served),
+            delivered=len(latencies),
+            lost=len(served) - len(latencies),
+            duplicates=sum(len(v) - 1 for v in arrivals.values()),
+            latency_s={
+                "p50": round(percentile(latencies, 0.50), 3),
+                "p95": round(percentile(latencies, 0.95), 3),
+                "p99": round(percentile(latencies, 0.99), 3),
+                "max": round(latencies[-1], 3) if latencies else None,
+                "mean": round(statistics.fmean(latencies), 3) if latencies else None,
+            },
+            deliveries_by_phase=phases,
+            load_avg_at_end=os.getloadavg(),
+        )
+    finally:
+        receiver.close()
+        node.stop()
+        if not args.keep:
+            for url in (events_url, dagster_url.replace("+psycopg2", "")):
+                with contextlib.suppress(Exception):
+                    db.drop_database(url)
+    out = results_dir / f"triggers-fast-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    out.write_text(json.dumps(info, indent=2, default=str))
+    info["result_file"] = str(out.relative_to(ROOT))
+    info["dagster_home"] = str(home)
+    return info
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--events", type=int, default=10_000)
@@ -503,7 +671,23 @@ def main() -> int:
         "--drain-timeout", type=float, default=600.0, help="wait this long for the last deliveries"
     )
     p.add_argument("--keep", action="store_true", help="keep the bench databases")
+    p.add_argument("--fast-phase", action="store_true",
+                   help="two-phase alerts: latency from a block at the head to its unconfirmed delivery")  # fmt: skip
+    p.add_argument("--blocks", type=int, default=120, help="--fast-phase: blocks mined")
+    p.add_argument("--block-interval", type=float, default=0.5,
+                   help="--fast-phase: seconds between blocks")  # fmt: skip
+    p.add_argument("--confirmations", type=int, default=6, help="--fast-phase: the chain's")
     args = p.parse_args()
+    if args.fast_phase:
+        info = run_fast_phase(args)
+        lat = info["latency_s"]
+        print(json.dumps(info, indent=2, default=str))
+        print(
+            f"\n{info['delivered']}/{info['blocks_mined']} blocks delivered unconfirmed, lost "
+            f"{info['lost']}, duplicates {info['duplicates']}; block served -> unconfirmed "
+            f"delivery p50 {lat['p50']} s, p95 {lat['p95']} s, p99 {lat['p99']} s, max {lat['max']} s"
+        )
+        return 0 if info["lost"] == 0 and info["duplicates"] == 0 else 1
     info = run(args)
     lat = info["latency_s"]
     print(json.dumps(info, indent=2, default=str))
