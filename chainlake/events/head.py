@@ -158,7 +158,9 @@ class HeadReader:
         added = insert_head_events(conn, events)
         report.blocks_read, report.events = len(fresh), len(added)
         if added:
-            self._evaluate(conn, added, report, claim_for)
+            report.delivery_ids, report.fired, report.failures = evaluate_at_head(
+                conn, chain_id, added, claim_for=claim_for
+            )
         report.follow_up_ids += phases.settle(conn, chain_id=chain_id)
         conn.commit()
         return report
@@ -203,29 +205,36 @@ class HeadReader:
         }
         return {numbers_by_bi[bi]: h for bi, h in hashes.items()}, frame_events(frame)
 
-    def _evaluate(
-        self,
-        conn: Conn,
-        events: Sequence[Mapping[str, Any]],
-        report: HeadReport,
-        claim_for: str | None,
-    ) -> None:
-        triggers = fast_triggers(conn, self.chain.chain_id)
-        if not triggers:
-            return
-        states = store.lock_trigger_states(conn, [t.id for t in triggers])
-        rows = [{**dict.fromkeys(EVENT_COLUMNS), **e, "seq": None} for e in events]
-        deliveries, new_states, fired = plan(triggers, rows, states, report.failures, at_head=True)
-        report.delivery_ids = store.enqueue_deliveries(conn, deliveries, claim_for=claim_for)
-        store.save_trigger_states(conn, new_states)
-        report.fired = sum(fired.values())
-        for f in report.failures:
-            log.error(
-                "fast trigger %s failed on head event %s, skipped: %s",
-                f.trigger_id,
-                f.event_id,
-                f.error,
-            )
+
+def evaluate_at_head(
+    conn: Conn,
+    chain_id: int,
+    events: Sequence[Mapping[str, Any]],
+    *,
+    claim_for: str | None = None,
+) -> tuple[list[str], int, list[Failure]]:
+    """Evaluate the chain's fast triggers on events just read at the head (`insert_head_events`
+    rows) with the engine's `plan`, enqueue their unconfirmed deliveries and save the triggers'
+    states, in the caller's transaction. Returns (delivery ids added, firings, failures): a
+    trigger that raises on an event skips it, logged (the event is not in `events`, so
+    `evaluation_failures` cannot name it)."""
+    failures: list[Failure] = []
+    triggers = fast_triggers(conn, chain_id)
+    if not triggers or not events:
+        return [], 0, failures
+    states = store.lock_trigger_states(conn, [t.id for t in triggers])
+    rows = [{**dict.fromkeys(EVENT_COLUMNS), **e, "seq": None} for e in events]
+    deliveries, new_states, fired = plan(triggers, rows, states, failures, at_head=True)
+    added = store.enqueue_deliveries(conn, deliveries, claim_for=claim_for)
+    store.save_trigger_states(conn, new_states)
+    for f in failures:
+        log.error(
+            "fast trigger %s failed on head event %s, skipped: %s",
+            f.trigger_id,
+            f.event_id,
+            f.error,
+        )
+    return added, sum(fired.values()), failures
 
 
 def insert_head_events(conn: Conn, events: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
