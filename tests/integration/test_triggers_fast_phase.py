@@ -276,3 +276,68 @@ def test_phase_round_trips_through_the_triggers_file(
         apply_spec(conn, spec)
         phases = {t.id: t.phase for t in store.load_triggers(conn)}
     assert phases == {"fast-transfer": "fast", "slow-transfer": "confirmed"}
+
+
+def test_the_resident_evaluator_reads_the_head_and_delivers_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The wiring as deployed: the resident evaluator's head thread finds a new block, and its
+    delivery threads send the unconfirmed message without a run or a sensor in between."""
+    import threading
+
+    from chainlake.actions.base import Secrets
+    from chainlake.actions.deliver import Deliverer, default_senders
+    from chainlake.events import db
+    from chainlake.events.head import default_readers
+    from chainlake.events.resident import live_evaluator, serve
+    from chainlake.events.spec import apply_spec, default_resolver, parse_spec
+    from tests.integration.triggers_helpers import wait_until
+
+    with anvil_node(genesis_ts=day_ts(DAY)) as node, database() as url, receiver() as rec:
+        chains = write_chains_yaml(
+            tmp_path / "chains.yaml", [node.url], confirmations=CONFIRMATIONS
+        )
+        monkeypatch.setenv("CHAINS_CONFIG", str(chains))
+        monkeypatch.setenv("PORTFOLIOS_CONFIG", str(ROOT / "config" / "portfolios.yaml"))
+        monkeypatch.setenv("CHAINLAKE_ACTION_SECRET_HOOK", rec.url + "/hook")
+        with db.connection(url) as conn:
+            apply_spec(conn, parse_spec(TRIGGERS, resolver=default_resolver()))
+        f = Filler(node)
+        f.deploy_emitter(day_ts(DAY, 600))
+        for i in range(CONFIRMATIONS + 1):
+            f.mine(day_ts(DAY, 700 + i))
+        done = threading.Event()
+        out: dict[str, Any] = {}
+        deliverer = Deliverer(
+            url=url, senders=default_senders(), secrets=Secrets(getenv={**os.environ}.get)
+        )
+
+        def run() -> None:
+            out["report"] = serve(
+                url,
+                owner="fast-test",
+                deliverer=deliverer,
+                max_seconds=120,
+                should_stop=done.is_set,
+                heads=default_readers(),
+                head_interval=0.1,
+                log=lambda line: None,
+            )
+
+        t = threading.Thread(target=run)
+        t.start()
+        try:
+            with db.connection(url, autocommit=True) as c:
+                assert wait_until(lambda: live_evaluator(c) == "fast-test", 30)
+            a = _transfer_block(f, day_ts(DAY, 800), salt=0)
+            assert wait_until(lambda: len(rec.requests) == 1, 20)
+        finally:
+            done.set()
+            t.join(60)
+        (msg,) = rec.requests
+        assert msg.headers["idempotency-key"].startswith(f"fast-transfer:{a}@0x")
+        assert msg.headers["x-chainlake-phase"] == "unconfirmed"
+        report = out["report"]
+        assert report.heads is not None
+        assert (report.heads.events, report.heads.fired, report.heads.deliveries_added) == (1, 1, 1)
+        assert report.delivered is not None and report.delivered.succeeded == 1
