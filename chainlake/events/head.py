@@ -19,8 +19,8 @@ The head reader looks at what lies beyond: each `poll`
    and the `unconfirmed` deliveries it enqueues;
 4. settles what the confirmed pipeline has caught up with (`phases.settle`).
 
-A block whose receipts name another block hash (a reorg between the two reads) is left for the
-next poll. Blocks at or below the chain's events checkpoint are never read here: those are the
+A read whose receipts name another block hash than their block (a reorg between the two
+reads) is dropped whole and done again at the next poll. Blocks at or below the chain's events checkpoint are never read here: those are the
 confirmed pipeline's. A chain with `confirmations: 0` has nothing past its confirmed head: its
 fast triggers fire at confirmation, once, as `confirmed`.
 """
@@ -34,8 +34,6 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
-
-import polars as pl
 
 from chainlake.config import ChainConfig
 from chainlake.events import phases, store
@@ -176,22 +174,15 @@ class HeadReader:
         }
         receipts = chunk.receipts
         if receipts.height and "blockHash" in receipts.columns:
-            # receipts of another block than the one read (a reorg in between): next poll
-            mixed = {
-                int(bi)
+            mixed = any(
+                h is not None and str(h).lower() != hashes[int(bi)]
                 for bi, h in zip(receipts["_bi"], receipts["blockHash"], strict=True)
-                if h is not None and str(h).lower() != hashes[int(bi)]
-            }
+            )
             if mixed:
-                keep = [bi for bi in hashes if bi not in mixed]
-                chunk_blocks = chunk.blocks.filter(pl.col("_bi").is_in(keep))
-                receipts = receipts.filter(pl.col("_bi").is_in(keep))
-                hashes = {bi: h for bi, h in hashes.items() if bi in keep}
-            else:
-                chunk_blocks = chunk.blocks
-        else:
-            chunk_blocks = chunk.blocks
-        logs = logs_from_rpc(chunk_blocks, receipts, self.chain.chain_id)
+                # receipts of another block than the one read (a reorg in between): nothing
+                # of this read is kept, the next poll reads those heights again
+                return {}, []
+        logs = logs_from_rpc(chunk.blocks, receipts, self.chain.chain_id)
         frame = chain_events_frame(
             logs,
             token_transfers_frame(logs),
@@ -201,7 +192,7 @@ class HeadReader:
         )
         numbers_by_bi = {
             int(bi): int(n, 16)
-            for bi, n in zip(chunk_blocks["_bi"], chunk_blocks["number"], strict=True)
+            for bi, n in zip(chunk.blocks["_bi"], chunk.blocks["number"], strict=True)
         }
         return {numbers_by_bi[bi]: h for bi, h in hashes.items()}, frame_events(frame)
 
