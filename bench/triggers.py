@@ -583,8 +583,10 @@ def run_fast_phase(args: argparse.Namespace) -> dict[str, Any]:
             "POSTGRES_URL": events_url, "CHAINLAKE_ACTION_SECRET_BENCH_HOOK": receiver.url,
             "CHAINLAKE_ACTION_ALLOW_HOSTS": "127.0.0.1,::1",
             "CHAINLAKE_RESIDENT_EVALUATOR_SECONDS": "3600", **files,
-            # with --location full, the confirmed pipeline's runs write a lake of their own
+            # with --location full, the confirmed pipeline's runs write stores of their own
             "DELTA_ROOT": str(home / "delta"),
+            "CLICKHOUSE_PATH": str(home / "clickhouse"),
+            "DUCKDB_PATH": str(home / "serving.duckdb"),
         }  # fmt: skip
         with dagster_processes(home, env_vars, home, args.location) as ui:
             t0 = time.time()
@@ -613,21 +615,47 @@ def run_fast_phase(args: argparse.Namespace) -> dict[str, Any]:
                 number, at = transfer_block(10**18 + i)
                 served[number] = at
                 time.sleep(max(0.0, start + (i + 1) * args.block_interval - time.time()))
+
+            def received(phase: str) -> int:
+                with receiver.lock:
+                    return sum(1 for k in receiver.arrivals if k.endswith(":" + phase))
+
             deadline = time.time() + args.drain_timeout
-            while receiver.count() < len(served) and time.time() < deadline:
+            while received("unconfirmed") < len(served) and time.time() < deadline:
                 time.sleep(0.2)
+            # the confirmed pipeline is in the full location only: its runs confirm the blocks
+            # once `confirmations` blocks are on top of the last one
+            confirming: dict[int, float] = {}
+            if args.location == "full":
+                for _ in range(args.confirmations):
+                    node.rpc("evm_mine")
+                    confirming[int(node.rpc("eth_blockNumber"), 16)] = time.time()
+                    time.sleep(args.block_interval)
+                deadline = time.time() + args.drain_timeout
+                while received("confirmed") < len(served) and time.time() < deadline:
+                    time.sleep(1.0)
             with receiver.lock:
                 arrivals = {k: list(v) for k, v in receiver.arrivals.items()}
             with db.connection(events_url) as c:
                 phases = {r["phase"]: r["n"] for r in c.execute(
                     "SELECT phase, count(*) AS n FROM deliveries GROUP BY phase").fetchall()}  # fmt: skip
         by_block: dict[int, list[float]] = {}
+        confirmed_at: dict[int, float] = {}
         for key, times in arrivals.items():
             # fast-transfer:31337-<block>-<log>@<hash>:hook:unconfirmed
+            number = int(key.split(":")[1].split("-")[1])
             if key.endswith(":unconfirmed"):
-                number = int(key.split(":")[1].split("-")[1])
                 by_block.setdefault(number, []).extend(times)
+            elif key.endswith(":confirmed"):
+                confirmed_at[number] = min(times)
         latencies = sorted(by_block[n][0] - served[n] for n in served if n in by_block)
+        # a block is confirmed once the block `confirmations` above it is served
+        mined = {**served, **confirming}
+        after_confirmed = sorted(
+            confirmed_at[n] - mined[n + args.confirmations]
+            for n in served
+            if n in confirmed_at and n + args.confirmations in mined
+        )
         info.update(
             blocks_mined=len(served),
             delivered=len(latencies),
@@ -641,6 +669,12 @@ def run_fast_phase(args: argparse.Namespace) -> dict[str, Any]:
                 "mean": round(statistics.fmean(latencies), 3) if latencies else None,
             },
             deliveries_by_phase=phases,
+            # --location full: the confirmed follow-ups, from the block's last confirmation
+            confirmed_received=len(confirmed_at),
+            confirmed_after_confirmation_s={
+                "p50": round(percentile(after_confirmed, 0.50), 1),
+                "max": round(after_confirmed[-1], 1) if after_confirmed else None,
+            },
             load_avg_at_end=os.getloadavg(),
         )
     finally:
