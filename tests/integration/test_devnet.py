@@ -61,6 +61,11 @@ EVENTS = {
         "ValidationResponse(address,uint256,bytes32,uint8,string,bytes32,bytes32)"
     ),
     ("VaultFactory", "VaultCreated"): "VaultCreated(address,address,uint256,bool)",
+    ("Collectible", "Transfer"): "Transfer(address,address,uint256)",
+    ("MultiToken", "TransferSingle"): "TransferSingle(address,address,address,uint256,uint256)",
+    ("MultiToken", "TransferBatch"): (
+        "TransferBatch(address,address,address,uint256[],uint256[])"
+    ),
 }
 
 
@@ -97,8 +102,12 @@ def pid_exists(pid: int) -> bool:
 def test_committed_artifacts_equal_a_fresh_compile() -> None:
     fresh = compile_contracts()
     assert sorted(fresh) == [
+        "Bytes32Token",
+        "Collectible",
         "Faulty",
         "IdentityRegistry",
+        "MultiToken",
+        "NamelessToken",
         "PriceFeed",
         "ReputationRegistry",
         "Token",

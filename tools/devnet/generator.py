@@ -45,6 +45,8 @@ from eth_utils import keccak
 
 from tools.devnet.anvil import genesis_timestamp
 from tools.devnet.artifacts import Artifact, load_artifact
+from tools.devnet.collectibles import DAILY_KINDS as COLLECTIBLE_KINDS
+from tools.devnet.collectibles import Collectibles
 from tools.devnet.configs import (
     read_manifest,
     write_chains_yaml,
@@ -228,6 +230,7 @@ DAILY_KINDS = (
     "failed_revert",
     "failed_out_of_gas",
     "failed_token_overdraft",
+    *COLLECTIBLE_KINDS,
 )
 
 
@@ -360,6 +363,7 @@ class _World:
         self.file_count = 0
         self.stats: Counter[str] = Counter()
         self.credits: list[tuple[str, str, int]] = []  # (asset, address, amount) at block end
+        self.collectibles = Collectibles()  # NFTs and odd ERC-20s (tools/devnet/collectibles.py)
 
     # --- helpers -------------------------------------------------------------------------
 
@@ -506,7 +510,8 @@ class _World:
         b4 = [
             self._register_agent(self.acct(AGENT_OWNERS[i % len(AGENT_OWNERS)])) for i in range(4)
         ]
-        return [b1, b2, b3, b4]
+        b5 = self.collectibles.setup_block(self, DEPLOYER)
+        return [b1, b2, b3, b4, b5]
 
     @staticmethod
     def _price_int(price: float) -> int:
@@ -854,6 +859,8 @@ class _World:
             made = self.factory_create(create2=kind == "factory_create2")
         elif kind.startswith("failed_"):
             made = self.failed(kind)
+        elif kind in COLLECTIBLE_KINDS:
+            made = self.collectibles.build(self, kind, self.acct(DEPLOYER), self.active())
         else:
             made = getattr(self, kind)()
         return made if made is not None else self.eth_transfer()
@@ -1011,7 +1018,8 @@ def generate(
             for symbol, _n, decimals, _s, _p, _v in TOKENS
         ),
         registries=dict(world.registry),
-        contracts={"factory": world.factory, "faulty": world.faulty},
+        contracts={"factory": world.factory, "faulty": world.faulty}
+        | world.collectibles.addresses,
         wallets=tuple(
             WalletInfo(
                 name=WALLET_NAMES[i],
