@@ -685,6 +685,28 @@ class RpcClient:
         size = batch_size or self.batch_size
         yield from self.ordered(self.batch, _chunked(calls, size))
 
+    def batch_or_errors(self, calls: Sequence[Call]) -> list[Any]:
+        """Like `batch`, but a call the node answers with a non-transient error (an `eth_call`
+        that reverts, a function a contract does not have) gives its `RpcError` in place of
+        its result instead of failing the batch; transport failures, rate limits and refused
+        sizes are retried, split or raised as in `batch`."""
+        if not calls:
+            return []
+        ids, payload = self._payload(calls)
+
+        def check(raw: bytes) -> list[Any]:
+            return _check_batch(_loads(raw), ids, calls, keep_errors=True)
+
+        self.stats.add(calls=len(calls))
+        try:
+            return self._with_retries(payload, check)
+        except _TooLarge as e:
+            if len(calls) == 1:
+                raise _too_large(calls[0][0], e) from None
+            self.stats.add(splits=1)
+            half = len(calls) // 2
+            return self.batch_or_errors(calls[:half]) + self.batch_or_errors(calls[half:])
+
     def ordered(
         self, fn: Callable[[Any], T], items: Iterable[Any], *, workers: int | None = None
     ) -> Iterator[T]:
@@ -800,7 +822,9 @@ def _loads(raw: bytes) -> Any:
         raise _Retryable(f"malformed or truncated JSON ({len(raw)} bytes): {e}") from e
 
 
-def _check_batch(body: Any, ids: list[int], calls: Sequence[Call]) -> list[Any]:
+def _check_batch(
+    body: Any, ids: list[int], calls: Sequence[Call], *, keep_errors: bool = False
+) -> list[Any]:
     if isinstance(body, dict) and body.get("error") is not None:
         err = body["error"]
         if is_too_large(err) and len(calls) > 1:
@@ -818,7 +842,11 @@ def _check_batch(body: Any, ids: list[int], calls: Sequence[Call]) -> list[Any]:
             err = item["error"]
             if is_transient(err):
                 raise _Retryable(f"{method}: {err}")
-            raise RpcError(method, params, err if isinstance(err, dict) else {"message": err})
+            error = RpcError(method, params, err if isinstance(err, dict) else {"message": err})
+            if not keep_errors:
+                raise error
+            out.append(error)
+            continue
         if "result" not in item:
             raise _Retryable(f"batch item {i} has neither result nor error")
         out.append(item["result"])
