@@ -83,9 +83,10 @@ def chain_entry(
         ]
         + [
             {
+                # no decimals: core/tokens reads them from the chain (a symbol given here is
+                # an override of the chain's; the devnet's are the same)
                 "symbol": t.symbol,
                 "address": t.address,
-                "decimals": t.decimals,
                 "price_feed": t.price_feed,
                 "price_feed_decimals": t.price_feed_decimals,
             }

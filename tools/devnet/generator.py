@@ -1018,8 +1018,7 @@ def generate(
             for symbol, _n, decimals, _s, _p, _v in TOKENS
         ),
         registries=dict(world.registry),
-        contracts={"factory": world.factory, "faulty": world.faulty}
-        | world.collectibles.addresses,
+        contracts={"factory": world.factory, "faulty": world.faulty} | world.collectibles.addresses,
         wallets=tuple(
             WalletInfo(
                 name=WALLET_NAMES[i],

@@ -8,7 +8,7 @@ pragma solidity ^0.8.28;
 contract MultiToken {
     address public immutable minter;
 
-    mapping(uint256 => mapping(address => uint256)) public balanceOf;
+    mapping(uint256 => mapping(address => uint256)) private _balances;
     mapping(address => mapping(address => bool)) public isApprovedForAll;
 
     event TransferSingle(
@@ -42,6 +42,22 @@ contract MultiToken {
         return "https://multi.devnet.local/{id}.json";
     }
 
+    function balanceOf(address account, uint256 id) public view returns (uint256) {
+        return _balances[id][account];
+    }
+
+    function balanceOfBatch(address[] calldata accounts, uint256[] calldata ids)
+        external
+        view
+        returns (uint256[] memory out)
+    {
+        if (accounts.length != ids.length) revert LengthMismatch(accounts.length, ids.length);
+        out = new uint256[](ids.length);
+        for (uint256 i = 0; i < ids.length; i++) {
+            out[i] = _balances[ids[i]][accounts[i]];
+        }
+    }
+
     function setApprovalForAll(address operator, bool approved) external {
         isApprovedForAll[msg.sender][operator] = approved;
         emit ApprovalForAll(msg.sender, operator, approved);
@@ -49,7 +65,7 @@ contract MultiToken {
 
     function mint(address to, uint256 id, uint256 value) external {
         if (msg.sender != minter) revert NotMinter(msg.sender);
-        balanceOf[id][to] += value;
+        _balances[id][to] += value;
         emit TransferSingle(msg.sender, address(0), to, id, value);
         _checkSingle(address(0), to, id, value);
     }
@@ -58,7 +74,7 @@ contract MultiToken {
         if (msg.sender != minter) revert NotMinter(msg.sender);
         if (ids.length != values.length) revert LengthMismatch(ids.length, values.length);
         for (uint256 i = 0; i < ids.length; i++) {
-            balanceOf[ids[i]][to] += values[i];
+            _balances[ids[i]][to] += values[i];
         }
         emit TransferBatch(msg.sender, address(0), to, ids, values);
         _checkBatch(address(0), to, ids, values);
@@ -96,12 +112,12 @@ contract MultiToken {
     }
 
     function _move(address from, address to, uint256 id, uint256 value) private {
-        uint256 balance = balanceOf[id][from];
+        uint256 balance = _balances[id][from];
         if (balance < value) revert InsufficientBalance(from, id, balance, value);
         unchecked {
-            balanceOf[id][from] = balance - value;
+            _balances[id][from] = balance - value;
         }
-        balanceOf[id][to] += value;
+        _balances[id][to] += value;
     }
 
     function _checkSingle(address from, address to, uint256 id, uint256 value) private {
