@@ -50,13 +50,23 @@ def normalize_address(value: str) -> str:
 
 
 class TokenConfig(BaseModel):
-    """An ERC-20 token tracked on a chain, with its optional Chainlink-style price feed."""
+    """An ERC-20 token tracked on a chain, with its optional Chainlink-style price feed.
+
+    Only `address` is needed: `core/tokens` reads the token's name, symbol, decimals and
+    total supply from the chain every day. `symbol` and `decimals`, when given, are
+    overrides: the symbol labels the token wherever it is shown (the chain's stays in
+    `core/tokens.chain_symbol`); decimals are used for a token whose `decimals()` the chain
+    does not answer, and must equal the chain's when it does: a different value stops
+    `core/tokens` with an error naming the token (a wrong decimals scales every balance and
+    value of the token by a power of ten). Files written before decimals were read from the
+    chain stay valid: their decimals are checked against the chain the same way.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    symbol: str = Field(min_length=1, max_length=32)
+    symbol: str | None = Field(default=None, min_length=1, max_length=32)
     address: str
-    decimals: int = Field(ge=0, le=77)
+    decimals: int | None = Field(default=None, ge=0, le=77)
     price_feed: str | None = None
     price_feed_decimals: int = Field(default=8, ge=0, le=77)
 
@@ -175,7 +185,7 @@ class ChainConfig(BaseModel):
         """The chain's token with this symbol or address (case-insensitive); KeyError if none."""
         key = symbol_or_address.lower()
         for t in self.tokens:
-            if t.symbol.lower() == key or t.address == key:
+            if (t.symbol or "").lower() == key or t.address == key:
                 return t
         raise KeyError(f"chain {self.name!r} has no token {symbol_or_address!r}")
 

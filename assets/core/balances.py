@@ -28,8 +28,11 @@ import pandera.polars as pa
 import polars as pl
 
 from assets.checks import require_schema
+from assets.core.days import day_blocks
 from assets.core.native_transfers import NativeTransfersModel
 from assets.core.token_transfers import TokenTransfersModel
+from assets.core.tokens import TABLE as TOKENS_TABLE
+from assets.core.tokens import TokensModel
 from assets.policies import FROM_DAY_BEFORE, TRANSIENT_RETRY
 from assets.ranges import each_day, run_chain_days
 from chainlake.config import ChainConfig, load_chains
@@ -66,9 +69,11 @@ class BalancesModel(pa.DataFrameModel):
     token_address: pl.String = pa.Field(
         str_matches=ADDRESS, description="ERC-20 contract; 0xeeee…eeee for the native coin"
     )
-    token_symbol: pl.String = pa.Field(description="token symbol from chains.yaml")
+    token_symbol: pl.String = pa.Field(
+        description="token symbol from core/tokens (the chain's, or a chains.yaml override)"
+    )
     decimals: pl.Int32 = pa.Field(
-        ge=0, le=77, description="token decimals (18 for the native coin)"
+        ge=0, le=77, description="token decimals from core/tokens (18 for the native coin)"
     )
     balance: Annotated[pl.Decimal, 38, 0] = pa.Field(
         description="closing balance in the token's smallest unit"
@@ -101,10 +106,26 @@ class BalancesModel(pa.DataFrameModel):
 # -- pure transforms ------------------------------------------------------------------------
 
 
-def tracked_tokens(chain: ChainConfig) -> pl.DataFrame:
-    """The native coin and the configured ERC-20 tokens: (token_address, token_symbol, decimals)."""
+def tracked_tokens(chain: ChainConfig, metadata: pl.DataFrame) -> pl.DataFrame:
+    """The native coin and the tracked ERC-20 tokens: (token_address, token_symbol, decimals).
+
+    metadata: the day's `core/tokens` rows, whose symbol and decimals are the chain's (or a
+    chains.yaml override). A token without code at the day's close (not deployed yet) is left
+    out: no wallet holds it. A configured token without a row raises ValueError (core/tokens
+    of the day was not materialised, or before the token was added to chains.yaml)."""
     rows = [(NATIVE_TOKEN, chain.native_symbol, chain.native_decimals)]
-    rows += [(t.address, t.symbol, t.decimals) for t in chain.tokens if t.address != NATIVE_TOKEN]
+    configured = [t.address for t in chain.tokens if t.address != NATIVE_TOKEN]
+    missing = sorted(set(configured) - set(metadata["token_address"].to_list()))
+    if missing:
+        raise ValueError(
+            f"core/tokens has no row for token(s) {', '.join(missing)} that day: materialise "
+            "core/tokens for it first"
+        )
+    rows += [
+        (r["token_address"], r["symbol"], r["decimals"])
+        for r in metadata.sort("token_address").iter_rows(named=True)
+        if r["token_address"] in configured and r["has_code"]
+    ]
     return pl.DataFrame(
         rows,
         schema={"token_address": pl.String, "token_symbol": pl.String, "decimals": pl.Int32},
@@ -344,25 +365,6 @@ def read_chain_balances(
     )
 
 
-def day_blocks(delta: DeltaStore, chain: ChainConfig, day: dt.date) -> tuple[int, int] | None:
-    """(opening block, closing block) of a day: the block before its first block and its last
-    block; for a day without blocks, the last block before it, twice. None before the chain's
-    first block."""
-    lf = delta.scan(chain, "blocks")
-    if lf is None:
-        return None
-    today = (
-        lf.filter(pl.col("date") == day)
-        .select(pl.col("block_number").min().alias("lo"), pl.col("block_number").max().alias("hi"))
-        .collect()
-        .row(0)
-    )
-    if today[0] is not None:
-        return max(today[0] - 1, 0), today[1]
-    before = lf.filter(pl.col("date") < day).select(pl.col("block_number").max()).collect().item()
-    return None if before is None else (before, before)
-
-
 # -- the asset ------------------------------------------------------------------------------
 
 
@@ -371,6 +373,7 @@ def day_blocks(delta: DeltaStore, chain: ChainConfig, day: dt.date) -> tuple[int
     deps=[
         dg.AssetKey(["core", "native_transfers"]),
         dg.AssetKey(["core", "token_transfers"]),
+        dg.AssetKey(["core", "tokens"]),
         dg.AssetKey(["raw", "blocks"]),
         dg.AssetDep(KEY, partition_mapping=previous_day()),
     ],
@@ -410,7 +413,6 @@ def balances(
 def _one_day(context: dg.AssetExecutionContext, delta: DeltaStore, rpc: RpcResource, chain, day):
     started = time.monotonic()
     wallets = load_portfolios(load_chains()).tracked_wallets(chain.name)
-    tokens = tracked_tokens(chain)
     wallet_frame = wallets_frame(wallets)
     blocks = day_blocks(delta, chain, day)
     if blocks is None or not wallets:
@@ -435,6 +437,12 @@ def _one_day(context: dg.AssetExecutionContext, delta: DeltaStore, rpc: RpcResou
         return
     open_block, close_block = blocks
     client = rpc.client(chain)
+    try:
+        tokens = tracked_tokens(
+            chain, delta.read_day(chain, TOKENS_TABLE, day, schema=polars_schema(TokensModel))
+        )
+    except ValueError as e:
+        raise dg.Failure(description=f"{chain.name} {day}: {e}", allow_retries=False) from e
 
     previous = delta.read_day(
         chain, TABLE, day - dt.timedelta(days=1), schema=polars_schema(BalancesModel)

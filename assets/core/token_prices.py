@@ -9,6 +9,7 @@ token entry with the address 0xeeee…eeee (see `core/balances`).
 
 import datetime as dt
 import time
+from collections.abc import Mapping
 from decimal import Decimal, localcontext
 from typing import Annotated
 
@@ -17,7 +18,9 @@ import pandera.polars as pa
 import polars as pl
 
 from assets.checks import require_schema
-from assets.core.balances import day_blocks
+from assets.core.days import day_blocks
+from assets.core.tokens import NATIVE_TOKEN, TokensModel
+from assets.core.tokens import TABLE as TOKENS_TABLE
 from assets.policies import PER_CHAIN_DAYS, TRANSIENT_RETRY
 from assets.ranges import each_day, run_chain_days
 from chainlake.config import ChainConfig
@@ -45,7 +48,9 @@ class TokenPricesModel(pa.DataFrameModel):
     token_address: pl.String = pa.Field(
         str_matches=ADDRESS, unique=True, description="0xeeee…eeee for the native coin"
     )
-    token_symbol: pl.String = pa.Field(description="token symbol from chains.yaml")
+    token_symbol: pl.String = pa.Field(
+        description="token symbol: the chains.yaml override, else core/tokens' label"
+    )
     price_feed: pl.String = pa.Field(
         str_matches=ADDRESS,
         description="Chainlink-style price feed contract read, lowercase 0x-hex",
@@ -73,11 +78,24 @@ class TokenPricesModel(pa.DataFrameModel):
         strict = True
 
 
-def feeds_frame(chain: ChainConfig) -> pl.DataFrame:
-    """(token_address, token_symbol, price_feed, feed_decimals) of the chain's priced tokens."""
+def feeds_frame(chain: ChainConfig, symbols: Mapping[str, str] | None = None) -> pl.DataFrame:
+    """(token_address, token_symbol, price_feed, feed_decimals) of the chain's priced tokens.
+
+    A token's symbol is its chains.yaml override, else `symbols[address]` (the day's
+    core/tokens label), else the chain's native symbol for the native coin's entry, else
+    the address."""
+    symbols = symbols or {}
+
+    def label(address: str, override: str | None) -> str:
+        if override:
+            return override
+        if address in symbols:
+            return symbols[address]
+        return chain.native_symbol if address == NATIVE_TOKEN else address
+
     return pl.DataFrame(
         [
-            (t.address, t.symbol, t.price_feed, t.price_feed_decimals)
+            (t.address, label(t.address, t.symbol), t.price_feed, t.price_feed_decimals)
             for t in chain.tokens
             if t.price_feed
         ],
@@ -188,7 +206,11 @@ def read_round_data(
 
 @dg.asset(
     key=KEY,
-    deps=[dg.AssetKey(["raw", "logs"]), dg.AssetKey(["raw", "blocks"])],
+    deps=[
+        dg.AssetKey(["raw", "logs"]),
+        dg.AssetKey(["raw", "blocks"]),
+        dg.AssetKey(["core", "tokens"]),
+    ],
     partitions_def=chain_day_partitions,
     backfill_policy=PER_CHAIN_DAYS,
     retry_policy=TRANSIENT_RETRY,
@@ -211,7 +233,16 @@ def token_prices(
 
 def _one_day(delta: DeltaStore, rpc: RpcResource, chain, day):
     started = time.monotonic()
-    feeds = feeds_frame(chain)
+    labels = delta.read_day(
+        chain,
+        TOKENS_TABLE,
+        day,
+        columns=["token_address", "symbol"],
+        schema=polars_schema(TokensModel),
+    )
+    feeds = feeds_frame(
+        chain, dict(zip(labels["token_address"].to_list(), labels["symbol"].to_list(), strict=True))
+    )
     df = empty(TokenPricesModel)
     missing: list[str] = []
     blocks = day_blocks(delta, chain, day) if feeds.height else None
