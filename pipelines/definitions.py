@@ -7,9 +7,12 @@ import dagster as dg
 from assets.analytics.portfolio_snapshots import portfolio_snapshots
 from assets.analytics.risk_metrics import risk_metrics
 from assets.core.balances import balances
+from assets.core.contracts import contracts
 from assets.core.native_transfers import native_transfers
+from assets.core.nft_transfers import nft_transfers
 from assets.core.token_prices import token_prices
 from assets.core.token_transfers import token_transfers
+from assets.core.tokens import tokens
 from assets.events.chain_events import analytics_alerts, chain_events
 from assets.raw.chain_tables import raw_chain_tables
 from assets.serving.catalog import catalog, views
@@ -29,6 +32,9 @@ from sensors.reorg_repairs import reorg_repairs_sensor
 ASSETS = [
     raw_chain_tables,
     token_transfers,
+    tokens,
+    nft_transfers,
+    contracts,
     native_transfers,
     balances,
     token_prices,

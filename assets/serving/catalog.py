@@ -38,9 +38,15 @@ from duckdb import DuckDBPyConnection
 
 from assets.checks import require_schema
 from assets.core.balances import NATIVE_TOKEN, BalancesModel
+from assets.core.contracts import TABLE as CONTRACTS_TABLE
+from assets.core.contracts import ContractsModel
 from assets.core.native_transfers import NativeTransfersModel
+from assets.core.nft_transfers import TABLE as NFT_TABLE
+from assets.core.nft_transfers import NftTransfersModel
 from assets.core.token_prices import TokenPricesModel
 from assets.core.token_transfers import TokenTransfersModel
+from assets.core.tokens import TABLE as TOKENS_TABLE
+from assets.core.tokens import TokensModel as TokenMetadataModel
 from chainlake.config import ChainConfig, load_chains
 from chainlake.extract import RAW_TABLES
 from chainlake.lake import DeltaStore
@@ -120,7 +126,10 @@ class TokensModel(pa.DataFrameModel):
         unique=True,
         description="stable UUID derived from the chain and contract address",
     )
-    symbol: pl.String = pa.Field(description="token symbol from chains.yaml")
+    symbol: pl.String = pa.Field(
+        description="token symbol from chains.yaml, else the address (the chain's symbol is in "
+        "the lake's token_metadata)"
+    )
     name: pl.String = pa.Field(description="token name (the symbol)")
     asset_type: pl.String = pa.Field(
         isin=["native", "erc20"], description="native for the chain's coin, erc20 otherwise"
@@ -130,7 +139,13 @@ class TokensModel(pa.DataFrameModel):
     )
     chain: pl.String = pa.Field(description="chain name from chains.yaml")
     chain_id: pl.Int64 = pa.Field(description="EIP-155 chain id of the chain the row belongs to")
-    decimals: pl.Int32 = pa.Field(ge=0, le=77, description="token decimals")
+    decimals: pl.Int32 = pa.Field(
+        ge=0,
+        le=77,
+        nullable=True,
+        description="decimals override from chains.yaml; null when read from the chain (the "
+        "lake's token_metadata)",
+    )
     price_feed: pl.String = pa.Field(
         str_matches=ADDRESS,
         nullable=True,
@@ -355,8 +370,8 @@ def catalog_frames(
         tokens += [
             {
                 "id": _uuid("token", f"{c.name}:{t.address}"),
-                "symbol": t.symbol,
-                "name": t.symbol,
+                "symbol": t.symbol or t.address,
+                "name": t.symbol or t.address,
                 "asset_type": "erc20",
                 "token_address": t.address,
                 "chain": c.name,
@@ -534,6 +549,9 @@ LAKE_MODELS: dict[str, type[pa.DataFrameModel]] = {
     "native_transfers": NativeTransfersModel,
     "balances": BalancesModel,
     "token_prices": TokenPricesModel,
+    TOKENS_TABLE: TokenMetadataModel,
+    NFT_TABLE: NftTransfersModel,
+    CONTRACTS_TABLE: ContractsModel,
 }
 
 
@@ -744,6 +762,9 @@ def catalog(context: dg.AssetExecutionContext, duckdb: ServingDuckDB):
         dg.AssetKey(["core", "native_transfers"]),
         dg.AssetKey(["core", "token_prices"]),
         dg.AssetKey(["core", "token_transfers"]),
+        dg.AssetKey(["core", "tokens"]),
+        dg.AssetKey(["core", "nft_transfers"]),
+        dg.AssetKey(["core", "contracts"]),
     ],
     group_name="serving",
     kinds={"duckdb", "delta"},

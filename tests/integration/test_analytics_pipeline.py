@@ -77,11 +77,13 @@ def _run_day(root: Path, day: dt.date, *, raw: bool = True) -> dg.ExecuteInProce
     from assets.core.native_transfers import native_transfers
     from assets.core.token_prices import token_prices
     from assets.core.token_transfers import token_transfers
+    from assets.core.tokens import tokens
     from assets.raw.chain_tables import raw_chain_tables
 
     upstream = [raw_chain_tables, token_transfers] if raw else []
+    core = [tokens, native_transfers, balances, token_prices, portfolio_snapshots, risk_metrics]
     result = dg.materialize(
-        [*upstream, native_transfers, balances, token_prices, portfolio_snapshots, risk_metrics],
+        [*upstream, *core],
         partition_key=f"devnet|{day.isoformat()}",
         resources=_resources(root),
     )

@@ -63,9 +63,7 @@ EVENTS = {
     ("VaultFactory", "VaultCreated"): "VaultCreated(address,address,uint256,bool)",
     ("Collectible", "Transfer"): "Transfer(address,address,uint256)",
     ("MultiToken", "TransferSingle"): "TransferSingle(address,address,address,uint256,uint256)",
-    ("MultiToken", "TransferBatch"): (
-        "TransferBatch(address,address,address,uint256[],uint256[])"
-    ),
+    ("MultiToken", "TransferBatch"): ("TransferBatch(address,address,address,uint256[],uint256[])"),
 }
 
 
@@ -398,7 +396,10 @@ def test_manifest_and_config_files_load_with_the_project_loaders(
     assert (chain.network, chain.subnet, chain.chain_id) == ("devnet", "local", m.chain_id)
     assert chain.rpc_urls == ("http://127.0.0.1:8545", m.rpc_url)
     assert chain.start_date == START
-    assert chain.token("USDC").decimals == 6 and chain.token("LINK").decimals == 18
+    # no hand-typed decimals: core/tokens reads them from the chain (tests/integration/
+    # test_token_metadata.py checks what it reads for these tokens: 6 and 18)
+    assert chain.token("USDC").decimals is None and chain.token("LINK").decimals is None
+    assert chain.token("USDC").symbol == "USDC"
     assert chain.token("ETH").price_feed == m.native_price_feed
     assert chain.token("USDC").price_feed == m.price_feeds["USDC"]
     # the deployed registries are the chain's contracts, from the first generated block

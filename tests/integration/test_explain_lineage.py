@@ -73,10 +73,11 @@ def _core_and_analytics(*, raw: bool) -> list[Any]:
     from assets.core.native_transfers import native_transfers
     from assets.core.token_prices import token_prices
     from assets.core.token_transfers import token_transfers
+    from assets.core.tokens import tokens
     from assets.raw.chain_tables import raw_chain_tables
 
     upstream = [raw_chain_tables] if raw else []
-    return [*upstream, token_transfers, native_transfers, balances, token_prices,
+    return [*upstream, token_transfers, tokens, native_transfers, balances, token_prices,
             portfolio_snapshots, risk_metrics]  # fmt: skip
 
 

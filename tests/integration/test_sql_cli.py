@@ -42,6 +42,7 @@ def lake(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lake]:
     from assets.core.native_transfers import native_transfers
     from assets.core.token_prices import token_prices
     from assets.core.token_transfers import token_transfers
+    from assets.core.tokens import tokens
     from assets.raw.chain_tables import raw_chain_tables
     from assets.serving.catalog import catalog, views
     from resources.clickhouse import ClickHouseResource, EmbeddedClickHouse
@@ -76,7 +77,7 @@ def lake(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lake]:
                 "duckdb": ServingDuckDB(database=env["DUCKDB_PATH"]),
             }
             per_day = [
-                raw_chain_tables, token_transfers, native_transfers, balances, token_prices,
+                raw_chain_tables, token_transfers, tokens, native_transfers, balances, token_prices,
                 portfolio_snapshots, risk_metrics,
             ]  # fmt: skip
             for day in DAYS:

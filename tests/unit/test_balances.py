@@ -23,8 +23,11 @@ from assets.core.balances import (
 )
 from assets.core.native_transfers import NativeTransfersModel, native_transfers_frame
 from assets.core.token_transfers import TokenTransfersModel
+from assets.core.tokens import TABLE as TOKENS_TABLE
+from assets.core.tokens import tokens_frame
 from chainlake.lake import DeltaStore
 from chainlake.schema import conform, polars_schema
+from chainlake.tokens import TokenMetadata
 from resources.rpc import RpcResource
 
 W1 = "0x" + "11" * 20
@@ -323,6 +326,9 @@ def stage(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[DeltaStore, 
         store.replace_day(chain, "blocks", day, blocks.filter(pl.col("date") == day))
         store.replace_day(chain, "native_transfers", day, NATIVE.filter(pl.col("date") == day))
         store.replace_day(chain, "token_transfers", day, TRANSFERS.filter(pl.col("date") == day))
+        # core/tokens of the day, as the chain would answer for TKN (decimals 6 like its override)
+        meta = [TokenMetadata(TOKEN, True, "Token", "TKN", 6, 10**12)]
+        store.replace_day(chain, TOKENS_TABLE, day, tokens_frame(chain, day, 4, meta))
     return store, tmp_path
 
 

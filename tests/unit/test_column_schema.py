@@ -14,9 +14,12 @@ with warnings.catch_warnings():
     from assets.analytics.portfolio_snapshots import PortfolioSnapshotsModel
     from assets.analytics.risk_metrics import RiskMetricsModel
     from assets.core.balances import BalancesModel
+    from assets.core.contracts import ContractsModel
     from assets.core.native_transfers import NativeTransfersModel
+    from assets.core.nft_transfers import NftTransfersModel
     from assets.core.token_prices import TokenPricesModel
     from assets.core.token_transfers import TokenTransfersModel
+    from assets.core.tokens import TokensModel
     from assets.events.chain_events import ChainEventsModel
     from assets.serving.catalog import SERVING_VIEWS, TABLES
     from chainlake.raw.blocks import BlocksModel
@@ -30,6 +33,9 @@ MODELS: dict[str, Models] = {
     "raw/transactions": TransactionsModel,
     "raw/logs": LogsModel,
     "core/token_transfers": TokenTransfersModel,
+    "core/tokens": TokensModel,
+    "core/nft_transfers": NftTransfersModel,
+    "core/contracts": ContractsModel,
     "core/native_transfers": NativeTransfersModel,
     "core/balances": BalancesModel,
     "core/token_prices": TokenPricesModel,

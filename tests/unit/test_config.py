@@ -139,3 +139,21 @@ def test_the_committed_chains_yaml_loads() -> None:
     root = Path(__file__).resolve().parents[2]
     chains = load_chains(root / "config" / "chains.yaml")
     assert "devnet" in chains and chains["devnet"].contracts == ()
+
+
+def test_a_token_needs_only_its_address(tmp_path: Path) -> None:
+    # symbol and decimals are read from the chain (core/tokens); given, they are overrides
+    text = GOOD.replace(
+        '{symbol: USDC, address: "0x5FbDB2315678afecb367f032d93F642f64180aa3", decimals: 6}',
+        '{address: "0x5FbDB2315678afecb367f032d93F642f64180aa3"}',
+    )
+    (token,) = load_chains(write(tmp_path, text))["devnet"].tokens
+    assert (token.address, token.symbol, token.decimals) == (
+        "0x5fbdb2315678afecb367f032d93f642f64180aa3",
+        None,
+        None,
+    )
+    assert load_chains(write(tmp_path, text))["devnet"].token(token.address) == token
+    empty_symbol = GOOD.replace("symbol: USDC", 'symbol: ""')
+    with pytest.raises(ConfigError, match=r"field 'tokens\.0\.symbol'"):
+        load_chains(write(tmp_path, empty_symbol))
