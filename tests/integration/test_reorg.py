@@ -122,6 +122,9 @@ def _run_rebuilds(
 
 DERIVED = {
     ("core", "token_transfers"),
+    ("core", "tokens"),
+    ("core", "nft_transfers"),
+    ("core", "contracts"),
     ("core", "native_transfers"),
     ("core", "balances"),
     ("core", "token_prices"),
