@@ -77,3 +77,43 @@ def window(start_offset: int, end_offset: int = 0) -> dg.MultiPartitionMapping:
 def previous_day() -> dg.MultiPartitionMapping:
     """The same chain, the day before: a closing balance starts from the previous close."""
     return window(-1, -1)
+
+
+def _linked_chains() -> dict[str, list[str]]:
+    """Home chain -> the other chains its portfolios hold wallets on, from portfolios.yaml as
+    the code location loads it (a change there takes a reload, like a new chain). Without a
+    readable portfolios file, no links: each chain's snapshots depend on that chain alone."""
+    from chainlake.portfolios import load_portfolios
+
+    try:
+        book = load_portfolios(CHAINS)
+    except Exception:
+        return {}
+    return {home: book.linked_chains(home) for home in CHAINS if book.linked_chains(home)}
+
+
+LINKED_CHAINS = _linked_chains()
+
+
+def portfolio_window(start_offset: int, end_offset: int = 0) -> dg.MultiPartitionMapping:
+    """Like `window`, but a home chain's day also maps to the same days of the other chains
+    its portfolios hold wallets on (`LINKED_CHAINS`): a multi-chain portfolio's snapshot of a
+    day waits for every one of its chains' balances and prices of that day."""
+    if not LINKED_CHAINS:
+        return window(start_offset, end_offset)
+    # upstream chain -> the downstream chains that read it: itself and the homes linking it
+    chain_map = dg.StaticPartitionMapping(
+        {
+            chain: sorted({chain, *(h for h, linked in LINKED_CHAINS.items() if chain in linked)})
+            for chain in sorted(CHAINS)
+        }
+    )
+    return dg.MultiPartitionMapping(
+        {
+            CHAIN_DIM: dg.DimensionPartitionMapping(CHAIN_DIM, chain_map),
+            DATE_DIM: dg.DimensionPartitionMapping(
+                DATE_DIM,
+                dg.TimeWindowPartitionMapping(start_offset=start_offset, end_offset=end_offset),
+            ),
+        }
+    )

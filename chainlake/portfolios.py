@@ -10,7 +10,7 @@ wallets:
 portfolios:
   - id: core-treasury             # the portfolio_id of every analytics table
     name: Core treasury
-    chain: devnet                 # optional when every wallet is on one chain
+    chain: devnet                 # its home chain; optional when every wallet is on one chain
     risk_profile: moderate        # conservative | moderate | aggressive | custom
     target_allocation: {ETH: 0.6, USDC: 0.4}   # optional, weights summing to 1
     wallets: [treasury, "0x…"]
@@ -25,8 +25,12 @@ risk:                             # optional
   min_observations: {30: 20, 90: 60}   # per window: fewer daily returns leave figures null
 ```
 
-A portfolio lives on one chain: its snapshots and risk are partitioned by (chain, day) like
-everything else, so a multi-chain holder is modelled as one portfolio per chain.
+A portfolio's wallets may live on several chains. Its snapshots and risk are partitioned by
+(chain, day) like everything else, under its home chain (`chain`, required when its wallets span
+chains): the home chain's day of `analytics/portfolio_snapshots` depends on that day's balances
+and prices of every chain the portfolio holds wallets on, values each holding on its own chain's
+close and sums in USD. Wallets of other chains than the home chain are referred to by name (or
+by an address that is a wallet on one chain only).
 
 Every error names the file, the entry and the field.
 """
@@ -78,7 +82,8 @@ class WalletConfig(BaseModel):
 
 
 class PortfolioConfig(BaseModel):
-    """A portfolio of wallets on one chain, with its risk profile and target allocation."""
+    """A portfolio of wallets on one or more chains, with its risk profile and target
+    allocation; `chain` is its home chain (whose partitions hold its snapshots and risk)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -164,8 +169,9 @@ class RiskSettings(BaseModel):
 
 
 class PortfolioBook(BaseModel):
-    """The validated file. Portfolios' `wallets` are resolved to lowercase addresses and each
-    portfolio's `chain` is set."""
+    """The validated file. Portfolios' `wallets` are resolved to lowercase addresses, each
+    portfolio's `chain` (home chain) is set, and `members` holds each portfolio's wallets as
+    (chain, address) pairs."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -173,18 +179,49 @@ class PortfolioBook(BaseModel):
     portfolios: tuple[PortfolioConfig, ...] = ()
     alerts: tuple[AlertConfig, ...] = ()
     risk: RiskSettings = RiskSettings()
+    members: Mapping[str, tuple[tuple[str, str], ...]] = Field(default_factory=dict)
+
+    def chains_of(self, portfolio: PortfolioConfig) -> list[str]:
+        """Every chain `portfolio` holds wallets on, its home chain first."""
+        others = sorted({c for c, _ in self.members.get(portfolio.id, ())} - {portfolio.chain})
+        return [c for c in (portfolio.chain,) if c is not None] + others
+
+    def linked_chains(self, home: str) -> list[str]:
+        """The other chains the active portfolios homed on `home` hold wallets on: their days
+        are inputs of `home`'s snapshots."""
+        return sorted({c for p in self.portfolios_on(home) for c in self.chains_of(p)} - {home})
+
+    def portfolio_members(self, home: str) -> pl.DataFrame:
+        """(portfolio_id, chain, address) of every wallet of the active portfolios homed on
+        `home`, on whichever chain the wallet is."""
+        rows = [
+            (p.id, c, a)
+            for p in self.portfolios_on(home)
+            for c, a in self.members.get(p.id, ((home, a) for a in p.wallets))
+        ]
+        return pl.DataFrame(
+            rows,
+            schema={"portfolio_id": pl.String, "chain": pl.String, "address": pl.String},
+            orient="row",
+        )
 
     def tracked_wallets(self, chain: str) -> list[WalletConfig]:
         """Active wallets of `chain` (the ones `core/balances` follows)."""
         return [w for w in self.wallets if w.chain == chain and w.active]
 
     def portfolios_on(self, chain: str) -> list[PortfolioConfig]:
-        """The active portfolios of `chain`."""
+        """The active portfolios homed on `chain`."""
         return [p for p in self.portfolios if p.chain == chain and p.active]
 
     def portfolio_wallets(self, chain: str) -> pl.DataFrame:
-        """(portfolio_id, address) for the active portfolios of `chain`."""
-        rows = [(p.id, a) for p in self.portfolios_on(chain) for a in p.wallets]
+        """(portfolio_id, address) of the wallets on `chain` of the active portfolios homed
+        there."""
+        rows = [
+            (p.id, a)
+            for p in self.portfolios_on(chain)
+            for c, a in self.members.get(p.id, ((chain, a) for a in p.wallets))
+            if c == chain
+        ]
         return pl.DataFrame(
             rows, schema={"portfolio_id": pl.String, "address": pl.String}, orient="row"
         )
@@ -269,6 +306,7 @@ def parse_portfolios(
         wallets.append(w)
 
     portfolios: list[PortfolioConfig] = []
+    members_of: dict[str, tuple[tuple[str, str], ...]] = {}
     seen_ids: set[str] = set()
     for i, entry in enumerate(_entries(raw, "portfolios", path)):
         label = _label(entry, "id", i)
@@ -303,18 +341,25 @@ def parse_portfolios(
             continue
         member_chains = sorted({w.chain for w in members})
         chain = p.chain or (member_chains[0] if len(member_chains) == 1 else None)
-        if chain is None or member_chains != [chain]:
+        if chain is None:
             problems.append(
-                f"{where}: field 'wallets': wallets on chains {member_chains}"
-                + (f" but the portfolio is on {p.chain!r}" if p.chain else "")
-                + "; a portfolio lives on one chain (make one portfolio per chain)"
+                f"{where}: field 'chain': its wallets are on chains {member_chains}; set "
+                "'chain' to its home chain, the one whose days hold its snapshots and risk"
             )
             continue
-        resolved = tuple(dict.fromkeys(w.address for w in members))
-        if len(resolved) != len(p.wallets):
+        if chain not in member_chains:
+            problems.append(
+                f"{where}: field 'chain': home chain {chain!r} holds none of its wallets "
+                f"(they are on {member_chains})"
+            )
+            continue
+        pairs = tuple(dict.fromkeys((w.chain, w.address) for w in members))
+        if len(pairs) != len(p.wallets):
             problems.append(f"{where}: field 'wallets': a wallet is listed twice")
             continue
         seen_ids.add(p.id)
+        members_of[p.id] = pairs
+        resolved = tuple(dict.fromkeys(a for _, a in pairs))
         portfolios.append(p.model_copy(update={"chain": chain, "wallets": resolved}))
 
     alerts: list[AlertConfig] = []
@@ -352,7 +397,11 @@ def parse_portfolios(
     if problems:
         raise ConfigError("\n".join(problems))
     return PortfolioBook(
-        wallets=tuple(wallets), portfolios=tuple(portfolios), alerts=tuple(alerts), risk=risk
+        wallets=tuple(wallets),
+        portfolios=tuple(portfolios),
+        alerts=tuple(alerts),
+        risk=risk,
+        members=members_of,
     )
 
 
@@ -368,13 +417,17 @@ def _resolve(
         address = normalize_address(ref)
     except ValueError:
         return f"unknown wallet {ref!r} (neither a wallet name nor an address)"
-    candidates = [w for w in by_address.get(address, ()) if chain is None or w.chain == chain]
+    every = list(by_address.get(address, ()))
+    # on the home chain when it has that address, else the one chain that has it
+    candidates = [w for w in every if w.chain == chain] or every
     if not candidates:
-        return f"address {address} is not a wallet of the 'wallets' list" + (
-            f" on {chain!r}" if chain else ""
-        )
+        return f"address {address} is not a wallet of the 'wallets' list"
     if len(candidates) > 1:
-        return f"address {address} is a wallet on several chains; set the portfolio's 'chain'"
+        return (
+            f"address {address} is a wallet on several chains "
+            f"({', '.join(sorted(w.chain for w in candidates))}); refer to it by name"
+            + ("" if chain else " or set the portfolio's 'chain'")
+        )
     return candidates[0]
 
 

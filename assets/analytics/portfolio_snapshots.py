@@ -2,7 +2,12 @@
 
 Value: the portfolio's wallets' closing balances (`core/balances`) at the day's USD close
 (`core/token_prices`), exact Decimal(38,18). Tokens without a price that day are left out of
-the value and listed in `unpriced_tokens`.
+the value and listed in `unpriced_tokens`. A portfolio whose wallets span chains is valued in
+its home chain's partition (`chain` in portfolios.yaml): each holding at its own chain's
+balances and prices of the day, summed in USD; the home chain's days depend on those chains'
+days (`chainlake.partitions.portfolio_window`). Its day is complete when every one of its
+chains has that day's balances: until then its row is left out (the run says which chain it
+waits for) and the next run of the day, which the other chain's balances trigger, writes it.
 
 Return: `daily_return` is the price return of the previous close's holdings,
 sum(q[d-1] * p[d]) / sum(q[d-1] * p[d-1]) - 1 over the tokens priced on both days. Deposits,
@@ -35,7 +40,7 @@ from assets.core.token_prices import TokenPricesModel
 from assets.policies import FROM_DAY_BEFORE
 from assets.ranges import each_day, run_chain_days
 from chainlake import risk
-from chainlake.config import load_chains
+from chainlake.config import ChainConfig, load_chains
 from chainlake.lake import DeltaStore
 from chainlake.lineage import (
     day_block_range,
@@ -48,8 +53,8 @@ from chainlake.lineage import (
 from chainlake.metadata import chart_by_key, numbers_by_key, table_metadata
 from chainlake.partitions import (
     chain_day_partitions,
+    portfolio_window,
     previous_day,
-    window,
 )
 from chainlake.portfolios import load_portfolios
 from chainlake.schema import conform, polars_schema, schema_metadata
@@ -189,30 +194,45 @@ def _units(decimals: pl.Series) -> pl.DataFrame:
     )
 
 
+def _on_chain(frame: pl.DataFrame) -> pl.DataFrame:
+    """`frame` with a `chain` column: a frame of one chain's table has none (its chain is
+    then the same for every input, named "")."""
+    if "chain" in frame.columns:
+        return frame
+    return frame.with_columns(pl.lit("", pl.String).alias("chain"))
+
+
 def holdings_values(
     balances: pl.DataFrame, prices: pl.DataFrame, portfolio_wallets: pl.DataFrame
 ) -> pl.DataFrame:
-    """(portfolio_id, date, token_address, token_symbol, quantity, price, value): each
-    portfolio's holdings summed over its wallets and valued at the day's price (null when the
-    token has no price that day). Exact decimals throughout."""
+    """(portfolio_id, date, chain, token_address, token_symbol, quantity, price, value): each
+    portfolio's holdings summed over its wallets and valued at the day's price of the token's
+    own chain (null when the token has no price that day). Exact decimals throughout.
+
+    The inputs of several chains carry a `chain` column (balances and prices of each chain,
+    portfolio_wallets as (portfolio_id, chain, address)); those of one chain may leave it out."""
+    balances, prices, portfolio_wallets = (
+        _on_chain(balances), _on_chain(prices), _on_chain(portfolio_wallets)
+    )  # fmt: skip
     units = _units(balances["decimals"])
     held = (
         balances.lazy()
-        .join(portfolio_wallets.lazy(), on="address", how="inner")
-        .group_by("portfolio_id", "date", "token_address", "token_symbol", "decimals")
+        .join(portfolio_wallets.lazy(), on=["chain", "address"], how="inner")
+        .group_by("portfolio_id", "date", "chain", "token_address", "token_symbol", "decimals")
         .agg(pl.col("balance").sum())
         .join(units.lazy(), on="decimals", how="left")
         .with_columns((pl.col("balance") * pl.col("unit")).cast(USD).alias("quantity"))
         .join(
-            prices.lazy().select("date", "token_address", pl.col("price").cast(USD)),
-            on=["date", "token_address"],
+            prices.lazy().select("chain", "date", "token_address", pl.col("price").cast(USD)),
+            on=["chain", "date", "token_address"],
             how="left",
         )
         .with_columns((pl.col("quantity") * pl.col("price")).cast(USD).alias("value"))
         .select(
-            "portfolio_id", "date", "token_address", "token_symbol", "quantity", "price", "value"
+            "portfolio_id", "date", "chain", "token_address", "token_symbol", "quantity",
+            "price", "value",
         )
-    )
+    )  # fmt: skip
     return held.collect()
 
 
@@ -228,8 +248,9 @@ def portfolio_snapshots_frame(
 ) -> pl.DataFrame:
     """Pure transform: snapshots of `days` (consecutive).
 
-    balances / prices: rows of `days` and of the day before the first (for its return).
-    portfolio_wallets: (portfolio_id, address).
+    balances / prices: rows of `days` and of the day before the first (for its return), with
+    a `chain` column when they hold several chains' rows.
+    portfolio_wallets: (portfolio_id, address), or (portfolio_id, chain, address).
     state: the snapshots of the day before `days` (their `max_drawdown` and running-state
     columns, see `read_state`), from which the since-inception figures go on; a portfolio
     without a row there starts its history on the first of `days`.
@@ -240,6 +261,7 @@ def portfolio_snapshots_frame(
     if not days:
         return pl.DataFrame(schema=schema)
     values = holdings_values(balances, prices, portfolio_wallets)
+    prices = _on_chain(prices)
     portfolios = portfolio_wallets.select("portfolio_id").unique()
     if portfolios.height == 0:
         return pl.DataFrame(schema=schema)
@@ -252,12 +274,16 @@ def portfolio_snapshots_frame(
             pl.col("value").sum().alias("total_value"),
             pl.col("token_symbol")
             .filter(pl.col("price").is_null() & (pl.col("quantity") != 0))
+            .unique()
             .sort()
             .alias("unpriced_tokens"),
         )
     )
     allocation = (
         values.filter(pl.col("date").is_in(days) & (pl.col("value") != 0))
+        # one weight per symbol: ETH held on two chains is one ETH position
+        .group_by("portfolio_id", "date", "token_symbol")
+        .agg(pl.col("value").sum())
         .join(totals.select("portfolio_id", "date", "total_value"), on=["portfolio_id", "date"])
         .filter(pl.col("total_value") != 0)
         .sort("token_symbol")
@@ -275,6 +301,7 @@ def portfolio_snapshots_frame(
     previous = values.select(
         "portfolio_id",
         (pl.col("date") + dt.timedelta(days=1)).alias("date"),
+        "chain",
         "token_address",
         "quantity",
         pl.col("price").alias("previous_price"),
@@ -283,8 +310,8 @@ def portfolio_snapshots_frame(
         previous.filter(pl.col("date").is_in(days))
         # Today's market price: a token sold out today has no holding row today.
         .join(
-            prices.select("date", "token_address", pl.col("price").cast(USD)),
-            on=["date", "token_address"],
+            prices.select("chain", "date", "token_address", pl.col("price").cast(USD)),
+            on=["chain", "date", "token_address"],
             how="left",
         )
         .filter(pl.col("price").is_not_null() & pl.col("previous_price").is_not_null())
@@ -374,8 +401,9 @@ def read_state(session: ClickHouseSession, *, chain_id: int, day: dt.date) -> pl
 @dg.asset(
     key=KEY,
     deps=[
-        dg.AssetDep(dg.AssetKey(["core", "balances"]), partition_mapping=window(-1)),
-        dg.AssetDep(dg.AssetKey(["core", "token_prices"]), partition_mapping=window(-1)),
+        # the day and the day before, of the chain and of the chains its portfolios link
+        dg.AssetDep(dg.AssetKey(["core", "balances"]), partition_mapping=portfolio_window(-1)),
+        dg.AssetDep(dg.AssetKey(["core", "token_prices"]), partition_mapping=portfolio_window(-1)),
         dg.AssetDep(KEY, partition_mapping=previous_day()),
     ],
     partitions_def=chain_day_partitions,
@@ -403,24 +431,49 @@ def portfolio_snapshots(
     )
 
 
+def _read_inputs(
+    delta: DeltaStore, chain: ChainConfig, days: list[dt.date], versions: dict[str, int | None]
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """A chain's balances and prices of `days` at `versions`, each row with its chain's name."""
+    name = pl.lit(chain.name, pl.String).alias("chain")
+    balances = delta.read_days(
+        chain, "balances", days, schema=polars_schema(BalancesModel), version=versions["balances"]
+    ).with_columns(name)
+    prices = delta.read_days(
+        chain,
+        "token_prices",
+        days,
+        schema=polars_schema(TokenPricesModel),
+        version=versions["token_prices"],
+    ).with_columns(name)
+    return balances, prices
+
+
 def _one_day(delta: DeltaStore, clickhouse: ClickHouseResource, chain, day):
     started = time.monotonic()
-    book = load_portfolios(load_chains())
-    members = book.portfolio_wallets(chain.name)
+    chains = load_chains()
+    book = load_portfolios(chains)
+    members = book.portfolio_members(chain.name)
     both = [day - dt.timedelta(days=1), day]
     # Each input's version once, then every read at it: the row records exactly what it read.
     versions = read_versions(delta, chain)
     lineage = day_lineage(versions, day_block_range(delta, chain, day))
-    balances = delta.read_days(
-        chain, "balances", both, schema=polars_schema(BalancesModel), version=versions["balances"]
-    )
-    prices = delta.read_days(
-        chain,
-        "token_prices",
-        both,
-        schema=polars_schema(TokenPricesModel),
-        version=versions["token_prices"],
-    )
+    balances, prices = _read_inputs(delta, chain, both, versions)
+    # Multi-chain portfolios: the other chains' day, at their versions of now. A chain whose
+    # day has no balances of the portfolio's wallets yet holds its portfolios back.
+    waiting: dict[str, str] = {}
+    for name in book.linked_chains(chain.name):
+        other = chains[name]
+        if day < other.start_date:
+            continue  # nothing held there yet
+        b, p = _read_inputs(delta, other, both, read_versions(delta, other))
+        theirs = members.filter(pl.col("chain") == name)["address"]
+        if b.filter((pl.col("date") == day) & pl.col("address").is_in(theirs)).height == 0:
+            for pid in members.filter(pl.col("chain") == name)["portfolio_id"].unique():
+                waiting[pid] = name
+            continue
+        balances, prices = pl.concat([balances, b]), pl.concat([prices, p])
+    members = members.filter(~pl.col("portfolio_id").is_in(list(waiting)))
     with clickhouse.session() as ch:
         ch.ensure(TABLE)
         state = read_state(ch, chain_id=chain.chain_id, day=day)
@@ -453,6 +506,7 @@ def _one_day(delta: DeltaStore, clickhouse: ClickHouseResource, chain, day):
             portfolios=df.height,
             total_value_usd=str(df["total_value"].sum()) if df.height else "0",
             unpriced_tokens=", ".join(unpriced) or None,
+            waiting_for=", ".join(f"{p} ({c} {day})" for p, c in sorted(waiting.items())) or None,
         )
         | {"lineage": dg.MetadataValue.md(lineage_markdown([(chain.name, day, lineage)]))}
         | chart_metadata(df, recent)

@@ -167,8 +167,11 @@ class PortfoliosModel(pa.DataFrameModel):
     portfolio_id: pl.String = pa.Field(unique=True, description="portfolio id from portfolios.yaml")
     name: pl.String = pa.Field(description="portfolio name")
     description: pl.String = pa.Field(nullable=True, description="free text from portfolios.yaml")
-    chain: pl.String = pa.Field(description="chain name from chains.yaml")
-    chain_id: pl.Int64 = pa.Field(description="EIP-155 chain id of the chain the row belongs to")
+    chain: pl.String = pa.Field(
+        description="home chain (chains.yaml): the chain whose days hold its snapshots and risk; "
+        "its wallets may also be on others (portfolio_wallets.chain)"
+    )
+    chain_id: pl.Int64 = pa.Field(description="EIP-155 chain id of the home chain")
     risk_profile: pl.String = pa.Field(
         isin=["conservative", "moderate", "aggressive", "custom"],
         description="conservative, moderate, aggressive or custom",
@@ -192,7 +195,7 @@ class PortfolioWalletsModel(pa.DataFrameModel):
     address: pl.String = pa.Field(
         str_matches=ADDRESS, description="wallet address, lowercase 0x-hex"
     )
-    chain: pl.String = pa.Field(description="chain name from chains.yaml")
+    chain: pl.String = pa.Field(description="the wallet's chain (chains.yaml)")
 
     class Config:
         strict = True
@@ -400,17 +403,12 @@ def catalog_frames(
         for p in book.portfolios
     ]
     wallet_ids = {(w.chain, w.address): str(w.id) for w in book.wallets}
-    # After validation every portfolio has its chain.
-    chain_of = {p.id: p.chain or "" for p in book.portfolios}
+    # each wallet on its own chain: a portfolio's wallets may span chains (its `chain` above is
+    # its home chain)
     members = [
-        {
-            "portfolio_id": p.id,
-            "wallet_id": wallet_ids[(chain_of[p.id], a)],
-            "address": a,
-            "chain": p.chain,
-        }
+        {"portfolio_id": p.id, "wallet_id": wallet_ids[(c, a)], "address": a, "chain": c}
         for p in book.portfolios
-        for a in p.wallets
+        for c, a in book.members[p.id]
     ]
     alerts = [
         {

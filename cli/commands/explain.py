@@ -223,8 +223,16 @@ def explain(
     p = found[0]
     assert p.chain is not None  # set by load_portfolios
     chain = chains[p.chain]
+    spans = book.chains_of(p)
+    if len(spans) > 1:
+        # its rows record the home chain's versions and blocks only: an explanation from them
+        # would leave the other chains' holdings out of a value that includes them
+        raise click.ClickException(
+            f"portfolio {p.id!r} holds wallets on {', '.join(spans)}: explain covers a "
+            f"portfolio of one chain (its lineage records {p.chain}'s versions only)"
+        )
     names = {w.address: w.name for w in book.wallets if w.chain == chain.name}
-    wallets = {a: names.get(a, a) for a in p.wallets}
+    wallets = {a: names.get(a, a) for c, a in book.members[p.id] if c == chain.name}
     snapshot: dict[str, Any] | None = None
     risk = pl.DataFrame()
     if lineage_text is not None:

@@ -46,6 +46,8 @@ def _imports(folders: tuple[str, ...]) -> dict[str, set[str]]:
     out: dict[str, set[str]] = {}
     for folder in folders:
         for path in (ROOT / folder).rglob("*.py"):
+            if any(part.startswith(".venv") for part in path.relative_to(ROOT).parts):
+                continue  # the benchmarks' own environments (bench/.venv-etl, .venv-cryo)
             for node in ast.walk(ast.parse(path.read_text())):
                 if isinstance(node, ast.Import):
                     names = [a.name for a in node.names]

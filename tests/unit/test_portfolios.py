@@ -70,6 +70,29 @@ def test_valid_book(chains: dict[str, ChainConfig]) -> None:
     assert len({w.id for w in book.wallets}) == 3
 
 
+def test_a_portfolio_spans_chains_under_its_home_chain(chains: dict[str, ChainConfig]) -> None:
+    doc = _doc()
+    # the same address on both chains (w1 and w3), and a contract wallet on the home chain
+    doc["portfolios"].append(
+        {"id": "both", "name": "Both", "chain": "devnet", "wallets": ["w1", "w3", A2]}
+    )
+    book = parse_portfolios(doc, chains)
+    both = book.portfolios[-1]
+    assert both.chain == "devnet"
+    assert book.members["both"] == (("devnet", A1), ("other", A1), ("devnet", A2.lower()))
+    assert book.chains_of(both) == ["devnet", "other"]
+    assert book.linked_chains("devnet") == ["other"]
+    assert book.linked_chains("other") == []  # p2 holds wallets on its home chain only
+    # the home chain's wallets for the balances it reads itself, every wallet for the value
+    assert ("both", A1) in book.portfolio_wallets("devnet").rows()
+    assert sorted(book.portfolio_members("devnet").filter(portfolio_id="both").rows()) == [
+        ("both", "devnet", A1),
+        ("both", "devnet", A2.lower()),
+        ("both", "other", A1),
+    ]
+    assert book.portfolio_members("other").rows() == [("p2", "other", A1)]
+
+
 @pytest.mark.parametrize(
     ("section", "entry", "expected"),
     [
@@ -111,7 +134,14 @@ def test_valid_book(chains: dict[str, ChainConfig]) -> None:
         (
             "portfolios",
             {"id": "p3", "name": "x", "wallets": ["w1", "w3"]},
-            "portfolios[2] 'p3': field 'wallets': wallets on chains ['devnet', 'other']",
+            "portfolios[2] 'p3': field 'chain': its wallets are on chains ['devnet', 'other']; "
+            "set 'chain' to its home chain",
+        ),
+        (
+            "portfolios",
+            {"id": "p3", "name": "x", "chain": "other", "wallets": ["w1"]},
+            "portfolios[2] 'p3': field 'chain': home chain 'other' holds none of its wallets "
+            "(they are on ['devnet'])",
         ),
         (
             "portfolios",
