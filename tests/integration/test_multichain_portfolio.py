@@ -43,6 +43,7 @@ from assets.core.balances import balances
 from assets.core.native_transfers import native_transfers
 from assets.core.token_prices import token_prices
 from assets.core.token_transfers import token_transfers
+from assets.core.tokens import tokens
 from assets.raw.chain_tables import raw_chain_tables
 from chainlake.lake import DeltaStore
 from chainlake.partitions import LINKED_CHAINS, chain_day_partitions, portfolio_window
@@ -55,7 +56,7 @@ resources = {
     "rpc": RpcResource(),
     "clickhouse": ClickHouseResource(engine=EmbeddedClickHouse(path=f"{root}/clickhouse")),
 }
-CORE = [raw_chain_tables, token_transfers, native_transfers, balances, token_prices]
+CORE = [raw_chain_tables, token_transfers, tokens, native_transfers, balances, token_prices]
 out = {"linked": LINKED_CHAINS, "runs": []}
 
 # the dependency the home chain's snapshots have on beta's days
