@@ -203,9 +203,15 @@ def evaluate_batch(
     report = {"events": len(events), "first_seq": events[0]["seq"], "last_seq": events[-1]["seq"]}
     if not triggers:
         return Report(**report)
+    seen: frozenset[tuple[str, str]] = frozenset()
+    if any(t.is_fast for t in triggers):
+        # the head reader stores and evaluates under this lock: what it read of these events
+        # is committed, and what it reads from now on skips events already in `events`.
+        # Taken before the trigger states, in the head reader's order.
+        phases.lock_head(conn)
+        seen = phases.seen_at_head(conn, events)
     states = store.lock_trigger_states(conn, [t.id for t in triggers])
     failed: list[failures_.Failure] = []
-    seen = phases.seen_at_head(conn, events) if any(t.is_fast for t in triggers) else frozenset()
     deliveries, new_states, fired = plan(triggers, events, states, failed, seen_at_head=seen)
     added = store.enqueue_deliveries(conn, deliveries, claim_for=claim_for)
     store.save_trigger_states(conn, new_states)

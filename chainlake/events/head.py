@@ -141,6 +141,17 @@ class HeadReader:
         report.follow_up_ids += phases.retract_replaced(conn, chain_id, replaced)
         fresh = {n: h for n, h in blocks.items() if n > floor}
         events = [e for e in events if int(e["block_number"]) in fresh]
+        if events:
+            # an event the confirmed pipeline already brought (a slow poll on a fast chain) was
+            # evaluated, or is about to be, as confirmed: not a head event any more
+            present = {
+                (r["id"], r["block_hash"])
+                for r in conn.execute(
+                    "SELECT id, block_hash FROM events WHERE id = ANY(%s)",
+                    ([e["id"] for e in events],),
+                ).fetchall()
+            }
+            events = [e for e in events if (e["id"], e["block_hash"]) not in present]
         if fresh:
             conn.execute(
                 "INSERT INTO head_blocks (chain_id, block_number, block_hash) "

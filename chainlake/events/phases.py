@@ -29,7 +29,9 @@ from typing import Any
 from chainlake.events.conditions import CONFIRMED, RETRACTED, UNCONFIRMED
 from chainlake.events.db import Conn
 
-# Serialises the head reader's inserts with settlement (per database).
+# Serialises the head reader (a poll's inserts and evaluation) with the evaluation of confirmed
+# events by fast triggers (per database). Lock order: evaluation watermark, this lock, head_events
+# rows (always taken with SKIP LOCKED, never waited for), trigger states.
 HEAD_LOCK = "chainlake.events.head"
 
 
@@ -70,12 +72,14 @@ def settle(conn: Conn, *, chain_id: int | None = None) -> list[str]:
 def retract_replaced(conn: Conn, chain_id: int, canonical: Mapping[int, str]) -> list[str]:
     """The head reader found these heights ({block number: hash now}) holding another block
     than the one it read: retract the unconfirmed head events of the old blocks and enqueue
-    their follow-ups. Returns the follow-ups' ids."""
+    their follow-ups. Returns the follow-ups' ids. A row another transaction is settling
+    (locked) is left to it."""
     if not canonical:
         return []
     rows = conn.execute(
         "SELECT id, block_hash, block_number FROM head_events WHERE chain_id = %s "
-        "AND block_number = ANY(%s) AND status = 'unconfirmed' ORDER BY seq FOR UPDATE",
+        "AND block_number = ANY(%s) AND status = 'unconfirmed' ORDER BY seq "
+        "FOR UPDATE SKIP LOCKED",
         (chain_id, list(canonical)),
     ).fetchall()
     gone = [

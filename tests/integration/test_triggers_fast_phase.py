@@ -341,3 +341,46 @@ def test_the_resident_evaluator_reads_the_head_and_delivers_at_once(
         assert report.heads is not None
         assert (report.heads.events, report.heads.fired, report.heads.deliveries_added) == (1, 1, 1)
         assert report.delivered is not None and report.delivered.succeeded == 1
+
+
+def test_an_event_already_confirmed_is_not_a_head_event(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A head poll that comes after the confirmed pipeline brought the event (a slow poll, the
+    pipeline on another node) leaves it to the confirmed evaluation: one firing, confirmed."""
+    from chainlake.events import db, store
+    from chainlake.events.evaluate import evaluate_batch
+    from chainlake.events.head import default_readers
+    from chainlake.events.spec import apply_spec, default_resolver, parse_spec
+
+    with anvil_node(genesis_ts=day_ts(DAY)) as node, database() as url:
+        chains = write_chains_yaml(
+            tmp_path / "chains.yaml", [node.url], confirmations=CONFIRMATIONS
+        )
+        monkeypatch.setenv("CHAINS_CONFIG", str(chains))
+        monkeypatch.setenv("PORTFOLIOS_CONFIG", str(ROOT / "config" / "portfolios.yaml"))
+        monkeypatch.setenv("CHAINLAKE_ACTION_SECRET_HOOK", "http://127.0.0.1:9/hook")
+        with db.connection(url) as conn:
+            apply_spec(conn, parse_spec(TRIGGERS, resolver=default_resolver()))
+        f = Filler(node)
+        f.deploy_emitter(day_ts(DAY, 600))
+        for i in range(CONFIRMATIONS + 1):
+            f.mine(day_ts(DAY, 700 + i))
+        (reader,) = default_readers()
+        a = _transfer_block(f, day_ts(DAY, 800), salt=0)
+        _, decoded = reader._read([f.head()])
+        assert [e["id"] for e in decoded] == [a]
+        with db.connection(url) as conn:
+            store.insert_events(conn, decoded)  # the checkpoint not moved: a lagging view
+        conn = db.connect(url)
+        try:
+            polled = reader.poll(conn)
+        finally:
+            conn.close()
+        assert (polled.blocks_read, polled.events, polled.fired) == (CONFIRMATIONS, 0, 0)
+        with db.connection(url) as conn:
+            report = evaluate_batch(conn)
+            keys = [r["id"] for r in conn.execute("SELECT id FROM deliveries ORDER BY id")]
+        assert report.by_trigger == {"fast-transfer": 1, "slow-transfer": 1}
+        assert len(keys) == 2 and keys[0].startswith(f"fast-transfer:{a}@0x")
+        assert keys[0].endswith(":hook:confirmed") and keys[1] == f"slow-transfer:{a}:hook"
