@@ -384,3 +384,98 @@ def test_an_event_already_confirmed_is_not_a_head_event(
         assert report.by_trigger == {"fast-transfer": 1, "slow-transfer": 1}
         assert len(keys) == 2 and keys[0].startswith(f"fast-transfer:{a}@0x")
         assert keys[0].endswith(":hook:confirmed") and keys[1] == f"slow-transfer:{a}:hook"
+
+
+def test_head_reader_and_confirmed_evaluation_racing_count_each_firing_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The head reader polls while the confirmed side inserts the same blocks' events (and
+    moves the checkpoint) and evaluates them, as fast as both can: no deadlock, no error, and
+    every event fires the fast trigger once, either unconfirmed then confirmed or confirmed
+    only."""
+    import threading
+    import time
+
+    from chainlake.events import db, store
+    from chainlake.events.evaluate import evaluate_batch
+    from chainlake.events.head import default_readers
+    from chainlake.events.spec import apply_spec, default_resolver, parse_spec
+
+    with anvil_node(genesis_ts=day_ts(DAY)) as node, database() as url:
+        chains = write_chains_yaml(tmp_path / "chains.yaml", [node.url], confirmations=2)
+        monkeypatch.setenv("CHAINS_CONFIG", str(chains))
+        monkeypatch.setenv("PORTFOLIOS_CONFIG", str(ROOT / "config" / "portfolios.yaml"))
+        monkeypatch.setenv("CHAINLAKE_ACTION_SECRET_HOOK", "http://127.0.0.1:9/hook")
+        with db.connection(url) as conn:
+            apply_spec(conn, parse_spec(TRIGGERS, resolver=default_resolver()))
+        f = Filler(node)
+        f.deploy_emitter(day_ts(DAY, 600))
+        for i in range(3):
+            f.mine(day_ts(DAY, 700 + i))
+        (poller,) = default_readers()
+        (decoder,) = default_readers()
+        done = threading.Event()
+        errors: list[BaseException] = []
+        mined: list[int] = []
+
+        def poll() -> None:
+            conn = db.connect(url)
+            try:
+                while not done.is_set():
+                    poller.poll(conn)
+            except BaseException as e:
+                errors.append(e)
+            finally:
+                conn.close()
+
+        def confirm() -> None:
+            seen = 0
+            try:
+                while not done.is_set() or seen < len(mined):
+                    if seen == len(mined):
+                        time.sleep(0.01)
+                        continue
+                    number = mined[seen]
+                    blocks, decoded = decoder._read([number])
+                    with db.connection(url) as conn:
+                        store.insert_events(conn, decoded)
+                        store.advance_checkpoint(conn, 31337, number, blocks[number])
+                    with db.connection(url) as conn:
+                        evaluate_batch(conn)
+                    seen += 1
+            except BaseException as e:
+                errors.append(e)
+
+        threads = [threading.Thread(target=poll), threading.Thread(target=confirm)]
+        for t in threads:
+            t.start()
+        try:
+            for i in range(20):
+                _transfer_block(f, day_ts(DAY, 800 + i), salt=i)
+                mined.append(f.head())
+        finally:
+            done.set()
+            for t in threads:
+                t.join(120)
+        assert not errors, errors
+        with db.connection(url) as conn:
+            evaluate_batch(conn)  # settles what the last poll left
+            rows = conn.execute("SELECT id, phase, head_event FROM deliveries").fetchall()
+            state = store.get_trigger_state(conn, "fast-transfer") or {}
+            unsettled = db.scalar(
+                conn, "SELECT count(*) FROM head_events WHERE status = 'unconfirmed'"
+            )
+        events = {f"31337-{n}-0" for n in mined}
+        fast = [r for r in rows if r["id"].startswith("fast-transfer:")]
+        by_event: dict[str, list[str]] = {}
+        for r in fast:
+            by_event.setdefault(r["head_event"].split("@")[0], []).append(r["phase"])
+        assert set(by_event) == events
+        assert all(
+            sorted(p) in (["confirmed", "unconfirmed"], ["confirmed"]) for p in by_event.values()
+        ), by_event
+        assert state["fired_count"] == len(events)
+        assert unsettled == 0
+        assert sorted(r["id"] for r in rows if r["id"].startswith("slow-")) == sorted(
+            f"slow-transfer:{e}:hook" for e in events
+        )
