@@ -203,3 +203,24 @@ def lineage_markdown(rows: Iterable[tuple[str, dt.date, Lineage]]) -> str:
         versions = " | ".join(cell(v) for v in lin.versions().values())
         lines.append(f"| {chain} | {day} | {versions} | {blocks} | `{lin.to_text()}` |")
     return "\n".join(lines)
+
+
+def linked_text(linked: Mapping[str, Lineage]) -> str | None:
+    """`beta: balances=3,…,blocks=1-8; gamma: …`: the lineage of the other chains' days a
+    multi-chain portfolio's row read, by chain name; None without any."""
+    return "; ".join(f"{c}: {lin.to_text()}" for c, lin in sorted(linked.items())) or None
+
+
+def parse_linked(text: str | None) -> dict[str, Lineage]:
+    """The chains and lineages of a `linked_text` string (empty for None or "").
+
+    Raises:
+        ValueError: A part is not `<chain>: <lineage>` or its lineage does not parse.
+    """
+    out: dict[str, Lineage] = {}
+    for part in (p.strip() for p in (text or "").split(";") if p.strip()):
+        chain, sep, rest = part.partition(":")
+        if not sep or not chain.strip():
+            raise ValueError(f"linked lineage part {part!r} is not '<chain>: <lineage>'")
+        out[chain.strip()] = Lineage.parse(rest)
+    return out

@@ -223,10 +223,28 @@ class ClickHouseSession:
         return {n: t for n, t in rows}
 
     def ensure(self, table: ClickHouseTable) -> None:
-        """Create the table if absent; fail, naming the columns, if it exists with others."""
+        """Create the table if absent; fail, naming the columns, if it exists with others.
+
+        One change is made in place: a table that lacks only nullable columns the model added
+        (every column it has is the model's, of the model's type) gets them with
+        `ADD COLUMN` (null in its existing rows, as a row written before them would be)."""
         self.command(table.create_sql())
         have = {n: _normalise_type(t) for n, t in self.table_types(table.name).items()}
         want = {n: _normalise_type(t) for n, t in table.expected_types().items()}
+        added = [n for n in want if n not in have]
+        if (
+            added
+            and all(want.get(n) == t for n, t in have.items())
+            and all(want[n].startswith("Nullable(") for n in added)
+        ):
+            raw = table.expected_types()
+            for n in added:
+                after = list(want)[list(want).index(n) - 1]
+                self.command(
+                    f"ALTER TABLE {quote(table.name)} ADD COLUMN IF NOT EXISTS {quote(n)} "
+                    f"{raw[n]} AFTER {quote(after)}"
+                )
+            have = {n: _normalise_type(t) for n, t in self.table_types(table.name).items()}
         if have != want:
             diff = sorted(
                 f"{n}: table has {have.get(n, '(none)')}, model wants {want.get(n, '(none)')}"

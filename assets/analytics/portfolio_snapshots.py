@@ -43,10 +43,12 @@ from chainlake import risk
 from chainlake.config import ChainConfig, load_chains
 from chainlake.lake import DeltaStore
 from chainlake.lineage import (
+    Lineage,
     day_block_range,
     day_lineage,
     lineage_frame,
     lineage_markdown,
+    linked_text,
     read_versions,
     with_lineage,
 )
@@ -156,6 +158,12 @@ class PortfolioSnapshotsModel(pa.DataFrameModel):
         description="lineage: the chain-day's last block (the close; the open day's newest); "
         "null: no block",
     )
+    linked_lineage: pl.String = pa.Field(
+        nullable=True,
+        description="lineage of the other chains' days a multi-chain portfolio's value read: "
+        "'<chain>: balances=N,prices=N,token_transfers=N,native_transfers=N,blocks=A-B' per "
+        "chain, '; '-separated; null for a portfolio of one chain",
+    )
 
     class Config:
         strict = True
@@ -245,6 +253,7 @@ def portfolio_snapshots_frame(
     chain_id: int,
     state: pl.DataFrame | None = None,
     lineage: pl.DataFrame | None = None,
+    linked_lineage: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """Pure transform: snapshots of `days` (consecutive).
 
@@ -255,7 +264,9 @@ def portfolio_snapshots_frame(
     columns, see `read_state`), from which the since-inception figures go on; a portfolio
     without a row there starts its history on the first of `days`.
     lineage: (date, lineage columns) of `days` (`chainlake.lineage.lineage_frame`): the
-    versions the inputs were read at and the day's blocks; None leaves them null."""
+    versions the inputs were read at and the day's blocks; None leaves them null.
+    linked_lineage: (portfolio_id, linked_lineage) of the multi-chain portfolios: the other
+    chains' lineage (`chainlake.lineage.linked_text`); the others' are null."""
     days = sorted(days)
     schema = polars_schema(PortfolioSnapshotsModel)
     if not days:
@@ -345,6 +356,10 @@ def portfolio_snapshots_frame(
         pl.lit(chain_id, pl.Int64).alias("chain_id"),
     )
     out = with_lineage(out, lineage)
+    if linked_lineage is not None and linked_lineage.height:
+        out = out.join(linked_lineage, on="portfolio_id", how="left")
+    else:
+        out = out.with_columns(pl.lit(None, pl.String).alias("linked_lineage"))
     return conform(out, PortfolioSnapshotsModel).sort("portfolio_id", "date")
 
 
@@ -462,18 +477,29 @@ def _one_day(delta: DeltaStore, clickhouse: ClickHouseResource, chain, day):
     # Multi-chain portfolios: the other chains' day, at their versions of now. A chain whose
     # day has no balances of the portfolio's wallets yet holds its portfolios back.
     waiting: dict[str, str] = {}
+    linked: dict[str, Lineage] = {}
     for name in book.linked_chains(chain.name):
         other = chains[name]
         if day < other.start_date:
             continue  # nothing held there yet
-        b, p = _read_inputs(delta, other, both, read_versions(delta, other))
+        other_versions = read_versions(delta, other)
+        b, p = _read_inputs(delta, other, both, other_versions)
         theirs = members.filter(pl.col("chain") == name)["address"]
         if b.filter((pl.col("date") == day) & pl.col("address").is_in(theirs)).height == 0:
             for pid in members.filter(pl.col("chain") == name)["portfolio_id"].unique():
                 waiting[pid] = name
             continue
         balances, prices = pl.concat([balances, b]), pl.concat([prices, p])
+        linked[name] = day_lineage(other_versions, day_block_range(delta, other, day))
     members = members.filter(~pl.col("portfolio_id").is_in(list(waiting)))
+    texts = [
+        (p.id, linked_text({c: linked[c] for c in book.chains_of(p)[1:] if c in linked}))
+        for p in book.portfolios_on(chain.name)
+        if len(book.chains_of(p)) > 1
+    ]
+    linked_lineage = pl.DataFrame(
+        texts, schema={"portfolio_id": pl.String, "linked_lineage": pl.String}, orient="row"
+    )
     with clickhouse.session() as ch:
         ch.ensure(TABLE)
         state = read_state(ch, chain_id=chain.chain_id, day=day)
@@ -486,6 +512,7 @@ def _one_day(delta: DeltaStore, clickhouse: ClickHouseResource, chain, day):
                 chain_id=chain.chain_id,
                 state=state,
                 lineage=lineage_frame({day: lineage}),
+                linked_lineage=linked_lineage,
             )
         except ValueError as e:
             raise dg.Failure(description=f"{chain.name} {day}: {e}", allow_retries=False) from e
@@ -508,7 +535,16 @@ def _one_day(delta: DeltaStore, clickhouse: ClickHouseResource, chain, day):
             unpriced_tokens=", ".join(unpriced) or None,
             waiting_for=", ".join(f"{p} ({c} {day})" for p, c in sorted(waiting.items())) or None,
         )
-        | {"lineage": dg.MetadataValue.md(lineage_markdown([(chain.name, day, lineage)]))}
+        | {
+            "lineage": dg.MetadataValue.md(
+                lineage_markdown(
+                    [
+                        (chain.name, day, lineage),
+                        *((c, day, lin) for c, lin in sorted(linked.items())),
+                    ]
+                )
+            )
+        }
         | chart_metadata(df, recent)
     )
     yield schema

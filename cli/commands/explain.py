@@ -103,38 +103,82 @@ def _table(title: str, frame: pl.DataFrame, columns: Sequence[str] | None = None
     return f"{title}\n" + render_table(frame.columns, frame.rows(), max_width=66)
 
 
-def render_text(doc: Mapping[str, Any], explanation: Explanation, risk: pl.DataFrame) -> str:
-    """The explanation as readable tables."""
+def _blocks(lin: Any) -> str:
+    if lin.first_block is None or lin.last_block is None:
+        return "no block"
+    return f"blocks {lin.first_block}–{lin.last_block} ({lin.last_block - lin.first_block + 1})"
+
+
+def full_lineage_text(explanation: Explanation, others: Sequence[Explanation]) -> str:
+    """What `--lineage` takes: the home chain's lineage, then `; <chain>: <lineage>` for each
+    other chain of a multi-chain portfolio."""
+    from chainlake.lineage import linked_text
+
+    linked = linked_text({o.chain: o.lineage for o in others})
+    return explanation.lineage.to_text() + (f"; {linked}" if linked else "")
+
+
+def render_text(
+    doc: Mapping[str, Any],
+    explanation: Explanation,
+    risk: pl.DataFrame,
+    others: Sequence[Explanation] = (),
+) -> str:
+    """The explanation as readable tables; `others`: the other chains of a multi-chain
+    portfolio, each with its own tables."""
     lin = explanation.lineage
-    v = lin.versions()
-    blocks = (
-        "no block"
-        if lin.first_block is None or lin.last_block is None
-        else f"blocks {lin.first_block}–{lin.last_block} ({lin.last_block - lin.first_block + 1})"
-    )
     out = [
         f"portfolio {explanation.portfolio_id} on {explanation.chain} (chain "
-        f"{explanation.chain_id}), {explanation.day}: {blocks}",
+        f"{explanation.chain_id}), {explanation.day}: {_blocks(lin)}",
         f"lineage: {lin.to_text()}",
     ]
+    out += [
+        f"and on {o.chain} (chain {o.chain_id}): {_blocks(o.lineage)}; lineage: "
+        f"{o.lineage.to_text()}"
+        for o in others
+    ]
+    worth = explanation.total_value + sum((o.total_value for o in others), Decimal(0))
+    where = f" on {1 + len(others)} chains" if others else ""
     snapshot = doc.get("snapshot")
     if snapshot is not None:
         out.append(
             f"snapshot: total_value {snapshot['total_value']}, daily_return "
             f"{snapshot['daily_return']}, total_return {snapshot['total_return']}; the holdings "
-            f"below at these versions are worth {explanation.total_value}"
+            f"below{where} at these versions are worth {worth}"
             + (
                 " (equal)"
-                if explanation.total_value == Decimal(snapshot["total_value"])
+                if worth == Decimal(snapshot["total_value"])
                 else " (differs: have the portfolio's wallets in portfolios.yaml changed since?)"
             )
         )
     else:
         out.append(
-            f"row as of the lineage given (the current row is not read); its holdings are "
-            f"worth {explanation.total_value}"
+            f"row as of the lineage given (the current row is not read); its holdings{where} "
+            f"are worth {worth}"
         )
-    out.append("")
+    for one in (explanation, *others):
+        out.append("")
+        if others:
+            out.append(f"== {one.chain} (chain {one.chain_id})")
+        out += _chain_tables(one)
+    if risk.height:
+        cols = [c for c in ("window_days", "observations", "var_95", "cvar_95", "sharpe_ratio",
+                            "sortino_ratio", "max_drawdown", "volatility", "correlation_score",
+                            "prices_version") if c in risk.columns]  # fmt: skip
+        out.append(_table("Risk of the day (risk_metrics)", risk, cols))
+    if snapshot is not None:
+        out.append(
+            "to explain this row after a later re-materialisation: chainlake explain "
+            f"{explanation.portfolio_id} {explanation.day} --lineage "
+            f"'{full_lineage_text(explanation, others)}'"
+        )
+    return "\n".join(out).rstrip() + "\n"
+
+
+def _chain_tables(explanation: Explanation) -> list[str]:
+    """Holdings, price feed answers and transfers of one chain-day."""
+    v = explanation.lineage.versions()
+    out: list[str] = []
     out.append(
         _table(
             f"Holdings (balances v{v['balances']}, token_prices v{v['token_prices']})",
@@ -160,17 +204,7 @@ def render_text(doc: Mapping[str, Any], explanation: Explanation, risk: pl.DataF
              "direction", "counterparty", "amount", "fee"],
         )
     )  # fmt: skip
-    if risk.height:
-        cols = [c for c in ("window_days", "observations", "var_95", "cvar_95", "sharpe_ratio",
-                            "sortino_ratio", "max_drawdown", "volatility", "correlation_score",
-                            "prices_version") if c in risk.columns]  # fmt: skip
-        out.append(_table("Risk of the day (risk_metrics)", risk, cols))
-    if snapshot is not None:
-        out.append(
-            "to explain this row after a later re-materialisation: chainlake explain "
-            f"{explanation.portfolio_id} {explanation.day} --lineage '{lin.to_text()}'"
-        )
-    return "\n".join(out).rstrip() + "\n"
+    return out
 
 
 @click.command()
@@ -205,7 +239,7 @@ def explain(
     """
     from chainlake.config import ConfigError, load_chains
     from chainlake.explain import ExplainError, explain_day
-    from chainlake.lineage import Lineage
+    from chainlake.lineage import Lineage, parse_linked
     from chainlake.portfolios import load_portfolios, portfolios_config_path
 
     day = date.date()
@@ -224,35 +258,45 @@ def explain(
     assert p.chain is not None  # set by load_portfolios
     chain = chains[p.chain]
     spans = book.chains_of(p)
-    if len(spans) > 1:
-        # its rows record the home chain's versions and blocks only: an explanation from them
-        # would leave the other chains' holdings out of a value that includes them
-        raise click.ClickException(
-            f"portfolio {p.id!r} holds wallets on {', '.join(spans)}: explain covers a "
-            f"portfolio of one chain (its lineage records {p.chain}'s versions only)"
-        )
-    names = {w.address: w.name for w in book.wallets if w.chain == chain.name}
-    wallets = {a: names.get(a, a) for c, a in book.members[p.id] if c == chain.name}
+
+    def wallets_on(name: str) -> dict[str, str]:
+        names = {w.address: w.name for w in book.wallets if w.chain == name}
+        return {a: names.get(a, a) for c, a in book.members[p.id] if c == name}
+
     snapshot: dict[str, Any] | None = None
     risk = pl.DataFrame()
-    if lineage_text is not None:
-        try:
-            lineage = Lineage.parse(lineage_text)
-        except ValueError as e:
-            raise click.BadParameter(str(e), param_hint="--lineage") from None
-    else:
-        row, risk = _snapshot_rows(p.id, chain.chain_id, day)
-        snapshot = {k: _json_value(v) for k, v in row.items()}
-        lineage = Lineage.from_row(row)
+    try:
+        if lineage_text is not None:
+            home_text, _, rest = lineage_text.partition(";")
+            lineage = Lineage.parse(home_text)
+            linked = parse_linked(rest)
+        else:
+            row, risk = _snapshot_rows(p.id, chain.chain_id, day)
+            snapshot = {k: _json_value(v) for k, v in row.items()}
+            lineage = Lineage.from_row(row)
+            linked = parse_linked(row.get("linked_lineage"))
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--lineage") from None
+    # every other chain the portfolio held wallets on that day must have its lineage
+    missing = [c for c in spans[1:] if c not in linked and day >= chains[c].start_date]
+    if missing:
+        raise click.ClickException(
+            f"portfolio {p.id!r} holds wallets on {', '.join(missing)} too, and the "
+            f"{'lineage given' if lineage_text is not None else 'row'} records none of "
+            f"{'its' if len(missing) == 1 else 'their'} inputs (give `; <chain>: <lineage>` "
+            "for each, or re-materialise the day)"
+        )
+    store = delta_store(delta_root)
     try:
         explanation = explain_day(
-            delta_store(delta_root),
-            chain,
-            day,
-            portfolio_id=p.id,
-            wallets=wallets,
-            lineage=lineage,
+            store, chain, day, portfolio_id=p.id, wallets=wallets_on(chain.name), lineage=lineage
         )
+        others = [
+            explain_day(store, chains[c], day, portfolio_id=p.id, wallets=wallets_on(c),
+                        lineage=linked[c])
+            for c in spans[1:]
+            if c in linked
+        ]  # fmt: skip
     except ExplainError as e:
         raise click.ClickException(str(e)) from None
     doc: dict[str, Any] = {
@@ -268,8 +312,26 @@ def explain(
         "prices": _records(explanation.prices),
         "transfers": _records(explanation.transfers),
         "risk": _records(risk),
+        # a multi-chain portfolio's other chains, each read at its own lineage
+        "other_chains": [
+            {
+                "chain": o.chain,
+                "chain_id": o.chain_id,
+                "lineage": o.lineage.as_row(),
+                "lineage_text": o.lineage.to_text(),
+                "holdings_value": str(o.total_value),
+                "holdings": _records(o.holdings),
+                "prices": _records(o.prices),
+                "transfers": _records(o.transfers),
+            }
+            for o in others
+        ],
+        "holdings_value_all_chains": str(
+            explanation.total_value + sum((o.total_value for o in others), Decimal(0))
+        ),
+        "full_lineage_text": full_lineage_text(explanation, others),
     }
     if fmt == "json":
         click.echo(json.dumps(doc, indent=2))
         return
-    click.echo(render_text(doc, explanation, risk), nl=False)
+    click.echo(render_text(doc, explanation, risk, others), nl=False)

@@ -102,6 +102,7 @@ def _snapshots(
             "native_transfers_version": [3] * n,
             "first_block": [100] * n,
             "last_block": [199] * n,
+            "linked_lineage": [None] * n,
         },
         schema=SNAPSHOTS.polars_schema(),
     )
@@ -170,9 +171,34 @@ def test_ddl_is_derived_from_the_model_and_checked(store: ClickHouseResource, ta
             {"t": risk.name},
         ).item()
         assert "<= var_95" in comment
-        ch.command(f"ALTER TABLE `{risk.name}` DROP COLUMN `correlation_score`")
-        with pytest.raises(ClickHouseSchemaMismatch, match="correlation_score"):
+        # a column the model requires (not nullable) missing: refused, naming it
+        ch.command(f"ALTER TABLE `{risk.name}` DROP COLUMN `observations`")
+        with pytest.raises(ClickHouseSchemaMismatch, match="observations"):
             ch.ensure(risk)
+        # a column of another type: refused too, never altered in place
+        ch.command(f"ALTER TABLE `{snaps.name}` DROP COLUMN `linked_lineage`")
+        ch.command(f"ALTER TABLE `{snaps.name}` ADD COLUMN `linked_lineage` String DEFAULT ''")
+        with pytest.raises(ClickHouseSchemaMismatch, match="linked_lineage"):
+            ch.ensure(snaps)
+
+
+def test_a_nullable_column_the_model_added_is_added_in_place(
+    store: ClickHouseResource, tables
+) -> None:  # type: ignore[no-untyped-def]
+    """A table written before a nullable column joined the model (linked_lineage, say) gets it
+    with `ADD COLUMN`: its rows stay, null in the new column."""
+    snaps, _ = tables
+    day = dt.date(2026, 1, 2)
+    with store.session() as ch:
+        ch.ensure(snaps)
+        ch.replace_days(snaps, _snapshots(day, "5"), chain_id=31337, days=[day])
+        ch.command(f"ALTER TABLE `{snaps.name}` DROP COLUMN `linked_lineage`")
+        ch.ensure(snaps)
+        columns = list(ch.table_types(snaps.name))
+        out = ch.query(f"SELECT * FROM `{snaps.name}`")  # noqa: S608
+    assert columns == list(snaps.expected_types())  # in the model's place
+    assert out.height == 2 and out["linked_lineage"].to_list() == [None, None]
+    assert out["total_value"].to_list() == [Decimal(5), Decimal(5)]
 
 
 HOLDER = textwrap.dedent(

@@ -266,26 +266,49 @@ def test_risk_of_the_combined_returns(stage: dict[str, Any]) -> None:
     assert len(last) == 1 and last[0]["observations"] == len(DAYS) - 1
 
 
-def test_explain_refuses_a_portfolio_of_several_chains(stage: dict[str, Any]) -> None:
+def test_explain_reads_every_chain_at_its_recorded_versions(stage: dict[str, Any]) -> None:
     root = stage["root"]
     env = {**os.environ, "CHAINS_CONFIG": str(root / "chains.yaml"),
            "PORTFOLIOS_CONFIG": str(root / "portfolios.yaml"),
            "CLICKHOUSE_PATH": str(root / "clickhouse")}  # fmt: skip
     cli = str(Path(sys.executable).parent / "chainlake")
     day = DAYS[-1].isoformat()
-    refused = subprocess.run(
-        [cli, "explain", "both", day, "--delta-root", str(root / "delta")],
-        env=env, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert refused.returncode == 1
-    assert "portfolio 'both' holds wallets on alpha, beta: explain covers a portfolio of one" in (
-        refused.stderr
+
+    def explain(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [cli, "explain", *args, "--delta-root", str(root / "delta")],
+            env=env, capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+
+    shown = explain("both", day, "--format", "json")
+    assert shown.returncode == 0, shown.stderr
+    doc = json.loads(shown.stdout)
+    row = next(
+        r for r in stage["out"]["snapshots"] if r["portfolio_id"] == "both" and r["date"] == day
     )
-    assert "Traceback" not in refused.stderr
-    # a single-chain portfolio of the same wallets is explained, its value equal to its row's
-    alone = subprocess.run(
-        [cli, "explain", "beta-only", day, "--delta-root", str(root / "delta")],
-        env=env, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert alone.returncode == 0, alone.stderr
-    assert "(equal)" in alone.stdout
+    assert [o["chain"] for o in doc["other_chains"]] == ["beta"]
+    assert doc["holdings_value_all_chains"] == row["total_value"]  # exact, every chain
+    assert (
+        Decimal(doc["holdings_value"]) > 0 and Decimal(doc["other_chains"][0]["holdings_value"]) > 0
+    )
+    beta_blocks = stage["manifests"]["beta"].blocks_of(DAYS[-1])
+    lin = doc["other_chains"][0]["lineage"]
+    assert (lin["first_block"], lin["last_block"]) == (
+        beta_blocks.first_block,
+        beta_blocks.last_block,
+    )
+    assert "; beta: balances=" in doc["full_lineage_text"]
+
+    # the text form says so, and the lineage it prints explains the row without ClickHouse
+    text = explain("both", day)
+    assert text.returncode == 0, text.stderr
+    assert "== beta (chain 31338)" in text.stdout and "on 2 chains" in text.stdout
+    assert "(equal)" in text.stdout
+    again = explain("both", day, "--lineage", doc["full_lineage_text"], "--format", "json")
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["holdings_value_all_chains"] == row["total_value"]
+
+    # the home chain's lineage alone is refused, naming the chain it lacks
+    alone = explain("both", day, "--lineage", doc["lineage_text"])
+    assert alone.returncode == 1 and "holds wallets on beta too" in alone.stderr
+    assert "Traceback" not in alone.stderr
