@@ -25,6 +25,11 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from chainlake.abis import abi_names
+from chainlake.presets import BLOCK_REWARDS, FEE_MODELS, PRESETS, TRACE_SETTINGS
+
+# The first day read for a chain added by its preset alone (no `start_date:`).
+PRESET_START_DATE = dt.date(2026, 11, 1)
+ENV_REF_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 DEFAULT_CHAINS_CONFIG = "config/chains.yaml"
 ADDRESS_RE = re.compile(r"^0x[0-9a-fA-F]{40}$")
@@ -106,6 +111,9 @@ class ChainConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str
+    # A name from chainlake/presets.py: the chain's id, network, fee model, confirmations,
+    # trace method and block time, each overridable here (see _with_preset).
+    preset: str | None = None
     network: str = Field(min_length=1)
     subnet: str = Field(min_length=1)
     chain_id: int = Field(gt=0)
@@ -122,12 +130,44 @@ class ChainConfig(BaseModel):
     # stops and changes nothing. When absent, 64 on devnets and rollups, 128 elsewhere (see
     # _default_reorg_depth).
     max_reorg_depth: int = Field(default=128, ge=1, strict=True)
+    # How fees are paid and where they go (chainlake/presets.py: ethereum, op-stack,
+    # arbitrum, burn-all); how traces are read (auto, trace_block, debug_trace, none: with
+    # none, value moved by internal calls is not in core/native_balance_movements);
+    # proof-of-work block rewards (ethereum, none); seconds between blocks.
+    fee_model: str = "ethereum"
+    trace_method: str = "auto"
+    block_rewards: str = "none"
+    block_time: float = Field(default=12.0, gt=0)
+
+    @field_validator("fee_model")
+    @classmethod
+    def _fee_model(cls, v: str) -> str:
+        if v not in FEE_MODELS:
+            raise ValueError(f"{v!r} is not a fee model; known: {', '.join(FEE_MODELS)}")
+        return v
+
+    @field_validator("trace_method")
+    @classmethod
+    def _trace_method(cls, v: str) -> str:
+        if v not in TRACE_SETTINGS:
+            raise ValueError(f"{v!r} is not a trace method; known: {', '.join(TRACE_SETTINGS)}")
+        return v
+
+    @field_validator("block_rewards")
+    @classmethod
+    def _block_rewards(cls, v: str) -> str:
+        if v not in BLOCK_REWARDS:
+            raise ValueError(
+                f"{v!r} is not a block reward schedule; known: {', '.join(BLOCK_REWARDS)}"
+            )
+        return v
 
     @model_validator(mode="before")
     @classmethod
     def _default_reorg_depth(cls, data: Any) -> Any:
         # rollups and devnets reorg shallowly if at all; elsewhere 128 blocks is four
         # Ethereum epochs, twice the depth finality leaves open
+        data = _with_preset(data)
         if isinstance(data, dict) and "max_reorg_depth" not in data:
             shallow = (
                 data.get("network") == "devnet" or data.get("chain_id") in SHALLOW_REORG_CHAIN_IDS
@@ -159,6 +199,7 @@ class ChainConfig(BaseModel):
             v = [v]
         if not isinstance(v, list | tuple):
             raise ValueError(f"expected a list of http(s) URLs, got {v!r}")
+        v = [u for url in v for u in _expand_env(url)]
         for url in v:
             if not isinstance(url, str) or not url.startswith(("http://", "https://")):
                 raise ValueError(f"{url!r} is not an http(s) URL")
@@ -188,6 +229,33 @@ class ChainConfig(BaseModel):
             if (t.symbol or "").lower() == key or t.address == key:
                 return t
         raise KeyError(f"chain {self.name!r} has no token {symbol_or_address!r}")
+
+
+def _with_preset(data: Any) -> Any:
+    """A chains.yaml entry with its preset's fields filling what it leaves out."""
+    if isinstance(data, dict) and data.get("preset") is not None:
+        preset = PRESETS.get(data["preset"])
+        if preset is None:
+            raise ValueError(
+                f"unknown preset {data['preset']!r}; known: {', '.join(sorted(PRESETS))}"
+            )
+        data = {"start_date": PRESET_START_DATE, **preset.defaults(), **data}
+    return data
+
+
+def _expand_env(url: Any) -> list[Any]:
+    """`${NAME}` in an RPC URL entry read from the environment; a variable holding several
+    URLs separated by commas or spaces gives them all, in order."""
+    if not isinstance(url, str) or "${" not in url:
+        return [url]
+
+    def value(m: re.Match[str]) -> str:
+        name = m.group(1)
+        if not os.environ.get(name):
+            raise ValueError(f"environment variable {name} (in {url!r}) is not set")
+        return os.environ[name]
+
+    return ENV_REF_RE.sub(value, url).replace(",", " ").split()
 
 
 def _format_validation_error(path: Path, chain: str, err: ValidationError) -> str:

@@ -29,6 +29,16 @@ from chainlake.raw.shapes import (
     TRANSACTION_QUANTITIES,
     WITHDRAWAL_QUANTITIES,
 )
+from chainlake.raw.traces import (
+    CALL_TRACER,
+    DEBUG_TRACE,
+    TRACE_BLOCK,
+    TracesModel,
+    call_tracer_rows,
+    frame_rows,
+    trace_block_rows,
+    traces_from_rpc,
+)
 from chainlake.raw.transactions import (
     ReceiptMismatch,
     TransactionsModel,
@@ -39,7 +49,12 @@ from chainlake.schema import arrow_schema, failed_rules, schema_failures
 
 log = logging.getLogger(__name__)
 
-RAW_TABLES = {"blocks": BlocksModel, "transactions": TransactionsModel, "logs": LogsModel}
+RAW_TABLES = {
+    "blocks": BlocksModel,
+    "transactions": TransactionsModel,
+    "logs": LogsModel,
+    "traces": TracesModel,
+}
 
 
 class RawSchemaError(ValueError):
@@ -217,6 +232,10 @@ class Chunk:
 
     blocks: pl.DataFrame
     receipts: pl.DataFrame
+    # the blocks' call frames (`chainlake.raw.traces.frame_rows`) and how they were read;
+    # None when traces are not read
+    traces: pl.DataFrame | None = None
+    trace_source: str | None = None
 
     @property
     def numbers(self) -> list[int]:
@@ -236,12 +255,92 @@ def concat_chunks(chunks: Sequence[Chunk]) -> Chunk:
     """One chunk of several: block positions renumbered across them."""
     if len(chunks) == 1:
         return chunks[0]
-    blocks, receipts, offset = [], [], 0
+    blocks, receipts, traces, offset = [], [], [], 0
+    sources = {c.trace_source for c in chunks if c.trace_source is not None}
+    if len(sources) > 1:
+        # one transform per source: never mix two nodes' tracers in one chunk
+        raise ValueError(f"chunks traced by {sorted(sources)} cannot be staged together")
     for c in chunks:
         blocks.append(c.blocks.with_columns(pl.col("_bi") + offset))
         receipts.append(c.receipts.with_columns(pl.col("_bi") + offset))
+        if c.traces is not None:
+            traces.append(c.traces.with_columns(pl.col("_bi") + offset))
         offset += c.blocks.height
-    return Chunk(pl.concat(blocks), pl.concat(receipts))
+    return Chunk(
+        pl.concat(blocks),
+        pl.concat(receipts),
+        pl.concat(traces) if traces else None,
+        next(iter(sources), None),
+    )
+
+
+# -- traces ----------------------------------------------------------------------------
+
+# What each node URL serves, found once per URL: "trace_block", "debug_trace" or "none".
+_DETECTED: dict[str, str] = {}
+
+
+class TraceReader:
+    """Reads the call frames of blocks with the chain's `trace_method`: `trace_block`,
+    `debug_trace` (debug_traceBlockByNumber + callTracer), `none`, or `auto`: whichever the
+    node serves, tried once per URL (trace_block first, the cheaper to answer)."""
+
+    def __init__(self, client: RpcClient, setting: str = "none") -> None:
+        self.client = client
+        self.setting = setting
+
+    def method(self, probe_block: int) -> str:
+        """The method to read with: the setting, or what the node serves (`auto`)."""
+        if self.setting != "auto":
+            return self.setting
+        known = _DETECTED.get(self.client.last_url)
+        if known is not None:
+            return known
+        found = "none"
+        for method, calls in (
+            (TRACE_BLOCK, [("trace_block", [hex(probe_block)])]),
+            (DEBUG_TRACE, [("debug_traceBlockByNumber", [hex(probe_block), CALL_TRACER])]),
+        ):
+            try:
+                answer = self.client.batch(calls)[0]
+            except RpcError as e:
+                log.info("%s does not serve %s: %s", self.client.last_url, calls[0][0], e)
+                continue
+            entries = answer if isinstance(answer, list) else []
+            if any(isinstance(t, dict) and t.get("error") and "result" not in t for t in entries):
+                # a tracer without the block's state (a pruned node): as good as none
+                log.warning(
+                    "%s cannot trace block %s: %s", self.client.last_url, probe_block, entries[0]
+                )
+                continue
+            found = method
+            break
+        _DETECTED[self.client.last_url] = found
+        log.info("%s: traces read with %s", self.client.last_url, found)
+        return found
+
+    def read(
+        self, numbers: Sequence[int], blocks: pl.DataFrame
+    ) -> tuple[pl.DataFrame | None, str | None]:
+        """The frames of blocks `numbers` (`blocks`: their rpc frame) and the method used;
+        (None, None) when the chain's traces are not read."""
+        method = self.method(numbers[0])
+        if method == "none":
+            return None, None
+        calls: list[tuple[str, list[Any]]]
+        if method == TRACE_BLOCK:
+            calls = [("trace_block", [hex(n)]) for n in numbers]
+            parse = trace_block_rows
+        else:
+            calls = [("debug_traceBlockByNumber", [hex(n), CALL_TRACER]) for n in numbers]
+            parse = call_tracer_rows
+        answers = self.client.batch(calls)
+        hashes = blocks["transactions"].list.eval(pl.element().struct.field("hash")).to_list()
+        rows: list[tuple[Any, ...]] = []
+        for bi, (n, answer, tx_hashes) in enumerate(zip(numbers, answers, hashes, strict=True)):
+            where = f"{self.client.last_url} answered {calls[0][0]} {hex(n)}"
+            rows += parse(bi, tx_hashes or [], answer, where)
+        return frame_rows(rows), method
 
 
 class BlockReader:
@@ -252,10 +351,11 @@ class BlockReader:
     Python object per field, and most of the work runs outside the GIL, so several reads
     overlap on the client's threads."""
 
-    def __init__(self, client: RpcClient, chain_id: int) -> None:
+    def __init__(self, client: RpcClient, chain_id: int, trace_method: str = "none") -> None:
         self.client = client
         self.chain_id = chain_id
         self.block_receipts = True  # False once the node turns out to lack eth_getBlockReceipts
+        self.traces = TraceReader(client, trace_method)
 
     def read(self, numbers: Sequence[int]) -> Chunk:
         """Read blocks `numbers` with their transactions and receipts."""
@@ -269,9 +369,9 @@ class BlockReader:
                 "(a node behind, or one of several behind a load balancer)"
             )
         blocks = raw.struct.unnest().with_row_index("_bi")
-        return Chunk(
-            blocks, self._receipts(numbers, blocks).with_columns(pl.col("_bi").cast(pl.UInt32))
-        )
+        receipts = self._receipts(numbers, blocks).with_columns(pl.col("_bi").cast(pl.UInt32))
+        traces, source = self.traces.read(numbers, blocks)
+        return Chunk(blocks, receipts, traces, source)
 
     def _receipts(self, numbers: Sequence[int], blocks: pl.DataFrame) -> pl.DataFrame:
         if self.block_receipts:
@@ -317,12 +417,18 @@ class BlockReader:
 
 
 def read_chunks(
-    client: RpcClient, chain_id: int, first: int, last: int, *, blocks_per_batch: int | None = None
+    client: RpcClient,
+    chain_id: int,
+    first: int,
+    last: int,
+    *,
+    blocks_per_batch: int | None = None,
+    trace_method: str = "none",
 ) -> Iterator[Chunk]:
     """Chunks of blocks first..last, in order, with up to the client's in-flight limit of
     reads overlapping. A chunk is one batch of blocks and one of receipts, `blocks_per_batch`
     calls each (the chain's `batch_size` by default)."""
-    reader = BlockReader(client, chain_id)
+    reader = BlockReader(client, chain_id, trace_method)
     blocks_per_batch = blocks_per_batch or client.batch_size
     ranges = (
         range(start, min(start + blocks_per_batch, last + 1))
@@ -353,6 +459,9 @@ class StagedExtract:
     first_parent_hash: str | None = None
     tx_counts: dict[int, int] = field(default_factory=dict)
     hashes: dict[int, str] = field(default_factory=dict)
+    # how raw/traces was read: "trace_block", "debug_trace", or None (not read: internal
+    # transfers are not covered for these blocks)
+    trace_source: str | None = None
 
     def days(self, table: str) -> list[dt.date]:
         """The days staged for `table`, in order."""
@@ -402,11 +511,13 @@ def stage_range(
     flush_rows: int = 10_000,
     validate: bool = True,
     blocks_per_batch: int | None = None,
+    trace_method: str = "none",
 ) -> StagedExtract:
     """Read blocks first..last with receipts and stage them; memory stays flat because rows are
     flushed to Parquet every `flush_rows` transactions. Each flushed chunk is checked against
     its Pandera model first, so bad data fails here, before anything reaches Delta. Blocks
-    must chain by parent hash, or ReorgDuringRead is raised."""
+    must chain by parent hash, or ReorgDuringRead is raised. Traces are read with
+    `trace_method` (the chain's setting: auto, trace_block, debug_trace or none)."""
     directory.mkdir(parents=True, exist_ok=True)
     staged = StagedExtract(directory)
     raw: list[Chunk] = []
@@ -426,6 +537,11 @@ def stage_range(
                 "transactions": transactions_from_rpc(chunk.blocks, chunk.receipts, chain_id),
                 "logs": logs_from_rpc(chunk.blocks, chunk.receipts, chain_id),
             }
+            if chunk.traces is not None and chunk.trace_source is not None:
+                frames["traces"] = traces_from_rpc(
+                    chunk.blocks, chunk.traces, chain_id, chunk.trace_source
+                )
+                staged.trace_source = chunk.trace_source
         except pl.exceptions.PolarsError:
             # a strict conversion failed; say which field of which block, not Polars' message
             found = bad_quantity(chunk)
@@ -450,7 +566,15 @@ def stage_range(
             staged.rows[table] += df.height
 
     if last >= first:
-        for chunk in read_chunks(client, chain_id, first, last, blocks_per_batch=blocks_per_batch):
+        chunks = read_chunks(
+            client,
+            chain_id,
+            first,
+            last,
+            blocks_per_batch=blocks_per_batch,
+            trace_method=trace_method,
+        )
+        for chunk in chunks:
             numbers = chunk.numbers
             hashes = chunk.blocks["hash"].str.to_lowercase().to_list()
             parents = chunk.blocks["parentHash"].str.to_lowercase().to_list()
@@ -471,6 +595,8 @@ def stage_range(
             counts = chunk.blocks["transactions"].list.len().to_list()
             staged.tx_counts.update(zip(numbers, counts, strict=True))
             staged.hashes.update(zip(numbers, hashes, strict=True))
+            if raw and raw[-1].trace_source != chunk.trace_source:
+                flush()  # another URL answered with another tracer: stage each on its own
             raw.append(chunk)
             pending["blocks"] += len(numbers)
             pending["transactions"] += chunk.tx_count

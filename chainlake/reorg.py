@@ -62,8 +62,8 @@ log = logging.getLogger(__name__)
 
 STALE_TABLE = "_state/reorg_stale"
 AUDIT_TABLE = "_state/reorgs"
-# raw/blocks last: the walk-back trusts it, so it must never be ahead of the other two.
-RAW_WRITE_ORDER = ("transactions", "logs", "blocks")
+# raw/blocks last: the walk-back trusts it, so it must never be ahead of the others.
+RAW_WRITE_ORDER = ("transactions", "logs", "traces", "blocks")
 MAX_DEPTH = 100_000
 # The run tag with which an operator lets a repair go deeper than the chain's max_reorg_depth.
 ALLOW_DEEP_REORG_TAG = "chainlake/allow_deep_reorg"
@@ -361,7 +361,13 @@ def repair(
         rng = find_day_range(client, day, confirmations=confirmations, timestamps=timestamps)
         lo, hi = max(ancestor + 1, rng.first_block), rng.last_block
         with tempfile.TemporaryDirectory(prefix=f"chainlake-reorg-{chain.name}-") as tmp:
-            staged = stage_range(client, chain.chain_id, lo, hi, Path(tmp)) if hi >= lo else None
+            staged = (
+                stage_range(
+                    client, chain.chain_id, lo, hi, Path(tmp), trace_method=chain.trace_method
+                )
+                if hi >= lo
+                else None
+            )
             _rewrite_raw(store, chain, day, ancestor, staged, report)
         if staged is not None and staged.last_block is not None:
             last = (staged.last_block, staged.last_hash or "", day)

@@ -8,6 +8,7 @@ from assets.analytics.portfolio_snapshots import portfolio_snapshots
 from assets.analytics.risk_metrics import risk_metrics
 from assets.core.balances import balances
 from assets.core.contracts import contracts
+from assets.core.native_balance_movements import native_balance_movements
 from assets.core.native_transfers import native_transfers
 from assets.core.nft_transfers import nft_transfers
 from assets.core.token_prices import token_prices
@@ -36,6 +37,7 @@ ASSETS = [
     nft_transfers,
     contracts,
     native_transfers,
+    native_balance_movements,
     balances,
     token_prices,
     portfolio_snapshots,

@@ -15,6 +15,7 @@ materialisation's metadata, and the chain-days it touched are marked stale; the 
 import time
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import polars as pl
@@ -52,13 +53,17 @@ from resources.rpc import RpcResource
 BLOCKS = dg.AssetKey(["raw", "blocks"])
 TRANSACTIONS = dg.AssetKey(["raw", "transactions"])
 LOGS = dg.AssetKey(["raw", "logs"])
-KEYS = {"blocks": BLOCKS, "transactions": TRANSACTIONS, "logs": LOGS}
+TRACES = dg.AssetKey(["raw", "traces"])
+KEYS = {"blocks": BLOCKS, "transactions": TRANSACTIONS, "logs": LOGS, "traces": TRACES}
 READ_ATTEMPTS = 3
 
 _DOCS = {
     "blocks": "One row per block of the chain-day.",
     "transactions": "One row per transaction of the chain-day, with its receipt's fields.",
     "logs": "One row per log emitted in the chain-day.",
+    "traces": "One row per call frame of the chain-day's transactions (trace_block or "
+    "debug_traceBlockByNumber + callTracer, per the chain's trace_method); empty when the "
+    "chain's traces are not read, and then internal transfers are not covered.",
 }
 
 
@@ -202,7 +207,13 @@ def _raw_chain_tables(
         with stage_dir(f"{chain.name}-{day}") as tmp:
             try:
                 staged = stage_range(
-                    client, chain.chain_id, start, rng.last_block, Path(tmp), progress=progress
+                    client,
+                    chain.chain_id,
+                    start,
+                    rng.last_block,
+                    Path(tmp),
+                    progress=progress,
+                    trace_method=chain.trace_method,
                 )
                 if (
                     incremental
@@ -250,7 +261,13 @@ def _raw_chain_tables(
 
     elapsed = time.monotonic() - started
     for table, key in KEYS.items():
-        extra = {}
+        extra: dict[str, Any] = {}
+        if table == "traces":
+            extra["trace_method"] = chain.trace_method
+            extra["trace_source"] = staged.trace_source or "none"
+            extra["internal_transfers_covered"] = staged.trace_source is not None or (
+                staged.rows["transactions"] == 0 and chain.trace_method != "none"
+            )
         if reorgs:
             extra["reorg"] = dg.MetadataValue.md(
                 "```\n" + "\n".join(r.summary() for r in reorgs) + "\n```"
@@ -319,7 +336,7 @@ def _one_day(context: dg.AssetExecutionContext, rpc: RpcResource, delta: DeltaSt
 
 
 # raw/blocks last: a block row present means its transactions and logs are too.
-COMMIT_ORDER = ("transactions", "logs", "blocks")
+COMMIT_ORDER = ("transactions", "logs", "traces", "blocks")
 
 
 def _commit(

@@ -90,6 +90,8 @@ RPC_RECEIPT = pl.Struct(
         "effectiveGasPrice": S,
         "blobGasUsed": S,
         "blobGasPrice": S,
+        # OP-stack chains (Base, Optimism): the L1 data fee the sender paid, in wei
+        "l1Fee": S,
     }
 )
 
@@ -107,7 +109,7 @@ TRANSACTION_QUANTITIES = (
 )  # fmt: skip
 RECEIPT_QUANTITIES = (
     "transactionIndex", "blockNumber", "cumulativeGasUsed", "gasUsed", "status", "type",
-    "effectiveGasPrice", "blobGasUsed", "blobGasPrice",
+    "effectiveGasPrice", "blobGasUsed", "blobGasPrice", "l1Fee",
 )  # fmt: skip
 LOG_QUANTITIES = ("blockNumber", "transactionIndex", "logIndex")
 

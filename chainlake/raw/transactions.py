@@ -108,6 +108,12 @@ class TransactionsModel(pa.DataFrameModel):
         nullable=True,
         description="blob gas price in wei (receipt, EIP-4844); null unless a blob transaction",
     )
+    l1_fee: Annotated[pl.Decimal, 38, 0] = pa.Field(
+        nullable=True,
+        ge=0,
+        description="L1 data fee in wei paid by the sender (receipt `l1Fee`, OP-stack chains); "
+        "null elsewhere",
+    )
 
     class Config:
         strict = True
@@ -197,6 +203,7 @@ def transactions_from_rpc(
         pl.col("rc_logs").list.len().fill_null(0).alias("logs_count"),
         quantity("rc_blobGasUsed").alias("blob_gas_used"),
         wei("rc_blobGasPrice").alias("blob_gas_price"),
+        wei("rc_l1Fee").alias("l1_fee"),
     )
     return conform(frame, TransactionsModel)
 

@@ -74,6 +74,7 @@ def _run_day(root: Path, day: dt.date, *, raw: bool = True) -> dg.ExecuteInProce
     from assets.analytics.portfolio_snapshots import portfolio_snapshots
     from assets.analytics.risk_metrics import risk_metrics
     from assets.core.balances import balances
+    from assets.core.native_balance_movements import native_balance_movements
     from assets.core.native_transfers import native_transfers
     from assets.core.token_prices import token_prices
     from assets.core.token_transfers import token_transfers
@@ -81,7 +82,7 @@ def _run_day(root: Path, day: dt.date, *, raw: bool = True) -> dg.ExecuteInProce
     from assets.raw.chain_tables import raw_chain_tables
 
     upstream = [raw_chain_tables, token_transfers] if raw else []
-    core = [tokens, native_transfers, balances, token_prices, portfolio_snapshots, risk_metrics]
+    core = [tokens, native_transfers, native_balance_movements, balances, token_prices, portfolio_snapshots, risk_metrics]
     result = dg.materialize(
         [*upstream, *core],
         partition_key=f"devnet|{day.isoformat()}",

@@ -58,8 +58,10 @@ RAW_CORE = (
     ("raw", "blocks"),
     ("raw", "transactions"),
     ("raw", "logs"),
+    ("raw", "traces"),
     ("core", "token_transfers"),
     ("core", "native_transfers"),
+    ("core", "native_balance_movements"),
     ("core", "token_prices"),
     ("core", "balances"),
 )

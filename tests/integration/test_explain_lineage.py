@@ -70,6 +70,7 @@ def _core_and_analytics(*, raw: bool) -> list[Any]:
     from assets.analytics.portfolio_snapshots import portfolio_snapshots
     from assets.analytics.risk_metrics import risk_metrics
     from assets.core.balances import balances
+    from assets.core.native_balance_movements import native_balance_movements
     from assets.core.native_transfers import native_transfers
     from assets.core.token_prices import token_prices
     from assets.core.token_transfers import token_transfers
@@ -77,7 +78,7 @@ def _core_and_analytics(*, raw: bool) -> list[Any]:
     from assets.raw.chain_tables import raw_chain_tables
 
     upstream = [raw_chain_tables] if raw else []
-    return [*upstream, token_transfers, tokens, native_transfers, balances, token_prices,
+    return [*upstream, token_transfers, tokens, native_transfers, native_balance_movements, balances, token_prices,
             portfolio_snapshots, risk_metrics]  # fmt: skip
 
 

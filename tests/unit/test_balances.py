@@ -21,6 +21,7 @@ from assets.core.balances import (
     chain_mismatches,
     closing_balances,
 )
+from assets.core.native_balance_movements import NativeBalanceMovementsModel
 from assets.core.native_transfers import NativeTransfersModel, native_transfers_frame
 from assets.core.token_transfers import TokenTransfersModel
 from assets.core.tokens import TABLE as TOKENS_TABLE
@@ -324,12 +325,30 @@ def stage(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[DeltaStore, 
     )
     for day in (D1, D2):
         store.replace_day(chain, "blocks", day, blocks.filter(pl.col("date") == day))
-        store.replace_day(chain, "native_transfers", day, NATIVE.filter(pl.col("date") == day))
+        store.replace_day(
+            chain, "native_balance_movements", day, _movements(NATIVE.filter(pl.col("date") == day))
+        )
         store.replace_day(chain, "token_transfers", day, TRANSFERS.filter(pl.col("date") == day))
         # core/tokens of the day, as the chain would answer for TKN (decimals 6 like its override)
         meta = [TokenMetadata(TOKEN, True, "Token", "TKN", 6, 10**12)]
         store.replace_day(chain, TOKENS_TABLE, day, tokens_frame(chain, day, 4, meta))
     return store, tmp_path
+
+
+def _movements(native: pl.DataFrame) -> pl.DataFrame:
+    """core/native_transfers rows as core/native_balance_movements rows (value and fee)."""
+    keep = ["chain_id", "date", "block_number", "block_timestamp", "transaction_hash",
+            "transaction_index"]  # fmt: skip
+    value = native.filter(pl.col("value") > 0).select(
+        *keep, pl.lit(None, pl.String).alias("trace_address"),
+        pl.lit("transaction_value").alias("kind"), "from_address", "to_address",
+        pl.col("value").alias("amount"),
+    )  # fmt: skip
+    fee = native.filter(pl.col("fee") > 0).select(
+        *keep, pl.lit(None, pl.String).alias("trace_address"), pl.lit("fee").alias("kind"),
+        "from_address", pl.lit(None, pl.String).alias("to_address"), pl.col("fee").alias("amount"),
+    )  # fmt: skip
+    return conform(pl.concat([value, fee]), NativeBalanceMovementsModel)
 
 
 def _materialize(store: DeltaStore, node: FakeNode, day: dt.date,

@@ -15,6 +15,7 @@ with warnings.catch_warnings():
     from assets.analytics.risk_metrics import RiskMetricsModel
     from assets.core.balances import BalancesModel
     from assets.core.contracts import ContractsModel
+    from assets.core.native_balance_movements import NativeBalanceMovementsModel
     from assets.core.native_transfers import NativeTransfersModel
     from assets.core.nft_transfers import NftTransfersModel
     from assets.core.token_prices import TokenPricesModel
@@ -24,6 +25,7 @@ with warnings.catch_warnings():
     from assets.serving.catalog import SERVING_VIEWS, TABLES
     from chainlake.raw.blocks import BlocksModel
     from chainlake.raw.logs import LogsModel
+    from chainlake.raw.traces import TracesModel
     from chainlake.raw.transactions import TransactionsModel
     from pipelines.definitions import OBSERVED, defs
 
@@ -32,11 +34,13 @@ MODELS: dict[str, Models] = {
     "raw/blocks": BlocksModel,
     "raw/transactions": TransactionsModel,
     "raw/logs": LogsModel,
+    "raw/traces": TracesModel,
     "core/token_transfers": TokenTransfersModel,
     "core/tokens": TokensModel,
     "core/nft_transfers": NftTransfersModel,
     "core/contracts": ContractsModel,
     "core/native_transfers": NativeTransfersModel,
+    "core/native_balance_movements": NativeBalanceMovementsModel,
     "core/balances": BalancesModel,
     "core/token_prices": TokenPricesModel,
     "analytics/portfolio_snapshots": PortfolioSnapshotsModel,

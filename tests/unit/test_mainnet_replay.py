@@ -232,6 +232,7 @@ RECEIPT_FIELDS: dict[str, Callable[[dict[str, Any]], Any]] = {
     "logs_count": lambda r: len(r["logs"]),
     "blob_gas_used": lambda r: q(r.get("blobGasUsed")),
     "blob_gas_price": lambda r: q(r.get("blobGasPrice")),
+    "l1_fee": lambda r: q(r.get("l1Fee")),
 }
 
 LOG_FIELDS: dict[str, Callable[[dict[str, Any]], Any]] = {

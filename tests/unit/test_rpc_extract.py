@@ -100,7 +100,7 @@ def test_null_block_receipts_are_read_per_transaction(tmp_path: Path) -> None:
     node = Node({n: block(n) for n in range(1, 9)})
     node.block_receipts[6] = None  # a node that does not have them (pruned, lagging replica)
     staged = stage_range(node.client(), 1, 1, 8, tmp_path)
-    assert staged.rows == {"blocks": 8, "transactions": 16, "logs": 0}
+    assert staged.rows == {"blocks": 8, "transactions": 16, "logs": 0, "traces": 0}
     assert node.methods.count("eth_getTransactionReceipt") == 8  # the chunk of blocks 5..8
     tx = staged.frame("transactions")
     assert tx["cumulative_gas_used"].to_list()[-2:] == [21_000, 42_000]

@@ -1,0 +1,442 @@
+"""core/native_balance_movements: every movement of the native coin, one row each, with its kind.
+
+A wallet's native balance changes by `+amount` for every row whose `to_address` it is and by
+`-amount` for every row whose `from_address` it is; summed by `kind`, an analyst sees where a
+balance came from. The kinds:
+
+- `transaction_value`: the value of a successful transaction, sender → recipient (or the
+  contract it created);
+- `internal_call`, `internal_create`: value sent by a contract in a call or with a contract it
+  created (raw/traces: successful frames below the root, not inside a reverted subtree; a
+  CALLCODE sends to itself and moves nothing);
+- `selfdestruct`: a self-destructed contract's balance, to its beneficiary;
+- `withdrawal`: a beacon-chain withdrawal (raw/blocks, Gwei → wei), to its address;
+- `fee`: what the sender paid for gas: gas_used × effective_gas_price, plus blob gas, plus the
+  L1 data fee on OP-stack chains; paid even when the transaction reverted (`to_address` null);
+- `priority_fee`: the part of the fee above the base fee, to the block's fee recipient
+  (`ethereum` and `op-stack` fee models: see chainlake/presets.py);
+- `base_fee`, `l1_fee` (OP-stack only): the base fee and L1 data fee, to the BaseFeeVault and
+  L1FeeVault (elsewhere the base fee is burned: it has no recipient row);
+- `block_reward`, `uncle_reward`: proof-of-work issuance (`from_address` null): the node's
+  reward frames when its traces have them (trace_block), else Ethereum's schedule
+  (`block_rewards: ethereum`: block reward plus 1/32 of it per uncle included, to the miner;
+  the uncles' own miners are then not covered).
+
+Without traces (a chain with `trace_method: none`, or a node serving neither trace API) the
+internal kinds are missing; the materialisation says so (`internal_transfers_covered`), and
+the balance check against the chain names them when a wallet differs.
+"""
+
+import time
+from typing import Annotated
+
+import dagster as dg
+import pandera.polars as pa
+import polars as pl
+
+from assets.checks import require_schema
+from assets.policies import PER_CHAIN_DAYS
+from assets.ranges import each_day, run_chain_days
+from chainlake.config import ChainConfig
+from chainlake.lake import DeltaStore
+from chainlake.metadata import table_metadata
+from chainlake.partitions import chain_day_partitions
+from chainlake.presets import (
+    ETHEREUM_BLOCK_REWARDS,
+    ETHEREUM_MERGE_BLOCK,
+    OP_BASE_FEE_VAULT,
+    OP_L1_FEE_VAULT,
+)
+from chainlake.raw.blocks import BlocksModel
+from chainlake.raw.traces import TracesModel
+from chainlake.raw.transactions import TransactionsModel
+from chainlake.schema import conform, empty, polars_schema, schema_metadata
+
+KEY = dg.AssetKey(["core", "native_balance_movements"])
+TABLE = "native_balance_movements"
+ADDRESS = r"^0x[0-9a-f]{40}$"
+WEI = pl.Decimal(38, 0)
+GWEI = 10**9
+
+KINDS = (
+    "transaction_value",
+    "internal_call",
+    "internal_create",
+    "selfdestruct",
+    "withdrawal",
+    "fee",
+    "priority_fee",
+    "base_fee",
+    "l1_fee",
+    "block_reward",
+    "uncle_reward",
+)
+# What only traces show: missing when a day has no traces.
+TRACE_KINDS = ("internal_call", "internal_create", "selfdestruct")
+
+
+class NativeBalanceMovementsModel(pa.DataFrameModel):
+    """One row per movement of the native coin. `amount` is wei, exact Decimal(38,0), never
+    negative: the row takes it from `from_address` and gives it to `to_address` (a null side
+    is the coin's issuance or burn)."""
+
+    chain_id: pl.Int64 = pa.Field(description="EIP-155 chain id of the chain the row belongs to")
+    date: pl.Date = pa.Field(description="UTC day of the row (the Delta partition column)")
+    block_number: pl.Int64 = pa.Field(ge=0, description="number of the block")
+    block_timestamp: Annotated[pl.Datetime, "us", "UTC"] = pa.Field(
+        description="time of the block, UTC"
+    )
+    transaction_hash: pl.String = pa.Field(
+        nullable=True, description="the transaction; null for withdrawals and rewards"
+    )
+    transaction_index: pl.Int32 = pa.Field(
+        ge=0, nullable=True, description="position of the transaction in its block"
+    )
+    trace_address: pl.String = pa.Field(
+        nullable=True, description="the call frame (raw/traces) of an internal movement"
+    )
+    kind: pl.String = pa.Field(isin=list(KINDS), description="what moved the coin (see above)")
+    from_address: pl.String = pa.Field(
+        str_matches=ADDRESS, nullable=True, description="who pays; null for issuance"
+    )
+    to_address: pl.String = pa.Field(
+        str_matches=ADDRESS, nullable=True, description="who receives; null for a burn"
+    )
+    amount: Annotated[pl.Decimal, 38, 0] = pa.Field(gt=0, description="wei moved, exact")
+
+    class Config:
+        strict = True
+
+
+_COLUMNS = [
+    "chain_id",
+    "date",
+    "block_number",
+    "block_timestamp",
+    "transaction_hash",
+    "transaction_index",
+    "trace_address",
+    "kind",
+    "from_address",
+    "to_address",
+    "amount",
+]
+
+
+def _rows(frame: pl.LazyFrame, kind: str, **exprs: pl.Expr) -> pl.LazyFrame:
+    """`frame` as movement rows of `kind`: the columns it lacks come from `exprs` or null."""
+    defaults: dict[str, pl.Expr] = {
+        "transaction_hash": pl.lit(None, pl.String),
+        "transaction_index": pl.lit(None, pl.Int32),
+        "trace_address": pl.lit(None, pl.String),
+        "from_address": pl.lit(None, pl.String),
+        "to_address": pl.lit(None, pl.String),
+    }
+    present = set(frame.collect_schema().names())
+    select = []
+    for name in _COLUMNS:
+        if name == "kind":
+            select.append(pl.lit(kind).alias("kind"))
+        elif name in exprs:
+            select.append(exprs[name].alias(name))
+        elif name in present:
+            select.append(pl.col(name))
+        else:
+            select.append(defaults[name].alias(name))
+    return frame.select(select)
+
+
+def _ethereum_block_reward() -> pl.Expr:
+    reward = pl.lit(0, pl.Int128)
+    for first, amount in ETHEREUM_BLOCK_REWARDS:
+        reward = (
+            pl.when(pl.col("block_number") >= first)
+            .then(pl.lit(amount, pl.Int128))
+            .otherwise(reward)
+        )
+    return pl.when(pl.col("block_number") < ETHEREUM_MERGE_BLOCK).then(reward).otherwise(0)
+
+
+def native_balance_movements_frame(
+    transactions: pl.DataFrame,
+    blocks: pl.DataFrame,
+    traces: pl.DataFrame | None,
+    *,
+    fee_model: str = "ethereum",
+    block_rewards: str = "none",
+) -> pl.DataFrame:
+    """Pure transform: a chain-day's raw/transactions, raw/blocks and raw/traces (None when
+    the day has no traces) → its native movements, in block order.
+
+    A transaction without a receipt status (before Byzantium) succeeded unless its root
+    frame in the traces failed."""
+    tx = transactions.lazy()
+    blk = blocks.lazy()
+    tr = None if traces is None else traces.lazy()
+    head = blk.select("block_number", "base_fee_per_gas", "miner")
+    if tr is not None:
+        roots = tr.filter((pl.col("depth") == 0) & (pl.col("trace_type") != "reward")).select(
+            "transaction_hash", pl.col("error").is_null().alias("_root_ok")
+        )
+        tx = tx.join(roots, on="transaction_hash", how="left")
+    else:
+        tx = tx.with_columns(pl.lit(None, pl.Boolean).alias("_root_ok"))
+    succeeded = pl.coalesce(pl.col("status") == 1, pl.col("_root_ok"), pl.lit(True))
+    gas_price = pl.coalesce("effective_gas_price", "gas_price").fill_null(0).cast(pl.Int128)
+    gas_used = pl.col("gas_used").cast(pl.Int128)
+    blob_fee = (
+        pl.col("blob_gas_used").cast(pl.Int128) * pl.col("blob_gas_price").cast(pl.Int128)
+    ).fill_null(0)
+    l1_fee = pl.col("l1_fee").cast(pl.Int128).fill_null(0)
+    base_fee = pl.col("base_fee_per_gas").cast(pl.Int128)
+    # the price above the base fee; all of it before London (no base fee)
+    tip = (gas_price - base_fee.fill_null(0)).clip(lower_bound=0)
+    tx = tx.join(head, on="block_number", how="left")
+
+    parts = [
+        _rows(
+            tx.filter(succeeded & (pl.col("value") > 0)),
+            "transaction_value",
+            to_address=pl.coalesce("to_address", "contract_address"),
+            amount=pl.col("value").cast(pl.Int128),
+        ),
+        _rows(
+            tx,
+            "fee",
+            to_address=pl.lit(None, pl.String),
+            amount=gas_used * gas_price + blob_fee + (l1_fee if fee_model == "op-stack" else 0),
+        ),
+    ]
+    if fee_model in ("ethereum", "op-stack"):
+        parts.append(
+            _rows(
+                tx,
+                "priority_fee",
+                from_address=pl.lit(None, pl.String),
+                to_address=pl.col("miner"),
+                amount=gas_used * tip,
+            )
+        )
+    if fee_model == "op-stack":
+        parts += [
+            _rows(
+                tx,
+                "base_fee",
+                from_address=pl.lit(None, pl.String),
+                to_address=pl.lit(OP_BASE_FEE_VAULT),
+                amount=gas_used * pl.min_horizontal(base_fee.fill_null(0), gas_price),
+            ),
+            _rows(
+                tx,
+                "l1_fee",
+                from_address=pl.lit(None, pl.String),
+                to_address=pl.lit(OP_L1_FEE_VAULT),
+                amount=l1_fee,
+            ),
+        ]
+    if tr is not None:
+        ok = ~pl.col("reverted") & (pl.col("value") > 0)
+        frames = tr.filter(ok)
+        parts += [
+            _rows(
+                frames.filter(
+                    (pl.col("trace_type") == "call")
+                    & (pl.col("depth") > 0)
+                    & (pl.col("call_type") == "call")
+                ),
+                "internal_call",
+                amount=pl.col("value").cast(pl.Int128),
+            ),
+            _rows(
+                frames.filter(
+                    (pl.col("trace_type") == "create")
+                    & (pl.col("depth") > 0)
+                    & pl.col("to_address").is_not_null()
+                ),
+                "internal_create",
+                amount=pl.col("value").cast(pl.Int128),
+            ),
+            _rows(
+                frames.filter(pl.col("trace_type") == "suicide"),
+                "selfdestruct",
+                amount=pl.col("value").cast(pl.Int128),
+            ),
+        ]
+        for reward_type, kind in (("block", "block_reward"), ("uncle", "uncle_reward")):
+            parts.append(
+                _rows(
+                    frames.filter(
+                        (pl.col("trace_type") == "reward") & (pl.col("reward_type") == reward_type)
+                    ),
+                    kind,
+                    amount=pl.col("value").cast(pl.Int128),
+                )
+            )
+        rewarded = tr.filter(pl.col("trace_type") == "reward").select("block_number").unique()
+    else:
+        rewarded = pl.LazyFrame(schema={"block_number": pl.Int64})
+    if block_rewards == "ethereum":
+        # blocks without the node's reward frames: Ethereum's schedule, with the nephew bonus
+        reward = _ethereum_block_reward()
+        scheduled = blk.join(rewarded, on="block_number", how="anti").with_columns(
+            (reward + reward // 32 * pl.col("uncle_count").cast(pl.Int128)).alias("_reward"),
+            pl.col("timestamp").alias("block_timestamp"),
+        )
+        parts.append(
+            _rows(
+                scheduled.filter(pl.col("_reward") > 0),
+                "block_reward",
+                to_address=pl.col("miner"),
+                amount=pl.col("_reward"),
+            )
+        )
+    withdrawals = (
+        blk.select(
+            "chain_id",
+            "date",
+            "block_number",
+            pl.col("timestamp").alias("block_timestamp"),
+            "withdrawals",
+        )
+        .explode("withdrawals")
+        .drop_nulls("withdrawals")
+        .unnest("withdrawals")
+    )
+    parts.append(
+        _rows(
+            withdrawals.filter(pl.col("amount_gwei") > 0),
+            "withdrawal",
+            to_address=pl.col("address"),
+            amount=pl.col("amount_gwei").cast(pl.Int128) * GWEI,
+        )
+    )
+    frame = (
+        pl.concat(
+            [p.with_columns(pl.col("amount").cast(pl.Int128)) for p in parts],
+            how="vertical_relaxed",
+        )
+        .filter(pl.col("amount") > 0)
+        .with_columns(pl.col("amount").cast(WEI, strict=True))
+        .sort(
+            "block_number",
+            pl.col("transaction_index"),
+            "trace_address",
+            nulls_last=True,
+            maintain_order=True,
+        )
+        .collect()
+    )
+    if not frame.height:
+        return empty(NativeBalanceMovementsModel)
+    return conform(frame, NativeBalanceMovementsModel)
+
+
+def missing_kinds(has_traces: bool) -> tuple[str, ...]:
+    """The kinds a day's rows cannot hold: the internal ones when it has no traces."""
+    return () if has_traces else TRACE_KINDS
+
+
+def day_has_traces(
+    delta: DeltaStore, chain: ChainConfig, day, transactions: int
+) -> pl.DataFrame | None:
+    """The day's raw/traces rows, or None when the day has transactions but no traces (the
+    chain's traces are not read): its internal movements are not covered."""
+    if not delta.exists(chain, "traces"):
+        return None if transactions else empty(TracesModel)
+    traces = delta.read_day(chain, "traces", day, schema=polars_schema(TracesModel))
+    if traces.height == 0 and transactions:
+        return None
+    return traces
+
+
+@dg.asset(
+    key=KEY,
+    deps=[
+        dg.AssetKey(["raw", "transactions"]),
+        dg.AssetKey(["raw", "blocks"]),
+        dg.AssetKey(["raw", "traces"]),
+    ],
+    partitions_def=chain_day_partitions,
+    backfill_policy=PER_CHAIN_DAYS,
+    group_name="core",
+    kinds={"delta", "polars"},
+    check_specs=[dg.AssetCheckSpec("schema", asset=KEY, blocking=True)],
+    description="One row per native-coin movement of the chain-day, with its kind: "
+    "transaction value, internal transfers (traces), withdrawals, fees and their recipients, "
+    "block rewards.",
+    metadata={"table": TABLE, **schema_metadata(NativeBalanceMovementsModel)},
+)
+def native_balance_movements(
+    context: dg.AssetExecutionContext, delta: dg.ResourceParam[DeltaStore]
+):
+    """Write each chain-day's native movements of the run, from the raw tables."""
+    yield from each_day(
+        context, run_chain_days(context), lambda chain, day: _one_day(delta, chain, day)
+    )
+
+
+TX_COLUMNS = [
+    "chain_id",
+    "date",
+    "block_number",
+    "block_timestamp",
+    "transaction_hash",
+    "transaction_index",
+    "from_address",
+    "to_address",
+    "contract_address",
+    "value",
+    "gas_price",
+    "effective_gas_price",
+    "gas_used",
+    "blob_gas_used",
+    "blob_gas_price",
+    "l1_fee",
+    "status",
+]
+BLOCK_COLUMNS = [
+    "chain_id",
+    "date",
+    "block_number",
+    "timestamp",
+    "miner",
+    "base_fee_per_gas",
+    "uncle_count",
+    "withdrawals",
+]
+
+
+def _one_day(delta: DeltaStore, chain: ChainConfig, day):
+    started = time.monotonic()
+    txs = delta.read_day(
+        chain, "transactions", day, columns=TX_COLUMNS, schema=polars_schema(TransactionsModel)
+    )
+    blocks = delta.read_day(
+        chain, "blocks", day, columns=BLOCK_COLUMNS, schema=polars_schema(BlocksModel)
+    )
+    traces = day_has_traces(delta, chain, day, txs.height)
+    df = native_balance_movements_frame(
+        txs, blocks, traces, fee_model=chain.fee_model, block_rewards=chain.block_rewards
+    )
+    schema = yield from require_schema(
+        NativeBalanceMovementsModel, df, f"{chain.name} {day}: native balance movements"
+    )
+    version = delta.replace_day(chain, TABLE, day, df)
+    by_kind = df.group_by("kind").agg(pl.len()).sort("kind")
+    yield dg.MaterializeResult(
+        metadata={
+            **table_metadata(
+                rows_written=df.height,
+                seconds=time.monotonic() - started,
+                preview_frame=df.head(5),
+                version=version,
+            ),
+            "rows_by_kind": dg.MetadataValue.json(
+                dict(zip(by_kind["kind"].to_list(), by_kind["len"].to_list(), strict=True))
+            ),
+            "internal_transfers_covered": traces is not None,
+            "kinds_not_covered": ", ".join(missing_kinds(traces is not None)) or "none",
+            "fee_model": chain.fee_model,
+        }
+    )
+    yield schema
