@@ -82,7 +82,15 @@ def _run_day(root: Path, day: dt.date, *, raw: bool = True) -> dg.ExecuteInProce
     from assets.raw.chain_tables import raw_chain_tables
 
     upstream = [raw_chain_tables, token_transfers] if raw else []
-    core = [tokens, native_transfers, native_balance_movements, balances, token_prices, portfolio_snapshots, risk_metrics]
+    core = [
+        tokens,
+        native_transfers,
+        native_balance_movements,
+        balances,
+        token_prices,
+        portfolio_snapshots,
+        risk_metrics,
+    ]
     result = dg.materialize(
         [*upstream, *core],
         partition_key=f"devnet|{day.isoformat()}",

@@ -102,7 +102,9 @@ def test_committed_artifacts_equal_a_fresh_compile() -> None:
     assert sorted(fresh) == [
         "Bytes32Token",
         "Collectible",
+        "Doomed",
         "Faulty",
+        "Forwarder",
         "IdentityRegistry",
         "MultiToken",
         "NamelessToken",
@@ -112,6 +114,7 @@ def test_committed_artifacts_equal_a_fresh_compile() -> None:
         "ValidationRegistry",
         "Vault",
         "VaultFactory",
+        "WrappedEther",
     ]
     assert stale_artifacts(fresh) == [], "run: python -m tools.devnet.compile"
 

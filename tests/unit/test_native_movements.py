@@ -233,3 +233,46 @@ def test_recorded_callcode_and_failed_frames_move_nothing() -> None:
     # pre-Byzantium (no receipt status): the failed root frame says the value did not move
     assert failed["transaction_hash"][0] not in df["transaction_hash"].to_list()
     assert df.filter(pl.col("kind") == "transaction_value").height == tx.height - 1
+
+
+def _l2_receipt(name: str, fee_model: str) -> tuple[dict, pl.DataFrame]:
+    """A recorded L2 receipt through the extraction (raw/transactions) and the movements; the
+    recording has no block or transaction object, so a stand-in carries its hash, sender and
+    recipient (value 0)."""
+    from chainlake.raw.transactions import transactions_frame
+
+    rc = json.loads((FIXTURES / "l2-receipts" / name).read_text())
+    tx = {"hash": rc["transactionHash"], "nonce": "0x0", "transactionIndex": rc["transactionIndex"],
+          "from": rc["from"], "to": rc["to"], "value": "0x0", "gas": rc["gasUsed"],
+          "gasPrice": rc["effectiveGasPrice"], "input": "0x", "type": rc["type"]}  # fmt: skip
+    block = {"number": rc["blockNumber"], "hash": rc["blockHash"], "parentHash": "0x" + "00" * 32,
+             "timestamp": "0x66000000", "miner": "0x4200000000000000000000000000000000000011",
+             "gasLimit": "0x1c9c380", "gasUsed": rc["cumulativeGasUsed"], "difficulty": "0x0",
+             "extraData": "0x", "logsBloom": "0x", "sha3Uncles": "0x" + "00" * 32,
+             "transactionsRoot": "0x" + "00" * 32, "stateRoot": "0x" + "00" * 32,
+             "receiptsRoot": "0x" + "00" * 32, "baseFeePerGas": "0x0", "uncles": [],
+             "transactions": [tx]}  # fmt: skip
+    txs = transactions_frame([block], [[rc]], 10)
+    blk = blocks_from_rpc(rpc_block_frame([block]), 10)
+    return rc, native_balance_movements_frame(txs, blk, None, fee_model=fee_model)
+
+
+def test_recorded_op_mainnet_receipt_sender_pays_the_l1_fee_exactly() -> None:
+    rc, df = _l2_receipt("op_mainnet_receipt_121258977.json", "op-stack")
+    gas, price, l1 = int(rc["gasUsed"], 16), int(rc["effectiveGasPrice"], 16), int(rc["l1Fee"], 16)
+    moved = sums(df)
+    assert moved[("fee", rc["from"], None)] == gas * price + l1 == 0x85B9 * 0x3AC9E84 + 0x105D4B2024
+    assert moved[("l1_fee", None, OP_L1_FEE_VAULT)] == l1
+    # with a base fee of 0 in the stand-in block, all of the price is the sequencer's tip
+    assert (
+        moved[("priority_fee", None, "0x4200000000000000000000000000000000000011")] == gas * price
+    )
+
+
+def test_recorded_arbitrum_receipt_fee_is_gas_used_times_price() -> None:
+    rc, df = _l2_receipt("arbitrum_one_receipt_220760773.json", "arbitrum")
+    # gasUsed already holds the L1 part (gasUsedForL1); nothing else is charged or credited
+    assert int(rc["gasUsedForL1"], 16) < int(rc["gasUsed"], 16)
+    assert sums(df) == {
+        ("fee", rc["from"], None): int(rc["gasUsed"], 16) * int(rc["effectiveGasPrice"], 16)
+    }

@@ -136,7 +136,9 @@ def write_chains_yaml(
 def portfolios_document(manifest: DevnetManifest, *, chain: str = "devnet") -> dict[str, Any]:
     """The portfolios.yaml content: tracked wallets, the manifest's portfolios, three alerts."""
     wallets = [
-        {"name": w.name, "address": w.address, "chain": chain} for w in manifest.tracked_wallets
+        {"name": w.name, "address": w.address, "chain": chain}
+        | ({"kind": "contract"} if w.role == "contract" else {})
+        for w in manifest.tracked_wallets
     ]
     portfolios = [
         {

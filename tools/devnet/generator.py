@@ -10,6 +10,11 @@ spread through each day by explicit block timestamps) holding a reproducible mix
 - contract creations, directly and by a factory (CREATE and CREATE2);
 - failed transactions that are included in blocks with status 0 (string revert, custom error,
   panic, out of gas, ERC-20 overdraft, out-of-range registry score);
+- every day, native value moved by internal calls (``PAYOUT_KINDS``): a contract forwarding
+  ether, a forward undone by its transaction's revert, a transaction whose reverted sub-call
+  paid too, WETH-style deposit and withdraw, a contract created with value by a contract, and
+  that contract's SELFDESTRUCT to a beneficiary; the WETH contract and the fee recipient
+  (the coinbase, ``FEE_RECIPIENT``, paid every priority fee) are tracked wallets;
 - price-feed rounds (``AnswerUpdated`` / ``NewRound``, 8 decimals) for ETH/USD and each token,
   several per day;
 - ERC-8004 registry events: agents registered, metadata, feedback (scores, tags, file URIs,
@@ -124,7 +129,33 @@ GAS = {
     "failed_token_overdraft": 80_000,
     "failed_bad_score": 250_000,
     "failed_not_oracle": 120_000,
+    "deploy_payouts": 700_000,
+    "payout_fund": 60_000,
+    "payout_forward": 80_000,
+    "payout_forward_reverted": 80_000,
+    "payout_forward_half_reverted": 120_000,
+    "weth_deposit": 80_000,
+    "weth_withdraw": 80_000,
+    "payout_create_doomed": 250_000,
+    "payout_destroy_doomed": 60_000,
 }
+
+# Native value moved by internal calls, once a day, in this order, in the day's middle block
+# (see _World.payouts): what only traces show.
+PAYOUT_KINDS = (
+    "payout_fund",
+    "weth_deposit",
+    "payout_create_doomed",
+    "payout_forward",
+    "payout_forward_reverted",
+    "payout_forward_half_reverted",
+    "weth_withdraw",
+    "payout_destroy_doomed",
+)
+# The devnet's fee recipient (coinbase), set before the first block: every block's priority
+# fees go there. Not anvil's default (the zero address), whose token "balance" goes
+# negative with every mint.
+FEE_RECIPIENT = "0x00000000000000000000000000000000000fee01"
 
 TOKENS: tuple[tuple[str, str, int, int, float, float], ...] = (
     # symbol, name, decimals, supply (whole tokens), start price (USD), daily volatility
@@ -351,6 +382,9 @@ class _World:
         self.registry: dict[str, str] = {}
         self.factory = ""
         self.faulty = ""
+        self.forwarder = ""
+        self.weth = ""
+        self.forwarder_creates = 0  # CREATEs by the forwarder: its next contract's address
         self.agents: list[tuple[int, str]] = []
         self.agent_quality: dict[int, float] = {}
         self.agent_count = 0
@@ -491,6 +525,10 @@ class _World:
         t, self.factory = self.deploy("deploy_factory", load_artifact("VaultFactory"))
         b2.append(t)
         t, self.faulty = self.deploy("deploy_faulty", load_artifact("Faulty"))
+        b2.append(t)
+        t, self.forwarder = self.deploy("deploy_payouts", load_artifact("Forwarder"))
+        b2.append(t)
+        t, self.weth = self.deploy("deploy_payouts", load_artifact("WrappedEther"))
         b2.append(t)
 
         # Fund wallets with tokens; the hot wallet hands most of its ether to the deployer.
@@ -848,6 +886,62 @@ class _World:
             return self.tx(kind, sender, to=feed, data=data, ok=False)
         raise ValueError(kind)
 
+    def payouts(self) -> list[_Tx]:
+        """One of each internal movement (`PAYOUT_KINDS`), in that order, for one block: the
+        senders and recipients are tracked wallets, so their balances hold every kind."""
+        forwarder, weth = load_artifact("Forwarder"), load_artifact("WrappedEther")
+        tracked = [i for i in TRACKED if i != HOT_WALLET]
+        sender, receiver, heir = (self.acct(i) for i in self.rng.sample(tracked, 3))
+        amount = self.rng.choice((1, 2, 5)) * ETHER // 100
+        # the contract created this block by the forwarder (contract nonces start at 1)
+        doomed = create_address(self.forwarder, self.forwarder_creates + 1)
+        self.forwarder_creates += 1
+        txs = [
+            self.tx("payout_fund", sender, to=self.forwarder, value=amount),
+            self.tx(
+                "weth_deposit", sender, to=self.weth, data=weth.call_data("deposit"), value=amount
+            ),
+            self.tx(
+                "payout_create_doomed",
+                sender,
+                to=self.forwarder,
+                data=forwarder.call_data("createDoomed", heir),
+                value=amount,
+            ),
+            self.tx(
+                "payout_forward",
+                sender,
+                to=self.forwarder,
+                data=forwarder.call_data("forward", receiver),
+                value=amount,
+            ),
+            self.tx(
+                "payout_forward_reverted",
+                sender,
+                to=self.forwarder,
+                data=forwarder.call_data("forwardThenRevert", receiver),
+                value=amount,
+                ok=False,
+            ),
+            self.tx(
+                "payout_forward_half_reverted",
+                sender,
+                to=self.forwarder,
+                data=forwarder.call_data("forwardHalfReverted", receiver),
+                value=amount,
+            ),
+            self.tx("weth_withdraw", sender, to=self.weth, data=weth.call_data("withdraw", amount)),
+            self.tx(
+                "payout_destroy_doomed",
+                receiver,
+                to=doomed,
+                data=load_artifact("Doomed").call_data("destroy"),
+            ),
+        ]
+        # the model is a lower bound on balances: internal credits are left out, but the
+        # forwarded value reaches its recipients within the block
+        return txs
+
     def build(self, kind: str) -> _Tx:
         """One transaction of `kind`, falling back to a plain transfer if it cannot happen yet."""
         made: _Tx | None
@@ -973,6 +1067,7 @@ def generate(
         first_block_day0 = 0 if head_number == 0 and head_ts == day0 else head_number + 1
         genesis_ts = int(rpc.call("eth_getBlockByNumber", "0x0", False)["timestamp"], 16)
 
+        rpc.call("anvil_setCoinbase", FEE_RECIPIENT)
         automine = rpc.call("anvil_getAutomine")
         if automine:
             rpc.call("evm_setAutomine", False)
@@ -1018,18 +1113,37 @@ def generate(
             for symbol, _n, decimals, _s, _p, _v in TOKENS
         ),
         registries=dict(world.registry),
-        contracts={"factory": world.factory, "faulty": world.faulty} | world.collectibles.addresses,
-        wallets=tuple(
+        contracts={
+            "factory": world.factory,
+            "faulty": world.faulty,
+            "forwarder": world.forwarder,
+            "weth": world.weth,
+        }
+        | world.collectibles.addresses,
+        wallets=(
+            *(
+                WalletInfo(
+                    name=WALLET_NAMES[i],
+                    address=a,
+                    tracked=a in tracked,
+                    role=_role(i),
+                )
+                for i, a in enumerate(accounts)
+            ),
+            WalletInfo(name="weth", address=world.weth, tracked=True, role="contract"),
             WalletInfo(
-                name=WALLET_NAMES[i],
-                address=a,
-                tracked=a in tracked,
-                role=_role(i),
-            )
-            for i, a in enumerate(accounts)
+                name="fee-recipient", address=FEE_RECIPIENT, tracked=True, role="fee_recipient"
+            ),
         ),
         portfolios=tuple(
-            PortfolioInfo(name, description, tuple(WALLET_NAMES[i] for i in members))
+            PortfolioInfo(
+                name,
+                description,
+                (
+                    *(WALLET_NAMES[i] for i in members),
+                    *(("weth", "fee-recipient") if name == "operations" else ()),
+                ),
+            )
             for name, description, members in PORTFOLIOS
         ),
         stats=dict(sorted(world.stats.items())),
@@ -1135,6 +1249,8 @@ def _run(
             if b in update_blocks:
                 txs += world.price_updates(1.0 / updates)
             txs += [world.build(kind) for kind in scheduled.get(b, ())]
+            if b == blocks_per_day // 2:
+                txs += world.payouts()
             txs += world.filler(max(0, txs_per_block - len(txs)))
             mine(txs, ts)
             done += 1
@@ -1200,6 +1316,7 @@ def fill(
             int(n, 16)
             for n in rpc.batch([("eth_getTransactionCount", [a, "pending"]) for a in accounts])
         ]
+        rpc.call("anvil_setCoinbase", FEE_RECIPIENT)
         automine = rpc.call("anvil_getAutomine")
         if automine:
             rpc.call("evm_setAutomine", False)
