@@ -63,12 +63,13 @@ def _materialize(root: Path, day: dt.date) -> dg.ExecuteInProcessResult:
     from assets.core.balances import balances
     from assets.core.native_balance_movements import native_balance_movements
     from assets.core.token_transfers import token_transfers
+    from assets.core.tokens import tokens
     from assets.raw.chain_tables import raw_chain_tables
     from chainlake.lake import DeltaStore
     from resources.rpc import RpcResource
 
     return dg.materialize(
-        [raw_chain_tables, token_transfers, native_balance_movements, balances],
+        [raw_chain_tables, token_transfers, tokens, native_balance_movements, balances],
         partition_key=f"devnet|{day.isoformat()}",
         resources={"delta": DeltaStore(root=str(root)), "rpc": RpcResource()},
         raise_on_error=False,
