@@ -81,6 +81,16 @@ def triggers_summary(days: list[dt.date]) -> list[str]:
 SUMMARIES.append(triggers_summary)
 
 
+def native_balances(days: list[dt.date]) -> list[str]:
+    """The demo summary's native-balance section (see `tools.demo_native.summary`)."""
+    from tools.demo_native import summary
+
+    return summary(days, CHAIN)
+
+
+SUMMARIES.append(native_balances)
+
+
 class DemoFailure(Exception):
     """A step of the demo failed: `step` names it, `error` is at most two lines."""
 

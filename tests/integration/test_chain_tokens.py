@@ -58,6 +58,7 @@ def _resources(root: Path) -> dict[str, object]:
 def _assets() -> list[Any]:
     from assets.core.balances import balances
     from assets.core.contracts import contracts
+    from assets.core.native_balance_movements import native_balance_movements
     from assets.core.native_transfers import native_transfers
     from assets.core.nft_transfers import nft_transfers
     from assets.core.token_transfers import token_transfers
@@ -65,7 +66,7 @@ def _assets() -> list[Any]:
     from assets.raw.chain_tables import raw_chain_tables
 
     return [raw_chain_tables, token_transfers, tokens, nft_transfers, contracts,
-            native_transfers, balances]  # fmt: skip
+            native_transfers, native_balance_movements, balances]  # fmt: skip
 
 
 def _write_configs(root: Path, devnet: Devnet, extra_tokens: list[dict[str, Any]]) -> None:

@@ -175,3 +175,26 @@ def test_without_traces_the_check_names_the_wallet_and_the_missing_kind(
     mats = result.asset_materializations_for_node("raw_chain_tables")
     meta = next(m.metadata for m in mats if m.asset_key == dg.AssetKey(["raw", "traces"]))
     assert meta["internal_transfers_covered"].value is False
+
+
+def test_demo_section_compares_every_portfolio_with_the_chain(
+    chain, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`make demo`'s native-balance lines (tools/demo_native.py) on this chain: every
+    portfolio's wallet-days equal eth_getBalance, with the internal movements counted."""
+    from tools.demo_native import summary
+
+    _url, manifest, cfg = chain
+    _configure(cfg, tmp_path, monkeypatch, "auto")
+    root = tmp_path / "delta"
+    days = [START + dt.timedelta(days=i) for i in range(DAYS)]
+    for day in days:
+        assert _materialize(root, day).success
+    monkeypatch.setenv("DELTA_ROOT", str(root))
+    lines = summary(days)
+    rows = {line.split()[1]: line.split() for line in lines[1:-1]}
+    assert set(rows) == {p.name for p in manifest.portfolios}
+    for name, words in rows.items():
+        wallets = len(next(p for p in manifest.portfolios if p.name == name).wallets)
+        assert words[0] == "OK" and words[2] == f"{wallets * DAYS}/{wallets * DAYS}", words
+    assert "internal_call 0" not in lines[-1] and "selfdestruct 0" not in lines[-1]

@@ -126,6 +126,7 @@ DERIVED = {
     ("core", "nft_transfers"),
     ("core", "contracts"),
     ("core", "native_transfers"),
+    ("core", "native_balance_movements"),
     ("core", "balances"),
     ("core", "token_prices"),
     ("analytics", "portfolio_snapshots"),

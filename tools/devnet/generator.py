@@ -385,6 +385,7 @@ class _World:
         self.forwarder = ""
         self.weth = ""
         self.forwarder_creates = 0  # CREATEs by the forwarder: its next contract's address
+        self.internal_transfers = True  # PAYOUT_KINDS every day, WETH and fee recipient tracked
         self.agents: list[tuple[int, str]] = []
         self.agent_quality: dict[int, float] = {}
         self.agent_count = 0
@@ -1019,6 +1020,7 @@ def generate(
     progress_every: int = 100,
     until: int | None = None,
     progress: Callable[[int, int], None] | None = None,
+    internal_transfers: bool = True,
 ) -> DevnetManifest:
     """Deploy the devnet contracts and fill ``days`` days from ``start`` with activity.
 
@@ -1036,7 +1038,9 @@ def generate(
     keep every block's state: ``Anvil(keep_states=...)`` at least the chain's length.
     ``txs_per_block`` is bounded by the block gas limit (about 250 with anvil's 30M).
     Progress is logged every ``progress_every`` blocks, and ``progress(done, total)`` is called
-    after every block when given.
+    after every block when given. With ``internal_transfers=False`` the days hold no
+    ``PAYOUT_KINDS`` and only dev accounts are tracked (no WETH, no fee recipient): no tracked
+    balance moves but by its own transactions (for tests of what transactions alone explain).
     """
     if days < 1 or blocks_per_day < 1 or txs_per_block < 1:
         raise ValueError("days, blocks_per_day and txs_per_block must be at least 1")
@@ -1072,6 +1076,7 @@ def generate(
         if automine:
             rpc.call("evm_setAutomine", False)
         world = _World(rpc, rng, accounts)
+        world.internal_transfers = internal_transfers
         world.load_accounts()
         try:
             manifest_days, head_number = _run(
@@ -1130,9 +1135,14 @@ def generate(
                 )
                 for i, a in enumerate(accounts)
             ),
-            WalletInfo(name="weth", address=world.weth, tracked=True, role="contract"),
             WalletInfo(
-                name="fee-recipient", address=FEE_RECIPIENT, tracked=True, role="fee_recipient"
+                name="weth", address=world.weth, tracked=internal_transfers, role="contract"
+            ),
+            WalletInfo(
+                name="fee-recipient",
+                address=FEE_RECIPIENT,
+                tracked=internal_transfers,
+                role="fee_recipient",
             ),
         ),
         portfolios=tuple(
@@ -1141,7 +1151,11 @@ def generate(
                 description,
                 (
                     *(WALLET_NAMES[i] for i in members),
-                    *(("weth", "fee-recipient") if name == "operations" else ()),
+                    *(
+                        ("weth", "fee-recipient")
+                        if name == "operations" and internal_transfers
+                        else ()
+                    ),
                 ),
             )
             for name, description, members in PORTFOLIOS
@@ -1249,7 +1263,7 @@ def _run(
             if b in update_blocks:
                 txs += world.price_updates(1.0 / updates)
             txs += [world.build(kind) for kind in scheduled.get(b, ())]
-            if b == blocks_per_day // 2:
+            if b == blocks_per_day // 2 and world.internal_transfers:
                 txs += world.payouts()
             txs += world.filler(max(0, txs_per_block - len(txs)))
             mine(txs, ts)
