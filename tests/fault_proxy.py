@@ -2,7 +2,8 @@
 node and, on a deterministic schedule, answers instead with the failures public providers
 produce: 429 with Retry-After, 500, a stall past the client's timeout, a dropped connection,
 a body cut short (against its Content-Length, or with a matching one), non-JSON. It can also
-refuse `eth_getLogs` ranges wider than a limit, as providers do."""
+refuse `eth_getLogs` ranges wider than a limit, as providers do, and answer methods a node
+does not serve (`refuse_methods`) with JSON-RPC's "method not found"."""
 
 from __future__ import annotations
 
@@ -34,8 +35,10 @@ class FaultProxy:
         stall_seconds: float = 2.0,
         retry_after: str = "1",
         max_log_range: int | None = None,
+        refuse_methods: Sequence[str] = (),
     ) -> None:
         self.upstream = upstream
+        self.refuse_methods = frozenset(refuse_methods)
         self.schedule = [f for _ in range(times) for f in faults]
         self.every = every
         self.stall_seconds = stall_seconds
@@ -65,7 +68,7 @@ class FaultProxy:
                     if fault is not None:
                         proxy._inject(self, fault, payload)
                         return
-                    refusal = proxy._refuse_logs(payload)
+                    refusal = proxy._refuse_logs(payload) or proxy._refuse_methods(payload)
                     body = refusal or proxy._forward(payload)
                     self._send(200, body)
                 finally:
@@ -126,6 +129,34 @@ class FaultProxy:
             self.upstream, content=payload, headers={"content-type": "application/json"}
         )
         return resp.content
+
+    def _refuse_methods(self, payload: bytes) -> bytes | None:
+        """The answer when `payload` calls a refused method: "method not found" for those
+        calls, the node's answers (forwarded as one batch) for the others."""
+        if not self.refuse_methods:
+            return None
+        body = orjson.loads(payload)
+        calls = body if isinstance(body, list) else [body]
+        refused = [c for c in calls if c.get("method") in self.refuse_methods]
+        if not refused:
+            return None
+        with self._lock:
+            self.injected["method_not_found"] += len(refused)
+        rest = [c for c in calls if c.get("method") not in self.refuse_methods]
+        answers = {}
+        if rest:
+            for a in orjson.loads(self._forward(orjson.dumps(rest))):
+                answers[a["id"]] = a
+        out = [
+            answers.get(c["id"])
+            or {
+                "jsonrpc": "2.0",
+                "id": c["id"],
+                "error": {"code": -32601, "message": f"the method {c['method']} does not exist"},
+            }
+            for c in calls
+        ]
+        return orjson.dumps(out if isinstance(body, list) else out[0])
 
     def _refuse_logs(self, payload: bytes) -> bytes | None:
         if self.max_log_range is None:
