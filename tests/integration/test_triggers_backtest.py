@@ -44,6 +44,18 @@ EXTRA = [
         "actions": [{"name": "webhook", "type": "rest", "url": HOOK}],
     },
     {
+        # the same with phase: fast; the demo's chain has no confirmations, so live it fires at
+        # confirmation (its confirmed phase), as the backtest shows every fast trigger
+        "id": "tracked-in-cooldown-fast",
+        "name": "Any transfer into a tracked wallet, fast phase, at most one per 3 hours",
+        "chain": "devnet",
+        "registry": "erc20",
+        "cooldown": "3h",
+        "phase": "fast",
+        "conditions": [{"type": "address_in", "field": "to_address", "value": "tracked"}],
+        "actions": [{"name": "webhook", "type": "rest", "url": HOOK}],
+    },
+    {
         "id": "tracked-in-2d",
         "name": "A transfer into a tracked wallet, at most one per 2 days: its state spans days",
         "chain": "devnet",
@@ -187,6 +199,11 @@ def test_backtest_equals_live_delivery(
     # chain time matters: the cooldown let through some of the transfers but not all, the
     # rate limit fired on some feedbacks but not all, and both days delivered something
     assert 1 < per_trigger["tracked-in-cooldown"] < matching_in
+    # a fast trigger counts each firing once, as the one without phases does; its deliveries
+    # are the confirmed phase, live and in the backtest alike
+    assert per_trigger["tracked-in-cooldown-fast"] == per_trigger["tracked-in-cooldown"]
+    fast_keys = frame.filter(pl.col("trigger_id") == "tracked-in-cooldown-fast")["idempotency_key"]
+    assert all(k.endswith(":webhook:confirmed") and "@0x" in k for k in fast_keys)
     assert 1 <= per_trigger["feedback-triples"] < feedbacks
     # the live engine evaluated each day in its own batch, the state kept in PostgreSQL: the
     # 2-day cooldown that started on day 1 still held on day 2, and so it did in the backtest
