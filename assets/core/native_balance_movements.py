@@ -17,6 +17,8 @@ balance came from. The kinds:
   (`ethereum` and `op-stack` fee models: see chainlake/presets.py);
 - `base_fee`, `l1_fee` (OP-stack only): the base fee and L1 data fee, to the BaseFeeVault and
   L1FeeVault (elsewhere the base fee is burned: it has no recipient row);
+- `deposit_mint` (OP-stack): ether minted on L2 to the sender of a deposit transaction
+  (bridged from L1; `from_address` null), even when the deposit reverted;
 - `block_reward`, `uncle_reward`: proof-of-work issuance (`from_address` null): the node's
   reward frames when its traces have them (trace_block), else Ethereum's schedule
   (`block_rewards: ethereum`: block reward plus 1/32 of it per uncle included, to the miner;
@@ -68,6 +70,7 @@ KINDS = (
     "priority_fee",
     "base_fee",
     "l1_fee",
+    "deposit_mint",
     "block_reward",
     "uncle_reward",
 )
@@ -207,6 +210,16 @@ def native_balance_movements_frame(
             amount=gas_used * gas_price + blob_fee + (l1_fee if fee_model == "op-stack" else 0),
         ),
     ]
+    if "mint" in tx.collect_schema().names():
+        parts.append(
+            _rows(
+                tx.filter(pl.col("mint").is_not_null()),
+                "deposit_mint",
+                from_address=pl.lit(None, pl.String),
+                to_address=pl.col("from_address"),
+                amount=pl.col("mint").cast(pl.Int128),
+            )
+        )
     if fee_model in ("ethereum", "op-stack"):
         parts.append(
             _rows(
@@ -392,6 +405,7 @@ TX_COLUMNS = [
     "blob_gas_used",
     "blob_gas_price",
     "l1_fee",
+    "mint",
     "status",
 ]
 BLOCK_COLUMNS = [

@@ -97,6 +97,13 @@ CHECKS = [
         blocking=True,
         description="Each block's transaction_count equals its rows in raw/transactions.",
     ),
+    dg.AssetCheckSpec(
+        "one_root_frame_per_transaction",
+        asset=TRACES,
+        blocking=True,
+        description="When the day's traces were read, every transaction has exactly one root "
+        "frame (and no frame belongs to another transaction).",
+    ),
 ]
 
 
@@ -157,6 +164,7 @@ def check_day(store: DeltaStore, chain, rng: DayRange) -> list[dg.AssetCheckResu
     )
     bad = joined.filter(pl.col("transaction_count").cast(pl.Int64) != pl.col("rows").cast(pl.Int64))
     return [
+        *_check_traces(store, chain, rng.day),
         dg.AssetCheckResult(
             asset_key=BLOCKS,
             check_name="no_missing_blocks",
@@ -175,6 +183,48 @@ def check_day(store: DeltaStore, chain, rng: DayRange) -> list[dg.AssetCheckResu
             passed=bad.height == 0,
             metadata={"mismatched_blocks": bad.height, "sample": preview(bad, 10)},
         ),
+    ]
+
+
+def _check_traces(store: DeltaStore, chain, day) -> list[dg.AssetCheckResult]:
+    """Every transaction of the day has one root frame in raw/traces, and every frame's
+    transaction is the day's; a day without traces (not read) passes, saying so."""
+    txs = store.read_day(chain, "transactions", day, ["transaction_hash"])
+    frames = (
+        store.read_day(chain, "traces", day, ["transaction_hash", "depth", "trace_type"])
+        if store.exists(chain, "traces")
+        else pl.DataFrame(schema={"transaction_hash": pl.String, "depth": pl.Int32})
+    )
+    if frames.height == 0 and txs.height:
+        return [
+            dg.AssetCheckResult(
+                asset_key=TRACES,
+                check_name="one_root_frame_per_transaction",
+                passed=True,
+                description="traces not read for this chain-day: internal transfers not covered",
+                metadata={"internal_transfers_covered": False, "transactions": txs.height},
+            )
+        ]
+    roots = frames.filter(pl.col("depth") == 0).drop_nulls("transaction_hash")
+    per_tx = roots.group_by("transaction_hash").len()
+    known = set(txs["transaction_hash"].to_list())
+    missing = sorted(known - set(per_tx["transaction_hash"].to_list()))
+    doubled = per_tx.filter(pl.col("len") > 1)["transaction_hash"].to_list()
+    foreign = sorted(set(frames["transaction_hash"].drop_nulls().to_list()) - known)
+    return [
+        dg.AssetCheckResult(
+            asset_key=TRACES,
+            check_name="one_root_frame_per_transaction",
+            passed=not (missing or doubled or foreign),
+            metadata={
+                "internal_transfers_covered": True,
+                "transactions": txs.height,
+                "frames": frames.height,
+                "without_root": str(missing[:10]),
+                "several_roots": str(doubled[:10]),
+                "not_in_raw_transactions": str(foreign[:10]),
+            },
+        )
     ]
 
 

@@ -53,6 +53,8 @@ RPC_TRANSACTION = pl.Struct(
         "r": S,
         "s": S,
         "yParity": S,
+        # OP-stack deposit transactions (type 0x7e): the ether minted to `from` on L2
+        "mint": S,
         "accessList": pl.List(pl.Struct({"address": S, "storageKeys": pl.List(S)})),
         "blobVersionedHashes": pl.List(S),
         "authorizationList": pl.List(
@@ -105,7 +107,7 @@ BLOCK_QUANTITIES = (
 WITHDRAWAL_QUANTITIES = ("index", "validatorIndex", "amount")
 TRANSACTION_QUANTITIES = (
     "nonce", "blockNumber", "transactionIndex", "value", "gas", "gasPrice", "maxFeePerGas",
-    "maxPriorityFeePerGas", "maxFeePerBlobGas", "type", "chainId", "yParity",
+    "maxPriorityFeePerGas", "maxFeePerBlobGas", "type", "chainId", "yParity", "mint",
 )  # fmt: skip
 RECEIPT_QUANTITIES = (
     "transactionIndex", "blockNumber", "cumulativeGasUsed", "gasUsed", "status", "type",

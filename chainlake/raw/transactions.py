@@ -108,6 +108,12 @@ class TransactionsModel(pa.DataFrameModel):
         nullable=True,
         description="blob gas price in wei (receipt, EIP-4844); null unless a blob transaction",
     )
+    mint: Annotated[pl.Decimal, 38, 0] = pa.Field(
+        nullable=True,
+        ge=0,
+        description="wei minted to the sender by an OP-stack deposit transaction (type 0x7e, "
+        "`mint`), even when it reverted; null elsewhere",
+    )
     l1_fee: Annotated[pl.Decimal, 38, 0] = pa.Field(
         nullable=True,
         ge=0,
@@ -203,6 +209,7 @@ def transactions_from_rpc(
         pl.col("rc_logs").list.len().fill_null(0).alias("logs_count"),
         quantity("rc_blobGasUsed").alias("blob_gas_used"),
         wei("rc_blobGasPrice").alias("blob_gas_price"),
+        wei("mint").alias("mint"),
         wei("rc_l1Fee").alias("l1_fee"),
     )
     return conform(frame, TransactionsModel)

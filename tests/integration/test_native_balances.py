@@ -99,6 +99,8 @@ def test_every_tracked_wallet_matches_the_chain_every_day(
         assert result.success
         check = _check(result, "matches_chain")
         assert check.passed, check.description
+        roots = _check(result, "one_root_frame_per_transaction")
+        assert roots.passed and roots.metadata["internal_transfers_covered"].value is True
         # the same, compared here with the node for every tracked wallet
         close = manifest.day_blocks[i].last_block
         with RpcClient([url]) as c:
@@ -175,6 +177,8 @@ def test_without_traces_the_check_names_the_wallet_and_the_missing_kind(
     mats = result.asset_materializations_for_node("raw_chain_tables")
     meta = next(m.metadata for m in mats if m.asset_key == dg.AssetKey(["raw", "traces"]))
     assert meta["internal_transfers_covered"].value is False
+    roots = _check(result, "one_root_frame_per_transaction")
+    assert roots.metadata["internal_transfers_covered"].value is False
 
 
 def test_demo_section_compares_every_portfolio_with_the_chain(

@@ -220,6 +220,7 @@ TX_FIELDS: dict[str, Callable[[dict[str, Any]], Any]] = {
     "r": lambda t: t.get("r"),
     "s": lambda t: t.get("s"),
     "y_parity": lambda t: q(t.get("yParity")),
+    "mint": lambda t: q(t.get("mint")),
 }
 
 RECEIPT_FIELDS: dict[str, Callable[[dict[str, Any]], Any]] = {

@@ -276,3 +276,33 @@ def test_recorded_arbitrum_receipt_fee_is_gas_used_times_price() -> None:
     assert sums(df) == {
         ("fee", rc["from"], None): int(rc["gasUsed"], 16) * int(rc["effectiveGasPrice"], 16)
     }
+
+
+def test_op_stack_deposit_mints_to_its_sender_even_when_it_reverts() -> None:
+    from chainlake.raw.transactions import transactions_frame
+
+    def deposit(i: int, status: str) -> tuple[dict, dict]:
+        tx = {"hash": "0x" + f"{i:064x}", "nonce": "0x0", "transactionIndex": hex(i), "from": A,
+              "to": B, "value": hex(3 * 10**17), "gas": hex(100_000), "gasPrice": "0x0",
+              "input": "0x", "type": "0x7e", "mint": hex(10**18)}  # fmt: skip
+        rc = {"transactionHash": tx["hash"], "transactionIndex": hex(i), "from": A, "to": B,
+              "gasUsed": hex(50_000), "cumulativeGasUsed": hex(50_000 * (i + 1)),
+              "effectiveGasPrice": "0x0", "status": status, "logs": [], "type": "0x7e"}  # fmt: skip
+        return tx, rc
+
+    (t0, r0), (t1, r1) = deposit(0, "0x1"), deposit(1, "0x0")
+    block = {"number": "0xa", "hash": "0x" + "ab" * 32, "parentHash": "0x" + "00" * 32,
+             "timestamp": "0x66000000", "miner": MINER, "gasLimit": "0x1c9c380",
+             "gasUsed": "0x186a0", "difficulty": "0x0", "extraData": "0x", "logsBloom": "0x",
+             "sha3Uncles": "0x" + "00" * 32, "transactionsRoot": "0x" + "00" * 32,
+             "stateRoot": "0x" + "00" * 32, "receiptsRoot": "0x" + "00" * 32,
+             "baseFeePerGas": "0x7", "uncles": [], "transactions": [t0, t1]}  # fmt: skip
+    txs = transactions_frame([block], [[r0, r1]], 10)
+    assert [int(m) for m in txs["mint"]] == [10**18, 10**18]
+    df = native_balance_movements_frame(
+        txs, blocks_from_rpc(rpc_block_frame([block]), 10), None, fee_model="op-stack"
+    )
+    assert sums(df) == {
+        ("deposit_mint", None, A): 2 * 10**18,  # the reverted deposit still minted
+        ("transaction_value", A, B): 3 * 10**17,  # only the successful one moved its value
+    }
