@@ -426,7 +426,7 @@ def test_the_open_day_of_a_real_chain_compacts_with_the_same_rows(
             )
             assert result.success
     tables = store.list_tables(chain)
-    assert tables == ["blocks", "logs", "token_transfers", "transactions"]
+    assert tables == ["blocks", "logs", "token_transfers", "traces", "transactions"]
     uris = {t: store.table_uri(chain, t) for t in tables}
     before = (polars_hashes(store, uris), duckdb_hashes(store, uris), chdb_hashes(uris, tmp_path))
 
