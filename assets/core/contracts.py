@@ -1,10 +1,16 @@
 """core/contracts: the contracts created on the chain-day, with their code hash and the token
 standards they implement.
 
-Source: receipts (`raw/transactions.contract_address` of successful transactions without a
-`to`): contracts created by a transaction. Contracts created by contracts (a factory's
-CREATE/CREATE2) appear in call traces only; they are not here until `raw/traces` exists on
-the chain (see the README). The code hash and the standards are read from the node at the
+Two sources:
+
+- receipts (`raw/transactions.contract_address` of successful transactions without a `to`):
+  contracts created by a transaction (`source` receipt, `trace_address` '');
+- create frames of `raw/traces` below a transaction's root frame, not reverted: contracts
+  created by contracts, a factory's CREATE / CREATE2 (`source` trace; `creator` is the
+  contract whose frame created it, `deployer` the transaction's sender).
+
+On a chain or day without traces (`trace_method: none`, or a node that serves no tracer) only
+the first kind is found; the materialisation says which (`covers`). The code hash and the standards are read from the node at the
 creation block (`eth_getCode`, ERC-165 `supportsInterface`, selectors in the runtime code;
 see `chainlake/tokens.py`), so the node must serve that block's state (an archive node for
 old days).
@@ -23,6 +29,7 @@ from assets.ranges import each_day, run_chain_days
 from chainlake.lake import DeltaStore
 from chainlake.metadata import table_metadata
 from chainlake.partitions import chain_day_partitions
+from chainlake.raw.traces import TracesModel
 from chainlake.raw.transactions import TransactionsModel
 from chainlake.rpc import NodeError, RpcError
 from chainlake.schema import conform, empty, polars_schema, schema_metadata
@@ -54,8 +61,19 @@ class ContractsModel(pa.DataFrameModel):
     deployer: pl.String = pa.Field(
         str_matches=ADDRESS, description="the account that sent the creating transaction"
     )
+    creator: pl.String = pa.Field(
+        str_matches=ADDRESS,
+        description="the account whose CREATE made it: the deployer for a transaction's "
+        "creation, the factory contract for a contract's",
+    )
+    trace_address: pl.String = pa.Field(
+        description="the creating frame's path in its transaction (raw/traces); '' for the "
+        "transaction's own creation"
+    )
     source: pl.String = pa.Field(
-        isin=["receipt"], description="receipt: a transaction's contractAddress"
+        isin=["receipt", "trace"],
+        description="receipt: a transaction's contractAddress; trace: a create frame below "
+        "the root (a contract created by a contract)",
     )
     code_size: pl.Int32 = pa.Field(ge=0, description="runtime code size in bytes at the block")
     code_hash: pl.String = pa.Field(
@@ -85,7 +103,18 @@ class ContractsModel(pa.DataFrameModel):
 
     class Config:
         strict = True
-        unique: ClassVar[list[str]] = ["contract_address", "transaction_hash"]
+        unique: ClassVar[list[str]] = ["transaction_hash", "trace_address"]
+
+    @pa.dataframe_check
+    def sources_agree(cls, data: pa.PolarsData) -> pl.LazyFrame:  # type: ignore[misc]
+        """A transaction's own creation is the root frame and its creator is the deployer; a
+        contract's creation is below the root."""
+        receipt = pl.col("source") == "receipt"
+        return data.lazyframe.select(
+            pl.when(receipt)
+            .then((pl.col("trace_address") == "") & (pl.col("creator") == pl.col("deployer")))
+            .otherwise(pl.col("trace_address") != "")
+        )
 
     @pa.dataframe_check
     def standards_say_how(cls, data: pa.PolarsData) -> pl.LazyFrame:  # type: ignore[misc]
@@ -123,9 +152,43 @@ def created_by_transactions(transactions: pl.DataFrame) -> pl.DataFrame:
             "transaction_index",
             "contract_address",
             pl.col("from_address").alias("deployer"),
+            pl.col("from_address").alias("creator"),
+            pl.lit("").alias("trace_address"),
             pl.lit("receipt").alias("source"),
         )
         .sort("block_number", "transaction_index")
+    )
+
+
+def created_by_contracts(traces: pl.DataFrame, transactions: pl.DataFrame) -> pl.DataFrame:
+    """Pure transform: raw/traces → the contracts created by contracts: create frames below a
+    transaction's root that did not revert (nor any frame above them), with the transaction's
+    sender as deployer; columns as `created_by_transactions`."""
+    senders = transactions.select("transaction_hash", pl.col("from_address").alias("deployer"))
+    return (
+        traces.filter(
+            (pl.col("trace_type") == "create")
+            & (pl.col("depth") > 0)
+            & ~pl.col("reverted")
+            & pl.col("to_address").is_not_null()
+        )
+        .join(senders, on="transaction_hash", how="left")
+        .select(
+            "chain_id",
+            "date",
+            "block_number",
+            "block_timestamp",
+            "transaction_hash",
+            "transaction_index",
+            pl.col("to_address").alias("contract_address"),
+            "deployer",
+            pl.col("from_address").alias("creator"),
+            "trace_address",
+            pl.lit("trace").alias("source"),
+            "trace_index",
+        )
+        .sort("block_number", "trace_index")
+        .drop("trace_index")
     )
 
 
@@ -159,13 +222,14 @@ def contracts_frame(created: pl.DataFrame, facts: list[ContractFacts]) -> pl.Dat
 
 @dg.asset(
     key=KEY,
-    deps=[dg.AssetKey(["raw", "transactions"])],
+    deps=[dg.AssetKey(["raw", "transactions"]), dg.AssetKey(["raw", "traces"])],
     partitions_def=chain_day_partitions,
     group_name="core",
     kinds={"delta", "polars"},
     check_specs=[dg.AssetCheckSpec("schema", asset=KEY, blocking=True)],
-    description="One row per contract created on the chain-day (from receipts): deployer, "
-    "creating transaction, code hash and ERC-20/721/1155 detection.",
+    description="One row per contract created on the chain-day (by a transaction, from "
+    "receipts; by a contract, from traces): deployer, creator, creating transaction, code hash "
+    "and ERC-20/721/1155 detection.",
     metadata={"table": TABLE, **schema_metadata(ContractsModel)},
     backfill_policy=PER_CHAIN_DAYS,
     retry_policy=TRANSIENT_RETRY,
@@ -198,7 +262,16 @@ def _one_day(delta: DeltaStore, rpc: RpcResource, chain, day):
         ],
         schema=polars_schema(TransactionsModel),
     )
-    created = created_by_transactions(txs)
+    traces = delta.read_day(chain, "traces", day, schema=polars_schema(TracesModel))
+    # every transaction has a root frame when the day's traces were read
+    traced = chain.trace_method != "none" and (traces.height > 0 or txs.height == 0)
+    created = (
+        pl.concat([created_by_transactions(txs), created_by_contracts(traces, txs)]).sort(
+            "block_number", "transaction_index", "trace_address"
+        )
+        if traced
+        else created_by_transactions(txs)
+    )
     df = empty(ContractsModel)
     if created.height:
         try:
@@ -227,8 +300,11 @@ def _one_day(delta: DeltaStore, rpc: RpcResource, chain, day):
             erc20=int(df["is_erc20"].sum()),
             erc721=int(df["is_erc721"].sum()),
             erc1155=int(df["is_erc1155"].sum()),
-            covers="contracts created by transactions (receipts); not those created by "
-            "contracts (needs raw/traces)",
+            by_contracts=df.filter(pl.col("source") == "trace").height,
+            covers="contracts created by transactions (receipts) and by contracts (traces)"
+            if traced
+            else "contracts created by transactions (receipts) only: no traces for this day "
+            f"(trace_method {chain.trace_method})",
         )
     )
     yield schema

@@ -29,6 +29,7 @@ from chainlake.tokens import EMPTY_CODE_HASH, read_token_metadata
 from tests.conftest import Devnet
 from tools.devnet.collectibles import NAMELESS_DECIMALS, ODD_SUPPLY
 from tools.devnet.configs import write_chains_yaml, write_portfolios_yaml
+from tools.devnet.generator import create_address
 
 pytestmark = pytest.mark.integration
 
@@ -356,7 +357,7 @@ def test_holdings_replayed_from_nft_transfers_equal_the_chain(lake: Lake) -> Non
 # -- contracts ------------------------------------------------------------------------------
 
 
-def test_contracts_from_receipts_with_their_standard(lake: Lake) -> None:
+def test_contracts_from_receipts_and_traces_with_their_standard(lake: Lake) -> None:
     m = lake.devnet.manifest
     c = m.contracts
     df = lake.table("contracts")
@@ -371,12 +372,40 @@ def test_contracts_from_receipts_with_their_standard(lake: Lake) -> None:
     created = {
         r["contractAddress"]: r for r in receipts if r["contractAddress"] and r["status"] == "0x1"
     }
-    assert set(df["contract_address"]) == set(created)
+    by_tx = {r["transactionHash"]: r for r in receipts}
+    receipt_rows = df.filter(pl.col("source") == "receipt")
+    assert set(receipt_rows["contract_address"]) == set(created)
     rows = {r["contract_address"]: r for r in df.iter_rows(named=True)}
-    for address, r in rows.items():
-        assert r["deployer"] == created[address]["from"]
+    for address in created:
+        r = rows[address]
+        assert r["deployer"] == r["creator"] == created[address]["from"]
         assert r["transaction_hash"] == created[address]["transactionHash"]
         assert r["block_number"] == int(created[address]["blockNumber"], 16)
+        assert r["trace_address"] == ""
+
+    # contracts created by contracts, from the traces: the factory's vaults (its VaultCreated
+    # logs) and the forwarder's Doomed contracts (CREATE addresses of its nonces 1, 2, ...)
+    vault_created = "0x" + keccak(text="VaultCreated(address,address,uint256,bool)").hex()
+    vaults = [
+        ("0x" + lg["topics"][1][-40:], lg["transactionHash"])
+        for lg in _logs(lake.devnet, [c["factory"]])
+        if lg["topics"][0] == vault_created
+    ]
+    doomed = [
+        create_address(c["forwarder"], k) for k in range(1, m.stats["payout_create_doomed"] + 1)
+    ]
+    traced = df.filter(pl.col("source") == "trace")
+    assert sorted(traced["contract_address"]) == sorted([v for v, _ in vaults] + doomed)
+    assert len(vaults) == m.stats["factory_create"] + m.stats["factory_create2"] > 0 and doomed
+    for vault, tx in vaults:
+        r = rows[vault]
+        assert (r["creator"], r["deployer"], r["transaction_hash"]) == (
+            c["factory"],
+            by_tx[tx]["from"],
+            tx,
+        )
+        assert r["trace_address"] != "" and r["detected_by"] == "none"
+    assert {rows[a]["creator"] for a in doomed} == {c["forwarder"]}
 
     def standard(address: str) -> tuple[bool, bool, bool, str]:
         r = rows[address]
@@ -399,4 +428,33 @@ def test_contracts_from_receipts_with_their_standard(lake: Lake) -> None:
         code = client.call("eth_getCode", [c["collectible"], "latest"])
     assert rows[c["collectible"]]["code_hash"] == "0x" + keccak(bytes.fromhex(code[2:])).hex()
     assert rows[c["collectible"]]["code_size"] == len(code) // 2 - 1
-    assert all(h != EMPTY_CODE_HASH for h in df["code_hash"])
+    assert all(h != EMPTY_CODE_HASH for h in receipt_rows["code_hash"])
+
+
+def test_without_traces_contracts_come_from_receipts_only_and_say_so(
+    lake: Lake, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shutil
+
+    from assets.core.contracts import contracts
+
+    shutil.copytree(lake.root / "delta", tmp_path / "delta")  # the fixture's lake stays as it is
+    raw = yaml.safe_load((lake.root / "chains.yaml").read_text())
+    raw["chains"][0]["trace_method"] = "none"
+    (tmp_path / "chains.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    monkeypatch.setenv("CHAINS_CONFIG", str(tmp_path / "chains.yaml"))
+    day = lake.devnet.manifest.day_blocks[-1].date
+    result = dg.materialize(
+        [contracts], partition_key=f"devnet|{day.isoformat()}", resources=_resources(tmp_path)
+    )
+    assert result.success
+    (mat,) = result.get_asset_materialization_events()
+    assert "receipts) only" in str(mat.materialization.metadata["covers"].value)
+    without = pl.read_delta(str(tmp_path / "delta" / "devnet" / "local" / "contracts"))
+    with_traces = lake.table("contracts")
+    assert set(without.filter(pl.col("date") == day)["source"]) == {"receipt"}
+    assert (
+        without.filter(pl.col("date") == day).height
+        == with_traces.filter((pl.col("date") == day) & (pl.col("source") == "receipt")).height
+    )
+    assert with_traces.filter((pl.col("date") == day) & (pl.col("source") == "trace")).height > 0

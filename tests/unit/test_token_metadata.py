@@ -11,7 +11,12 @@ import polars as pl
 import pytest
 from eth_abi import encode
 
-from assets.core.contracts import ContractsModel, contracts_frame, created_by_transactions
+from assets.core.contracts import (
+    ContractsModel,
+    contracts_frame,
+    created_by_contracts,
+    created_by_transactions,
+)
 from assets.core.nft_transfers import (
     TRANSFER_BATCH_TOPIC,
     TRANSFER_SINGLE_TOPIC,
@@ -222,7 +227,40 @@ def test_contracts_come_from_successful_creations_only() -> None:
     facts = [ContractFacts(NFT, 100, "0x" + "e" * 64, True, False, True, False, "erc165")]
     df = contracts_frame(created, facts)
     ContractsModel.validate(df)
-    assert df.select("deployer", "is_erc721", "detected_by").row(0) == (A, True, "erc165")
+    assert df.select("deployer", "creator", "trace_address", "source", "is_erc721").row(0) == (
+        A, A, "", "receipt", True,
+    )  # fmt: skip
+
+
+FACTORY = "0x" + "fa" * 20
+CHILD = "0x" + "c1" * 20
+
+
+def test_contracts_created_by_contracts_come_from_create_frames_that_stood() -> None:
+    ts = dt.datetime(2026, 11, 2, 12, tzinfo=dt.UTC)
+    tx = "0x" + "3" * 64
+    frames = pl.DataFrame(
+        {"chain_id": [31337] * 5, "date": [DAY] * 5, "block_number": [6] * 5,
+         "block_timestamp": [ts] * 5, "transaction_hash": [tx] * 5, "transaction_index": [0] * 5,
+         "trace_index": [0, 1, 2, 3, 4],
+         "trace_address": ["", "0", "1", "1,0", "2"],
+         "depth": [0, 1, 1, 2, 1],
+         "trace_type": ["call", "create", "call", "create", "create"],
+         "from_address": [B, FACTORY, FACTORY, FACTORY, FACTORY],
+         "to_address": [FACTORY, CHILD, A, MULTI, None],  # the last creation failed
+         "reverted": [False, False, True, True, True]},  # "1" reverted with its child "1,0"
+    ).cast({"transaction_index": pl.Int32, "trace_index": pl.Int32, "depth": pl.Int32})  # fmt: skip
+    txs = pl.DataFrame({"transaction_hash": [tx], "from_address": [B]})
+    created = created_by_contracts(frames, txs)
+    assert created.select(
+        "contract_address", "deployer", "creator", "trace_address", "source"
+    ).rows() == [(CHILD, B, FACTORY, "0", "trace")]
+    facts = [ContractFacts(CHILD, 10, "0x" + "e" * 64, False, False, False, False, "none")]
+    ContractsModel.validate(contracts_frame(created, facts))
+    # a creation by a contract claiming to be the transaction's own is refused
+    bad = contracts_frame(created.with_columns(trace_address=pl.lit("")), facts)
+    with pytest.raises(pa.errors.SchemaError):
+        ContractsModel.validate(bad)
 
 
 @pytest.mark.parametrize(
