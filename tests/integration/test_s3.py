@@ -26,7 +26,7 @@ CHAIN = ChainConfig(
     name="devnet", network="devnet", subnet="local", chain_id=31337,
     rpc_urls=("http://127.0.0.1:1",), start_date=dt.date(2026, 11, 1),
 )  # fmt: skip
-TABLES = ["blocks", "transactions", "logs", "token_transfers"]
+TABLES = ["blocks", "transactions", "logs", "traces", "token_transfers"]
 
 
 @dataclass(frozen=True)
@@ -134,7 +134,11 @@ def _tables(store: DeltaStore, chain: ChainConfig) -> dict[str, pl.DataFrame]:
     out = {}
     for t in TABLES:
         df = store.scan(chain, t).collect()  # type: ignore[union-attr]
-        keys = [c for c in ("block_number", "transaction_index", "log_index") if c in df.columns]
+        keys = [
+            c
+            for c in ("block_number", "transaction_index", "log_index", "trace_index")
+            if c in df.columns
+        ]
         out[t] = df.sort(keys)
     return out
 
