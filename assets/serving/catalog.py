@@ -461,6 +461,18 @@ def _table_columns(conn: DuckDBPyConnection, name: str) -> list[str]:
     ]
 
 
+def _not_null_columns(conn: DuckDBPyConnection, name: str) -> set[str]:
+    """The columns of a table of the file declared NOT NULL."""
+    return {
+        r[0]
+        for r in conn.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = ? "
+            "AND is_nullable = 'NO'",
+            [name],
+        ).fetchall()
+    }
+
+
 def sync_table(
     conn: DuckDBPyConnection, table: CatalogTable, frame: pl.DataFrame
 ) -> dict[str, int]:
@@ -470,7 +482,12 @@ def sync_table(
     when it holds only config-derived columns (`CatalogTable.derived`), else an error."""
     conn.execute(table.create_sql())
     have = _table_columns(conn, table.name)
-    if have != table.expected_columns() and table.derived():
+    # a column the model lets be null but the file's table does not (tokens.decimals, null
+    # since decimals are read from the chain) needs the table created anew as well
+    now_nullable = {n for n, (_, nullable) in model_columns(table.model).items() if nullable}
+    if (
+        have != table.expected_columns() or now_nullable & _not_null_columns(conn, table.name)
+    ) and table.derived():
         # Every column comes from the config files (e.g. tokens after a column rename): the
         # table is dropped and created anew, then filled below; only created_at restarts.
         conn.execute(f"DROP TABLE {quote(table.name)}")

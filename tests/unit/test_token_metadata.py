@@ -277,3 +277,29 @@ def test_contracts_created_by_contracts_come_from_create_frames_that_stood() -> 
 def test_contracts_model_rules_fail(facts: ContractFacts) -> None:
     with pytest.raises(pa.errors.SchemaError):
         ContractsModel.validate(contracts_frame(_created(), [facts]))
+
+
+def test_a_catalog_file_whose_tokens_decimals_were_not_null_takes_null_decimals() -> None:
+    # catalogs written before decimals were read from the chain declared tokens.decimals NOT
+    # NULL; the table (config-derived) is created anew, and a token without override loads
+    import duckdb
+
+    from assets.serving.catalog import TABLES, catalog_frames, sync_table
+    from chainlake.portfolios import PortfolioBook
+
+    tokens_table = next(t for t in TABLES if t.name == "tokens")
+    chain = _chain([{"address": A, "symbol": "ALP"}, {"address": B, "decimals": 6}])
+    frame = catalog_frames(PortfolioBook(), {"devnet": chain})["tokens"]
+    conn = duckdb.connect()
+    conn.execute(
+        tokens_table.create_sql().replace('"decimals" INTEGER,', '"decimals" INTEGER NOT NULL,')
+    )
+    assert "decimals" in {
+        r[0] for r in conn.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = 'tokens' "
+            "AND is_nullable = 'NO'"
+        ).fetchall()
+    }  # fmt: skip
+    sync_table(conn, tokens_table, frame)
+    got = conn.execute("SELECT symbol, decimals FROM tokens ORDER BY symbol").fetchall()
+    assert got == [(B, 6), ("ALP", None), ("ETH", 18)]
