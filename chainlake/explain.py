@@ -18,9 +18,9 @@ removes the files older versions need: then the error names the version and the 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import ROUND_HALF_EVEN, Context, Decimal
 
 import polars as pl
 from deltalake.exceptions import DeltaError
@@ -32,11 +32,22 @@ from chainlake.lineage import Lineage
 UNITS = pl.Decimal(38, 0)
 USD = pl.Decimal(38, 18)
 _QUANTUM = Decimal(1).scaleb(-18)
+# Amounts have up to 38 digits and a product of two Decimal(38,18) up to 76: the default
+# context's 28 significant digits would round them (or refuse to quantize them) silently.
+EXACT = Context(prec=100)
 
 
 def _round(value: Decimal) -> Decimal:
     """To 18 places, half to even, as Polars rounds a product cast to Decimal(38,18)."""
-    return value.quantize(_QUANTUM, rounding=ROUND_HALF_EVEN)
+    return value.quantize(_QUANTUM, rounding=ROUND_HALF_EVEN, context=EXACT)
+
+
+def combined_value(explanations: Iterable[Explanation]) -> Decimal:
+    """The holdings' value over several chain-days (a multi-chain portfolio's chains), exact."""
+    total = Decimal(0)
+    for e in explanations:
+        total = EXACT.add(total, e.total_value)
+    return total
 
 
 class ExplainError(RuntimeError):
@@ -64,8 +75,11 @@ class Explanation:
         for r in self.holdings.iter_rows(named=True):
             if r["price"] is not None:
                 quantity, _ = per_token.get(r["token_address"], (Decimal(0), r["price"]))
-                per_token[r["token_address"]] = (quantity + r["quantity"], r["price"])
-        return sum((_round(q * p) for q, p in per_token.values()), Decimal(0))
+                per_token[r["token_address"]] = (EXACT.add(quantity, r["quantity"]), r["price"])
+        total = Decimal(0)
+        for q, p in per_token.values():
+            total = EXACT.add(total, _round(EXACT.multiply(q, p)))
+        return total
 
 
 HOLDINGS = pl.Schema(
@@ -180,10 +194,11 @@ def holdings_frame(
     for r in transfers.iter_rows(named=True):
         key = (r["address"], r["token_address"])
         total, n = moved.get(key, (Decimal(0), 0))
-        moved[key] = (total + r["amount"], n + 1)
+        moved[key] = (EXACT.add(total, r["amount"]), n + 1)
     rows = []
     for r in held.sort("address", "token_symbol").iter_rows(named=True):
-        quantity = Decimal(int(r["balance"])).scaleb(-int(r["decimals"])).quantize(_QUANTUM)
+        quantity = Decimal(int(r["balance"])).scaleb(-int(r["decimals"]), EXACT)
+        quantity = quantity.quantize(_QUANTUM, context=EXACT)
         price = price_of.get(r["token_address"])
         total, n = moved.get((r["address"], r["token_address"]), (Decimal(0), 0))
         rows.append(
@@ -199,7 +214,7 @@ def holdings_frame(
                 "transfers": n,
                 "quantity": quantity,
                 "price": price,
-                "value": None if price is None else _round(quantity * price),
+                "value": None if price is None else _round(EXACT.multiply(quantity, price)),
                 "block_number": r["block_number"],
             }
         )
@@ -259,7 +274,7 @@ def transfers_frame(
         if r["from_address"] in wallets:
             rows.append({**common, "wallet": wallets[r["from_address"]],
                          "address": r["from_address"], "direction": "out",
-                         "counterparty": r["to_address"], "amount": -(r["value"] + r["fee"]),
+                         "counterparty": r["to_address"], "amount": -EXACT.add(r["value"], r["fee"]),
                          "fee": r["fee"]})  # fmt: skip
         if r["to_address"] in wallets and r["value"] > 0:
             rows.append({**common, "wallet": wallets[r["to_address"]],

@@ -137,7 +137,9 @@ def render_text(
         f"{o.lineage.to_text()}"
         for o in others
     ]
-    worth = explanation.total_value + sum((o.total_value for o in others), Decimal(0))
+    from chainlake.explain import combined_value
+
+    worth = combined_value([explanation, *others])
     where = f" on {1 + len(others)} chains" if others else ""
     snapshot = doc.get("snapshot")
     if snapshot is not None:
@@ -238,7 +240,7 @@ def explain(
     Delta time travel at the versions the row recorded, and the day's block range.
     """
     from chainlake.config import ConfigError, load_chains
-    from chainlake.explain import ExplainError, explain_day
+    from chainlake.explain import ExplainError, combined_value, explain_day
     from chainlake.lineage import Lineage, parse_linked
     from chainlake.portfolios import load_portfolios, portfolios_config_path
 
@@ -326,9 +328,7 @@ def explain(
             }
             for o in others
         ],
-        "holdings_value_all_chains": str(
-            explanation.total_value + sum((o.total_value for o in others), Decimal(0))
-        ),
+        "holdings_value_all_chains": str(combined_value([explanation, *others])),
         "full_lineage_text": full_lineage_text(explanation, others),
     }
     if fmt == "json":

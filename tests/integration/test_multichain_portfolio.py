@@ -15,7 +15,7 @@ import json
 import os
 import subprocess
 import sys
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import ROUND_HALF_EVEN, Context, Decimal
 from pathlib import Path
 from typing import Any
 
@@ -126,10 +126,6 @@ def stage(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
                 blocks_per_day=8,
                 txs_per_block=6,
                 seed=seed,
-                # the chains this test was written against (no payouts by internal calls):
-                # with them its independent sum differs from the snapshot's in the 18th
-                # decimal (rounded per token in the sum, per holding in the asset)
-                internal_transfers=False,
             )
         entries = []
         for name, m in manifests.items():
@@ -182,6 +178,11 @@ def _delta(root: Path, chain: str, table: str) -> pl.DataFrame:
     return pl.read_delta(str(root / "delta" / chain / "local" / table))
 
 
+# Products of two 38-digit decimals need 76 digits: the default context's 28 would round them
+# before the 18-place rounding under test.
+EXACT = Context(prec=100)
+
+
 def _expected_value(root: Path, holdings: dict[str, list[str]], day: dt.date) -> Decimal:
     """Per chain and token, the wallets' quantities (balance / 10^decimals) summed, times the
     chain's price of the day, rounded half to even to 18 places; then summed. Exact decimals
@@ -194,10 +195,13 @@ def _expected_value(root: Path, holdings: dict[str, list[str]], day: dt.date) ->
         quantity: dict[str, Decimal] = {}
         for r in b.filter(pl.col("address").is_in(addresses)).iter_rows(named=True):
             amount = Decimal(int(r["balance"])).scaleb(-int(r["decimals"]))
-            quantity[r["token_address"]] = quantity.get(r["token_address"], Decimal(0)) + amount
+            quantity[r["token_address"]] = EXACT.add(quantity.get(r["token_address"], 0), amount)
         for token, q in quantity.items():
             if token in price:
-                total += (q * price[token]).quantize(Decimal(1).scaleb(-18), ROUND_HALF_EVEN)
+                value = EXACT.multiply(q, price[token])
+                total = EXACT.add(
+                    total, value.quantize(Decimal(1).scaleb(-18), ROUND_HALF_EVEN, EXACT)
+                )
     return total
 
 
@@ -267,8 +271,8 @@ def test_returns_are_of_the_combined_holdings(stage: dict[str, Any]) -> None:
             for r in b.iter_rows(named=True):
                 if (day, r["token_address"]) in price and (y, r["token_address"]) in price:
                     q = Decimal(int(r["balance"])).scaleb(-int(r["decimals"]))
-                    now += q * price[(day, r["token_address"])]
-                    before += q * price[(y, r["token_address"])]
+                    now = EXACT.add(now, EXACT.multiply(q, price[(day, r["token_address"])]))
+                    before = EXACT.add(before, EXACT.multiply(q, price[(y, r["token_address"])]))
         assert got is not None and before > 0
         assert got == pytest.approx(float(now / before) - 1, rel=1e-9, abs=1e-12)
 

@@ -287,3 +287,33 @@ def test_the_holdings_add_up_to_the_snapshots_total_value_to_the_last_place() ->
     explained = Explanation("p", "devnet", 1, DAY, Lineage(), held, prices, held.clear())
     assert held["value"].to_list() == [Decimal(0), Decimal("3E-18"), Decimal("2E-18"), Decimal(0)]
     assert explained.total_value == snapshot["total_value"][0] == Decimal("6E-18")
+
+
+def test_a_whales_holding_is_valued_to_the_last_place_as_the_snapshot_values_it() -> None:
+    # 29,999.970792083554910069 ETH at 3,232.38482952: the product has 41 significant digits
+    # (...943|4964…, rounded to ...943). Python's default context (28 digits) rounded it to
+    # ...94350 first, then half to even gave ...944; and a quantity of 10^15 ETH (34 digits)
+    # could not be quantized to 18 places at all.
+    whale = 29_999_970792083554910069
+    balances = pl.DataFrame(
+        {"date": [DAY] * 2, "address": [A, B], "token_address": [NATIVE_TOKEN] * 2,
+         "token_symbol": ["ETH"] * 2, "decimals": [18] * 2,
+         "balance": [Decimal(whale), Decimal(10**33)],
+         "net_change": [Decimal(0)] * 2, "block_number": [32] * 2},
+        schema_overrides={"decimals": pl.Int32, "balance": pl.Decimal(38, 0),
+                          "net_change": pl.Decimal(38, 0)},
+    )  # fmt: skip
+    prices = pl.DataFrame(
+        {"date": [DAY], "token_address": [NATIVE_TOKEN], "price": [Decimal("3232.38482952")]},
+        schema_overrides={"price": pl.Decimal(38, 18)},
+    )
+    alone = holdings_frame(balances.head(1), prices, pl.DataFrame(schema=TRANSFERS), WALLETS)
+    assert alone["value"].to_list() == [Decimal("96971450.474373981003578943")]
+    members = pl.DataFrame({"portfolio_id": ["p"], "address": [A]})
+    snapshot = portfolio_snapshots_frame(balances.head(1), prices, members, days=[DAY], chain_id=1)
+    assert snapshot["total_value"][0] == Decimal("96971450.474373981003578943")
+    both = holdings_frame(balances, prices, pl.DataFrame(schema=TRANSFERS), WALLETS)
+    explained = Explanation("p", "devnet", 1, DAY, Lineage(), both, prices, both.clear())
+    assert both["quantity"].to_list()[1] == Decimal(10**15)
+    # 10^15 x 3,232.38482952 + the whale's value: 37 digits, none lost
+    assert explained.total_value == Decimal("3232384829616971450.474373981003578943")
