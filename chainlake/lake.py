@@ -445,6 +445,17 @@ class DeltaStore:
             kwargs["predicate"] = (
                 predicate if day is None else f"({kwargs['predicate']}) AND ({predicate})"
             )
+        if mode == "overwrite" and isinstance(data, pa.Table | pa.RecordBatchReader):
+            added = self._added_columns(uri, data.schema)
+            if added:
+                # A table written before the model gained these columns (an upgrade): they
+                # are added to the table, the rows of other days read them as null.
+                kwargs["schema_mode"] = "merge"
+                log.warning(
+                    "%s: adding column(s) %s; rows written before read them as null",
+                    uri,
+                    ", ".join(added),
+                )
         # A record-batch stream passed as is was consumed by the first attempt: not retried.
         once = isinstance(data, pa.RecordBatchReader)
         retrying_commit(
@@ -455,6 +466,20 @@ class DeltaStore:
         t = self._table(uri)
         assert t is not None
         return t.version()
+
+    def _added_columns(self, uri: str, schema: pa.Schema) -> list[str]:
+        """The columns of `schema` the existing table lacks, when it lacks nothing else: an
+        older table of a model that has only gained columns. Empty when the table is absent,
+        equal, or differs otherwise (a write that drops or renames a column is refused by
+        delta-rs as before)."""
+        t = self._table(uri)
+        if t is None:
+            return []
+        have = {f.name for f in t.schema().fields}
+        want = [n for n in schema.names if n != PARTITION_COLUMN]
+        if not have - {PARTITION_COLUMN} <= set(want):
+            return []
+        return [n for n in want if n not in have]
 
     # -- reads ----------------------------------------------------------------------------
 
