@@ -109,7 +109,11 @@ def demo_days(run: Run) -> list[dt.date]:
     return [today - dt.timedelta(days=1), today]
 
 
-def test_demo_is_quiet_and_ends_with_the_summary(demo_env: dict[str, str], tmp_path: Path) -> None:
+def test_demo_is_quiet_and_ends_with_the_summary_and_a_different_chain_replaces_it(
+    demo_env: dict[str, str], tmp_path: Path
+) -> None:
+    """A first run, then a second whose chain differs in the same data directory (one demo run
+    fewer than a test of its own for each)."""
     run = run_demo(demo_env)
     assert run.returncode == 0, run.stdout + run.stderr
     assert run.started.date() == run.ended.date(), "the run crossed midnight: run it again"
@@ -179,12 +183,8 @@ def test_demo_is_quiet_and_ends_with_the_summary(demo_env: dict[str, str], tmp_p
     assert isinstance(latest, dt.datetime) and latest <= run.started
     assert table["block_number"].n_unique() == table.height
 
-
-def test_a_different_chain_replaces_the_older_one(demo_env: dict[str, str], tmp_path: Path) -> None:
-    """A second run whose chain differs (here fewer blocks a day; on a later day, other dates)
-    leaves no row of the first chain in the lake or in PostgreSQL."""
-    first = run_demo(demo_env)
-    assert first.returncode == 0, first.stdout + first.stderr
+    # A second run whose chain differs (here fewer blocks a day; on a later day, other dates)
+    # leaves no row of the first chain in the lake or in PostgreSQL.
     second = run_demo(demo_env, DEMO_BLOCKS_PER_DAY="8")
     assert second.returncode == 0, second.stdout + second.stderr
     assert_quiet(second)
