@@ -193,8 +193,37 @@ def stack_env(tmp: Path, dagster_home: Path, postgres_url: str, chains_config: P
         # no resident trigger evaluator: it would hold one of the queue's run slots for its
         # whole lifetime (tests/integration/test_resident_evaluator.py covers it)
         CHAINLAKE_RESIDENT_EVALUATOR_SECONDS="0",
+        # A code server answers a run launch once the run's worker process has loaded the code
+        # location: past Dagster's 60 s on a 2-core machine shared by several test sessions
+        # (seen at a load average of 40), the queue marks the run failed without a retry.
+        DAGSTER_GRPC_TIMEOUT_SECONDS="300",
     )
     return env
+
+
+# `dagster-daemon run` with two of Dagster 1.13's fixed timings changed for a test instance
+# (neither is instance config): the backfill daemon's tick (30 s: a backfill waits up to that long
+# for each next step of its plan, e.g. a day's balances once its sources are done, and again for
+# its completion) and the daemon's workspace reload (every 60 s it drops its code server and
+# starts a new one, which loads the whole code location again: several extra loads during a
+# backfill, for code that does not change during a test, so here it keeps its first one).
+# Everything else is the daemon as `dagster-daemon run` starts it.
+DAEMON_TICK_SECONDS = 5
+_TEST_DAEMON = f"""
+import sys
+from dagster._daemon import controller
+from dagster._daemon.cli import main
+
+controller.DEFAULT_DAEMON_INTERVAL_SECONDS = {DAEMON_TICK_SECONDS}
+controller.DagsterDaemonController.check_workspace_freshness = lambda self, last: last
+sys.argv[0] = "dagster-daemon"
+sys.exit(main())
+"""
+
+
+def daemon_command(*args: str) -> list[str]:
+    """The argv of `dagster-daemon ARGS` for a test instance (see `_TEST_DAEMON`)."""
+    return [str(VENV_BIN / "python"), "-c", _TEST_DAEMON, *args]
 
 
 @contextlib.contextmanager

@@ -34,6 +34,7 @@ from dagster_stack import (
     VENV_BIN,
     Chain,
     chains_yaml,
+    daemon_command,
     open_files_under,
     process,
     process_tree,
@@ -165,7 +166,7 @@ def test_thirty_days_two_chains_backfill(tmp_path: Path, monkeypatch: pytest.Mon
                 f"{c.name}|{FIRST_DAY + dt.timedelta(days=d)}" for c in chains for d in range(DAYS)
             ]
             with process(
-                [str(VENV_BIN / "dagster-daemon"), "run", "-w", "workspace.yaml"],
+                daemon_command("run", "-w", "workspace.yaml"),
                 env,
                 tmp_path / "daemon.log",
             ) as daemon:

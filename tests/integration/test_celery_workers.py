@@ -56,6 +56,7 @@ import pytest
 from dagster_stack import (
     ROOT,
     VENV_BIN,
+    daemon_command,
     free_port,
     process,
     process_tree,
@@ -467,7 +468,7 @@ def test_one_backfill_on_two_celery_workers_in_their_own_network_namespaces(
                     assert proc.poll() is None, log.read_text(errors="replace")[-3000:]
 
                 with process(
-                    [str(VENV_BIN / "dagster-daemon"), "run", "-w", "workspace.yaml"],
+                    daemon_command("run", "-w", "workspace.yaml"),
                     env,
                     tmp_path / "daemon.log",
                 ):
