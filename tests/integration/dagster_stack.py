@@ -202,28 +202,32 @@ def stack_env(tmp: Path, dagster_home: Path, postgres_url: str, chains_config: P
 
 
 # `dagster-daemon run` with two of Dagster 1.13's fixed timings changed for a test instance
-# (neither is instance config): the backfill daemon's tick (30 s: a backfill waits up to that long
-# for each next step of its plan, e.g. a day's balances once its sources are done, and again for
-# its completion) and the daemon's workspace reload (every 60 s it drops its code server and
-# starts a new one, which loads the whole code location again: several extra loads during a
-# backfill, for code that does not change during a test, so here it keeps its first one).
+# (neither is instance config):
+# - the daemon's workspace reload: every 60 s it drops its code server and starts a new one,
+#   which loads the whole code location again (several extra loads during a backfill, for code
+#   that does not change during a test), so here it keeps its first one;
+# - optionally the backfill daemon's tick (30 s), for a test whose backfill does not depend on
+#   it. An asset backfill's plan does: a self-dependent asset's day (core/balances) joins a
+#   multi-day run only when its sources land in the same tick as the day before it, so with
+#   5 s ticks test_backfill saw one balances run per chain-day.
 # Everything else is the daemon as `dagster-daemon run` starts it.
-DAEMON_TICK_SECONDS = 5
-_TEST_DAEMON = f"""
+_TEST_DAEMON = """
 import sys
 from dagster._daemon import controller
 from dagster._daemon.cli import main
 
-controller.DEFAULT_DAEMON_INTERVAL_SECONDS = {DAEMON_TICK_SECONDS}
+if len(sys.argv) > 1 and sys.argv[1].isdigit():
+    controller.DEFAULT_DAEMON_INTERVAL_SECONDS = int(sys.argv.pop(1))
 controller.DagsterDaemonController.check_workspace_freshness = lambda self, last: last
 sys.argv[0] = "dagster-daemon"
 sys.exit(main())
 """
 
 
-def daemon_command(*args: str) -> list[str]:
+def daemon_command(*args: str, backfill_tick_seconds: int | None = None) -> list[str]:
     """The argv of `dagster-daemon ARGS` for a test instance (see `_TEST_DAEMON`)."""
-    return [str(VENV_BIN / "python"), "-c", _TEST_DAEMON, *args]
+    tick = [] if backfill_tick_seconds is None else [str(backfill_tick_seconds)]
+    return [str(VENV_BIN / "python"), "-c", _TEST_DAEMON, *tick, *args]
 
 
 @contextlib.contextmanager

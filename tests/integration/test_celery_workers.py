@@ -468,7 +468,7 @@ def test_one_backfill_on_two_celery_workers_in_their_own_network_namespaces(
                     assert proc.poll() is None, log.read_text(errors="replace")[-3000:]
 
                 with process(
-                    daemon_command("run", "-w", "workspace.yaml"),
+                    daemon_command("run", "-w", "workspace.yaml", backfill_tick_seconds=5),
                     env,
                     tmp_path / "daemon.log",
                 ):
