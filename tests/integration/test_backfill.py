@@ -34,7 +34,6 @@ from dagster_stack import (
     VENV_BIN,
     Chain,
     chains_yaml,
-    daemon_command,
     open_files_under,
     process,
     process_tree,
@@ -166,7 +165,7 @@ def test_thirty_days_two_chains_backfill(tmp_path: Path, monkeypatch: pytest.Mon
                 f"{c.name}|{FIRST_DAY + dt.timedelta(days=d)}" for c in chains for d in range(DAYS)
             ]
             with process(
-                daemon_command("run", "-w", "workspace.yaml"),
+                [str(VENV_BIN / "dagster-daemon"), "run", "-w", "workspace.yaml"],
                 env,
                 tmp_path / "daemon.log",
             ) as daemon:
