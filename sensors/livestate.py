@@ -159,7 +159,8 @@ def push_live_state(
         msg = f"no catalog at {duckdb.path} (materialise serving/catalog or `chainlake catalog import`)"
         if strict:
             raise LiveStateError(msg)
-        notes.append(f"wallets and alerts left as they are: {msg}")
+        if url is not None:  # without NATS there are no buckets to leave as they are
+            notes.append(f"wallets and alerts left as they are: {msg}")
     else:
         with duckdb.reader() as conn:
             wallets = catalog_rows(conn, "wallets")
