@@ -39,7 +39,8 @@ FIRST_DAY = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=DAYS + 2)
 # chain × date: one chain, from FIRST_DAY to today (the date dimension ends today)
 PARTITIONS = DAYS + 3
 CHAIN = "browser-chain"
-BACKFILL_ASSETS = [["raw", "blocks"], ["raw", "transactions"], ["raw", "logs"]]
+# raw_chain_tables writes its tables together (it cannot be subset): all four or none
+BACKFILL_ASSETS = [["raw", "blocks"], ["raw", "transactions"], ["raw", "logs"], ["raw", "traces"]]
 # the backfilled day materialised again from the UI
 UI_DAY = FIRST_DAY + dt.timedelta(days=1)
 CHROMIUM_ARGS = [
@@ -187,6 +188,10 @@ def _check_asset_graph(page, base: str) -> None:
     for group in ("raw", "core"):
         page.get_by_text(group, exact=True).first.wait_for(timeout=180_000)
     page.screenshot(path=str(ARTIFACTS / "browser-global-lineage.png"), full_page=True)
+    # A group's lineage draws its downstream assets too (the raw group feeds eight core,
+    # analytics, events and serving assets): a tall window, so that the graph, zoomed to be
+    # readable, has every node of the group on screen (nodes off screen are not rendered).
+    page.set_viewport_size({"width": 1600, "height": 2600})
     for group, assets in (
         ("raw", ("blocks", "transactions", "logs")),
         ("core", ("token_transfers",)),
@@ -202,6 +207,7 @@ def _check_asset_graph(page, base: str) -> None:
         counts.nth(len(assets) - 1).wait_for(timeout=180_000)
         assert counts.count() >= len(assets), f"{group}: partition counts not shown"
         page.screenshot(path=str(ARTIFACTS / f"browser-{group}-lineage.png"), full_page=True)
+    page.set_viewport_size({"width": 1600, "height": 1000})
 
 
 def _materialized_count(page) -> int:
