@@ -7,6 +7,7 @@ import os
 import re
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import click
@@ -112,10 +113,12 @@ def test_hostile_values_are_refused_naming_the_variable(value: str) -> None:
 
 
 def test_explicit_urls_win_and_need_no_instance_name() -> None:
+    # databases of this test's own (never connected to): no fixed name another checkout has
+    own = f"chainlake_test_{uuid.uuid4().hex[:8]}"
     env = {
         "CHAINLAKE_INSTANCE": "not a name",  # never looked at: both URLs are given
-        "DAGSTER_POSTGRES_URL": "postgresql+psycopg2://u@db:5432/dagster",
-        "POSTGRES_URL": "postgresql://u@db:5432/chainlake",
+        "DAGSTER_POSTGRES_URL": f"postgresql+psycopg2://u@db:5432/{own}_dagster",
+        "POSTGRES_URL": f"postgresql://u@db:5432/{own}_events",
     }
     assert instance_names.dagster_postgres_url(env) == env["DAGSTER_POSTGRES_URL"]
     assert instance_names.events_postgres_url(env) == env["POSTGRES_URL"]
