@@ -94,6 +94,9 @@ RPC_RECEIPT = pl.Struct(
         "blobGasPrice": S,
         # OP-stack chains (Base, Optimism): the L1 data fee the sender paid, in wei
         "l1Fee": S,
+        # OP-stack deposits: the sender's nonce, which nodes also serve as the deposit
+        # transaction's `nonce` (some providers leave that out)
+        "depositNonce": S,
     }
 )
 
@@ -111,7 +114,7 @@ TRANSACTION_QUANTITIES = (
 )  # fmt: skip
 RECEIPT_QUANTITIES = (
     "transactionIndex", "blockNumber", "cumulativeGasUsed", "gasUsed", "status", "type",
-    "effectiveGasPrice", "blobGasUsed", "blobGasPrice", "l1Fee",
+    "effectiveGasPrice", "blobGasUsed", "blobGasPrice", "l1Fee", "depositNonce",
 )  # fmt: skip
 LOG_QUANTITIES = ("blockNumber", "transactionIndex", "logIndex")
 

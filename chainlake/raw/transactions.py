@@ -190,7 +190,9 @@ def transactions_from_rpc(
         pl.col("blobVersionedHashes")
         .list.eval(pl.element().str.to_lowercase())
         .alias("blob_versioned_hashes"),
-        wei("nonce").alias("nonce"),
+        # a deposit (0x7e) served without its nonce: the receipt's depositNonce, which is
+        # what op-geth and Nethermind serve as a deposit's nonce
+        pl.coalesce(wei("nonce"), wei("rc_depositNonce")).alias("nonce"),
         pl.col("input"),
         quantity("type").fill_null(0).alias("type"),
         quantity("chainId").alias("tx_chain_id"),

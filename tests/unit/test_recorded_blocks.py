@@ -1,0 +1,427 @@
+"""Whole recorded blocks replayed through the extraction and the native accounting
+(tests/fixtures/recorded-blocks: sources, licences and what was checked are in its README).
+
+- Ethereum mainnet block 13,998,626 (coinbase/chainstorage): the block, its 7 receipts and the
+  callTracer trace of each transaction, as the node answered them. raw/blocks,
+  raw/transactions, raw/logs and raw/traces are checked field by field against the recording;
+  core/native_balance_movements against movements derived from the recording here, address by
+  address, and against the conservation of ether (nothing is created but the 2 ETH block
+  reward, nothing destroyed but the burnt base fee).
+- OP Mainnet block 154,497,277 (subsquid/squid-sdk): the block and its 42 receipts, one a
+  deposit whose `nonce` the recording leaves out. Every sender's fee is gas_used ×
+  effective_gas_price + l1Fee exactly, the deposit pays nothing, and the fees go to the
+  SequencerFeeVault, BaseFeeVault and L1FeeVault (nothing is burned).
+
+The recorded answers are served by `Recorded` (tests/unit/test_mainnet_replay.py) to
+`stage_range`, the extraction raw_chain_tables runs; the movements come from
+`native_balance_movements_frame`, with the preset's fee model, on the columns the asset reads.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pytest
+
+from assets.core.native_balance_movements import (
+    BLOCK_COLUMNS,
+    TX_COLUMNS,
+    NativeBalanceMovementsModel,
+    native_balance_movements_frame,
+)
+from chainlake.extract import stage_range
+from chainlake.presets import OP_BASE_FEE_VAULT, OP_L1_FEE_VAULT, PRESETS
+from chainlake.raw.traces import DEBUG_TRACE, TracesModel
+from chainlake.schema import schema_failures
+from tests.unit.test_mainnet_replay import (
+    Recorded,
+    assert_blocks,
+    assert_logs,
+    assert_transactions,
+    q,
+    ts,
+)
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "recorded-blocks"
+ETHER = 10**18
+
+
+def n(v: str) -> int:
+    """A quantity the recording always has."""
+    return int(v, 16)
+
+
+def _b64(field: str) -> Any:
+    return json.loads(base64.b64decode(field))
+
+
+def _mainnet() -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
+    """Block 13,998,626, its receipts and its transactions' callTracer trees."""
+    recording = json.loads((FIXTURES / "chainstorage/raw_block_13998626.json").read_text())
+    eth = recording["ethereum"]
+    block = _b64(eth["header"])
+    receipts = [_b64(r) for r in eth["transactionReceipts"]]
+    traces = [_b64(t) for t in eth["transactionTraces"]]
+    assert recording["metadata"]["hash"] == block["hash"]
+    assert int(recording["metadata"]["height"]) == q(block["number"]) == 13_998_626
+    return block, receipts, traces
+
+
+def _op() -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    d = FIXTURES / "squid-sdk/optimism-154497277"
+    return json.loads((d / "block.json").read_text()), json.loads((d / "receipts.json").read_text())
+
+
+class Traced(Recorded):
+    """A node that also answers debug_traceBlockByNumber + callTracer for its blocks, each
+    transaction's tree in the envelope Geth gave then (`{"result": tree}`)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.traces: dict[int, list[dict[str, Any]]] = {}
+
+    def answer(self, method: str, params: list[Any]) -> dict[str, Any]:
+        if method == "debug_traceBlockByNumber" and params[1] == {"tracer": "callTracer"}:
+            self.calls.append(method)
+            return {"result": [{"result": t} for t in self.traces[int(params[0], 16)]]}
+        return super().answer(method, params)
+
+
+def _staged(
+    provider: Recorded, chain_id: int, number: int, tmp: Path, trace_method: str = "none"
+) -> dict[str, pl.DataFrame]:
+    s = stage_range(provider.client(), chain_id, number, number, tmp, trace_method=trace_method)
+    return {t: s.frame(t) for t in ("blocks", "transactions", "logs", "traces")}
+
+
+def _assert_receipts_are_the_blocks(block: dict[str, Any], receipts: list[dict[str, Any]]) -> None:
+    """The receipts are the block's, all of them, in order (what can be checked without a
+    trie: the README says the roots were also rebuilt, outside the tests)."""
+    txs = block["transactions"]
+    assert len(receipts) == len(txs)
+    assert [r["transactionHash"] for r in receipts] == [t["hash"] for t in txs]
+    assert [q(r["transactionIndex"]) for r in receipts] == list(range(len(txs)))
+    assert {r["blockHash"] for r in receipts} == {block["hash"]}
+    assert {r["blockNumber"] for r in receipts} == {block["number"]}
+    cumulative = [n(r["cumulativeGasUsed"]) for r in receipts]
+    assert cumulative[-1] == n(block["gasUsed"])
+    assert [n(r["gasUsed"]) for r in receipts] == [
+        c - p for c, p in zip(cumulative, [0, *cumulative[:-1]], strict=True)
+    ]
+    base_fee = n(block["baseFeePerGas"])
+    for t, r in zip(txs, receipts, strict=True):
+        assert (r["from"], r["to"]) == (t["from"], t.get("to"))
+        if t["type"] == "0x2":
+            price = min(n(t["maxFeePerGas"]), base_fee + n(t["maxPriorityFeePerGas"]))
+        else:
+            price = n(t["gasPrice"])
+        assert n(r["effectiveGasPrice"]) == price, t["hash"]
+
+
+# -- the recorded call frames, walked here (not by chainlake) ------------------------------------
+
+
+TRACE_TYPES = {"create": "create", "create2": "create", "selfdestruct": "suicide"}
+
+
+def _frames(traces: list[dict[str, Any]], block: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every frame of the recorded trees, depth first in execution order, with the columns
+    raw/traces should hold for it."""
+    out: list[dict[str, Any]] = []
+
+    def walk(frame: dict[str, Any], i: int, address: tuple[int, ...], failed: bool) -> None:
+        kind = frame["type"].lower()
+        failed = failed or "error" in frame
+        data, output = frame.get("input"), frame.get("output")
+        children = frame.get("calls", [])
+        out.append(
+            {
+                "transaction_hash": block["transactions"][i]["hash"],
+                "transaction_index": i,
+                "trace_address": ",".join(map(str, address)),
+                "depth": len(address),
+                "subtraces": len(children),
+                "trace_type": TRACE_TYPES.get(kind, "call"),
+                "call_type": kind if kind != "selfdestruct" else None,
+                "reward_type": None,
+                "from_address": frame["from"],
+                "to_address": frame.get("to"),
+                "value": int(frame.get("value", "0x0"), 16),
+                "input_selector": data[:10] if data and len(data) >= 10 else None,
+                "input_length": None if data is None else (len(data) - 2) // 2,
+                "output_length": None if output is None else (len(output) - 2) // 2,
+                "gas": q(frame.get("gas")),
+                "gas_used": q(frame.get("gasUsed")),
+                "error": frame.get("error"),
+                "reverted": failed,
+            }
+        )
+        for c, child in enumerate(children):
+            walk(child, i, (*address, c), failed)
+
+    for i, tree in enumerate(traces):
+        walk(tree, i, (), False)
+    return out
+
+
+def _native(row: dict[str, Any], column: str) -> Any:
+    v = row[column]
+    return int(v) if column == "value" else v
+
+
+def test_mainnet_13998626_recording_is_one_complete_block() -> None:
+    block, receipts, traces = _mainnet()
+    _assert_receipts_are_the_blocks(block, receipts)
+    assert len(traces) == len(block["transactions"]) == 7
+    for t, root in zip(block["transactions"], traces, strict=True):
+        # each trace is its transaction's: the root frame is the transaction itself
+        assert (root["type"], root["from"], root["to"]) == ("CALL", t["from"], t["to"])
+        assert (root["value"], root["input"]) == (t["value"], t["input"])
+    assert q(block["baseFeePerGas"]) == 0x2B28647F0E and block["uncles"] == []
+    assert Counter(t["type"] for t in block["transactions"]) == {"0x0": 1, "0x2": 6}
+
+
+def test_mainnet_13998626_raw_tables_field_by_field(tmp_path: Path) -> None:
+    block, receipts, traces = _mainnet()
+    provider = Traced()
+    provider.add_block(block).add_receipts(receipts, per_block=False)
+    provider.traces[n(block["number"])] = traces
+    frames = _staged(provider, 1, 13_998_626, tmp_path, trace_method=DEBUG_TRACE)
+    # recorded one receipt per transaction: served so, through the per-transaction path
+    assert provider.calls.count("eth_getTransactionReceipt") == 7
+    assert provider.calls.count("debug_traceBlockByNumber") == 1
+
+    by_hash = {r["transactionHash"]: r for r in receipts}
+    assert_blocks(frames, [block])
+    assert_transactions(frames, [block], by_hash)
+    assert_logs(frames, [block], by_hash)
+    assert frames["logs"].height == 15
+
+    df = frames["traces"]
+    assert schema_failures(TracesModel, df) is None
+    expected = _frames(traces, block)
+    assert df.height == len(expected) == 35
+    for i, (row, want) in enumerate(zip(df.iter_rows(named=True), expected, strict=True)):
+        for column, value in want.items():
+            assert _native(row, column) == value, (i, column, row, want)
+        assert row["trace_index"] == i
+        assert row["block_number"] == 13_998_626
+        assert row["block_hash"] == block["hash"]
+        assert row["block_timestamp"] == ts(block["timestamp"])
+        assert row["date"] == ts(block["timestamp"]).date()
+        assert row["trace_source"] == DEBUG_TRACE
+    # what the recording holds, so the checks above covered it
+    assert Counter(df["call_type"]) == {"call": 23, "staticcall": 7, "delegatecall": 5}
+    assert df["depth"].max() == 6
+    assert df.filter(pl.col("depth") == 0).height == 7
+    assert df["error"].null_count() == df.height and not df["reverted"].any()
+    delegate = df.filter(pl.col("call_type").is_in(["delegatecall", "staticcall"]))
+    assert delegate["value"].cast(pl.Int64).sum() == 0  # the recording gives them no value
+
+
+# -- native movements ---------------------------------------------------------------------------
+
+
+def _movements(txs: pl.DataFrame, blocks: pl.DataFrame, traces, preset: str) -> pl.DataFrame:
+    """The movements as the asset computes them: its columns of the raw tables, the preset's
+    fee model and block rewards."""
+    p = PRESETS[preset]
+    df = native_balance_movements_frame(
+        txs.select(TX_COLUMNS),
+        blocks.select(BLOCK_COLUMNS),
+        traces,
+        fee_model=p.fee_model,
+        block_rewards=p.block_rewards,
+    )
+    assert schema_failures(NativeBalanceMovementsModel, df) is None
+    return df
+
+
+def _rows(df: pl.DataFrame) -> Counter:
+    return Counter(
+        (r["kind"], r["transaction_hash"], r["trace_address"], r["from_address"],
+         r["to_address"], int(r["amount"]))
+        for r in df.iter_rows(named=True)
+    )  # fmt: skip
+
+
+def _by_kind(df: pl.DataFrame) -> dict[str, int]:
+    return {k: int(v) for k, v in df.group_by("kind").agg(pl.col("amount").sum()).iter_rows()}
+
+
+def _net(rows: Counter) -> dict[str | None, int]:
+    """Each address's balance change (None: issuance and burn)."""
+    net: dict[str | None, int] = defaultdict(int)
+    for (_, _, _, src, dst, amount), count in rows.items():
+        net[src] -= amount * count
+        net[dst] += amount * count
+    return {a: v for a, v in net.items() if v}
+
+
+def _mainnet_expected(
+    block: dict[str, Any], receipts: list[dict[str, Any]], traces: list[dict[str, Any]]
+) -> Counter:
+    """The block's movements derived from the recording alone (Ethereum's rules)."""
+    miner, base_fee = block["miner"], n(block["baseFeePerGas"])
+    rows: Counter = Counter()
+    for t, r in zip(block["transactions"], receipts, strict=True):
+        gas, price = n(r["gasUsed"]), n(r["effectiveGasPrice"])
+        if r["status"] == "0x1" and n(t["value"]):
+            rows[("transaction_value", t["hash"], None, t["from"], t["to"], n(t["value"]))] += 1
+        rows[("fee", t["hash"], None, t["from"], None, gas * price)] += 1
+        rows[("priority_fee", t["hash"], None, None, miner, gas * (price - base_fee))] += 1
+    for f in _frames(traces, block):
+        if f["depth"] and f["call_type"] == "call" and f["value"] and not f["reverted"]:
+            rows[("internal_call", f["transaction_hash"], f["trace_address"],
+                  f["from_address"], f["to_address"], f["value"])] += 1  # fmt: skip
+    rows[("block_reward", None, None, None, miner, 2 * ETHER)] += 1  # Constantinople on, no uncles
+    return rows
+
+
+def test_mainnet_13998626_native_movements_match_the_recording(tmp_path: Path) -> None:
+    block, receipts, traces = _mainnet()
+    provider = Traced()
+    provider.add_block(block).add_receipts(receipts, per_block=False)
+    provider.traces[n(block["number"])] = traces
+    frames = _staged(provider, 1, 13_998_626, tmp_path, trace_method=DEBUG_TRACE)
+    df = _movements(frames["transactions"], frames["blocks"], frames["traces"], "ethereum")
+
+    got, want = _rows(df), _mainnet_expected(block, receipts, traces)
+    assert got == want
+    # and so, for every address, the same balance change
+    assert _net(got) == _net(want)
+    miner = "0x52bc44d5378309ee2abf1539bf71de1b7d7be3b5"
+    assert block["miner"] == miner
+
+    base_fee, gas_used = 0x2B28647F0E, 0x893A7
+    by_kind = _by_kind(df)
+    assert by_kind == {
+        "transaction_value": 502_800_000_000_000_000 + 106_569_960_000_000_000 + 1_030 * 10**15,
+        "internal_call": 2 * 2_838_590_356_527_993_236
+        + 24_837_665_619_619_940
+        + 2_813_752_690_908_373_296
+        + 1_030 * 10**15,
+        "fee": 108_985_171_685_612_978,
+        "priority_fee": 4_796_012_361_626_000,
+        "block_reward": 2 * ETHER,
+    }
+    assert Counter(df["kind"]) == {"transaction_value": 3, "internal_call": 5, "fee": 7,
+                                   "priority_fee": 7, "block_reward": 1}  # fmt: skip
+    # the burn is the base fee of all the block's gas, exactly
+    assert (
+        by_kind["fee"] - by_kind["priority_fee"] == base_fee * gas_used == 104_189_159_323_986_978
+    )
+    # ether is conserved: summed over every address, the block created its reward and
+    # destroyed its burnt base fee, nothing else
+    net = _net(got)
+    assert sum(v for a, v in net.items() if a is not None) == 2 * ETHER - base_fee * gas_used
+    assert net[None] == -(2 * ETHER - base_fee * gas_used)
+    # the miner's change: reward plus tips
+    assert net[miner] == 2 * ETHER + by_kind["priority_fee"]
+    # the sender of the WETH-to-ETH sale (transaction 2) was paid by a contract, not by a
+    # transaction: only the traces show it
+    seller = "0xc409134827440024347e27b2826dfd3d42a2967b"
+    assert net[seller] == 2_813_752_690_908_373_296 - 182_728 * n(receipts[2]["effectiveGasPrice"])
+
+    without = _movements(frames["transactions"], frames["blocks"], None, "ethereum")
+    missing = got - _rows(without)
+    assert {k[0] for k in missing} == {"internal_call"} and sum(missing.values()) == 5
+    assert _rows(without) - got == Counter()
+
+
+# -- OP Mainnet -------------------------------------------------------------------------------
+
+
+def test_op_154497277_recording_is_one_complete_block() -> None:
+    block, receipts = _op()
+    _assert_receipts_are_the_blocks(block, receipts)
+    txs = block["transactions"]
+    assert len(txs) == 42 and q(block["number"]) == 154_497_277
+    assert Counter(t["type"] for t in txs) == {"0x2": 40, "0x0": 1, "0x7e": 1}
+    deposit, rc = txs[0], receipts[0]
+    assert deposit["type"] == rc["type"] == "0x7e" and "nonce" not in deposit  # the upstream edit
+    assert (q(deposit["mint"]), q(rc["l1Fee"]), q(rc["effectiveGasPrice"])) == (0, 0, 0)
+    assert all("l1Fee" in r for r in receipts)
+    # no operator fee was charged (Isthmus' operatorFeeScalar / operatorFeeConstant absent)
+    assert not any("operatorFeeScalar" in r or "operatorFeeConstant" in r for r in receipts)
+
+
+def test_op_154497277_through_the_extraction(tmp_path: Path) -> None:
+    """The deposit without a nonce is read (its receipt's depositNonce, which nodes serve as
+    a deposit's nonce); every other field as recorded."""
+    block, receipts = _op()
+    provider = Recorded().add_block(block).add_receipts(receipts, per_block=True)
+    frames = _staged(provider, 10, 154_497_277, tmp_path)
+    assert "eth_getTransactionReceipt" not in provider.calls
+    deposit_nonce = receipts[0]["depositNonce"]
+    served = {**block, "transactions": [{**block["transactions"][0], "nonce": deposit_nonce},
+                                        *block["transactions"][1:]]}  # fmt: skip
+    by_hash = {r["transactionHash"]: r for r in receipts}
+    assert_blocks(frames, [block])
+    assert_transactions(frames, [served], by_hash)
+    assert_logs(frames, [block], by_hash)
+    txs = frames["transactions"]
+    assert int(txs["nonce"][0]) == 0x2EFAEA6
+    assert [int(x) for x in txs["l1_fee"]] == [q(r["l1Fee"]) for r in receipts]
+    assert int(txs["mint"][0]) == 0 and txs["mint"].null_count() == 41
+    assert frames["traces"].height == 0
+
+
+def test_op_154497277_senders_pay_gas_and_l1_fee_exactly(tmp_path: Path) -> None:
+    block, receipts = _op()
+    provider = Recorded().add_block(block).add_receipts(receipts, per_block=True)
+    frames = _staged(provider, 10, 154_497_277, tmp_path)
+    df = _movements(frames["transactions"], frames["blocks"], None, "optimism")
+
+    base_fee, sequencer = n(block["baseFeePerGas"]), block["miner"]
+    assert (base_fee, sequencer) == (0x16B, "0x4200000000000000000000000000000000000011")
+    want: Counter = Counter()
+    for t, r in zip(block["transactions"], receipts, strict=True):
+        if t["type"] == "0x7e":
+            continue  # pays nothing: no gas price, no L1 fee; mints 0, moves 0
+        gas, price, l1 = n(r["gasUsed"]), n(r["effectiveGasPrice"]), n(r["l1Fee"])
+        h = t["hash"]
+        if r["status"] == "0x1" and n(t["value"]):
+            want[("transaction_value", h, None, t["from"], t["to"], n(t["value"]))] += 1
+        want[("fee", h, None, t["from"], None, gas * price + l1)] += 1
+        want[("priority_fee", h, None, None, sequencer, gas * (price - base_fee))] += 1
+        want[("base_fee", h, None, None, OP_BASE_FEE_VAULT, gas * base_fee)] += 1
+        want[("l1_fee", h, None, None, OP_L1_FEE_VAULT, l1)] += 1
+    got = _rows(df)
+    assert got == Counter({k: n for k, n in want.items() if k[-1] > 0})
+    assert _net(got) == _net(want)
+    deposit = block["transactions"][0]["hash"]
+    assert deposit not in df["transaction_hash"].to_list()
+
+    by_kind = _by_kind(df)
+    fees = sum(n(r["gasUsed"]) * n(r["effectiveGasPrice"]) + n(r["l1Fee"]) for r in receipts)
+    assert by_kind["fee"] == fees
+    # nothing is burned on an OP-stack chain: every wei of fee reaches a vault
+    assert by_kind["fee"] == by_kind["priority_fee"] + by_kind["base_fee"] + by_kind["l1_fee"]
+    assert sum(_net(got).values()) == 0 and None not in _net(got)
+    assert by_kind["base_fee"] == base_fee * (n(block["gasUsed"]) - n(receipts[0]["gasUsed"]))
+    assert Counter(df["kind"])["fee"] == 41
+    # the two reverted transactions paid their fee and moved no value
+    failed = [r["transactionHash"] for r in receipts if r["status"] == "0x0"]
+    assert len(failed) == 2
+    for h in failed:
+        kinds = set(df.filter(pl.col("transaction_hash") == h)["kind"])
+        assert "fee" in kinds and "transaction_value" not in kinds
+    assert by_kind == {
+        "transaction_value": 4_638_428_290_372_675_149,
+        "fee": 3_248_618_200_809,
+        "priority_fee": 3_178_105_278_737,
+        "base_fee": 3_181_247_784,
+        "l1_fee": 67_331_674_288,
+    }
+
+
+@pytest.mark.parametrize("preset", ["optimism", "base"])
+def test_op_stack_presets_use_the_op_fee_model(preset: str) -> None:
+    assert PRESETS[preset].fee_model == "op-stack"
+    assert PRESETS[preset].block_rewards == "none"
