@@ -369,6 +369,9 @@ def test_op_154497277_through_the_extraction(tmp_path: Path) -> None:
     assert int(txs["nonce"][0]) == 0x2EFAEA6
     assert [int(x) for x in txs["l1_fee"]] == [q(r["l1Fee"]) for r in receipts]
     assert int(txs["mint"][0]) == 0 and txs["mint"].null_count() == 41
+    # since Jovian a receipt's blobGasUsed is its data-availability footprint, not EIP-4844
+    # blob gas: stored as served; with no blobGasPrice it adds no fee (see the next test)
+    assert txs["blob_gas_used"].null_count() == 0 and txs["blob_gas_price"].null_count() == 42
     assert frames["traces"].height == 0
 
 
