@@ -81,7 +81,9 @@ class BlocksModel(pa.DataFrameModel):
         description="beacon-chain withdrawals (index, validator_index, address, amount_gwei)",
     )
     blob_gas_used: pl.Int64 = pa.Field(
-        nullable=True, description="blob gas used (EIP-4844); null before Cancun"
+        nullable=True,
+        description="blob gas used (EIP-4844), as served; null before Cancun; on OP-stack chains "
+        "since Jovian the block's data-availability footprint",
     )
     excess_blob_gas: pl.Int64 = pa.Field(
         nullable=True, description="excess blob gas (EIP-4844); null before Cancun"

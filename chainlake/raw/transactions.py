@@ -102,7 +102,9 @@ class TransactionsModel(pa.DataFrameModel):
     )
     blob_gas_used: pl.Int64 = pa.Field(
         nullable=True,
-        description="blob gas used (receipt, EIP-4844); null unless a blob transaction",
+        description="blob gas used (receipt, EIP-4844), as served: null unless a blob "
+        "transaction on Ethereum; on OP-stack chains since Jovian every receipt's data-availability "
+        "footprint (no blob fee: OP receipts have no blob gas price)",
     )
     blob_gas_price: Annotated[pl.Decimal, 38, 0] = pa.Field(
         nullable=True,
