@@ -1,4 +1,4 @@
-"""A 30-day × 2-chain backfill through the real daemon and run queue, multiprocess executor.
+"""A 30-day × 2-chain backfill through the real daemon and run queue.
 
 Two anvil chains with blocks on each of 30 days and a tracked wallet each; a Postgres-backed
 instance configured by the repository's dagster.yaml; `dagster-daemon run`; the backfill of
@@ -170,6 +170,7 @@ def test_thirty_days_two_chains_backfill(tmp_path: Path, monkeypatch: pytest.Mon
                 tmp_path / "daemon.log",
             ) as daemon:
                 started = time.monotonic()
+                submitted = time.time()
                 last_day = FIRST_DAY + dt.timedelta(days=DAYS - 1)
                 launched = _chainlake(
                     env, "backfill", "--from", str(FIRST_DAY), "--to", str(last_day)
@@ -207,10 +208,29 @@ def test_thirty_days_two_chains_backfill(tmp_path: Path, monkeypatch: pytest.Mon
                     [tmp_path / "delta", tmp_path / "chainlake.duckdb", tmp_path / "clickhouse"],
                 )
 
-            logging.getLogger(__name__).info(
+            log = logging.getLogger(__name__)
+            log.info(
                 f"backfill of {len(keys)} chain-days: {elapsed:.1f}s, {len(runs)} runs, "
                 f"{len(serving)} serving runs, {reader.reads} DuckDB reads"
             )
+            log.info("runs, seconds from the submission (created → started → ended):")
+            records = sorted(
+                instance.get_run_records(runs_filter), key=lambda r: r.create_timestamp
+            )
+            for rec in records:
+                run = rec.dagster_run
+                span = [
+                    f"{t - submitted:6.1f}" if t else "     -"
+                    for t in (rec.create_timestamp.timestamp(), rec.start_time, rec.end_time)
+                ]
+                keys_of_run = (
+                    f"{run.tags.get('dagster/asset_partition_range_start')} → "
+                    f"{run.tags.get('dagster/asset_partition_range_end')}"
+                    if run.tags.get("dagster/asset_partition_range_start")
+                    else run.tags.get("dagster/partition")
+                )
+                assets_of_run = sorted(k.to_user_string() for k in run.asset_selection or ())
+                log.info(f"  {' → '.join(span)}  {keys_of_run}  {len(assets_of_run)} assets")
 
             # every run succeeded, with steps in worker processes (the multiprocess executor)
             failed = [r for r in [*runs, *serving] if r.status != DagsterRunStatus.SUCCESS]
@@ -235,11 +255,25 @@ def test_thirty_days_two_chains_backfill(tmp_path: Path, monkeypatch: pytest.Mon
                     f"{'/'.join(path)}: {len(counts)} partitions, "
                     f"{sorted(k for k, n in counts.items() if n != 1)[:5]} more than once"
                 )
-            for run in runs[:3]:
+            # the backfill's runs (ranges of days) ran their steps in their own process; the
+            # serving runs (no range) forked a process per step (pipelines/executors.py)
+            for run in ranged:
                 workers = instance.get_records_for_run(
                     run.run_id, of_type=DagsterEventType.STEP_WORKER_STARTED
                 ).records
-                assert workers, f"run {run.run_id} did not use the multiprocess executor"
+                assert not workers, f"range run {run.run_id} forked step processes"
+                engine = instance.get_records_for_run(
+                    run.run_id, of_type=DagsterEventType.ENGINE_EVENT
+                ).records
+                assert any(
+                    "Executing steps in process" in (r.event_log_entry.user_message or "")
+                    for r in engine
+                ), f"range run {run.run_id} did not run its steps in its own process"
+            for run in serving:
+                workers = instance.get_records_for_run(
+                    run.run_id, of_type=DagsterEventType.STEP_WORKER_STARTED
+                ).records
+                assert workers, f"serving run {run.run_id} did not use the multiprocess executor"
 
             # nothing in any run's logs looks like a lock error or a Delta commit conflict
             problems = []

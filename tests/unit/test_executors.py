@@ -1,11 +1,14 @@
-"""The steps' executor switch (CHAINLAKE_EXECUTOR): multiprocess by default, Celery on request,
-with a clear error for a missing broker or an unknown value."""
+"""The steps' executor switch (CHAINLAKE_EXECUTOR): multiprocess by default (a range run's steps in
+its own process), Celery on request, with a clear error for a missing broker or an unknown value."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import dagster as dg
 import pytest
 
-from pipelines.executors import MULTIPROCESS, step_executor
+from pipelines.executors import MULTIPROCESS, RANGE_START_TAG, step_executor
 
 
 def test_multiprocess_unless_asked(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -38,3 +41,64 @@ def test_celery_without_a_broker_or_an_unknown_executor_is_refused(
     monkeypatch.setenv("CHAINLAKE_EXECUTOR", "dask")
     with pytest.raises(ValueError, match="expected 'multiprocess' or 'celery'"):
         step_executor()
+
+
+# The job the executor runs: a file of its own, so the forked step processes can load it too.
+_STEPS_JOB = """
+import dagster as dg
+
+from pipelines.executors import MULTIPROCESS
+
+DAYS = dg.DailyPartitionsDefinition(start_date="2026-01-01")
+
+
+@dg.asset(partitions_def=DAYS)
+def numbered(context) -> None:
+    context.log.info(f"days {context.partition_keys}")
+
+
+@dg.asset(partitions_def=DAYS, deps=[numbered])
+def numbered_again(context) -> None:
+    context.log.info(f"days {context.partition_keys}")
+
+
+def steps_job():
+    defs = dg.Definitions(
+        assets=[numbered, numbered_again],
+        jobs=[dg.define_asset_job("steps", selection="*")],
+        executor=MULTIPROCESS,
+    )
+    return defs.resolve_job_def("steps")
+"""
+
+
+def test_a_range_runs_its_steps_in_its_own_process_and_a_day_forks_them(tmp_path: Path) -> None:
+    """The default executor: a run of one partition forks a process per step (STEP_WORKER_STARTED);
+    a run of a range (what a backfill's multi-day run is) runs every step in the run's process."""
+    from dagster._core.definitions.reconstruct import ReconstructableJob
+
+    module = tmp_path / "steps_job.py"
+    module.write_text(_STEPS_JOB)
+    job = ReconstructableJob.for_file(str(module), "steps_job")
+    (tmp_path / "home").mkdir()
+    with dg.instance_for_test(temp_dir=str(tmp_path / "home")) as instance:
+        day = dg.execute_job(job, instance=instance, tags={"dagster/partition": "2026-01-02"})
+        ranged = dg.execute_job(
+            job,
+            instance=instance,
+            tags={RANGE_START_TAG: "2026-01-02", "dagster/asset_partition_range_end": "2026-01-04"},
+        )
+        assert day.success and ranged.success
+
+        def workers(run_id: str) -> int:
+            return len(
+                instance.get_records_for_run(
+                    run_id, of_type=dg.DagsterEventType.STEP_WORKER_STARTED
+                ).records
+            )
+
+        assert workers(day.run_id) == 2
+        assert workers(ranged.run_id) == 0
+        logs = [e.user_message for e in instance.all_logs(ranged.run_id)]
+        assert any("Executing steps in process" in m for m in logs), logs
+        assert any("2026-01-04" in m for m in logs), "the range's days reached the bodies"
