@@ -3,10 +3,11 @@
 Each check fails (severity ERROR, red in the UI's asset checks and in the sensor's runs) when
 no partition of its asset was materialised within its layer's bound:
 
-- raw, core and events/chain_events: `OPEN_DAY_BOUND`. The new-block sensor brings the open
-  day up to the confirmed head every few seconds while the chain makes blocks, so an update
-  older than this means extraction stopped (a node down, a failing run, the daemon off).
-- analytics and events/analytics_alerts: `CLOSED_DAY_BOUND`. They follow each closed day
+- raw, core (but balances and prices) and events/chain_events: `OPEN_DAY_BOUND`. The new-block
+  sensor brings the open day up to the confirmed head every few seconds while the chain makes
+  blocks, so an update older than this means extraction stopped (a node down, a failing run,
+  the daemon off).
+- core/balances, core/token_prices, analytics and events/analytics_alerts: `CLOSED_DAY_BOUND`. They follow each closed day
   (`closed_day_job`), so a day and a few hours without one means a day was missed.
 
 A chain that makes no block for `OPEN_DAY_BOUND` (an idle devnet) fails the raw checks too:
@@ -34,8 +35,13 @@ _OPEN_DAY_ASSETS = [
     dg.AssetKey(["raw", "blocks"]),
     dg.AssetKey(["raw", "transactions"]),
     dg.AssetKey(["raw", "logs"]),
+    dg.AssetKey(["raw", "traces"]),
     dg.AssetKey(["core", "token_transfers"]),
     dg.AssetKey(["core", "native_transfers"]),
+    dg.AssetKey(["core", "native_balance_movements"]),
+    dg.AssetKey(["core", "nft_transfers"]),
+    dg.AssetKey(["core", "contracts"]),
+    dg.AssetKey(["core", "tokens"]),
     dg.AssetKey(["events", "chain_events"]),
 ]
 _CLOSED_DAY_ASSETS = [

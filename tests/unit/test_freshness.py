@@ -41,6 +41,20 @@ def test_every_layer_has_a_check_and_the_sensor_runs_by_default() -> None:
     assert freshness_checks_sensor.default_status == dg.DefaultSensorStatus.RUNNING
 
 
+def test_every_partitioned_asset_of_the_code_location_has_a_freshness_check() -> None:
+    """A new chain-day asset that nobody added here would fall behind unseen."""
+    from pipelines.definitions import defs
+
+    graph = defs.get_repository_def().asset_graph
+    partitioned = {
+        key for key in graph.materializable_asset_keys if graph.get(key).partitions_def is not None
+    }
+    checked = {k.asset_key for c in FRESHNESS_CHECKS for k in c.check_keys}
+    assert partitioned, "no partitioned asset found"
+    missing = sorted(k.to_user_string() for k in partitioned - checked)
+    assert not missing, f"partitioned assets without a freshness check: {missing}"
+
+
 def test_a_layer_that_falls_behind_fails_its_check() -> None:
     start = dt.datetime(2026, 11, 2, 12, tzinfo=dt.UTC)
     with dg.instance_for_test() as instance:
