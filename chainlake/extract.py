@@ -26,7 +26,10 @@ from chainlake.raw.shapes import (
     RECEIPT_QUANTITIES,
     RPC_BLOCK,
     RPC_RECEIPT,
+    RPC_UNCLE,
+    RPC_UNCLE_HEADERS,
     TRANSACTION_QUANTITIES,
+    UNCLE_HEADERS,
     WITHDRAWAL_QUANTITIES,
 )
 from chainlake.raw.traces import (
@@ -349,13 +352,19 @@ class BlockReader:
     One `read` is two JSON-RPC batches (blocks, then their receipts) parsed by Polars
     straight from the response bytes, then the column-wise transforms of `assets/`: no
     Python object per field, and most of the work runs outside the GIL, so several reads
-    overlap on the client's threads."""
+    overlap on the client's threads. With `uncles`, the uncle headers of the blocks that
+    have uncles are read too, in one more batch when there are any (proof-of-work chains:
+    their miners' rewards are computed from them when the node's traces have no reward
+    frames)."""
 
-    def __init__(self, client: RpcClient, chain_id: int, trace_method: str = "none") -> None:
+    def __init__(
+        self, client: RpcClient, chain_id: int, trace_method: str = "none", uncles: bool = False
+    ) -> None:
         self.client = client
         self.chain_id = chain_id
         self.block_receipts = True  # False once the node turns out to lack eth_getBlockReceipts
         self.traces = TraceReader(client, trace_method)
+        self.uncles = uncles
 
     def read(self, numbers: Sequence[int]) -> Chunk:
         """Read blocks `numbers` with their transactions and receipts."""
@@ -369,9 +378,38 @@ class BlockReader:
                 "(a node behind, or one of several behind a load balancer)"
             )
         blocks = raw.struct.unnest().with_row_index("_bi")
+        blocks = blocks.with_columns(self._uncle_headers(numbers, blocks))
         receipts = self._receipts(numbers, blocks).with_columns(pl.col("_bi").cast(pl.UInt32))
         traces, source = self.traces.read(numbers, blocks)
         return Chunk(blocks, receipts, traces, source)
+
+    def _uncle_headers(self, numbers: Sequence[int], blocks: pl.DataFrame) -> pl.Series:
+        """The uncle headers of each block (`UNCLE_HEADERS`): null for a block without
+        uncles or when they are not read. Each is asked by the block's hash, so it is the
+        uncle of the very block read, and must answer with the hash the block lists."""
+        listed = blocks["uncles"].to_list()
+        out: list[list[dict[str, Any]] | None] = [None] * len(listed)
+        wanted = [
+            (bi, i, h)
+            for bi, hashes in enumerate(listed)
+            if self.uncles and hashes
+            for i, h in enumerate(hashes)
+        ]
+        if wanted:
+            block_hashes = blocks["hash"].to_list()
+            calls = [
+                ("eth_getUncleByBlockHashAndIndex", [block_hashes[bi], hex(i)])
+                for bi, i, _ in wanted
+            ]
+            answers = self.client.batch_frame(calls, RPC_UNCLE).to_list()
+            for (bi, i, h), uncle in zip(wanted, answers, strict=True):
+                where = f"{self.client.last_url} answered {calls[0][0]} for block {numbers[bi]}"
+                if uncle is None:
+                    raise LookupError(f"{where}: no uncle {i}, which the block lists ({h})")
+                if str(uncle.get("hash") or "").lower() != str(h).lower():
+                    raise BadAnswer(f"{where}: uncle {i} is {uncle.get('hash')}, not {h}")
+                out[bi] = [*(out[bi] or []), {"index": i, **uncle}]
+        return pl.Series(UNCLE_HEADERS, out, dtype=RPC_UNCLE_HEADERS)
 
     def _receipts(self, numbers: Sequence[int], blocks: pl.DataFrame) -> pl.DataFrame:
         if self.block_receipts:
@@ -424,11 +462,12 @@ def read_chunks(
     *,
     blocks_per_batch: int | None = None,
     trace_method: str = "none",
+    uncles: bool = False,
 ) -> Iterator[Chunk]:
     """Chunks of blocks first..last, in order, with up to the client's in-flight limit of
     reads overlapping. A chunk is one batch of blocks and one of receipts, `blocks_per_batch`
-    calls each (the chain's `batch_size` by default)."""
-    reader = BlockReader(client, chain_id, trace_method)
+    calls each (the chain's `batch_size` by default), and the uncle headers with `uncles`."""
+    reader = BlockReader(client, chain_id, trace_method, uncles)
     blocks_per_batch = blocks_per_batch or client.batch_size
     ranges = (
         range(start, min(start + blocks_per_batch, last + 1))
@@ -512,12 +551,14 @@ def stage_range(
     validate: bool = True,
     blocks_per_batch: int | None = None,
     trace_method: str = "none",
+    uncles: bool = False,
 ) -> StagedExtract:
     """Read blocks first..last with receipts and stage them; memory stays flat because rows are
     flushed to Parquet every `flush_rows` transactions. Each flushed chunk is checked against
     its Pandera model first, so bad data fails here, before anything reaches Delta. Blocks
     must chain by parent hash, or ReorgDuringRead is raised. Traces are read with
-    `trace_method` (the chain's setting: auto, trace_block, debug_trace or none)."""
+    `trace_method` (the chain's setting: auto, trace_block, debug_trace or none); the uncle
+    headers of blocks with uncles with `uncles` (chains with `block_rewards: ethereum`)."""
     directory.mkdir(parents=True, exist_ok=True)
     staged = StagedExtract(directory)
     raw: list[Chunk] = []
@@ -573,6 +614,7 @@ def stage_range(
             last,
             blocks_per_batch=blocks_per_batch,
             trace_method=trace_method,
+            uncles=uncles,
         )
         for chunk in chunks:
             numbers = chunk.numbers
@@ -645,13 +687,17 @@ def bad_quantity(chunk: Chunk) -> str | None:
     nested = {
         "withdrawals": WITHDRAWAL_QUANTITIES,
         "transactions": TRANSACTION_QUANTITIES,
+        UNCLE_HEADERS: ("number",),
     }
     for column, fields in nested.items():
         if column not in b.columns:
             continue
         items = b.select("_bi", column).explode(column).drop_nulls(column).unnest(column)
         if hit := first_bad(items, fields):
-            what = "transaction " + str(hit[1].get("hash")) if column == "transactions" else column
+            what = {
+                "transactions": f"transaction {hit[1].get('hash')}",
+                UNCLE_HEADERS: f"uncle {hit[1].get('hash')}",
+            }.get(column, column)
             return message(f"{block(hit[1]['_bi'])}: {what}", hit)
     receipts = chunk.receipts
     if hit := first_bad(receipts, RECEIPT_QUANTITIES):

@@ -363,7 +363,13 @@ def repair(
         with tempfile.TemporaryDirectory(prefix=f"chainlake-reorg-{chain.name}-") as tmp:
             staged = (
                 stage_range(
-                    client, chain.chain_id, lo, hi, Path(tmp), trace_method=chain.trace_method
+                    client,
+                    chain.chain_id,
+                    lo,
+                    hi,
+                    Path(tmp),
+                    trace_method=chain.trace_method,
+                    uncles=chain.block_rewards == "ethereum",
                 )
                 if hi >= lo
                 else None

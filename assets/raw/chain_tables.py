@@ -264,6 +264,7 @@ def _raw_chain_tables(
                     Path(tmp),
                     progress=progress,
                     trace_method=chain.trace_method,
+                    uncles=chain.block_rewards == "ethereum",
                 )
                 if (
                     incremental

@@ -8,6 +8,7 @@ import pandera.polars as pa
 import polars as pl
 from pandera.polars import PolarsData
 
+from chainlake.raw.shapes import UNCLE_HEADERS
 from chainlake.rpc import lower, quantity, wei
 from chainlake.schema import conform
 
@@ -20,6 +21,10 @@ WITHDRAWALS = pl.List(
             "amount_gwei": pl.Int64,
         }
     )
+)
+
+UNCLES = pl.List(
+    pl.Struct({"index": pl.Int32, "hash": pl.String, "number": pl.Int64, "miner": pl.String})
 )
 
 
@@ -70,6 +75,12 @@ class BlocksModel(pa.DataFrameModel):
     )
     transaction_count: pl.Int32 = pa.Field(ge=0, description="number of transactions in the block")
     uncle_count: pl.Int32 = pa.Field(ge=0, description="number of uncle (ommer) headers")
+    uncles: UNCLES = pa.Field(  # type: ignore[valid-type]
+        nullable=True,
+        description="the uncle headers (index in the block, hash, number, miner), read with "
+        "eth_getUncleByBlockHashAndIndex on chains with proof-of-work rewards (`block_rewards: "
+        "ethereum`); empty when the block has no uncles, null when it has some not read",
+    )
     withdrawals_root: pl.String = pa.Field(
         nullable=True, description="root of the withdrawals trie; null before Shanghai"
     )
@@ -109,6 +120,20 @@ def blocks_from_rpc(blocks: pl.DataFrame, chain_id: int) -> pl.DataFrame:
     """Pure transform: raw RPC block frame (`rpc_block_frame`) → rows of raw/blocks."""
     ts = pl.from_epoch(quantity("timestamp"), time_unit="s").dt.replace_time_zone("UTC")
     w = pl.element().struct.field
+    u = pl.element().struct.field
+    uncle_count = pl.col("uncles").list.len().fill_null(0)
+    if UNCLE_HEADERS in blocks.columns:
+        read = pl.col(UNCLE_HEADERS).list.eval(
+            pl.struct(
+                u("index").alias("index"),
+                lower(u("hash")).alias("hash"),
+                quantity(u("number")).alias("number"),
+                lower(u("miner")).alias("miner"),
+            )
+        )
+    else:
+        read = pl.lit(None, UNCLES)
+    uncles = pl.when(uncle_count == 0).then(pl.lit([], UNCLES)).otherwise(read.cast(UNCLES))
     withdrawals = pl.col("withdrawals").list.eval(
         pl.struct(
             quantity(w("index")).alias("index"),
@@ -140,7 +165,8 @@ def blocks_from_rpc(blocks: pl.DataFrame, chain_id: int) -> pl.DataFrame:
         quantity("gasUsed").alias("gas_used"),
         wei("baseFeePerGas").alias("base_fee_per_gas"),
         pl.col("transactions").list.len().fill_null(0).alias("transaction_count"),
-        pl.col("uncles").list.len().fill_null(0).alias("uncle_count"),
+        uncle_count.alias("uncle_count"),
+        uncles.alias("uncles"),
         lower("withdrawalsRoot").alias("withdrawals_root"),
         pl.col("withdrawals").list.len().alias("withdrawal_count"),
         withdrawals.alias("withdrawals"),

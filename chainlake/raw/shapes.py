@@ -155,6 +155,15 @@ RPC_BLOCK = pl.Struct(
 )
 
 
+# An uncle (ommer) header of `eth_getUncleByBlockHashAndIndex`: the fields raw/blocks keeps.
+RPC_UNCLE = pl.Struct({"hash": S, "number": S, "miner": S})
+# The uncle headers of a block as the extraction attaches them to its block row (column
+# `UNCLE_HEADERS`): `index` is the uncle's position in the block's `uncles`; null when the
+# block's uncles were not read.
+UNCLE_HEADERS = "_uncle_headers"
+RPC_UNCLE_HEADERS = pl.List(pl.Struct({"index": pl.Int32, "hash": S, "number": S, "miner": S}))
+
+
 def rpc_block_frame(blocks: Sequence[dict[str, Any]]) -> pl.DataFrame:
     """Blocks already decoded into dicts → the raw frame the transforms take: one row per
     block, one string column per JSON field, `_bi` the block's position."""

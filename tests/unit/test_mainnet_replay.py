@@ -177,6 +177,9 @@ BLOCK_FIELDS: dict[str, Callable[[dict[str, Any]], Any]] = {
     "base_fee_per_gas": lambda b: q(b.get("baseFeePerGas")),
     "transaction_count": lambda b: len(b["transactions"]),
     "uncle_count": lambda b: len(b.get("uncles") or []),
+    # uncle headers are read only for chains with proof-of-work rewards (`uncles=True`): a
+    # block without uncles has an empty list, one with uncles not read a null
+    "uncles": lambda b: b.get("_uncle_headers", [] if not b.get("uncles") else None),
     "withdrawals_root": lambda b: low(b.get("withdrawalsRoot")),
     "withdrawal_count": lambda b: None if b.get("withdrawals") is None else len(b["withdrawals"]),
     "withdrawals": lambda b: (
@@ -270,8 +273,28 @@ def assert_rows(
     return checked
 
 
-def assert_blocks(frames: dict[str, pl.DataFrame], blocks: list[dict[str, Any]]) -> None:
+def assert_blocks(
+    frames: dict[str, pl.DataFrame],
+    blocks: list[dict[str, Any]],
+    uncles: dict[int, list[dict[str, Any]]] | None = None,
+) -> None:
+    """Row by row, field by field; `uncles`: the recorded uncle headers of the blocks read
+    with them, by block number (raw/blocks keeps index, hash, number and miner)."""
     assert set(frames["blocks"].columns) == set(BLOCK_FIELDS) | {"chain_id"}
+    if uncles:
+        blocks = [
+            {
+                **b,
+                "_uncle_headers": [
+                    {"index": i, "hash": u["hash"].lower(), "number": q(u["number"]),
+                     "miner": u["miner"].lower()}
+                    for i, u in enumerate(uncles[q(b["number"])])
+                ],
+            }
+            if q(b["number"]) in uncles
+            else b
+            for b in blocks
+        ]  # fmt: skip
     assert_rows(
         frames["blocks"].sort("block_number"),
         sorted(blocks, key=lambda b: q(b["number"])),
