@@ -22,7 +22,8 @@ Every field of a preset can still be given in the entry, which wins. What each f
   `auto` (whichever the node serves, detected once per URL) or `none` (no traces: internal
   transfers are not covered).
 - `block_rewards`: `ethereum` for Ethereum's proof-of-work issuance (5, 3 then 2 ETH a block,
-  plus 1/32 of it per uncle included, until the Merge); `none` elsewhere.
+  plus 1/32 of it per uncle included, until the Merge, and (uncle number + 8 - block number)
+  / 8 of it to each uncle's miner, read from the uncle headers); `none` elsewhere.
 - `confirmations`, `block_time` (seconds, for sizing and freshness), `native_symbol`.
 """
 

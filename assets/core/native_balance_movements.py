@@ -21,8 +21,11 @@ balance came from. The kinds:
   (bridged from L1; `from_address` null), even when the deposit reverted;
 - `block_reward`, `uncle_reward`: proof-of-work issuance (`from_address` null): the node's
   reward frames when its traces have them (trace_block), else Ethereum's schedule
-  (`block_rewards: ethereum`: block reward plus 1/32 of it per uncle included, to the miner;
-  the uncles' own miners are then not covered).
+  (`block_rewards: ethereum`): the block reward plus 1/32 of it per uncle included, to the
+  miner, and (uncle number + 8 - block number) × block reward / 8 to each uncle's miner, from
+  the uncle headers raw/blocks keeps (`uncles`). A block whose uncles were not read (null
+  `uncles`) has no `uncle_reward` rows: the materialisation counts such blocks
+  (`blocks_without_uncle_headers`).
 
 Without traces (a chain with `trace_method: none`, or a node serving neither trace API) the
 internal kinds are missing; the materialisation says so (`internal_transfers_covered`), and
@@ -303,6 +306,42 @@ def native_balance_movements_frame(
                 amount=pl.col("_reward"),
             )
         )
+        if "uncles" in blk.collect_schema().names():
+            # each uncle's miner: (u + 8 - n) * R / 8, multiplied before dividing, as Geth's
+            # accumulateRewards (consensus/ethash) does; R is the including block's reward
+            uncles = (
+                scheduled.select(
+                    "chain_id",
+                    "date",
+                    "block_number",
+                    "block_timestamp",
+                    reward.alias("_block_reward"),
+                    "uncles",
+                )
+                .explode("uncles")
+                .drop_nulls("uncles")
+                .with_columns(pl.col("uncles").struct.unnest())
+                .with_columns(
+                    (
+                        (
+                            pl.col("number").cast(pl.Int128)
+                            + 8
+                            - pl.col("block_number").cast(pl.Int128)
+                        )
+                        * pl.col("_block_reward")
+                        // 8
+                    ).alias("_uncle_reward")
+                )
+                .sort("block_number", "index")
+            )
+            parts.append(
+                _rows(
+                    uncles.filter(pl.col("_uncle_reward") > 0),
+                    "uncle_reward",
+                    to_address=pl.col("miner"),
+                    amount=pl.col("_uncle_reward"),
+                )
+            )
     withdrawals = (
         blk.select(
             "chain_id",
@@ -347,6 +386,23 @@ def native_balance_movements_frame(
 def missing_kinds(has_traces: bool) -> tuple[str, ...]:
     """The kinds a day's rows cannot hold: the internal ones when it has no traces."""
     return () if has_traces else TRACE_KINDS
+
+
+def blocks_without_uncle_headers(
+    blocks: pl.DataFrame, traces: pl.DataFrame | None, block_rewards: str
+) -> int:
+    """Blocks with uncles whose miners got no `uncle_reward` row: Ethereum's schedule applies
+    (`block_rewards: ethereum`), the node's traces have no reward frame for the block, and
+    its uncle headers were not read (null `uncles`, or a table written before the column)."""
+    if block_rewards != "ethereum" or not blocks.height:
+        return 0
+    missing = blocks.filter(pl.col("uncle_count") > 0)
+    if "uncles" in missing.columns:
+        missing = missing.filter(pl.col("uncles").is_null())
+    if traces is not None and traces.height:
+        rewarded = traces.filter(pl.col("trace_type") == "reward").select("block_number")
+        missing = missing.join(rewarded.unique(), on="block_number", how="anti")
+    return missing.height
 
 
 def day_has_traces(
@@ -416,6 +472,7 @@ BLOCK_COLUMNS = [
     "miner",
     "base_fee_per_gas",
     "uncle_count",
+    "uncles",
     "withdrawals",
 ]
 
@@ -425,8 +482,14 @@ def _one_day(delta: DeltaStore, chain: ChainConfig, day):
     txs = delta.read_day(
         chain, "transactions", day, columns=TX_COLUMNS, schema=polars_schema(TransactionsModel)
     )
+    # a table written before raw/blocks had `uncles` reads without it (no uncle rewards)
+    have = set(delta.columns(chain, "blocks"))
     blocks = delta.read_day(
-        chain, "blocks", day, columns=BLOCK_COLUMNS, schema=polars_schema(BlocksModel)
+        chain,
+        "blocks",
+        day,
+        columns=[c for c in BLOCK_COLUMNS if not have or c in have],
+        schema=polars_schema(BlocksModel),
     )
     traces = day_has_traces(delta, chain, day, txs.height)
     df = native_balance_movements_frame(
@@ -450,6 +513,9 @@ def _one_day(delta: DeltaStore, chain: ChainConfig, day):
             ),
             "internal_transfers_covered": traces is not None,
             "kinds_not_covered": ", ".join(missing_kinds(traces is not None)) or "none",
+            "blocks_without_uncle_headers": blocks_without_uncle_headers(
+                blocks, traces, chain.block_rewards
+            ),
             "fee_model": chain.fee_model,
         }
     )

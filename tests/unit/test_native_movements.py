@@ -13,10 +13,11 @@ import pytest
 
 from assets.core.native_balance_movements import (
     NativeBalanceMovementsModel,
+    blocks_without_uncle_headers,
     native_balance_movements_frame,
 )
 from chainlake.presets import OP_BASE_FEE_VAULT, OP_L1_FEE_VAULT
-from chainlake.raw.blocks import blocks_from_rpc
+from chainlake.raw.blocks import UNCLES, blocks_from_rpc
 from chainlake.raw.shapes import rpc_block_frame
 from chainlake.raw.traces import TRACE_BLOCK, frame_rows, trace_block_rows, traces_from_rpc
 from chainlake.schema import schema_failures
@@ -147,6 +148,79 @@ def test_pre_merge_schedule_pays_the_miner_with_the_nephew_bonus() -> None:
         txs([]), blocks(15_537_394, 7, uncles=0), None, block_rewards="ethereum"
     )
     assert df.height == 0  # the Merge: no issuance to the fee recipient
+
+
+UNCLE_A = "0x" + "aa" * 20
+UNCLE_B = "0x" + "bb" * 20
+
+
+def _with_uncles(frame: pl.DataFrame, headers: list[tuple[int, str]] | None) -> pl.DataFrame:
+    """`frame` (one block) with raw/blocks' `uncles`: (number, miner) of each header, or None
+    for uncles that were not read."""
+    rows = None if headers is None else [
+        {"index": i, "hash": "0x" + f"{i:064x}", "number": u, "miner": m}
+        for i, (u, m) in enumerate(headers)
+    ]  # fmt: skip
+    return frame.with_columns(pl.Series("uncles", [rows], dtype=UNCLES))
+
+
+@pytest.mark.parametrize(
+    ("number", "reward"),
+    [(4_369_999, 5 * 10**18), (4_370_006, 3 * 10**18), (7_280_000, 2 * 10**18)],
+)
+def test_pre_merge_schedule_pays_each_uncle_miner_from_its_header(number: int, reward: int) -> None:
+    """Geth's accumulateRewards: (u + 8 - n) * R / 8 to each uncle's miner, R/32 per uncle to
+    the block's miner; an uncle 1 block back earns 7/8, one 6 blocks back 2/8."""
+    blk = _with_uncles(
+        blocks(number, None, uncles=2), [(number - 1, UNCLE_A), (number - 6, UNCLE_B)]
+    )
+    df = native_balance_movements_frame(txs([]), blk, None, block_rewards="ethereum")
+    assert sums(df) == {
+        ("block_reward", None, MINER): reward + 2 * (reward // 32),
+        ("uncle_reward", None, UNCLE_A): 7 * reward // 8,
+        ("uncle_reward", None, UNCLE_B): 2 * reward // 8,
+    }
+    uncle_rows = df.filter(pl.col("kind") == "uncle_reward")
+    assert uncle_rows["to_address"].to_list() == [UNCLE_A, UNCLE_B]  # in the block's order
+    assert uncle_rows["transaction_hash"].null_count() == 2
+    assert blocks_without_uncle_headers(blk, None, "ethereum") == 0
+
+
+def test_uncles_not_read_pay_no_uncle_miner_and_are_counted() -> None:
+    blk = _with_uncles(blocks(5_000_000, None, uncles=1), None)
+    df = native_balance_movements_frame(txs([]), blk, None, block_rewards="ethereum")
+    assert sums(df) == {("block_reward", None, MINER): 3 * 10**18 + 3 * 10**18 // 32}
+    assert blocks_without_uncle_headers(blk, None, "ethereum") == 1
+    assert blocks_without_uncle_headers(blk, None, "none") == 0
+    # a block without uncles has an empty list: nothing is missing
+    assert blocks_without_uncle_headers(_with_uncles(blocks(5_000_000), []), None, "ethereum") == 0
+
+
+def test_trace_block_reward_frames_win_over_the_uncle_headers() -> None:
+    """A node serving trace_block gives the block and uncle reward frames: they are the rows,
+    and neither the schedule nor the uncle headers add any (no double count). The frames
+    below are built for the test in trace_block's shape (no recorded uncle reward frame)."""
+    number, block_hash = 5_000_000, "0x" + "cd" * 32
+    answer = [
+        {"action": {"author": MINER, "rewardType": "block", "value": hex(3 * 10**18 + 3 * 10**18 // 32)},
+         "blockHash": block_hash, "blockNumber": number, "result": None, "subtraces": 0,
+         "traceAddress": [], "type": "reward"},
+        {"action": {"author": UNCLE_A, "rewardType": "uncle", "value": hex(7 * 3 * 10**18 // 8)},
+         "blockHash": block_hash, "blockNumber": number, "result": None, "subtraces": 0,
+         "traceAddress": [], "type": "reward"},
+    ]  # fmt: skip
+    block = {"number": hex(number), "hash": block_hash, "timestamp": "0x5a", "transactions": []}
+    traces = traces_from_rpc(
+        rpc_block_frame([block]), frame_rows(trace_block_rows(0, [], answer, "test")), 1, TRACE_BLOCK
+    )
+    blk = _with_uncles(blocks(number, None, uncles=1), [(number - 1, UNCLE_A)])
+    df = native_balance_movements_frame(txs([]), blk, traces, block_rewards="ethereum")
+    assert sums(df) == {
+        ("block_reward", None, MINER): 3 * 10**18 + 3 * 10**18 // 32,
+        ("uncle_reward", None, UNCLE_A): 7 * 3 * 10**18 // 8,
+    }
+    assert df.height == 2
+    assert blocks_without_uncle_headers(_with_uncles(blk, None), traces, "ethereum") == 0
 
 
 def test_withdrawals_of_a_cancun_block_are_credited_in_wei() -> None:
