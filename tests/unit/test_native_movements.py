@@ -211,7 +211,10 @@ def test_trace_block_reward_frames_win_over_the_uncle_headers() -> None:
     ]  # fmt: skip
     block = {"number": hex(number), "hash": block_hash, "timestamp": "0x5a", "transactions": []}
     traces = traces_from_rpc(
-        rpc_block_frame([block]), frame_rows(trace_block_rows(0, [], answer, "test")), 1, TRACE_BLOCK
+        rpc_block_frame([block]),
+        frame_rows(trace_block_rows(0, [], answer, "test")),
+        1,
+        TRACE_BLOCK,
     )
     blk = _with_uncles(blocks(number, None, uncles=1), [(number - 1, UNCLE_A)])
     df = native_balance_movements_frame(txs([]), blk, traces, block_rewards="ethereum")
