@@ -7,6 +7,12 @@
   core/native_balance_movements against movements derived from the recording here, address by
   address, and against the conservation of ether (nothing is created but the 2 ETH block
   reward, nothing destroyed but the burnt base fee).
+- Ethereum mainnet block 4,370,006 (coinbase/chainstorage): 64 transactions, their receipts
+  and callTracer traces, and the block's one uncle header (4,370,005), which chainstorage
+  recorded beside the block; the uncle header is proven genuine here (keccak/RLP up to the
+  block hash). It is served as eth_getUncleByBlockHashAndIndex, so the extraction reads it;
+  the uncle's miner gets (u + 8 - n) x 3 ETH / 8, the block's miner 3 ETH + 3/32 ETH and all
+  the fees (pre-London: no base fee), and ether is conserved but for that issuance.
 - OP Mainnet block 154,497,277 (subsquid/squid-sdk): the block and its 42 receipts, one a
   deposit whose `nonce` the recording leaves out. Every sender's fee is gas_used ×
   effective_gas_price + l1Fee exactly, the deposit pays nothing, and the fees go to the
@@ -27,11 +33,14 @@ from typing import Any
 
 import polars as pl
 import pytest
+import rlp
+from eth_utils import keccak
 
 from assets.core.native_balance_movements import (
     BLOCK_COLUMNS,
     TX_COLUMNS,
     NativeBalanceMovementsModel,
+    blocks_without_uncle_headers,
     native_balance_movements_frame,
 )
 from chainlake.extract import stage_range
@@ -60,16 +69,26 @@ def _b64(field: str) -> Any:
     return json.loads(base64.b64decode(field))
 
 
-def _mainnet() -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
-    """Block 13,998,626, its receipts and its transactions' callTracer trees."""
-    recording = json.loads((FIXTURES / "chainstorage/raw_block_13998626.json").read_text())
+def _chainstorage(number: int) -> dict[str, Any]:
+    """chainstorage's recording of mainnet block `number`: the block (`header`), its
+    `receipts`, its transactions' callTracer trees (`traces`) and its `uncles` headers."""
+    recording = json.loads((FIXTURES / f"chainstorage/raw_block_{number}.json").read_text())
     eth = recording["ethereum"]
     block = _b64(eth["header"])
-    receipts = [_b64(r) for r in eth["transactionReceipts"]]
-    traces = [_b64(t) for t in eth["transactionTraces"]]
     assert recording["metadata"]["hash"] == block["hash"]
-    assert int(recording["metadata"]["height"]) == q(block["number"]) == 13_998_626
-    return block, receipts, traces
+    assert int(recording["metadata"]["height"]) == q(block["number"]) == number
+    return {
+        "block": block,
+        "receipts": [_b64(r) for r in eth["transactionReceipts"]],
+        "traces": [_b64(t) for t in eth["transactionTraces"]],
+        "uncles": [_b64(u) for u in eth.get("uncles", [])],
+    }
+
+
+def _mainnet() -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
+    """Block 13,998,626, its receipts and its transactions' callTracer trees."""
+    r = _chainstorage(13_998_626)
+    return r["block"], r["receipts"], r["traces"]
 
 
 def _op() -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -84,18 +103,31 @@ class Traced(Recorded):
     def __init__(self) -> None:
         super().__init__()
         self.traces: dict[int, list[dict[str, Any]]] = {}
+        self.uncles: dict[str, list[dict[str, Any]]] = {}  # by block hash
 
     def answer(self, method: str, params: list[Any]) -> dict[str, Any]:
         if method == "debug_traceBlockByNumber" and params[1] == {"tracer": "callTracer"}:
             self.calls.append(method)
             return {"result": [{"result": t} for t in self.traces[int(params[0], 16)]]}
+        if method == "eth_getUncleByBlockHashAndIndex":
+            self.calls.append(method)
+            uncles = self.uncles.get(params[0].lower(), [])
+            i = int(params[1], 16)
+            return {"result": uncles[i] if i < len(uncles) else None}
         return super().answer(method, params)
 
 
 def _staged(
-    provider: Recorded, chain_id: int, number: int, tmp: Path, trace_method: str = "none"
+    provider: Recorded,
+    chain_id: int,
+    number: int,
+    tmp: Path,
+    trace_method: str = "none",
+    uncles: bool = False,
 ) -> dict[str, pl.DataFrame]:
-    s = stage_range(provider.client(), chain_id, number, number, tmp, trace_method=trace_method)
+    s = stage_range(
+        provider.client(), chain_id, number, number, tmp, trace_method=trace_method, uncles=uncles
+    )
     return {t: s.frame(t) for t in ("blocks", "transactions", "logs", "traces")}
 
 
@@ -113,9 +145,12 @@ def _assert_receipts_are_the_blocks(block: dict[str, Any], receipts: list[dict[s
     assert [n(r["gasUsed"]) for r in receipts] == [
         c - p for c, p in zip(cumulative, [0, *cumulative[:-1]], strict=True)
     ]
-    base_fee = n(block["baseFeePerGas"])
+    base_fee = q(block.get("baseFeePerGas"))
     for t, r in zip(txs, receipts, strict=True):
         assert (r["from"], r["to"]) == (t["from"], t.get("to"))
+        if base_fee is None:  # before London: no effectiveGasPrice, the price is gasPrice
+            assert "effectiveGasPrice" not in r and t["type"] == "0x0"
+            continue
         if t["type"] == "0x2":
             price = min(n(t["maxFeePerGas"]), base_fee + n(t["maxPriorityFeePerGas"]))
         else:
@@ -264,13 +299,18 @@ def _net(rows: Counter) -> dict[str | None, int]:
 
 
 def _mainnet_expected(
-    block: dict[str, Any], receipts: list[dict[str, Any]], traces: list[dict[str, Any]]
+    block: dict[str, Any],
+    receipts: list[dict[str, Any]],
+    traces: list[dict[str, Any]],
+    rewards: tuple[tuple[str, str, int], ...] = (),
 ) -> Counter:
-    """The block's movements derived from the recording alone (Ethereum's rules)."""
-    miner, base_fee = block["miner"], n(block["baseFeePerGas"])
+    """The block's movements derived from the recording alone (Ethereum's rules): `rewards`
+    are its (kind, to, amount) issuance rows."""
+    miner, base_fee = block["miner"], q(block.get("baseFeePerGas")) or 0
     rows: Counter = Counter()
     for t, r in zip(block["transactions"], receipts, strict=True):
-        gas, price = n(r["gasUsed"]), n(r["effectiveGasPrice"])
+        # before London the receipt has no effectiveGasPrice: the price is the gasPrice
+        gas, price = n(r["gasUsed"]), n(r.get("effectiveGasPrice") or t["gasPrice"])
         if r["status"] == "0x1" and n(t["value"]):
             rows[("transaction_value", t["hash"], None, t["from"], t["to"], n(t["value"]))] += 1
         rows[("fee", t["hash"], None, t["from"], None, gas * price)] += 1
@@ -279,7 +319,8 @@ def _mainnet_expected(
         if f["depth"] and f["call_type"] == "call" and f["value"] and not f["reverted"]:
             rows[("internal_call", f["transaction_hash"], f["trace_address"],
                   f["from_address"], f["to_address"], f["value"])] += 1  # fmt: skip
-    rows[("block_reward", None, None, None, miner, 2 * ETHER)] += 1  # Constantinople on, no uncles
+    for kind, to, amount in rewards:
+        rows[(kind, None, None, None, to, amount)] += 1
     return rows
 
 
@@ -291,7 +332,11 @@ def test_mainnet_13998626_native_movements_match_the_recording(tmp_path: Path) -
     frames = _staged(provider, 1, 13_998_626, tmp_path, trace_method=DEBUG_TRACE)
     df = _movements(frames["transactions"], frames["blocks"], frames["traces"], "ethereum")
 
-    got, want = _rows(df), _mainnet_expected(block, receipts, traces)
+    # Constantinople on, no uncles: 2 ETH to the miner
+    want = _mainnet_expected(
+        block, receipts, traces, (("block_reward", block["miner"], 2 * ETHER),)
+    )
+    got = _rows(df)
     assert got == want
     # and so, for every address, the same balance change
     assert _net(got) == _net(want)
@@ -332,6 +377,151 @@ def test_mainnet_13998626_native_movements_match_the_recording(tmp_path: Path) -
     missing = got - _rows(without)
     assert {k[0] for k in missing} == {"internal_call"} and sum(missing.values()) == 5
     assert _rows(without) - got == Counter()
+
+
+# -- mainnet 4,370,006: an uncle, paid from its header ------------------------------------------
+
+N_4370006 = 4_370_006
+HEADER_FIELDS = (
+    "parentHash", "sha3Uncles", "miner", "stateRoot", "transactionsRoot", "receiptsRoot",
+    "logsBloom", "difficulty", "number", "gasLimit", "gasUsed", "timestamp", "extraData",
+    "mixHash", "nonce",
+)  # fmt: skip
+HEADER_QUANTITIES = {"difficulty", "number", "gasLimit", "gasUsed", "timestamp"}
+
+
+def _header_rlp(header: dict[str, Any]) -> list[Any]:
+    """A pre-London proof-of-work header as the list its hash is the keccak of (RLP)."""
+    return [
+        n(header[f]) if f in HEADER_QUANTITIES else bytes.fromhex(header[f][2:])
+        for f in HEADER_FIELDS
+    ]
+
+
+def _uncle_block() -> dict[str, Any]:
+    r = _chainstorage(N_4370006)
+    assert len(r["uncles"]) == 1
+    return r
+
+
+def _uncle_provider(r: dict[str, Any], with_uncles: bool = True) -> Traced:
+    provider = Traced()
+    provider.add_block(r["block"]).add_receipts(r["receipts"], per_block=False)
+    provider.traces[N_4370006] = r["traces"]
+    if with_uncles:
+        provider.uncles[r["block"]["hash"].lower()] = r["uncles"]
+    return provider
+
+
+def test_mainnet_4370006_recording_is_one_complete_block_with_its_uncle_header() -> None:
+    r = _uncle_block()
+    block, receipts, traces, (uncle,) = r["block"], r["receipts"], r["traces"], r["uncles"]
+    _assert_receipts_are_the_blocks(block, receipts)
+    assert len(traces) == len(block["transactions"]) == 64
+    for t, root in zip(block["transactions"], traces, strict=True):
+        assert (root["type"], root["from"], root["to"]) == ("CALL", t["from"], t["to"])
+        assert (root["value"], root["input"]) == (t["value"], t["input"])
+    # the uncle header is genuine: its hash is keccak(RLP(header)), the block lists that
+    # hash, the block's sha3Uncles is keccak(RLP([header])) and the block's own hash is
+    # keccak(RLP(block header)), so its number and miner are committed to by the block
+    assert "0x" + keccak(rlp.encode(_header_rlp(uncle))).hex() == uncle["hash"]
+    assert block["uncles"] == [uncle["hash"]]
+    assert "0x" + keccak(rlp.encode([_header_rlp(uncle)])).hex() == block["sha3Uncles"]
+    assert "0x" + keccak(rlp.encode(_header_rlp(block))).hex() == block["hash"]
+    assert (q(uncle["number"]), uncle["miner"]) == (
+        4_370_005,
+        "0x829bd824b016326a401d083b33d092293333a830",
+    )
+    # after Byzantium (4,370,000): receipts have a status; before London: no base fee
+    assert "baseFeePerGas" not in block and {rc["status"] for rc in receipts} == {"0x1"}
+
+
+def test_mainnet_4370006_raw_tables_field_by_field(tmp_path: Path) -> None:
+    r = _uncle_block()
+    block, receipts = r["block"], r["receipts"]
+    provider = _uncle_provider(r)
+    frames = _staged(provider, 1, N_4370006, tmp_path, trace_method=DEBUG_TRACE, uncles=True)
+    # the real extraction asked for the uncle header, once, by the block's hash
+    assert provider.calls.count("eth_getUncleByBlockHashAndIndex") == 1
+    assert provider.calls.count("eth_getTransactionReceipt") == 64
+    by_hash = {rc["transactionHash"]: rc for rc in receipts}
+    assert_blocks(frames, [block], uncles={N_4370006: r["uncles"]})
+    assert frames["blocks"]["uncles"].to_list() == [
+        [{"index": 0, "hash": r["uncles"][0]["hash"], "number": 4_370_005,
+          "miner": "0x829bd824b016326a401d083b33d092293333a830"}]
+    ]  # fmt: skip
+    assert_transactions(frames, [block], by_hash)
+    assert_logs(frames, [block], by_hash)
+    df = frames["traces"]
+    expected = _frames(r["traces"], block)
+    assert df.height == len(expected) == 448
+    for i, (row, want) in enumerate(zip(df.iter_rows(named=True), expected, strict=True)):
+        for column, value in want.items():
+            assert _native(row, column) == value, (i, column, row, want)
+
+
+def test_mainnet_4370006_uncle_miner_is_paid_from_the_uncle_header(tmp_path: Path) -> None:
+    r = _uncle_block()
+    block, receipts, traces, (uncle,) = r["block"], r["receipts"], r["traces"], r["uncles"]
+    frames = _staged(
+        _uncle_provider(r), 1, N_4370006, tmp_path, trace_method=DEBUG_TRACE, uncles=True
+    )
+    df = _movements(frames["transactions"], frames["blocks"], frames["traces"], "ethereum")
+
+    miner, u = block["miner"], q(uncle["number"])
+    # Byzantium: 3 ETH, plus 3/32 ETH for the one uncle included; the uncle's miner gets
+    # (u + 8 - n) * 3 ETH / 8 = 7/8 * 3 ETH (u = n - 1)
+    block_reward = 3 * ETHER + 3 * ETHER // 32
+    uncle_reward = (u + 8 - N_4370006) * 3 * ETHER // 8
+    assert (block_reward, uncle_reward) == (3_093_750_000_000_000_000, 2_625_000_000_000_000_000)
+    want = _mainnet_expected(
+        block,
+        receipts,
+        traces,
+        (("block_reward", miner, block_reward), ("uncle_reward", uncle["miner"], uncle_reward)),
+    )
+    got = _rows(df)
+    assert got == want
+    assert _net(got) == _net(want)
+
+    by_kind = _by_kind(df)
+    txs = zip(block["transactions"], receipts, strict=True)
+    fees = sum(n(rc["gasUsed"]) * n(t["gasPrice"]) for t, rc in txs)
+    assert by_kind == {
+        "transaction_value": 662_424_050_000_000_000,
+        "internal_call": 4_600_000_000_000_000_000 + 2 * 270_403_532_000_000_000,
+        "fee": fees,
+        "priority_fee": fees,  # pre-London: no base fee, the miner gets all of gasUsed x gasPrice
+        "block_reward": block_reward,
+        "uncle_reward": uncle_reward,
+    }
+    assert fees == 139_780_887_946_688_290
+    assert Counter(df["kind"]) == {"transaction_value": 7, "internal_call": 3, "fee": 64,
+                                   "priority_fee": 64, "block_reward": 1, "uncle_reward": 1}  # fmt: skip
+    # ether is conserved but for the issuance (nothing burned before London)
+    net = _net(got)
+    issued = block_reward + uncle_reward
+    assert sum(v for a, v in net.items() if a is not None) == issued == 5_718_750_000_000_000_000
+    assert net[None] == -issued
+    # the uncle was mined by the block's own miner (the same pool), which sent nothing in
+    # the block: its change is both rewards and every fee
+    assert uncle["miner"] == miner
+    assert miner not in {t["from"] for t in block["transactions"]}
+    assert net[miner] == issued + fees
+
+
+def test_mainnet_4370006_without_uncle_headers_pays_only_the_miner(tmp_path: Path) -> None:
+    """Uncles not read (a chain without `block_rewards: ethereum`, or an older table): the
+    block's uncle is null in raw/blocks, its miner gets no uncle_reward, and the asset's
+    metadata counts the block."""
+    r = _uncle_block()
+    provider = _uncle_provider(r, with_uncles=False)
+    frames = _staged(provider, 1, N_4370006, tmp_path, trace_method=DEBUG_TRACE)
+    assert "eth_getUncleByBlockHashAndIndex" not in provider.calls
+    assert frames["blocks"]["uncles"].to_list() == [None]
+    df = _movements(frames["transactions"], frames["blocks"], frames["traces"], "ethereum")
+    assert "uncle_reward" not in set(df["kind"])
+    assert blocks_without_uncle_headers(frames["blocks"], frames["traces"], "ethereum") == 1
 
 
 # -- OP Mainnet -------------------------------------------------------------------------------
