@@ -97,6 +97,12 @@ RPC_RECEIPT = pl.Struct(
         # OP-stack deposits: the sender's nonce, which nodes also serve as the deposit
         # transaction's `nonce` (some providers leave that out)
         "depositNonce": S,
+        # OP-stack since Isthmus: the operator fee parameters of the block, on the receipts
+        # of non-deposit transactions when either is non-zero (op-geth deriveOPStackFields)
+        "operatorFeeScalar": S,
+        "operatorFeeConstant": S,
+        # OP-stack since Jovian: the DA footprint gas scalar (it marks a Jovian receipt)
+        "daFootprintGasScalar": S,
     }
 )
 
@@ -115,6 +121,7 @@ TRANSACTION_QUANTITIES = (
 RECEIPT_QUANTITIES = (
     "transactionIndex", "blockNumber", "cumulativeGasUsed", "gasUsed", "status", "type",
     "effectiveGasPrice", "blobGasUsed", "blobGasPrice", "l1Fee", "depositNonce",
+    "operatorFeeScalar", "operatorFeeConstant", "daFootprintGasScalar",
 )  # fmt: skip
 LOG_QUANTITIES = ("blockNumber", "transactionIndex", "logIndex")
 

@@ -122,6 +122,24 @@ class TransactionsModel(pa.DataFrameModel):
         description="L1 data fee in wei paid by the sender (receipt `l1Fee`, OP-stack chains); "
         "null elsewhere",
     )
+    operator_fee_scalar: pl.Int64 = pa.Field(
+        nullable=True,
+        ge=0,
+        description="OP-stack operator fee scalar (receipt `operatorFeeScalar`, since Isthmus, "
+        "when the chain charges an operator fee); null elsewhere",
+    )
+    operator_fee_constant: Annotated[pl.Decimal, 38, 0] = pa.Field(
+        nullable=True,
+        ge=0,
+        description="OP-stack operator fee constant in wei (receipt `operatorFeeConstant`, "
+        "since Isthmus, when the chain charges an operator fee); null elsewhere",
+    )
+    da_footprint_gas_scalar: pl.Int64 = pa.Field(
+        nullable=True,
+        ge=0,
+        description="OP-stack DA footprint gas scalar (receipt `daFootprintGasScalar`, since "
+        "Jovian: it selects Jovian's operator fee formula); null elsewhere",
+    )
 
     class Config:
         strict = True
@@ -215,6 +233,9 @@ def transactions_from_rpc(
         wei("rc_blobGasPrice").alias("blob_gas_price"),
         wei("mint").alias("mint"),
         wei("rc_l1Fee").alias("l1_fee"),
+        quantity("rc_operatorFeeScalar").alias("operator_fee_scalar"),
+        wei("rc_operatorFeeConstant").alias("operator_fee_constant"),
+        quantity("rc_daFootprintGasScalar").alias("da_footprint_gas_scalar"),
     )
     return conform(frame, TransactionsModel)
 

@@ -237,6 +237,9 @@ RECEIPT_FIELDS: dict[str, Callable[[dict[str, Any]], Any]] = {
     "blob_gas_used": lambda r: q(r.get("blobGasUsed")),
     "blob_gas_price": lambda r: q(r.get("blobGasPrice")),
     "l1_fee": lambda r: q(r.get("l1Fee")),
+    "operator_fee_scalar": lambda r: q(r.get("operatorFeeScalar")),
+    "operator_fee_constant": lambda r: q(r.get("operatorFeeConstant")),
+    "da_footprint_gas_scalar": lambda r: q(r.get("daFootprintGasScalar")),
 }
 
 LOG_FIELDS: dict[str, Callable[[dict[str, Any]], Any]] = {

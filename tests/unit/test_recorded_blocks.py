@@ -562,6 +562,12 @@ def test_op_154497277_through_the_extraction(tmp_path: Path) -> None:
     # since Jovian a receipt's blobGasUsed is its data-availability footprint, not EIP-4844
     # blob gas: stored as served; with no blobGasPrice it adds no fee (see the next test)
     assert txs["blob_gas_used"].null_count() == 0 and txs["blob_gas_price"].null_count() == 42
+    # no operator fee parameters on these receipts (op-geth leaves them out when both are
+    # zero); Jovian's DA footprint gas scalar on every one, stored as served (400)
+    assert (
+        txs["operator_fee_scalar"].null_count() == txs["operator_fee_constant"].null_count() == 42
+    )
+    assert txs["da_footprint_gas_scalar"].to_list() == [400] * 42
     assert frames["traces"].height == 0
 
 
