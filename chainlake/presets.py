@@ -12,9 +12,11 @@ Every field of a preset can still be given in the entry, which wins. What each f
 - `fee_model`: how a transaction's fee is paid and where it goes.
   `ethereum`: gas_used × effective_gas_price (+ blob gas); the base fee is burned, the
   priority fee goes to the block's fee recipient (`miner`).
-  `op-stack` (Base, Optimism): the same plus the receipt's `l1Fee` (the L1 data fee); the
-  base fee goes to the BaseFeeVault, the L1 fee to the L1FeeVault and the priority fee to
-  the SequencerFeeVault (the block's `miner`), none is burned.
+  `op-stack` (Base, Optimism): the same plus the receipt's `l1Fee` (the L1 data fee) and,
+  since Isthmus, the operator fee (from the receipt's `operatorFeeScalar` and
+  `operatorFeeConstant`); the base fee goes to the BaseFeeVault, the L1 fee to the
+  L1FeeVault, the operator fee to the OperatorFeeVault and the priority fee to the
+  SequencerFeeVault (the block's `miner`), none is burned.
   `arbitrum`: gas_used × effective_gas_price, where gas_used already holds the L1 part
   (`gasUsedForL1`); the price has no priority part, nothing goes to `miner`.
   `burn-all` (Avalanche C-Chain): gas_used × effective_gas_price, all of it burned.
@@ -39,6 +41,8 @@ BLOCK_REWARDS = ("ethereum", "none")
 # OP-stack fee vaults (predeploys): where the base fee and the L1 data fee go.
 OP_BASE_FEE_VAULT = "0x4200000000000000000000000000000000000019"
 OP_L1_FEE_VAULT = "0x420000000000000000000000000000000000001a"
+# OperatorFeeVault (Isthmus): where the operator fee goes.
+OP_OPERATOR_FEE_VAULT = "0x420000000000000000000000000000000000001b"
 
 # Ethereum mainnet's proof-of-work block rewards, by first block: Frontier 5 ETH,
 # Byzantium (EIP-649) 3 ETH, Constantinople (EIP-1234) 2 ETH, none from the Merge.

@@ -12,11 +12,15 @@ balance came from. The kinds:
 - `selfdestruct`: a self-destructed contract's balance, to its beneficiary;
 - `withdrawal`: a beacon-chain withdrawal (raw/blocks, Gwei → wei), to its address;
 - `fee`: what the sender paid for gas: gas_used × effective_gas_price, plus blob gas, plus the
-  L1 data fee on OP-stack chains; paid even when the transaction reverted (`to_address` null);
+  L1 data fee and the operator fee on OP-stack chains; paid even when the transaction
+  reverted (`to_address` null);
 - `priority_fee`: the part of the fee above the base fee, to the block's fee recipient
   (`ethereum` and `op-stack` fee models: see chainlake/presets.py);
 - `base_fee`, `l1_fee` (OP-stack only): the base fee and L1 data fee, to the BaseFeeVault and
   L1FeeVault (elsewhere the base fee is burned: it has no recipient row);
+- `operator_fee` (OP-stack, since Isthmus): the operator fee, to the OperatorFeeVault, from
+  the receipt's `operatorFeeScalar` / `operatorFeeConstant` as op-geth charges it (see
+  `operator_fee`); none when the receipt has neither (op-geth leaves both out when zero);
 - `deposit_mint` (OP-stack): ether minted on L2 to the sender of a deposit transaction
   (bridged from L1; `from_address` null), even when the deposit reverted;
 - `block_reward`, `uncle_reward`: proof-of-work issuance (`from_address` null): the node's
@@ -51,6 +55,7 @@ from chainlake.presets import (
     ETHEREUM_MERGE_BLOCK,
     OP_BASE_FEE_VAULT,
     OP_L1_FEE_VAULT,
+    OP_OPERATOR_FEE_VAULT,
 )
 from chainlake.raw.blocks import BlocksModel
 from chainlake.raw.traces import TracesModel
@@ -73,6 +78,7 @@ KINDS = (
     "priority_fee",
     "base_fee",
     "l1_fee",
+    "operator_fee",
     "deposit_mint",
     "block_reward",
     "uncle_reward",
@@ -163,6 +169,36 @@ def _ethereum_block_reward() -> pl.Expr:
     return pl.when(pl.col("block_number") < ETHEREUM_MERGE_BLOCK).then(reward).otherwise(0)
 
 
+def operator_fee(columns: list[str]) -> pl.Expr:
+    """The OP-stack operator fee of each transaction, in wei (Int128), 0 without one.
+
+    As op-geth charges it (core/types/rollup_cost.go: `newOperatorCostFuncIsthmus`, and from
+    Jovian `newOperatorCostFuncOperatorFeeFix`, chosen by `config.IsJovian(blockTime)`;
+    OP specs isthmus/exec-engine.md "Operator Fee", jovian/exec-engine.md "Fee Formula
+    Update"), on the gas the transaction used (the receipt's `gasUsed`, what
+    `refundIsthmusOperatorCost` settles to):
+    Isthmus: gas_used × operatorFeeScalar / 1e6 + operatorFeeConstant (integer division);
+    Jovian: gas_used × operatorFeeScalar × 100 + operatorFeeConstant.
+    A receipt is Jovian's when it carries `daFootprintGasScalar` (op-geth's
+    core/types/receipt_opstack.go `deriveOPStackFields` sets it on receipts from Jovian only,
+    and sets the operator fields only when either is non-zero)."""
+    if "operator_fee_scalar" not in columns:
+        return pl.lit(0, pl.Int128)
+    gas_used = pl.col("gas_used").cast(pl.Int128)
+    scalar = pl.col("operator_fee_scalar").cast(pl.Int128).fill_null(0)
+    constant = pl.col("operator_fee_constant").cast(pl.Int128).fill_null(0)
+    jovian = (
+        pl.col("da_footprint_gas_scalar").is_not_null()
+        if "da_footprint_gas_scalar" in columns
+        else pl.lit(False)
+    )
+    return (
+        pl.when(jovian)
+        .then(gas_used * scalar * 100 + constant)
+        .otherwise(gas_used * scalar // 1_000_000 + constant)
+    )
+
+
 def native_balance_movements_frame(
     transactions: pl.DataFrame,
     blocks: pl.DataFrame,
@@ -194,6 +230,7 @@ def native_balance_movements_frame(
         pl.col("blob_gas_used").cast(pl.Int128) * pl.col("blob_gas_price").cast(pl.Int128)
     ).fill_null(0)
     l1_fee = pl.col("l1_fee").cast(pl.Int128).fill_null(0)
+    op_fee = operator_fee(tx.collect_schema().names())
     base_fee = pl.col("base_fee_per_gas").cast(pl.Int128)
     # the price above the base fee; all of it before London (no base fee)
     tip = (gas_price - base_fee.fill_null(0)).clip(lower_bound=0)
@@ -210,7 +247,9 @@ def native_balance_movements_frame(
             tx,
             "fee",
             to_address=pl.lit(None, pl.String),
-            amount=gas_used * gas_price + blob_fee + (l1_fee if fee_model == "op-stack" else 0),
+            amount=gas_used * gas_price
+            + blob_fee
+            + (l1_fee + op_fee if fee_model == "op-stack" else 0),
         ),
     ]
     if "mint" in tx.collect_schema().names():
@@ -248,6 +287,13 @@ def native_balance_movements_frame(
                 from_address=pl.lit(None, pl.String),
                 to_address=pl.lit(OP_L1_FEE_VAULT),
                 amount=l1_fee,
+            ),
+            _rows(
+                tx,
+                "operator_fee",
+                from_address=pl.lit(None, pl.String),
+                to_address=pl.lit(OP_OPERATOR_FEE_VAULT),
+                amount=op_fee,
             ),
         ]
     if tr is not None:
@@ -461,6 +507,9 @@ TX_COLUMNS = [
     "blob_gas_used",
     "blob_gas_price",
     "l1_fee",
+    "operator_fee_scalar",
+    "operator_fee_constant",
+    "da_footprint_gas_scalar",
     "mint",
     "status",
 ]
@@ -479,10 +528,16 @@ BLOCK_COLUMNS = [
 
 def _one_day(delta: DeltaStore, chain: ChainConfig, day):
     started = time.monotonic()
+    # tables written before raw/transactions had the operator fee columns, or raw/blocks
+    # `uncles`, read without them (no operator fee, no uncle rewards)
+    have_tx = set(delta.columns(chain, "transactions"))
     txs = delta.read_day(
-        chain, "transactions", day, columns=TX_COLUMNS, schema=polars_schema(TransactionsModel)
+        chain,
+        "transactions",
+        day,
+        columns=[c for c in TX_COLUMNS if not have_tx or c in have_tx],
+        schema=polars_schema(TransactionsModel),
     )
-    # a table written before raw/blocks had `uncles` reads without it (no uncle rewards)
     have = set(delta.columns(chain, "blocks"))
     blocks = delta.read_day(
         chain,

@@ -16,7 +16,9 @@
 - OP Mainnet block 154,497,277 (subsquid/squid-sdk): the block and its 42 receipts, one a
   deposit whose `nonce` the recording leaves out. Every sender's fee is gas_used ×
   effective_gas_price + l1Fee exactly, the deposit pays nothing, and the fees go to the
-  SequencerFeeVault, BaseFeeVault and L1FeeVault (nothing is burned).
+  SequencerFeeVault, BaseFeeVault and L1FeeVault (nothing is burned). Its receipts carry no
+  operator fee parameters, so no operator fee; receipts built on them with non-zero ones
+  (said so in that test) show op-geth's Isthmus and Jovian operator fee formulas.
 
 The recorded answers are served by `Recorded` (tests/unit/test_mainnet_replay.py) to
 `stage_range`, the extraction raw_chain_tables runs; the movements come from
@@ -44,7 +46,7 @@ from assets.core.native_balance_movements import (
     native_balance_movements_frame,
 )
 from chainlake.extract import stage_range
-from chainlake.presets import OP_BASE_FEE_VAULT, OP_L1_FEE_VAULT, PRESETS
+from chainlake.presets import OP_BASE_FEE_VAULT, OP_L1_FEE_VAULT, OP_OPERATOR_FEE_VAULT, PRESETS
 from chainlake.raw.traces import DEBUG_TRACE, TracesModel
 from chainlake.schema import schema_failures
 from tests.unit.test_mainnet_replay import (
@@ -618,6 +620,77 @@ def test_op_154497277_senders_pay_gas_and_l1_fee_exactly(tmp_path: Path) -> None
         "base_fee": 3_181_247_784,
         "l1_fee": 67_331_674_288,
     }
+    # no operator fee: the receipts carry no operatorFeeScalar / operatorFeeConstant (both
+    # zero on OP Mainnet then), so no operator_fee row and nothing of it in the fees
+    assert "operator_fee" not in by_kind
+
+
+@pytest.mark.parametrize(
+    ("jovian", "scalar", "constant"), [(True, 3, 1_234_567), (False, 7_654_321, 1_234_567)]
+)
+def test_op_operator_fee_from_receipts_built_on_the_recorded_ones(
+    tmp_path: Path, jovian: bool, scalar: int, constant: int
+) -> None:
+    """NOT RECORDED: OP Mainnet charged no operator fee in block 154,497,277 (see above), so
+    its receipts are given non-zero `operatorFeeScalar` / `operatorFeeConstant` here (the
+    non-deposit ones, as op-geth does), everything else as recorded. Jovian receipts (they
+    carry `daFootprintGasScalar`, as recorded) take op-geth's Jovian formula, gas_used x
+    scalar x 100 + constant; with `daFootprintGasScalar` removed, Isthmus's, gas_used x
+    scalar / 1e6 (integer division) + constant. The sender pays it on top of gas and L1 fee,
+    the OperatorFeeVault receives it, nothing is burned."""
+    block, recorded = _op()
+    receipts = []
+    for r in recorded:
+        r = dict(r)
+        if r["type"] != "0x7e":
+            r |= {"operatorFeeScalar": hex(scalar), "operatorFeeConstant": hex(constant)}
+        if not jovian:
+            r.pop("daFootprintGasScalar")
+        receipts.append(r)
+    provider = Recorded().add_block(block).add_receipts(receipts, per_block=True)
+    frames = _staged(provider, 10, 154_497_277, tmp_path)
+    txs = frames["transactions"]
+    assert txs["operator_fee_scalar"].null_count() == txs["operator_fee_constant"].null_count() == 1
+    df = _movements(txs, frames["blocks"], None, "optimism")
+
+    def op_fee(gas: int) -> int:
+        return gas * scalar * 100 + constant if jovian else gas * scalar // 10**6 + constant
+
+    base_fee, sequencer = n(block["baseFeePerGas"]), block["miner"]
+    want: Counter = Counter()
+    for t, r in zip(block["transactions"], receipts, strict=True):
+        if t["type"] == "0x7e":
+            continue
+        gas, price, l1, h = n(r["gasUsed"]), n(r["effectiveGasPrice"]), n(r["l1Fee"]), t["hash"]
+        if r["status"] == "0x1" and n(t["value"]):
+            want[("transaction_value", h, None, t["from"], t["to"], n(t["value"]))] += 1
+        want[("fee", h, None, t["from"], None, gas * price + l1 + op_fee(gas))] += 1
+        want[("priority_fee", h, None, None, sequencer, gas * (price - base_fee))] += 1
+        want[("base_fee", h, None, None, OP_BASE_FEE_VAULT, gas * base_fee)] += 1
+        want[("l1_fee", h, None, None, OP_L1_FEE_VAULT, l1)] += 1
+        want[("operator_fee", h, None, None, OP_OPERATOR_FEE_VAULT, op_fee(gas))] += 1
+    got = _rows(df)
+    assert got == Counter({k: c for k, c in want.items() if k[-1] > 0})
+
+    by_kind = _by_kind(df)
+    gas_used = [n(r["gasUsed"]) for r in receipts if r["type"] != "0x7e"]
+    assert by_kind["operator_fee"] == sum(op_fee(g) for g in gas_used)
+    assert by_kind["operator_fee"] == (
+        sum(gas_used) * scalar * 100 + 41 * constant
+        if jovian
+        else sum(g * scalar // 10**6 for g in gas_used) + 41 * constant
+    )
+    # 41 senders, 8,763,768 gas: Jovian 8,763,768 x 300 + 41 x 1,234,567; Isthmus rounds
+    # down per transaction (117,697,940.44... before rounding)
+    assert sum(gas_used) == 8_763_768
+    assert by_kind["operator_fee"] == (2_679_747_647 if jovian else 117_697_922)
+    # the recorded fees plus the operator fee; every wei reaches a vault, none is burned
+    assert by_kind["fee"] == 3_248_618_200_809 + by_kind["operator_fee"]
+    assert by_kind["fee"] == sum(
+        by_kind[k] for k in ("priority_fee", "base_fee", "l1_fee", "operator_fee")
+    )
+    assert sum(_net(got).values()) == 0 and None not in _net(got)
+    assert _net(got)[OP_OPERATOR_FEE_VAULT] == by_kind["operator_fee"]
 
 
 @pytest.mark.parametrize("preset", ["optimism", "base"])
