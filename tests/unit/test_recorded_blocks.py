@@ -48,6 +48,7 @@ from assets.core.native_balance_movements import (
 from chainlake.extract import stage_range
 from chainlake.presets import OP_BASE_FEE_VAULT, OP_L1_FEE_VAULT, OP_OPERATOR_FEE_VAULT, PRESETS
 from chainlake.raw.traces import DEBUG_TRACE, TracesModel
+from chainlake.rpc import BadAnswer
 from chainlake.schema import schema_failures
 from tests.unit.test_mainnet_replay import (
     Recorded,
@@ -524,6 +525,22 @@ def test_mainnet_4370006_without_uncle_headers_pays_only_the_miner(tmp_path: Pat
     df = _movements(frames["transactions"], frames["blocks"], frames["traces"], "ethereum")
     assert "uncle_reward" not in set(df["kind"])
     assert blocks_without_uncle_headers(frames["blocks"], frames["traces"], "ethereum") == 1
+
+
+def test_mainnet_4370006_an_uncle_answer_that_is_not_the_blocks_fails_the_read(
+    tmp_path: Path,
+) -> None:
+    """A node answering another uncle (or none) for the block's hash and index: the read
+    fails naming the block, nothing is staged with a wrong miner."""
+    r = _uncle_block()
+    provider = _uncle_provider(r)
+    other = {**r["uncles"][0], "hash": "0x" + "11" * 32}
+    provider.uncles[r["block"]["hash"].lower()] = [other]
+    with pytest.raises(BadAnswer, match="block 4370006: uncle 0 is 0x1111"):
+        _staged(provider, 1, N_4370006, tmp_path / "a", trace_method=DEBUG_TRACE, uncles=True)
+    provider.uncles.clear()
+    with pytest.raises(LookupError, match="block 4370006: no uncle 0"):
+        _staged(provider, 1, N_4370006, tmp_path / "b", trace_method=DEBUG_TRACE, uncles=True)
 
 
 # -- OP Mainnet -------------------------------------------------------------------------------
