@@ -172,11 +172,13 @@ def _ethereum_block_reward() -> pl.Expr:
 def operator_fee(columns: list[str]) -> pl.Expr:
     """The OP-stack operator fee of each transaction, in wei (Int128), 0 without one.
 
-    As op-geth charges it (core/types/rollup_cost.go: `newOperatorCostFuncIsthmus`, and from
-    Jovian `newOperatorCostFuncOperatorFeeFix`, chosen by `config.IsJovian(blockTime)`;
-    OP specs isthmus/exec-engine.md "Operator Fee", jovian/exec-engine.md "Fee Formula
-    Update"), on the gas the transaction used (the receipt's `gasUsed`, what
-    `refundIsthmusOperatorCost` settles to):
+    As op-geth charges it, core/types/rollup_cost.go: the Isthmus cost function (read at
+    op-geth 9cc4cbc2, where it is `newOperatorCostFunc`: gas × scalar, / 1e6, + constant,
+    in big.Int), and from Jovian `newOperatorCostFuncOperatorFeeFix` (gas × scalar × 100 +
+    constant), chosen by `config.IsJovian(blockTime)`: that version of the file was not in
+    the stored sources, the formula is from the OP specs, jovian/exec-engine.md "Fee Formula
+    Update" (isthmus/exec-engine.md "Operator Fee" for the rest). Charged on the gas the
+    transaction used (the receipt's `gasUsed`):
     Isthmus: gas_used × operatorFeeScalar / 1e6 + operatorFeeConstant (integer division);
     Jovian: gas_used × operatorFeeScalar × 100 + operatorFeeConstant.
     A receipt is Jovian's when it carries `daFootprintGasScalar` (op-geth's
