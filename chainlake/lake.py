@@ -776,9 +776,14 @@ def _file_stats(meta: Any) -> dict[str, Any]:
         "maxValues": {},
         "nullCount": {},
     }
-    schema = meta.schema.to_arrow_schema()
-    for i, field in enumerate(schema):
+    # Parquet numbers its leaf columns: a nested column (withdrawals, uncles) has several, so
+    # a top-level field's position is not its column chunk's; a flat field's leaf has its name
+    leaf = {meta.schema.column(j).path: j for j in range(meta.num_columns)}
+    for field in meta.schema.to_arrow_schema():
         if not (pa.types.is_integer(field.type) or pa.types.is_string(field.type)):
+            continue
+        i = leaf.get(field.name)
+        if i is None:
             continue
         lo = hi = None
         nulls = 0
