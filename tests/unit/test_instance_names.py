@@ -136,9 +136,9 @@ def test_the_instance_knows_which_urls_are_its_own(tmp_path: Path) -> None:
         {"CHAINLAKE_INSTANCE": "carol", "DAGSTER_POSTGRES_URL": own.dagster_url}
     )
     assert exported.own_dagster_url and exported.dagster_home == instance.DEFAULT_DAGSTER_HOME
-    elsewhere = instance.resolve(
-        {"CHAINLAKE_INSTANCE": "carol", "POSTGRES_URL": "postgresql://u@prod:5432/chainlake"}
-    )
+    # another database than the instance's (a name of the test's own; never connected to)
+    other = f"postgresql://u@prod:5432/chainlake_test_{uuid.uuid4().hex[:8]}_events"
+    elsewhere = instance.resolve({"CHAINLAKE_INSTANCE": "carol", "POSTGRES_URL": other})
     assert elsewhere.own_dagster_url and not elsewhere.own_events_url
     # what another terminal evaluates to join the instance
     lines = instance.shell_env(own).splitlines()
