@@ -445,8 +445,17 @@ class DeltaStore:
             kwargs["predicate"] = (
                 predicate if day is None else f"({kwargs['predicate']}) AND ({predicate})"
             )
-        if mode == "overwrite" and isinstance(data, pa.Table | pa.RecordBatchReader):
-            added = self._added_columns(uri, data.schema)
+        # The table's log is read once for the schema check, the write and the version
+        # (opening a table replays its log since the last checkpoint: the dearest part of a
+        # small commit, three times over when each step opened it again); a retry after a lost
+        # race reads it afresh.
+        table = self._table(uri)
+        if (
+            table is not None
+            and mode == "overwrite"
+            and isinstance(data, pa.Table | pa.RecordBatchReader)
+        ):
+            added = _added_columns(table, data.schema)
             if added:
                 # A table written before the model gained these columns (an upgrade): they
                 # are added to the table, the rows of other days read them as null.
@@ -456,30 +465,26 @@ class DeltaStore:
                     uri,
                     ", ".join(added),
                 )
+        attempts = 0
+
+        def commit() -> DeltaTable | None:
+            nonlocal attempts, table
+            attempts += 1
+            if attempts > 1:
+                table = self._table(uri)
+            # a DeltaTable written through moves to the version of its own commit
+            write_deltalake(
+                uri if table is None else table, data() if callable(data) else data, **kwargs
+            )
+            return table
+
         # A record-batch stream passed as is was consumed by the first attempt: not retried.
         once = isinstance(data, pa.RecordBatchReader)
-        retrying_commit(
-            uri,
-            lambda: write_deltalake(uri, data() if callable(data) else data, **kwargs),
-            retry=lambda e: not once and _is_commit_race(e),
-        )
-        t = self._table(uri)
-        assert t is not None
-        return t.version()
-
-    def _added_columns(self, uri: str, schema: pa.Schema) -> list[str]:
-        """The columns of `schema` the existing table lacks, when it lacks nothing else: an
-        older table of a model that has only gained columns. Empty when the table is absent,
-        equal, or differs otherwise (a write that drops or renames a column is refused by
-        delta-rs as before)."""
-        t = self._table(uri)
-        if t is None:
-            return []
-        have = {f.name for f in t.schema().fields}
-        want = [n for n in schema.names if n != PARTITION_COLUMN]
-        if not have - {PARTITION_COLUMN} <= set(want):
-            return []
-        return [n for n in want if n not in have]
+        written = retrying_commit(uri, commit, retry=lambda e: not once and _is_commit_race(e))
+        if written is None:  # the write created the table
+            written = self._table(uri)
+            assert written is not None
+        return written.version()
 
     # -- reads ----------------------------------------------------------------------------
 
@@ -743,6 +748,17 @@ def _vacuumed_bytes(table: DeltaTable, since_version: int) -> int | None:
             size = (commit.get("operationMetrics") or {}).get("sizeOfDataToDelete")
             return None if size is None else int(size)
     return None
+
+
+def _added_columns(table: DeltaTable, schema: pa.Schema) -> list[str]:
+    """The columns of `schema` the existing table lacks, when it lacks nothing else: an older
+    table of a model that has only gained columns. Empty when equal or when it differs
+    otherwise (a write that drops or renames a column is refused by delta-rs as before)."""
+    have = {f.name for f in table.schema().fields}
+    want = [n for n in schema.names if n != PARTITION_COLUMN]
+    if not have - {PARTITION_COLUMN} <= set(want):
+        return []
+    return [n for n in want if n not in have]
 
 
 def _same_schema(table: DeltaTable, schema: pa.Schema) -> bool:
