@@ -66,15 +66,21 @@ lint: env
 typecheck: env
 	$(VENV)/bin/mypy
 
+# Two pytest workers (pytest-xdist), a test module to one worker (its module fixtures set up
+# once): while one worker waits on a daemon's tick or a node, the other runs. `make test
+# PYTEST_WORKERS=0` runs in one process.
+PYTEST_WORKERS ?= 2
+PYTEST := $(VENV)/bin/pytest -n $(PYTEST_WORKERS) --dist loadfile
+
 test: env postgres chromium lint typecheck
 	$(VENV)/bin/dagster definitions validate -m pipelines.definitions
-	$(VENV)/bin/pytest
+	$(PYTEST)
 
 test-unit: env
 	$(VENV)/bin/pytest -m "not integration"
 
 test-integration: env postgres chromium
-	$(VENV)/bin/pytest -m integration
+	$(PYTEST) -m integration
 
 # Creates this instance's two databases, links config/dagster/dagster.yaml (the PostgreSQL
 # instance) into DAGSTER_HOME, sets the pool limits; prints the instance's name and databases.
