@@ -8,6 +8,7 @@ import io
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import duckdb
@@ -199,6 +200,13 @@ def test_the_readme_examples_run(lake: Lake) -> None:
         last = tree.body[-1]
         assert isinstance(last, ast.Expr)  # each example ends with the frame it shows
         tree.body[-1] = ast.Assign([ast.Name("shown", ast.Store())], last.value)
-        scope: dict[str, object] = {}
-        exec(compile(ast.fix_missing_locations(tree), "README.md", "exec"), scope)
-        assert isinstance(scope["shown"], pl.DataFrame)
+        scope: dict[str, Any] = {}
+        try:
+            exec(compile(ast.fix_missing_locations(tree), "README.md", "exec"), scope)
+            assert isinstance(scope["shown"], pl.DataFrame)
+        finally:
+            # the ClickHouse example's client holds the embedded engine, which takes one
+            # directory per process: let go, or a later test of this process (another
+            # module, under pytest-xdist) cannot open its own
+            if "client" in scope:
+                scope["client"].close()
