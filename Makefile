@@ -67,17 +67,19 @@ typecheck: env
 	$(VENV)/bin/mypy
 
 # Two pytest workers (pytest-xdist), a test module to one worker (its module fixtures set up
-# once): while one worker waits on a daemon's tick or a node, the other runs. `make test
+# once): while one worker waits on a daemon's tick or a node, the other runs. Modules go out
+# in collection order, the slow ones first (tests/conftest.py), not xdist's own order (most
+# tests first, which left the backfill test to start late and run alone). `make test
 # PYTEST_WORKERS=0` runs in one process.
 PYTEST_WORKERS ?= 2
-PYTEST := $(VENV)/bin/pytest -n $(PYTEST_WORKERS) --dist loadfile
+PYTEST := $(VENV)/bin/pytest -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 test: env postgres chromium lint typecheck
 	$(VENV)/bin/dagster definitions validate -m pipelines.definitions
 	$(PYTEST)
 
 test-unit: env
-	$(VENV)/bin/pytest -m "not integration"
+	$(PYTEST) -m "not integration"
 
 test-integration: env postgres chromium
 	$(PYTEST) -m integration

@@ -47,6 +47,15 @@ class Devnet:
         return self.node.rpc_url
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The tests marked `slow` first, the rest in their usual order. `make test` runs two
+    pytest-xdist workers that take a module at a time in this order (the Makefile turns off
+    xdist's own reordering, which puts modules with few tests last): the long modules start
+    at once and the short ones fill in around them, instead of a five-minute module starting
+    near the end and running alone."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 @pytest.fixture(scope="session")
 def anvil() -> Iterator[Anvil]:
     from tools.devnet.anvil import Anvil

@@ -27,7 +27,7 @@ from dagster_stack import free_port
 from chainlake.events import db
 from chainlake.risk import DEFAULT_MIN_OBSERVATIONS
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[2]
 SMALL = {"DEMO_DAYS": "2", "DEMO_BLOCKS_PER_DAY": "12", "DEMO_TXS_PER_BLOCK": "5"}
