@@ -239,9 +239,9 @@ class DeltaStore:
             self.check_bucket()
         return f"{self.root.rstrip('/')}/{chain.network}/{chain.subnet}/{table}"
 
-    def _table(self, uri: str) -> DeltaTable | None:
+    def _table(self, uri: str, version: int | None = None) -> DeltaTable | None:
         try:
-            return DeltaTable(uri, storage_options=self.storage_options() or None)
+            return DeltaTable(uri, version=version, storage_options=self.storage_options() or None)
         except TableNotFoundError:
             return None
 
@@ -499,10 +499,10 @@ class DeltaStore:
     ) -> pl.LazyFrame | None:
         """A lazy scan of the chain's `table` (as of `version`, when given: time travel), or
         None when it does not exist."""
-        uri = self.table_uri(chain, table)
-        if self._table(uri) is None:
-            return None
-        return pl.scan_delta(uri, version=version, storage_options=self.storage_options() or None)
+        t = self._table(self.table_uri(chain, table), version)
+        # the scan reads the table opened here (with its storage options), not the log again:
+        # opening a table costs more than reading a small day from it
+        return None if t is None else pl.scan_delta(t)
 
     def read_days(
         self,
