@@ -27,8 +27,9 @@ RANGE_START_TAG = "dagster/asset_partition_range_start"
 
 
 class _RangesInProcess(dg.Executor):
-    """Steps of a run over a range of partitions run one after another in the run's own process;
-    the steps of any other run run in processes of their own (`multiprocess`).
+    """Steps of a run over a range of partitions, and the step of a run of a single step, run
+    in the run's own process; the steps of any other run run in processes of their own
+    (`multiprocess`).
 
     A backfill's runs each carry days of one chain (`assets/policies.py`) and run side by side,
     several per chain: the parallelism is between runs, and a process per step only adds its
@@ -36,6 +37,8 @@ class _RangesInProcess(dg.Executor):
     orphan watcher and the step's own instance and resources) to every run. Measured on the
     30-day × 2-chain backfill test, those processes took about a third of the test's CPU time.
     The open day's runs (one partition) keep a process per step: their core steps run in parallel.
+    A run of one step (a backfill's balances days, an asset materialised alone from the UI) has
+    nothing to run beside it: a forkserver would import the code location a second time for it.
     """
 
     def __init__(self, multiprocess: dg.Executor, in_process: dg.Executor) -> None:
@@ -52,7 +55,8 @@ class _RangesInProcess(dg.Executor):
 
     def execute(self, plan_context, execution_plan):
         ranged = RANGE_START_TAG in plan_context.dagster_run.tags
-        chosen = self._in_process if ranged else self._multiprocess
+        single = len(execution_plan.step_keys_to_execute) == 1
+        chosen = self._in_process if ranged or single else self._multiprocess
         yield from chosen.execute(plan_context, execution_plan)
 
 

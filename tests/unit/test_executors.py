@@ -74,7 +74,8 @@ def steps_job():
 
 def test_a_range_runs_its_steps_in_its_own_process_and_a_day_forks_them(tmp_path: Path) -> None:
     """The default executor: a run of one partition forks a process per step (STEP_WORKER_STARTED);
-    a run of a range (what a backfill's multi-day run is) runs every step in the run's process."""
+    a run of a range (what a backfill's multi-day run is) and a run of one step run every step in
+    the run's process."""
     from dagster._core.definitions.reconstruct import ReconstructableJob
 
     module = tmp_path / "steps_job.py"
@@ -98,6 +99,17 @@ def test_a_range_runs_its_steps_in_its_own_process_and_a_day_forks_them(tmp_path
             )
 
         assert workers(day.run_id) == 2
+        # a run of a single step has nothing to run beside it: no forkserver, no fork
+        alone = dg.execute_job(
+            job,
+            instance=instance,
+            tags={"dagster/partition": "2026-01-02"},
+            asset_selection=[dg.AssetKey("numbered_again")],
+        )
+        assert alone.success and workers(alone.run_id) == 0
+        assert any(
+            "Executing steps in process" in e.user_message for e in instance.all_logs(alone.run_id)
+        )
         assert workers(ranged.run_id) == 0
         logs = [e.user_message for e in instance.all_logs(ranged.run_id)]
         assert any("Executing steps in process" in m for m in logs), logs
