@@ -96,7 +96,7 @@ def _portfolios_yaml(path: Path, chains: list[Chain]) -> None:
 
 
 class DuckDBReader(threading.Thread):
-    """Reads the serving file read-only every 2 seconds, as an analyst would, and keeps every
+    """Reads the serving file read-only every 5 seconds, as an analyst would, and keeps every
     error except "not created yet"."""
 
     def __init__(self, path: Path) -> None:
@@ -110,7 +110,7 @@ class DuckDBReader(threading.Thread):
         from resources.duckdb import ServingDuckDB
 
         db = ServingDuckDB(database=str(self.path))
-        while not self.stop.wait(2.0):
+        while not self.stop.wait(5.0):
             if not self.path.exists():
                 continue
             try:
