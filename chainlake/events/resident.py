@@ -113,11 +113,13 @@ def serve(
     deadline = started + max_seconds
     report = ResidentReport()
     with db.connection(url, autocommit=True) as listen:
+        # named before the lock is taken: `live_evaluator` only reads the holder's name, and a
+        # holder must never be seen without one
+        listen.execute("SELECT set_config('application_name', %s, false)", (APP_PREFIX + owner,))
         got = listen.execute("SELECT pg_try_advisory_lock(%s, %s) AS ok", LOCK_KEYS).fetchone()
         if not (got and got["ok"]):
             log(f"another resident evaluator is live ({live_evaluator(listen)}); leaving")
             return None
-        listen.execute("SELECT set_config('application_name', %s, false)", (APP_PREFIX + owner,))
         # LISTEN before the first evaluation: an event committed in between still wakes us
         listen.execute(sql.SQL("LISTEN {}").format(sql.Identifier(EVENT_CHANNEL)))
         log(f"resident evaluator {owner} is live for {max_seconds:.0f} s")
