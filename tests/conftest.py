@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import signal
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -29,6 +30,17 @@ if TYPE_CHECKING:
 # (Dagster runs started by the tests inherit them); the tests of the refusals unset them.
 os.environ.setdefault("CHAINLAKE_ACTION_ALLOW_HOSTS", "127.0.0.1,::1")
 os.environ.setdefault("CHAINLAKE_ACTION_SECRETS", "HOOK,HOOK_URL,TG_TOKEN")
+
+# A shell that starts the suite in the background can leave SIGINT/SIGTERM ignored, and an
+# ignored signal stays ignored across exec: every process a test starts would then outlive its
+# terminate() (a multiprocessing pool's `with` block waited forever on a worker it had sent
+# SIGTERM). The suite's processes get the default dispositions back.
+for _sig, _default in (
+    (signal.SIGINT, signal.default_int_handler),
+    (signal.SIGTERM, signal.SIG_DFL),
+):
+    if signal.getsignal(_sig) == signal.SIG_IGN:
+        signal.signal(_sig, _default)
 
 DEVNET_START = dt.date(2025, 1, 1)
 DEVNET_DAYS = 3
