@@ -206,9 +206,10 @@ def stack_env(tmp: Path, dagster_home: Path, postgres_url: str, chains_config: P
 # runs are all requested at its first tick, waits up to a tick for it. An asset backfill's plan
 # does depend on it: a self-dependent asset's day (core/balances) joins a multi-day run only
 # when its sources land in the same tick as the day before it, so with 5 s ticks test_backfill
-# saw one balances run per chain-day; it runs the plain daemon. (Keeping the daemon's first
-# code server instead of its new one every 60 s was tried too: under load that server stopped
-# on a missed heartbeat and, never replaced, failed every later launch.)
+# saw one balances run per chain-day; it runs the plain daemon. (Patching the daemon to keep
+# its first code server instead of a new one every 60 s was tried too: under load that server
+# stopped on a missed heartbeat and, never replaced, failed every later launch. `code_server`
+# below is the way: a server of its own, without a heartbeat.)
 _TEST_DAEMON = """
 import sys
 from dagster._daemon import controller
@@ -251,6 +252,59 @@ def process(args: Sequence[str], env: dict, log: Path) -> Iterator[subprocess.Po
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+
+
+@dataclass(frozen=True)
+class CodeServer:
+    workspace: Path  # a workspace file naming this server as the code location
+    pid: int  # the server's process; its tree holds the run workers it starts
+
+
+@contextlib.contextmanager
+def code_server(env: dict, tmp: Path) -> Iterator[CodeServer]:
+    """The code location as a server of its own (`dagster code-server start`, as the compose
+    file's user-code container runs it): a workspace file pointing at it, for the daemon
+    and every `dagster` command of the test.
+
+    With the repository's workspace.yaml (a python_module) each of those would start a code
+    server of its own, and the daemon replaces its server every 60 s (Dagster's workspace
+    refresh): each start imports the code location again, about 8 CPU-seconds here."""
+    port = free_port()
+    workspace = tmp / "grpc-workspace.yaml"
+    workspace.write_text(
+        "load_from:\n"
+        f"  - grpc_server: {{host: 127.0.0.1, port: {port}, location_name: chainlake}}\n"
+    )
+    argv = [
+        *(str(VENV_BIN / "dagster"), "code-server", "start"),
+        *("-h", "127.0.0.1", "-p", str(port), "-m", "pipelines.definitions", "-a", "defs"),
+        *("--location-name", "chainlake", "-d", str(ROOT)),
+    ]
+    from dagster._grpc.types import ListRepositoriesResponse
+
+    with process(argv, env, tmp / "code-server.log") as server:
+        listed = wait_for(
+            lambda: server.poll() is not None or _listed(port),
+            timeout=300,
+            interval=0.5,
+            what="the code server",
+        )
+        log = (tmp / "code-server.log").read_text(errors="replace")[-3000:]
+        assert server.poll() is None, log
+        assert isinstance(listed, ListRepositoriesResponse), f"{listed}\n{log}"
+        yield CodeServer(workspace, server.pid)
+
+
+def _listed(port: int) -> object | None:
+    """What the server answers when asked for its repositories (a ListRepositoriesResponse, or
+    the error that kept its code location from loading), or None while it does not listen."""
+    from dagster._grpc.client import DagsterGrpcClient
+    from dagster._serdes import deserialize_value
+
+    try:
+        return deserialize_value(DagsterGrpcClient(port=port, host="127.0.0.1").list_repositories())
+    except Exception:  # not listening yet
+        return None
 
 
 def _group_alive(pgid: int) -> bool:

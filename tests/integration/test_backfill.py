@@ -1,7 +1,8 @@
 """A 30-day × 2-chain backfill through the real daemon and run queue.
 
 Two anvil chains with blocks on each of 30 days and a tracked wallet each; a Postgres-backed
-instance configured by the repository's dagster.yaml; `dagster-daemon run`; the backfill of
+instance configured by the repository's dagster.yaml; the code location as its own server
+(`dagster code-server start`, as deployed) and `dagster-daemon run` on it; the backfill of
 raw and core launched with the README's `chainlake backfill` command (an asset backfill, so
 the daemon plans runs of up to `CHAIN_DAYS_PER_RUN` days of one chain from the backfill
 policies, balances after the day before's). While it runs, the DuckDB serving
@@ -12,8 +13,8 @@ It must finish with every run successful, no DuckDB lock error (in runs or for t
 Delta commit conflict, every chain-day in the tables exactly once and materialised exactly once
 per asset, far fewer runs than chain-days (multi-day runs), closed days of one chain in
 parallel (runs tagged `chainlake/chain-history`, at most three of a chain at once) with both
-chains progressing in parallel, and the daemon's processes holding no file of an embedded
-store afterwards.
+chains progressing in parallel, and the processes of the daemon and the code server (its run
+workers) holding no file of an embedded store afterwards.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from dagster_stack import (
     VENV_BIN,
     Chain,
     chains_yaml,
+    code_server,
     open_files_under,
     process,
     process_tree,
@@ -164,11 +166,14 @@ def test_thirty_days_two_chains_backfill(tmp_path: Path, monkeypatch: pytest.Mon
             keys = [
                 f"{c.name}|{FIRST_DAY + dt.timedelta(days=d)}" for c in chains for d in range(DAYS)
             ]
-            with process(
-                [str(VENV_BIN / "dagster-daemon"), "run", "-w", "workspace.yaml"],
-                env,
-                tmp_path / "daemon.log",
-            ) as daemon:
+            with (
+                code_server(env, tmp_path) as server,
+                process(
+                    [str(VENV_BIN / "dagster-daemon"), "run", "-w", str(server.workspace)],
+                    env,
+                    tmp_path / "daemon.log",
+                ) as daemon,
+            ):
                 started = time.monotonic()
                 submitted = time.time()
                 last_day = FIRST_DAY + dt.timedelta(days=DAYS - 1)
@@ -179,7 +184,7 @@ def test_thirty_days_two_chains_backfill(tmp_path: Path, monkeypatch: pytest.Mon
                 assert backfill_id, launched.stdout[-2000:]
                 reader.start()
                 for _ in range(SERVING_RUNS):
-                    dagster("job", "launch", "-w", "workspace.yaml", "-j", "serving_job")
+                    dagster("job", "launch", "-w", str(server.workspace), "-j", "serving_job")
 
                 instance = DagsterInstance.from_ref(InstanceRef.from_dir(str(home)))
                 runs_filter = RunsFilter(tags={"dagster/backfill": backfill_id.group(1)})
@@ -204,7 +209,7 @@ def test_thirty_days_two_chains_backfill(tmp_path: Path, monkeypatch: pytest.Mon
                 reader.stop.set()
                 reader.join(30)
                 held = open_files_under(
-                    process_tree(daemon.pid),
+                    [*process_tree(daemon.pid), *process_tree(server.pid)],
                     [tmp_path / "delta", tmp_path / "chainlake.duckdb", tmp_path / "clickhouse"],
                 )
 

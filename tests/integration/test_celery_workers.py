@@ -17,8 +17,9 @@ The set-up is a deployment in miniature, every store a server as at scale:
 - on each machine `dagster-celery worker start` (concurrency 1), with the code location and
   its own addresses of the servers (its own chains.yaml, S3 endpoint, PostgreSQL and broker
   URLs);
-- on this host the daemon with the code location loaded with CHAINLAKE_EXECUTOR=celery, and
-  the README's `dagster job backfill` over the four chain-days.
+- on this host the code location as its own server (`dagster code-server start`), loaded
+  with CHAINLAKE_EXECUTOR=celery, the daemon on it, and the README's `dagster job backfill`
+  over the four chain-days.
 
 It shows that every step of every run executed in one of the namespaces (the pid of each
 STEP_START event lives in that namespace's network namespace), both machines took steps (the
@@ -56,6 +57,7 @@ import pytest
 from dagster_stack import (
     ROOT,
     VENV_BIN,
+    code_server,
     daemon_command,
     free_port,
     process,
@@ -467,14 +469,18 @@ def test_one_backfill_on_two_celery_workers_in_their_own_network_namespaces(
                     )
                     assert proc.poll() is None, log.read_text(errors="replace")[-3000:]
 
-                with process(
-                    daemon_command("run", "-w", "workspace.yaml", backfill_tick_seconds=5),
-                    env,
-                    tmp_path / "daemon.log",
+                with (
+                    code_server(env, tmp_path) as server,
+                    process(
+                        daemon_command("run", "-w", str(server.workspace), backfill_tick_seconds=5),
+                        env,
+                        tmp_path / "daemon.log",
+                    ),
                 ):
+                    workspace = str(server.workspace)
                     launched = subprocess.run(
                         [
-                            *(str(VENV_BIN / "dagster"), "job", "backfill", "-w", "workspace.yaml"),
+                            *(str(VENV_BIN / "dagster"), "job", "backfill", "-w", workspace),
                             *("-j", "chain_day_job", "--partitions", ",".join(keys), "--noprompt"),
                         ],
                         cwd=ROOT,
