@@ -16,11 +16,11 @@ chains come from `tools.devnet.configs`. Then, against those nodes:
   backfills and again after them.
 - (c) raw + core: a fresh stack (its own PostgreSQL database for the Dagster instance and the
   events, its own Delta root, ClickHouse and DuckDB files) set up like `make dev`
-  (`chainlake.instance`: the shipped `dagster.yaml`, pools), `dagster-daemon run` on
-  `workspace.yaml`, then one asset backfill of the `raw` and `core` groups over every
-  chain-day, submitted as the UI's "Materialize selected" does (a `PartitionBackfill` with
-  asset backfill data: the assets' backfill policies decide the runs). Timed from the
-  submission to the end of the last run.
+  (`chainlake.instance`: the shipped `dagster.yaml`, pools), the code location as its own
+  server (`dagster code-server start`) and `dagster-daemon run` on it, then one asset
+  backfill of the `raw` and `core` groups over every chain-day, submitted as the UI's
+  "Materialize selected" does (a `PartitionBackfill` with asset backfill data: the assets'
+  backfill policies decide the runs). Timed from the submission to the end of the last run.
 - (c2) the whole graph, the same way on another fresh stack: raw, core, analytics, events and
   serving.
 
@@ -60,6 +60,7 @@ sys.path.insert(0, str(ROOT))
 
 from tests.integration.dagster_stack import (  # noqa: E402
     VENV_BIN,
+    code_server,
     process,
     scratch_database,
     stack_env,
@@ -322,9 +323,12 @@ def backfill(
         _run([sys.executable, "-m", "chainlake.instance"], env)
         _run([str(VENV_BIN / "chainlake"), "db", "migrate"], env)
         instance = stack.enter_context(_instance(home, pg_url))
+        # the code location as its own server, as deployed (README "Operating"): a daemon on
+        # workspace.yaml would replace its code server every 60 s, importing the code again
+        server = stack.enter_context(code_server(env, tmp))
         daemon = stack.enter_context(
             process(
-                [str(VENV_BIN / "dagster-daemon"), "run", "-w", "workspace.yaml"],
+                [str(VENV_BIN / "dagster-daemon"), "run", "-w", str(server.workspace)],
                 env,
                 tmp / "daemon.log",
             )

@@ -269,6 +269,8 @@ def code_server(env: dict, tmp: Path) -> Iterator[CodeServer]:
     With the repository's workspace.yaml (a python_module) each of those would start a code
     server of its own, and the daemon replaces its server every 60 s (Dagster's workspace
     refresh): each start imports the code location again, about 8 CPU-seconds here."""
+    from dagster._grpc.types import ListRepositoriesResponse
+
     port = free_port()
     workspace = tmp / "grpc-workspace.yaml"
     workspace.write_text(
@@ -280,8 +282,6 @@ def code_server(env: dict, tmp: Path) -> Iterator[CodeServer]:
         *("-h", "127.0.0.1", "-p", str(port), "-m", "pipelines.definitions", "-a", "defs"),
         *("--location-name", "chainlake", "-d", str(ROOT)),
     ]
-    from dagster._grpc.types import ListRepositoriesResponse
-
     with process(argv, env, tmp / "code-server.log") as server:
         listed = wait_for(
             lambda: server.poll() is not None or _listed(port),
